@@ -1,0 +1,86 @@
+// Package cli is plugind's command line: it parses commands and flags,
+// loads the configuration, builds the root logger and hands over to the
+// package that does the work.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime/debug"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/plugind/plugind/config"
+	"github.com/plugind/plugind/server"
+)
+
+// Main runs the command line with args and returns the exit code.
+func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	root := newRoot(getenv, stdout, stderr)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "plugind:", err)
+		return 1
+	}
+	return 0
+}
+
+func newRoot(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	serve := func(cmd *cobra.Command, _ []string) error {
+		cfg, err := config.Load(cmd.Flags(), getenv)
+		if err != nil {
+			return err
+		}
+		log := newLogger(stderr, cfg.Debug)
+		s, err := server.New(cmd.Context(), cfg, log)
+		if err != nil {
+			return err
+		}
+		return s.ListenAndServe(cmd.Context())
+	}
+	root := &cobra.Command{
+		Use:           "plugind",
+		Short:         "Serve Go source files in <pluginpath>/src as HTTP endpoints",
+		Args:          cobra.NoArgs,
+		RunE:          serve,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	config.AddFlags(root.PersistentFlags())
+	root.AddCommand(&cobra.Command{
+		Use:   "serve",
+		Short: "Run the server (the default command)",
+		Args:  cobra.NoArgs,
+		RunE:  serve,
+	})
+	root.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print version, Go version and build settings",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bi, ok := debug.ReadBuildInfo()
+			if !ok {
+				return fmt.Errorf("no build information in this binary")
+			}
+			fmt.Fprintf(stdout, "plugind %s\n%s\n", bi.Main.Version, bi.GoVersion)
+			for _, s := range bi.Settings {
+				fmt.Fprintf(stdout, "  %s=%s\n", s.Key, s.Value)
+			}
+			return nil
+		},
+	})
+	return root
+}
+
+// newLogger is the root logger: JSON, one event per line.
+func newLogger(w io.Writer, debugMode bool) zerolog.Logger {
+	level := zerolog.InfoLevel
+	if debugMode {
+		level = zerolog.DebugLevel
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}

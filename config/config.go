@@ -1,0 +1,196 @@
+// Package config loads plugind's configuration, once, into a typed Config.
+//
+// Values come, in rising order of precedence, from built-in defaults (those
+// of prestd where the key is shared), the TOML file (prest.toml, or the path
+// in --config or PREST_CONF), PREST_* environment variables and command-line
+// flags. Keys are prestd's: a prestd prest.toml keeps working, and keys this
+// server does not know (pg.*, for example) are reported in one warning rather
+// than refused. An invalid value stops start-up with an error naming the key.
+//
+// No other package imports viper.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Config is the whole configuration of a plugind process.
+type Config struct {
+	// PluginPath holds the plugin sources in PluginPath/src.
+	PluginPath string `mapstructure:"pluginpath"`
+	Debug      bool   `mapstructure:"debug"`
+	HTTP       HTTP   `mapstructure:"http"`
+	Plugins    Plugins
+	Lifecycle  Lifecycle
+
+	// File is the configuration file that was read, or "" if none was.
+	File string `mapstructure:"-"`
+	// Unknown lists keys present in the file or flags that plugind does
+	// not use (prestd's pg.* keys, say). They are not an error.
+	Unknown []string `mapstructure:"-"`
+}
+
+// HTTP configures the listener.
+type HTTP struct {
+	Host string `mapstructure:"host"`
+	Port int    `mapstructure:"port"`
+}
+
+// Plugins configures how plugins are built and loaded.
+type Plugins struct {
+	// CacheDir receives built artifacts; default PluginPath/.plugind.
+	CacheDir string `mapstructure:"cachedir"`
+	// ModuleDir is the Go module plugins are built in, so that they share
+	// the server's dependency versions. Default: the server's own source
+	// tree, found from the working directory or the executable.
+	ModuleDir string `mapstructure:"moduledir"`
+	// Go is the go command used to build plugins.
+	Go string `mapstructure:"go"`
+	// BuildTimeout bounds one plugin build.
+	BuildTimeout time.Duration `mapstructure:"buildtimeout"`
+}
+
+// Lifecycle configures start-up and shutdown.
+type Lifecycle struct {
+	// ServerShutdownTimeout bounds how long in-flight requests may run
+	// after a shutdown signal.
+	ServerShutdownTimeout time.Duration `mapstructure:"serverShutdownTimeout"`
+}
+
+// SrcDir is the directory plugin sources are read from.
+func (c Config) SrcDir() string { return filepath.Join(c.PluginPath, "src") }
+
+// Addr is the listen address.
+func (c Config) Addr() string {
+	return fmt.Sprintf("%s:%d", c.HTTP.Host, c.HTTP.Port)
+}
+
+// defaults are prestd's where the key is shared. Every key plugind reads
+// has a default here: viper only maps environment variables onto keys it
+// knows.
+var defaults = map[string]any{
+	"pluginpath":                      "./lib",
+	"debug":                           false,
+	"http.host":                       "0.0.0.0",
+	"http.port":                       3000,
+	"plugins.cachedir":                "",
+	"plugins.moduledir":               "",
+	"plugins.go":                      "go",
+	"plugins.buildtimeout":            "5m",
+	"lifecycle.servershutdowntimeout": "20s",
+}
+
+// env lists the environment variables of each key, first match wins.
+// Keys not listed here get PREST_<KEY> with dots as underscores.
+var env = map[string][]string{
+	"http.port": {"PREST_HTTP_PORT", "PORT"},
+}
+
+// flagKeys maps command-line flags onto keys.
+var flagKeys = map[string]string{
+	"pluginpath": "pluginpath",
+	"host":       "http.host",
+	"port":       "http.port",
+	"debug":      "debug",
+}
+
+// AddFlags registers the flags Load understands on fs.
+func AddFlags(fs *pflag.FlagSet) {
+	fs.String("config", "", "configuration file (default ./prest.toml; env PREST_CONF)")
+	fs.String("pluginpath", "", "plugin directory, sources in <pluginpath>/src (env PREST_PLUGINPATH)")
+	fs.String("host", "", "listen host (env PREST_HTTP_HOST)")
+	fs.Int("port", 0, "listen port (env PREST_HTTP_PORT or PORT)")
+	fs.Bool("debug", false, "debug mode: verbose logs, compiler output in error bodies (env PREST_DEBUG)")
+}
+
+// Load reads the configuration. fs may be nil; getenv is os.Getenv in
+// production and a map lookup in tests.
+func Load(fs *pflag.FlagSet, getenv func(string) string) (Config, error) {
+	v := viper.New()
+	for k, d := range defaults {
+		v.SetDefault(k, d)
+	}
+	// viper reads the environment itself; give it getenv's view by
+	// resolving the variables here and setting them as overrides.
+	for k := range defaults {
+		names, ok := env[k]
+		if !ok {
+			names = []string{"PREST_" + strings.ToUpper(strings.ReplaceAll(k, ".", "_"))}
+		}
+		for _, n := range names {
+			if val := getenv(n); val != "" {
+				v.Set(k, val)
+				break
+			}
+		}
+	}
+	if fs != nil {
+		for name, key := range flagKeys {
+			if f := fs.Lookup(name); f != nil && f.Changed {
+				v.Set(key, f.Value.String())
+			}
+		}
+	}
+
+	file, explicit := getenv("PREST_CONF"), false
+	if fs != nil {
+		if f := fs.Lookup("config"); f != nil && f.Changed {
+			file = f.Value.String()
+		}
+	}
+	if file != "" {
+		explicit = true
+	} else {
+		file = "./prest.toml"
+	}
+	v.SetConfigFile(file)
+	v.SetConfigType("toml")
+	var cfg Config
+	if err := v.ReadInConfig(); err != nil {
+		if explicit || !errors.Is(err, os.ErrNotExist) {
+			return cfg, fmt.Errorf("config file %s: %w", file, err)
+		}
+	} else {
+		cfg.File = file
+	}
+
+	if err := v.Unmarshal(&cfg); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if cfg.Plugins.CacheDir == "" {
+		cfg.Plugins.CacheDir = filepath.Join(cfg.PluginPath, ".plugind")
+	}
+	for _, k := range v.AllKeys() {
+		if _, ok := defaults[k]; !ok {
+			cfg.Unknown = append(cfg.Unknown, k)
+		}
+	}
+	slices.Sort(cfg.Unknown)
+	return cfg, cfg.Validate()
+}
+
+// Validate reports the first invalid value, naming its key.
+func (c Config) Validate() error {
+	switch {
+	case c.PluginPath == "":
+		return errors.New("config: pluginpath must not be empty")
+	case c.HTTP.Port < 0 || c.HTTP.Port > 65535:
+		return fmt.Errorf("config: http.port %d is out of range 0-65535", c.HTTP.Port)
+	case c.Plugins.Go == "":
+		return errors.New("config: plugins.go must name the go command")
+	case c.Plugins.BuildTimeout <= 0:
+		return fmt.Errorf("config: plugins.buildtimeout must be positive, got %s", c.Plugins.BuildTimeout)
+	case c.Lifecycle.ServerShutdownTimeout < 0:
+		return fmt.Errorf("config: lifecycle.serverShutdownTimeout must not be negative, got %s", c.Lifecycle.ServerShutdownTimeout)
+	}
+	return nil
+}

@@ -1,0 +1,121 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"github.com/rs/zerolog/hlog"
+
+	"github.com/plugind/plugind/loader"
+)
+
+// errorBody is every error response.
+type errorBody struct {
+	Error  string `json:"error"`
+	Plugin string `json:"plugin,omitempty"`
+	// Diagnostics is the compiler's output, in debug mode only.
+	Diagnostics string `json:"diagnostics,omitempty"`
+}
+
+// statuses maps error kinds to HTTP statuses, first match wins.
+var statuses = []struct {
+	kind   error
+	status int
+}{
+	{loader.ErrBadName, http.StatusBadRequest},
+	{loader.ErrNotFound, http.StatusNotFound},
+	{loader.ErrNoHandler, http.StatusNotFound},
+	{loader.ErrMethodNotAllowed, http.StatusMethodNotAllowed},
+	{loader.ErrUnsupported, http.StatusNotImplemented},
+	{loader.ErrBuild, http.StatusInternalServerError},
+	{loader.ErrOpen, http.StatusInternalServerError},
+	{loader.ErrSignature, http.StatusInternalServerError},
+	{loader.ErrPanic, http.StatusInternalServerError},
+	{errInvalidStatus, http.StatusInternalServerError},
+	{context.DeadlineExceeded, http.StatusServiceUnavailable},
+	{context.Canceled, http.StatusServiceUnavailable},
+}
+
+// statusOf is the status for err.
+func statusOf(err error) int {
+	for _, s := range statuses {
+		if errors.Is(err, s.kind) {
+			return s.status
+		}
+	}
+	return http.StatusInternalServerError
+}
+
+// writeError is the one place errors become responses. The body carries
+// only client-safe text: loader messages name plugins and symbols, never
+// paths; anything unclassified is "internal server error". The full error
+// goes to the log.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status := statusOf(err)
+	body := errorBody{Error: http.StatusText(status)}
+	var le *loader.Error
+	var se *invalidStatusError
+	switch {
+	case errors.As(err, &le):
+		body.Error, body.Plugin = le.Msg, le.Plugin
+		if s.Debug {
+			body.Diagnostics = le.Output
+		}
+		if len(le.Allowed) > 0 {
+			w.Header().Set("Allow", strings.Join(le.Allowed, ", "))
+		}
+	case errors.As(err, &se):
+		body.Error, body.Plugin = se.Error(), se.plugin
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		body.Error = "the plugin is not ready yet; try again"
+		w.Header().Set("Retry-After", "1")
+	}
+	logError(r, err, status)
+	writeJSON(w, status, body)
+}
+
+// logError logs err at a level that fits status, with the stack of a
+// panic and the compiler's output of a failed build.
+func logError(r *http.Request, err error, status int) {
+	log := hlog.FromRequest(r)
+	var ev *zerolog.Event
+	if status >= 500 {
+		ev = log.Error()
+	} else {
+		ev = log.Debug()
+	}
+	var le *loader.Error
+	if errors.As(err, &le) && len(le.Stack) > 0 {
+		ev = ev.Str("stack", string(le.Stack))
+	}
+	ev.Err(err).Int("status", status).Msg("request failed")
+}
+
+// errInvalidStatus classifies invalidStatusError.
+var errInvalidStatus = errors.New("invalid status")
+
+// invalidStatusError is a legacy handler returning a status that is not
+// a final HTTP status.
+type invalidStatusError struct {
+	plugin, symbol string
+	status         int
+}
+
+func (e *invalidStatusError) Error() string {
+	return fmt.Sprintf("plugin %q: %s returned status %d; want 200-599 (or 0 for 200)", e.plugin, e.symbol, e.status)
+}
+
+func (e *invalidStatusError) Unwrap() error { return errInvalidStatus }
+
+// writeJSON writes v as the JSON body of a response.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,56 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinels classify every error the loader returns; test with errors.Is.
+var (
+	ErrBadName          = errors.New("invalid name")
+	ErrNotFound         = errors.New("plugin not found")
+	ErrNoHandler        = errors.New("handler not found")
+	ErrMethodNotAllowed = errors.New("method not allowed")
+	ErrBuild            = errors.New("plugin build failed")
+	ErrOpen             = errors.New("plugin could not be loaded")
+	ErrSignature        = errors.New("unsupported handler signature")
+	ErrPanic            = errors.New("plugin panicked")
+	ErrUnsupported      = errors.New("plugins are not supported on this platform")
+)
+
+// Error is the loader's error. Msg is safe to show a client: it names
+// plugins and symbols, never paths. Err carries the cause for the log.
+type Error struct {
+	Kind   error  // one of the sentinels above
+	Plugin string // plugin name, if known
+	Msg    string // client-safe message
+	Err    error  // cause; may contain paths, for logs only
+
+	// Allowed lists the methods a plugin has for the requested function
+	// (ErrMethodNotAllowed).
+	Allowed []string
+	// Output is the compiler's output with paths made relative to the
+	// plugin source directory (ErrBuild).
+	Output string
+	// Stack is the goroutine stack at a panic (ErrPanic).
+	Stack []byte
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+// Unwrap exposes both the kind and the cause to errors.Is and errors.As.
+func (e *Error) Unwrap() []error {
+	if e.Err != nil {
+		return []error{e.Kind, e.Err}
+	}
+	return []error{e.Kind}
+}
+
+func newError(kind error, plugin string, cause error, format string, args ...any) *Error {
+	return &Error{Kind: kind, Plugin: plugin, Err: cause, Msg: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,101 @@
+package loader
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"golang.org/x/mod/modfile"
+)
+
+// HostBuild is how the running server was built: what every plugin it
+// opens must be built with too.
+type HostBuild struct {
+	GoVersion string   // runtime.Version()
+	Module    string   // the server's main module path
+	Flags     []string // go build flags that change compiled packages
+	Env       []string // environment that changes compiled packages
+}
+
+// flagSettings are the build settings recorded in build information that
+// change how packages compile; a plugin built without the same value fails
+// plugin.Open ("built with a different version of package ...").
+var flagSettings = []string{"-race", "-msan", "-asan", "-trimpath", "-tags", "-gcflags", "-asmflags", "-pgo"}
+
+// envSettings are recorded environment variables with the same effect.
+var envSettings = []string{
+	"CGO_ENABLED", "CGO_CFLAGS", "CGO_CPPFLAGS", "CGO_CXXFLAGS", "CGO_LDFLAGS",
+	"GOOS", "GOARCH", "GOAMD64", "GOARM", "GOARM64", "GO386", "GOMIPS", "GOMIPS64",
+	"GOPPC64", "GORISCV64", "GOWASM", "GOEXPERIMENT",
+}
+
+// HostBuildInfo reads the running binary's build information.
+func HostBuildInfo() (HostBuild, error) {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return HostBuild{}, errors.New("the server binary carries no build information")
+	}
+	return hostBuildFrom(bi), nil
+}
+
+func hostBuildFrom(bi *debug.BuildInfo) HostBuild {
+	h := HostBuild{GoVersion: runtime.Version(), Module: bi.Main.Path}
+	for _, s := range bi.Settings {
+		switch {
+		case slices.Contains(flagSettings, s.Key):
+			switch {
+			case s.Value == "true":
+				h.Flags = append(h.Flags, s.Key)
+			case s.Value == "false", s.Value == "":
+			default:
+				h.Flags = append(h.Flags, s.Key+"="+s.Value)
+			}
+		case slices.Contains(envSettings, s.Key):
+			h.Env = append(h.Env, s.Key+"="+s.Value)
+		}
+	}
+	return h
+}
+
+// Identity is a digest of everything in h that decides whether a plugin
+// built for it can be opened by it.
+func (h HostBuild) Identity() string {
+	sum := sha256.New()
+	fmt.Fprintf(sum, "%s\n%s\n%s\n%s\n", h.GoVersion, h.Module, strings.Join(h.Flags, " "), strings.Join(h.Env, " "))
+	return hex.EncodeToString(sum.Sum(nil))
+}
+
+// FindModuleDir finds the source tree of module: the first directory
+// holding a go.mod that declares it, walking up from each start.
+func FindModuleDir(module string, starts ...string) (string, error) {
+	if module == "" {
+		return "", errors.New("the server's module path is unknown")
+	}
+	for _, dir := range starts {
+		if dir == "" {
+			continue
+		}
+		dir, err := filepath.Abs(dir)
+		if err != nil {
+			continue
+		}
+		for {
+			if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && modfile.ModulePath(data) == module {
+				return dir, nil
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
+		}
+	}
+	return "", fmt.Errorf("no source tree of module %s above %s: run plugind from it or set plugins.moduledir", module, strings.Join(starts, " or "))
+}

@@ -1,0 +1,58 @@
+package loader
+
+// Names arrive from URLs. They are checked byte by byte against a strict
+// ASCII alphabet before anything touches the disk, so no encoding, dot,
+// separator, NUL or look-alike rune can reach a path.
+
+const (
+	// MaxNameLen bounds plugin and function names.
+	MaxNameLen = 64
+	// MaxMethodLen bounds HTTP methods used to form a symbol name.
+	MaxMethodLen = 16
+)
+
+// ValidName reports whether s can name a plugin: 1 to MaxNameLen letters,
+// digits, '_' or '-', not starting with '-'.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > MaxNameLen || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isIdentByte(s[i]) && s[i] != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidFunc reports whether s can name a handler function: 1 to
+// MaxNameLen letters, digits or '_'.
+func ValidFunc(s string) bool {
+	if len(s) == 0 || len(s) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isIdentByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidMethod reports whether s can be the method part of a symbol name:
+// upper-case ASCII letters only.
+func ValidMethod(s string) bool {
+	if len(s) == 0 || len(s) > MaxMethodLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 'A' || s[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+func isIdentByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_'
+}

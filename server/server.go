@@ -1,0 +1,151 @@
+// Package server wires configuration, the plugin loader and the HTTP
+// handlers into a running http.Server and owns its lifecycle: start-up
+// checks, readiness, and graceful shutdown when its context ends.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/plugind/plugind/config"
+	"github.com/plugind/plugind/handlers"
+	"github.com/plugind/plugind/loader"
+)
+
+// state is where the server is in its life, for /readyz.
+type state int32
+
+const (
+	starting state = iota
+	serving
+	draining
+)
+
+// Server is one plugind HTTP server.
+type Server struct {
+	cfg    config.Config
+	log    zerolog.Logger
+	loader *loader.Loader
+	state  atomic.Int32 // a state
+}
+
+// New checks the environment, discovers plugins and prepares the server.
+// It logs one line per discovered plugin, and what is missing to build
+// plugins here, if anything.
+func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, error) {
+	host, err := loader.HostBuildInfo()
+	if err != nil {
+		return nil, err
+	}
+	l, err := loader.New(loader.Options{
+		SrcDir:       cfg.SrcDir(),
+		CacheDir:     cfg.Plugins.CacheDir,
+		ModuleDir:    cfg.Plugins.ModuleDir,
+		Go:           cfg.Plugins.Go,
+		BuildTimeout: cfg.Plugins.BuildTimeout,
+		Host:         &host,
+		Log:          log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, loader: l}
+	if cfg.File != "" {
+		log.Info().Str("file", cfg.File).Msg("configuration read")
+	}
+	if len(cfg.Unknown) > 0 {
+		log.Warn().Strs("keys", cfg.Unknown).Msg("configuration keys not used by plugind are ignored")
+	}
+	for _, p := range loader.CheckToolchain(ctx, cfg.Plugins.Go, host) {
+		log.Warn().Str("problem", p).Msg("plugins cannot be built or loaded here")
+	}
+	plugins, skipped, err := l.Discover()
+	if err != nil {
+		log.Warn().Err(err).Str("dir", cfg.SrcDir()).Msg("plugin source directory unreadable")
+	}
+	for _, p := range plugins {
+		log.Info().Str("plugin", p.Name).Str("kind", string(p.Kind)).Msg("plugin registered")
+	}
+	for _, name := range skipped {
+		log.Warn().Str("entry", name).Msg("plugin source skipped: its name is not a valid plugin name")
+	}
+	return s, nil
+}
+
+// Handler is the server's HTTP handler, for tests that bring their own
+// listener or server.
+func (s *Server) Handler() http.Handler {
+	h := &handlers.Server{
+		Plugins: s.loader,
+		Log:     s.log,
+		Debug:   s.cfg.Debug,
+		Ready:   s.ready,
+	}
+	return h.Handler()
+}
+
+func (s *Server) ready() error {
+	switch state(s.state.Load()) {
+	case starting:
+		return errors.New("starting")
+	case draining:
+		return errors.New("shutting down")
+	}
+	return nil
+}
+
+// ListenAndServe listens on the configured address and serves until ctx
+// ends.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr())
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx ends, then stops taking connections, turns
+// /readyz failing and lets in-flight requests finish for up to
+// lifecycle.serverShutdownTimeout. It returns nil after a clean shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	defer s.loader.Close()
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          stdlog.New(s.log.With().Str("component", "http").Logger(), "", 0),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	s.state.Store(int32(serving))
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.state.Store(int32(draining))
+	timeout := s.cfg.Lifecycle.ServerShutdownTimeout
+	s.log.Info().Dur("timeout", timeout).Msg("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		s.log.Warn().Err(err).Msg("in-flight requests outlived the shutdown timeout; closing their connections")
+		_ = srv.Close()
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	s.log.Info().Msg("stopped")
+	return nil
+}
