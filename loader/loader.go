@@ -49,7 +49,7 @@ type Loader struct {
 	plugins  map[string]*artifact
 	failures map[string]failure
 
-	amu       sync.Mutex // guards artifacts
+	amu       sync.Mutex           // guards artifacts
 	artifacts map[string]*artifact // by artifact path
 }
 
