@@ -1,0 +1,120 @@
+// Package plugintest helps tests build and serve real plugins: a plugin
+// directory made from the fixtures in testdata/plugins, an artifact cache
+// shared by every test binary (artifacts are content-addressed, so sharing
+// is safe, and a warm cache saves the compiler's seconds), and a log
+// buffer that tests can query.
+package plugintest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Root is the repository root.
+func Root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// CacheDir is the artifact cache shared by test binaries.
+func CacheDir() string {
+	if d := os.Getenv("PLUGIND_TEST_CACHE"); d != "" {
+		return d
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	return filepath.Join(base, "plugind-test", "artifacts")
+}
+
+// PluginPath makes a plugin path whose src holds copies of the named
+// fixtures (files without ".go", or folders) and returns it.
+func PluginPath(t testing.TB, fixtures ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	from := filepath.Join(Root(), "testdata", "plugins")
+	for _, name := range fixtures {
+		if fi, err := os.Stat(filepath.Join(from, name)); err == nil && fi.IsDir() {
+			if err := os.CopyFS(filepath.Join(src, name), os.DirFS(filepath.Join(from, name))); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(from, name+".go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		WriteFile(t, src, name+".go", string(data))
+	}
+	return dir
+}
+
+// WriteFile writes content to dir/name.
+func WriteFile(t testing.TB, dir, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Unique returns a plugin source that no cache has seen: body with a
+// comment naming the test and the time, so a test can count real builds.
+func Unique(t testing.TB, body string) string {
+	return fmt.Sprintf("// %s %d\n%s", t.Name(), time.Now().UnixNano(), body)
+}
+
+// Log is a goroutine-safe buffer of JSON log lines.
+type Log struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *Log) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// String is everything logged so far.
+func (l *Log) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// Events returns the logged events whose fields include all of match.
+func (l *Log) Events(match map[string]any) []map[string]any {
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewBufferString(l.String()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var ev map[string]any
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue
+		}
+		ok := true
+		for k, v := range match {
+			if ev[k] != v {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			out = append(out, ev)
+		}
+	}
+	return out
+}

@@ -1,0 +1,69 @@
+package loader
+
+import (
+	"runtime/debug"
+	"slices"
+	"testing"
+)
+
+func TestHostBuildFrom(t *testing.T) {
+	tests := []struct {
+		name     string
+		settings []debug.BuildSetting
+		flags    []string
+		env      []string
+	}{
+		{
+			name:     "plain",
+			settings: []debug.BuildSetting{{Key: "-buildmode", Value: "exe"}, {Key: "-compiler", Value: "gc"}, {Key: "CGO_ENABLED", Value: "1"}, {Key: "GOARCH", Value: "amd64"}, {Key: "GOOS", Value: "linux"}, {Key: "GOAMD64", Value: "v1"}},
+			env:      []string{"CGO_ENABLED=1", "GOARCH=amd64", "GOOS=linux", "GOAMD64=v1"},
+		},
+		{
+			name:     "race and trimpath",
+			settings: []debug.BuildSetting{{Key: "-race", Value: "true"}, {Key: "-trimpath", Value: "true"}, {Key: "CGO_ENABLED", Value: "1"}},
+			flags:    []string{"-race", "-trimpath"},
+			env:      []string{"CGO_ENABLED=1"},
+		},
+		{
+			name:     "tags and gcflags",
+			settings: []debug.BuildSetting{{Key: "-tags", Value: "netgo,osusergo"}, {Key: "-gcflags", Value: "all=-N -l"}, {Key: "-ldflags", Value: "-s -w"}, {Key: "vcs.revision", Value: "abc"}},
+			flags:    []string{"-tags=netgo,osusergo", "-gcflags=all=-N -l"},
+		},
+		{
+			name:     "false flags are absent",
+			settings: []debug.BuildSetting{{Key: "-race", Value: "false"}, {Key: "-trimpath", Value: "false"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := hostBuildFrom(&debug.BuildInfo{Main: debug.Module{Path: "example.com/m"}, Settings: tt.settings})
+			if !slices.Equal(h.Flags, tt.flags) {
+				t.Errorf("flags = %q, want %q", h.Flags, tt.flags)
+			}
+			if !slices.Equal(h.Env, tt.env) {
+				t.Errorf("env = %q, want %q", h.Env, tt.env)
+			}
+			if h.Module != "example.com/m" {
+				t.Errorf("module = %q", h.Module)
+			}
+		})
+	}
+	a := hostBuildFrom(&debug.BuildInfo{Settings: tests[0].settings})
+	b := hostBuildFrom(&debug.BuildInfo{Settings: tests[1].settings})
+	if a.Identity() == b.Identity() {
+		t.Error("hosts built with different flags share an identity")
+	}
+}
+
+func TestRelativeDiagnostics(t *testing.T) {
+	b := &builder{moduleDir: "/home/u/plugind", srcDir: "/home/u/plugind/lib/src"}
+	out := "# command-line-arguments\n/home/u/plugind/lib/src/broken.go:5:2: undefined: x\nlib/src/broken.go:6:1: syntax error\n./lib/src/x/a.go:1:1: bad\n"
+	want := "broken.go:5:2: undefined: x\nbroken.go:6:1: syntax error\nx/a.go:1:1: bad"
+	if got := b.relative(out); got != want {
+		t.Errorf("relative =\n%s\nwant\n%s", got, want)
+	}
+	b = &builder{moduleDir: "/home/u/plugind", srcDir: "/srv/plugins/src"}
+	if got := b.relative("/srv/plugins/src/a.go:1:1: bad\n"); got != "a.go:1:1: bad" {
+		t.Errorf("relative outside the module = %q", got)
+	}
+}

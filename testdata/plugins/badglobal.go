@@ -1,0 +1,6 @@
+// badglobal declares HTTPVars with the wrong type.
+package main
+
+var HTTPVars []string
+
+func GETHelloHandler() string { return "unreachable" }
