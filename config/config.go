@@ -29,8 +29,8 @@ type Config struct {
 	PluginPath string `mapstructure:"pluginpath"`
 	Debug      bool   `mapstructure:"debug"`
 	HTTP       HTTP   `mapstructure:"http"`
-	Plugins    Plugins
-	Lifecycle  Lifecycle
+	Plugins    Plugins   `mapstructure:"plugins"`
+	Lifecycle  Lifecycle `mapstructure:"lifecycle"`
 
 	// File is the configuration file that was read, or "" if none was.
 	File string `mapstructure:"-"`
@@ -164,7 +164,7 @@ func Load(fs *pflag.FlagSet, getenv func(string) string) (Config, error) {
 	}
 
 	if err := v.Unmarshal(&cfg); err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
+		return cfg, &decodeError{err: err}
 	}
 	if cfg.Plugins.CacheDir == "" {
 		cfg.Plugins.CacheDir = filepath.Join(cfg.PluginPath, ".plugind")
@@ -193,4 +193,23 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: lifecycle.serverShutdownTimeout must not be negative, got %s", c.Lifecycle.ServerShutdownTimeout)
 	}
 	return nil
+}
+
+// decodeError flattens mapstructure's multi-line report ("decoding failed
+// due to the following error(s):" and one line per key) into one line
+// that starts with the key.
+type decodeError struct{ err error }
+
+func (e *decodeError) Unwrap() error { return e.err }
+
+func (e *decodeError) Error() string {
+	var lines []string
+	for _, line := range strings.Split(e.err.Error(), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "decoding failed") {
+			continue
+		}
+		lines = append(lines, line)
+	}
+	return "config: " + strings.Join(lines, "; ")
 }
