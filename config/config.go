@@ -26,9 +26,9 @@ import (
 // Config is the whole configuration of a plugind process.
 type Config struct {
 	// PluginPath holds the plugin sources in PluginPath/src.
-	PluginPath string `mapstructure:"pluginpath"`
-	Debug      bool   `mapstructure:"debug"`
-	HTTP       HTTP   `mapstructure:"http"`
+	PluginPath string    `mapstructure:"pluginpath"`
+	Debug      bool      `mapstructure:"debug"`
+	HTTP       HTTP      `mapstructure:"http"`
 	Plugins    Plugins   `mapstructure:"plugins"`
 	Lifecycle  Lifecycle `mapstructure:"lifecycle"`
 
