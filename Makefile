@@ -1,0 +1,38 @@
+# One set of flags for the server and for every plugin it builds: the
+# server reads its own build settings and builds plugins with them, so
+# changing GOFLAGS_BUILD here changes both.
+GO            ?= go
+GOFLAGS_BUILD ?=
+BIN           := bin/plugind
+
+.PHONY: build run test vet bench fuzz clean
+
+build:
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) .
+
+run: build
+	@echo "plugind: serving lib/src on :3000; try:"
+	@echo "  curl 'http://localhost:3000/_PLUGIN/hello/Hello?abc=123'"
+	@echo "(the first request builds the plugin: up to a minute on a fresh machine, about a second after)"
+	./$(BIN)
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^lib/src/'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '^lib/src/'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) build ./...
+	CGO_ENABLED=0 $(GO) build ./...
+	GOOS=windows $(GO) build ./...
+	GOOS=darwin GOARCH=arm64 CGO_ENABLED=1 $(GO) vet ./loader/
+
+# The race detector runs over everything; plugins in those tests are built
+# with -race too, because the test binary's build settings say so.
+test: vet
+	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -run '^$$' -fuzz FuzzValidName -fuzztime 10s ./loader/
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./handlers/ ./server/
+	$(GO) run ./internal/cmd/loadrun -bin $(BIN)
+
+clean:
+	rm -rf bin lib/.plugind

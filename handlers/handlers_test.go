@@ -1,0 +1,169 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/plugind/plugind/internal/plugintest"
+	"github.com/plugind/plugind/loader"
+)
+
+// fakePlugins answers every lookup with err and records the calls.
+type fakePlugins struct {
+	err   error
+	calls []string
+}
+
+func (f *fakePlugins) Handler(_ context.Context, name, fn, method string) (*loader.Handler, error) {
+	f.calls = append(f.calls, method+" "+name+"/"+fn)
+	return nil, f.err
+}
+
+func TestWriteError(t *testing.T) {
+	build := &loader.Error{Kind: loader.ErrBuild, Plugin: "p", Msg: `plugin "p" failed to build`,
+		Err: errors.New("exit status 1"), Output: "p.go:3:1: syntax error"}
+	tests := []struct {
+		name      string
+		err       error
+		debug     bool
+		status    int
+		body      string
+		allow     string
+		logStack  bool
+		notInBody string
+	}{
+		{name: "bad name", err: &loader.Error{Kind: loader.ErrBadName, Msg: "invalid plugin name"}, status: 400,
+			body: `{"error":"invalid plugin name"}`},
+		{name: "not found", err: &loader.Error{Kind: loader.ErrNotFound, Plugin: "p", Msg: `plugin "p" not found`}, status: 404,
+			body: `{"error":"plugin \"p\" not found","plugin":"p"}`},
+		{name: "no handler", err: &loader.Error{Kind: loader.ErrNoHandler, Plugin: "p", Msg: "no handler"}, status: 404,
+			body: `{"error":"no handler","plugin":"p"}`},
+		{name: "method", err: &loader.Error{Kind: loader.ErrMethodNotAllowed, Plugin: "p", Msg: "no POST", Allowed: []string{"GET", "HEAD"}}, status: 405,
+			body: `{"error":"no POST","plugin":"p"}`, allow: "GET, HEAD"},
+		{name: "build, debug off", err: build, status: 500,
+			body: `{"error":"plugin \"p\" failed to build","plugin":"p"}`},
+		{name: "build, debug on", err: build, debug: true, status: 500,
+			body: `{"error":"plugin \"p\" failed to build","plugin":"p","diagnostics":"p.go:3:1: syntax error"}`},
+		{name: "open hides the path", err: &loader.Error{Kind: loader.ErrOpen, Plugin: "p", Msg: `plugin "p" could not be loaded`, Err: errors.New("/srv/secret/x.so: bad ELF")}, status: 500,
+			body: `{"error":"plugin \"p\" could not be loaded","plugin":"p"}`, notInBody: "/srv"},
+		{name: "panic hides value and stack", err: &loader.Error{Kind: loader.ErrPanic, Plugin: "p", Msg: "p panicked", Err: errors.New("panic: token=abc"), Stack: []byte("goroutine 1")},
+			debug: true, status: 500, body: `{"error":"p panicked","plugin":"p"}`, logStack: true, notInBody: "token"},
+		{name: "signature", err: &loader.Error{Kind: loader.ErrSignature, Plugin: "p", Msg: "GETXHandler has type func(int)"}, status: 500,
+			body: `{"error":"GETXHandler has type func(int)","plugin":"p"}`},
+		{name: "unsupported", err: &loader.Error{Kind: loader.ErrUnsupported, Plugin: "p", Msg: "no plugins on windows"}, status: 501,
+			body: `{"error":"no plugins on windows","plugin":"p"}`},
+		{name: "invalid status", err: &invalidStatusError{plugin: "p", symbol: "GETXHandler", status: 42}, status: 500,
+			body: `{"error":"plugin \"p\": GETXHandler returned status 42; want 200-599 (or 0 for 200)","plugin":"p"}`},
+		{name: "still building", err: fmt.Errorf("waiting: %w", context.DeadlineExceeded), status: 503,
+			body: `{"error":"the plugin is not ready yet; try again"}`},
+		{name: "unclassified", err: errors.New("open /etc/secret: denied"), status: 500,
+			body: `{"error":"Internal Server Error"}`, notInBody: "/etc"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &plugintest.Log{}
+			s := &Server{Plugins: &fakePlugins{err: tt.err}, Log: zerolog.New(logs), Debug: tt.debug}
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/_PLUGIN/p/X", nil))
+			if rec.Code != tt.status {
+				t.Errorf("status = %d, want %d", rec.Code, tt.status)
+			}
+			if got := strings.TrimSpace(rec.Body.String()); got != tt.body {
+				t.Errorf("body = %s\nwant   %s", got, tt.body)
+			}
+			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type = %q", ct)
+			}
+			if got := rec.Header().Get("Allow"); got != tt.allow {
+				t.Errorf("Allow = %q, want %q", got, tt.allow)
+			}
+			if tt.notInBody != "" && strings.Contains(rec.Body.String(), tt.notInBody) {
+				t.Errorf("body leaks %q", tt.notInBody)
+			}
+			failed := logs.Events(map[string]any{"message": "request failed"})
+			if len(failed) != 1 {
+				t.Fatalf("want one 'request failed' log event, got %s", logs)
+			}
+			if _, ok := failed[0]["stack"]; ok != tt.logStack {
+				t.Errorf("stack logged = %v, want %v", ok, tt.logStack)
+			}
+			if failed[0]["plugin"] != "p" || failed[0]["func"] != "X" {
+				t.Errorf("log event lacks plugin and func: %v", failed[0])
+			}
+		})
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	tests := []struct {
+		path   string
+		status int
+		calls  int // lookups that reached the plugin source
+	}{
+		{path: "/_PLUGIN/hello/Hello", status: 404, calls: 1},
+		{path: "/_PLUGIN/hello/Hello/extra", status: 400},
+		{path: "/_PLUGIN/hello", status: 400},
+		{path: "/_PLUGIN/", status: 400},
+		{path: "/_PLUGIN/a%2Fb/Hello", status: 400},
+		{path: "/_PLUGIN/hello/", status: 400},
+		{path: "/_PLUGIN/../../etc/passwd", status: 301},
+		{path: "/_PLUGIN//hello/Hello", status: 301},
+		{path: "/nothing/here", status: 404},
+		{path: "/healthz", status: 200},
+		{path: "/readyz", status: 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			f := &fakePlugins{err: &loader.Error{Kind: loader.ErrNotFound, Msg: "not found"}}
+			s := &Server{Plugins: f, Log: zerolog.Nop()}
+			req := httptest.NewRequest("GET", "/", nil)
+			req.URL.RawPath, req.URL.Path = tt.path, mustUnescape(t, tt.path)
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			if rec.Code != tt.status {
+				t.Errorf("status = %d, want %d (body %s)", rec.Code, tt.status, rec.Body)
+			}
+			if len(f.calls) != tt.calls {
+				t.Errorf("plugin lookups = %q, want %d", f.calls, tt.calls)
+			}
+			if rec.Code != 301 && !json.Valid(rec.Body.Bytes()) {
+				t.Errorf("body is not JSON: %q", rec.Body)
+			}
+		})
+	}
+}
+
+func TestReadiness(t *testing.T) {
+	var reason error = errors.New("starting")
+	s := &Server{Plugins: &fakePlugins{}, Log: zerolog.Nop(), Ready: func() error { return reason }}
+	for _, want := range []int{503, 200} {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		if rec.Code != want {
+			t.Errorf("readyz = %d, want %d", rec.Code, want)
+		}
+		reason = nil
+	}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"ok"`) {
+		t.Errorf("healthz = %d %s", rec.Code, rec.Body)
+	}
+}
+
+func mustUnescape(t *testing.T, p string) string {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://x"+p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req.URL.Path
+}
