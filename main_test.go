@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/plugind/plugind/internal/plugintest"
+	"github.com/plugind/plugind/loader"
+)
+
+// buildBinary builds plugind with the test binary's own build flags (so
+// -race under the race detector) and env.
+func buildBinary(t *testing.T, env ...string) string {
+	t.Helper()
+	host, err := loader.HostBuildInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "plugind")
+	args := []string{"build", "-o", bin}
+	for _, f := range host.Flags {
+		if slices.Contains(env, "CGO_ENABLED=0") && slices.Contains([]string{"-race", "-msan", "-asan"}, f) {
+			continue // they need cgo; without it no plugin loads anyway
+		}
+		args = append(args, f)
+	}
+	cmd := exec.Command("go", append(args, ".")...)
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// proc is a started plugind binary.
+type proc struct {
+	cmd    *exec.Cmd
+	url    string
+	events chan map[string]any // its log, one event per line
+	seen   []map[string]any    // events waitFor has read
+}
+
+func startBinary(t *testing.T, bin, pluginPath string, env ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "PREST_PLUGINPATH="+pluginPath, "PREST_HTTP_HOST=127.0.0.1", "PREST_HTTP_PORT=0",
+		"PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_CONF=", "PORT=")
+	cmd.Env = append(cmd.Env, env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	p := &proc{cmd: cmd, events: make(chan map[string]any, 1000)}
+	go func() {
+		defer close(p.events)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var ev map[string]any
+			if json.Unmarshal(sc.Bytes(), &ev) != nil {
+				ev = map[string]any{"message": "not JSON: " + sc.Text()}
+			}
+			p.events <- ev
+		}
+	}()
+	ev := p.waitFor(t, "listening")
+	p.url = "http://" + strings.Replace(fmt.Sprint(ev["addr"]), "[::]", "127.0.0.1", 1)
+	return p
+}
+
+// waitFor returns the first event with message msg, failing on a line
+// that is not JSON (every log line must be one JSON event).
+func (p *proc) waitFor(t *testing.T, msg string) map[string]any {
+	t.Helper()
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case ev, ok := <-p.events:
+			if !ok {
+				t.Fatalf("plugind exited before logging %q", msg)
+			}
+			p.seen = append(p.seen, ev)
+			if m := fmt.Sprint(ev["message"]); strings.HasPrefix(m, "not JSON") {
+				t.Errorf("log line %s", m)
+			} else if m == msg {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no %q log event", msg)
+		}
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestBinarySIGTERMWithRequestInFlight(t *testing.T) {
+	p := startBinary(t, buildBinary(t), plugintest.PluginPath(t, "hello", "std"))
+	if status, body := get(t, p.url+"/_PLUGIN/hello/Hello?abc=123"); status != 200 || !strings.Contains(body, `"abc":["123"]`) {
+		t.Fatalf("hello = %d %s", status, body)
+	}
+	get(t, p.url+"/_PLUGIN/std/Slow?d=0s")
+	type result struct {
+		status int
+		body   string
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := http.Get(p.url + "/_PLUGIN/std/Slow?d=800ms")
+		if err != nil {
+			done <- result{body: err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		done <- result{resp.StatusCode, string(b)}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.waitFor(t, "shutting down")
+	if r := <-done; r.status != 200 || r.body != "done" {
+		t.Errorf("in-flight request: %d %q", r.status, r.body)
+	}
+	p.waitFor(t, "stopped")
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGTERM: %v, want status 0", err)
+	}
+}
+
+func TestBinaryWithoutCgoAnswers501(t *testing.T) {
+	bin := buildBinary(t, "CGO_ENABLED=0")
+	p := startBinary(t, bin, plugintest.PluginPath(t, "hello"))
+	status, body := get(t, p.url+"/_PLUGIN/hello/Hello")
+	if status != 501 || !strings.Contains(body, "cgo") || !json.Valid([]byte(body)) {
+		t.Errorf("without cgo: %d %s", status, body)
+	}
+	if status, _ := get(t, p.url+"/healthz"); status != 200 {
+		t.Errorf("healthz = %d", status)
+	}
+	if status, _ := get(t, p.url+"/_PLUGIN/a.b/Hello"); status != 400 {
+		t.Errorf("a bad name is still a 400, got %d", status)
+	}
+}
+
+func TestBinaryNamesWhatIsMissingToBuild(t *testing.T) {
+	dir := plugintest.PluginPath(t)
+	plugintest.WriteFile(t, filepath.Join(dir, "src"), "nogo.go",
+		plugintest.Unique(t, "package main\n\nfunc GETNogoHandler() string { return \"\" }\n"))
+	p := startBinary(t, buildBinary(t), dir, "PATH="+t.TempDir())
+	warned := slices.ContainsFunc(p.seen, func(ev map[string]any) bool {
+		return ev["message"] == "plugins cannot be built or loaded here" &&
+			strings.Contains(fmt.Sprint(ev["problem"]), `the go command "go" is not on PATH`)
+	})
+	if !warned {
+		t.Errorf("no start-up warning about the missing go command in %v", p.seen)
+	}
+	status, body := get(t, p.url+"/_PLUGIN/nogo/Nogo")
+	if status != 500 || !strings.Contains(body, `the go command \"go\" was not found`) {
+		t.Errorf("request without go: %d %s", status, body)
+	}
+}
+
+func TestBinaryRefusesInvalidConfig(t *testing.T) {
+	bin := buildBinary(t)
+	for env, key := range map[string]string{"PREST_HTTP_PORT=abc": "http.port", "PREST_DEBUG=sometimes": "debug"} {
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), env)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "'"+key+"'") {
+			t.Errorf("%s: err %v, output %q; want a failure naming %s", env, err, out, key)
+		}
+	}
+}
