@@ -211,14 +211,19 @@ func (s *server) stop() error {
 }
 
 // poll GETs url until it answers 200 and returns that answer's body and
-// Content-Type; it gives up when the server exits or limit passes.
+// Content-Type. It gives up on an answer that will not change (4xx, 501),
+// when the server exits or when limit passes.
 func (s *server) poll(ctx context.Context, url string, limit time.Duration) ([]byte, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	for {
 		body, ctype, err := get(ctx, url)
-		if err == nil {
+		var se *statusError
+		switch {
+		case err == nil:
 			return body, ctype, nil
+		case errors.As(err, &se) && (se.code < 500 || se.code == http.StatusNotImplemented):
+			return nil, "", fmt.Errorf("GET %s: %w", url, err)
 		}
 		select {
 		case <-s.exited:
@@ -245,12 +250,20 @@ func get(ctx context.Context, url string) ([]byte, string, error) {
 	case err != nil:
 		return nil, "", err
 	case resp.StatusCode != http.StatusOK:
-		return nil, "", fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(body))
+		return nil, "", &statusError{resp.StatusCode, string(bytes.TrimSpace(body))}
 	case len(body) > maxBody:
 		return nil, "", fmt.Errorf("body longer than %d bytes", maxBody)
 	}
 	return body, resp.Header.Get("Content-Type"), nil
 }
+
+// statusError is an answer other than 200.
+type statusError struct {
+	code int
+	body string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("status %d: %s", e.code, e.body) }
 
 // startPlain serves ctype and body from this process on 127.0.0.1 and
 // returns its base URL and a function that closes it.
@@ -296,6 +309,9 @@ func runWrk(ctx context.Context, wrk string, o options, url string) (result, err
 	defer cancel()
 	out, err := exec.CommandContext(ctx, wrk, "-t"+strconv.Itoa(o.threads), "-c"+strconv.Itoa(o.conns),
 		fmt.Sprintf("-d%ds", o.duration/time.Second), "--latency", url).CombinedOutput()
+	if ctx.Err() != nil {
+		return result{}, fmt.Errorf("wrk stopped: %w", ctx.Err())
+	}
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %w\n%s", err, out)
 	}
