@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/plugind/plugind/config"
+	"github.com/plugind/plugind/internal/logbuf"
 	"github.com/plugind/plugind/server"
 )
 
@@ -35,7 +37,9 @@ func newRoot(getenv func(string) string, stdout, stderr io.Writer) *cobra.Comman
 		if err != nil {
 			return err
 		}
-		log := newLogger(stderr, cfg.Debug)
+		out := logbuf.New(stderr, 64<<10, 100*time.Millisecond)
+		defer out.Close()
+		log := newLogger(out, cfg.Debug)
 		s, err := server.New(cmd.Context(), cfg, log)
 		if err != nil {
 			return err

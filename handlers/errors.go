@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
-	"github.com/rs/zerolog/hlog"
 
 	"github.com/plugind/plugind/loader"
 )
@@ -75,14 +74,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		body.Error = "the plugin is not ready yet; try again"
 		w.Header().Set("Retry-After", "1")
 	}
-	logError(r, err, status)
+	s.logError(r, err, status)
 	writeJSON(w, status, body)
 }
 
 // logError logs err at a level that fits status, with the stack of a
 // panic and the compiler's output of a failed build.
-func logError(r *http.Request, err error, status int) {
-	log := hlog.FromRequest(r)
+func (s *Server) logError(r *http.Request, err error, status int) {
+	log := s.requestLogger(r)
 	var ev *zerolog.Event
 	if status >= 500 {
 		ev = log.Error()

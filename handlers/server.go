@@ -6,11 +6,9 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/rs/zerolog"
-	"github.com/rs/zerolog/hlog"
 
 	"github.com/plugind/plugind/loader"
 )
@@ -40,28 +38,16 @@ func (s *Server) Handler() http.Handler {
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "not found"})
 	})
+	// The plugin route comes first: mux tries routes in order, and this is
+	// the one under load.
+	r.HandleFunc("/_PLUGIN/{file}/{func}", s.plugin)
 	r.HandleFunc("/healthz", s.healthz)
 	r.HandleFunc("/readyz", s.readyz)
-	r.HandleFunc("/_PLUGIN/{file}/{func}", s.plugin)
 	r.PathPrefix("/_PLUGIN").HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "plugin paths are /_PLUGIN/{file}/{func}, with names of letters, digits, '_' and '-'"})
 	})
 
-	var h http.Handler = r
-	h = hlog.AccessHandler(accessLog)(h)
-	h = hlog.RequestIDHandler("request_id", "X-Request-Id")(h)
-	h = hlog.NewHandler(s.Log)(h)
-	return h
-}
-
-func accessLog(r *http.Request, status, size int, d time.Duration) {
-	hlog.FromRequest(r).Info().
-		Str("method", r.Method).
-		Str("path", r.URL.Path).
-		Int("status", status).
-		Int("size", size).
-		Dur("duration", d).
-		Msg("request")
+	return s.access(r)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -82,10 +68,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) plugin(w http.ResponseWriter, r *http.Request) {
 	vars := mux.Vars(r)
 	file, fn := vars["file"], vars["func"]
-	if loader.ValidName(file) && loader.ValidFunc(fn) {
-		hlog.FromRequest(r).UpdateContext(func(c zerolog.Context) zerolog.Context {
-			return c.Str("plugin", file).Str("func", fn)
-		})
+	if info := infoFrom(r.Context()); info != nil && loader.ValidName(file) && loader.ValidFunc(fn) {
+		info.plugin, info.fn = file, fn
 	}
 	h, err := s.Plugins.Handler(r.Context(), file, fn, r.Method)
 	if err != nil {
@@ -111,39 +95,17 @@ func (s *Server) plugin(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		io.WriteString(w, body)
 	case loader.ABIStandard:
-		sw := &startedWriter{ResponseWriter: w}
-		if err := h.ServeHTTP(sw, r); err != nil {
-			if sw.started {
+		rec, ok := w.(*recorder)
+		if !ok {
+			rec = &recorder{ResponseWriter: w}
+		}
+		if err := h.ServeHTTP(rec, r); err != nil {
+			if rec.started() {
 				// The status is out; all that is left is the log.
-				logError(r, err, http.StatusInternalServerError)
+				s.logError(r, err, http.StatusInternalServerError)
 				return
 			}
 			s.writeError(w, r, err)
 		}
 	}
 }
-
-// startedWriter records whether a standard handler began its response,
-// so that a later panic is answered with a JSON error only if it can be.
-type startedWriter struct {
-	http.ResponseWriter
-	started bool
-}
-
-func (w *startedWriter) WriteHeader(code int) {
-	w.started = true
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *startedWriter) Write(b []byte) (int, error) {
-	w.started = true
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *startedWriter) Flush() {
-	w.started = true
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *startedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
