@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/plugind/plugind/config"
 	"github.com/plugind/plugind/internal/logbuf"
+	"github.com/plugind/plugind/loader"
 	"github.com/plugind/plugind/server"
 )
 
@@ -25,11 +27,16 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "plugind:", err)
+		if err != errSilentExit {
+			fmt.Fprintln(stderr, "plugind:", err)
+		}
 		return 1
 	}
 	return 0
 }
+
+// errSilentExit exits 1 without a message: the command printed its own.
+var errSilentExit = errors.New("exit 1")
 
 func newRoot(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
 	serve := func(cmd *cobra.Command, _ []string) error {
@@ -61,6 +68,24 @@ func newRoot(getenv func(string) string, stdout, stderr io.Writer) *cobra.Comman
 		Args:  cobra.NoArgs,
 		RunE:  serve,
 	})
+	root.AddCommand(
+		buildCommand(getenv, stdout, stderr),
+		listCommand(getenv, stdout, stderr),
+		doctorCommand(getenv, stdout, stderr),
+		newCommand(getenv, stdout),
+		&cobra.Command{
+			Use:    loader.LoadCheckCommand + " PATH",
+			Short:  "Open one plugin artifact and exit (the server runs this to check new plugins)",
+			Hidden: true,
+			Args:   cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if code := loader.LoadCheckMain(args[0], stderr); code != 0 {
+					return errSilentExit
+				}
+				return nil
+			},
+		},
+	)
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print version, Go version and build settings",

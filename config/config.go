@@ -57,7 +57,35 @@ type Plugins struct {
 	Go string `mapstructure:"go"`
 	// BuildTimeout bounds one plugin build.
 	BuildTimeout time.Duration `mapstructure:"buildtimeout"`
+	// BuildWait bounds how long a request waits for a build (then 503).
+	BuildWait time.Duration `mapstructure:"buildwait"`
+	// Reload is "on-change" (rebuild and swap in a plugin when its source
+	// changes) or "off" (load once, as prestd). Default: on-change in
+	// debug mode, off otherwise.
+	Reload string `mapstructure:"reload"`
+	// WarmUp compiles the standard library in plugin mode at start-up,
+	// in the background, so the first build takes a second, not 40.
+	WarmUp bool `mapstructure:"warmup"`
+	// Prebuild builds and loads every discovered plugin at start-up.
+	Prebuild bool `mapstructure:"prebuild"`
+	// LoadCheckTimeout bounds the child process that opens each new
+	// artifact before the server does (0 disables the check).
+	LoadCheckTimeout time.Duration `mapstructure:"loadchecktimeout"`
+	// CacheMaxMB bounds the artifact cache; the least recently used
+	// artifacts are deleted at start-up.
+	CacheMaxMB int64 `mapstructure:"cachemaxmb"`
+	// MemoryBudgetMB bounds the artifacts loaded into the process (Go
+	// cannot unload them); 0 means none. Exceeding it logs a warning, or
+	// with RefuseOverBudget refuses further versions.
+	MemoryBudgetMB   int64 `mapstructure:"memorybudgetmb"`
+	RefuseOverBudget bool  `mapstructure:"refuseoverbudget"`
 }
+
+// Reload values.
+const (
+	ReloadOnChange = "on-change"
+	ReloadOff      = "off"
+)
 
 // Lifecycle configures start-up and shutdown.
 type Lifecycle struct {
@@ -86,6 +114,14 @@ var defaults = map[string]any{
 	"plugins.moduledir":               "",
 	"plugins.go":                      "go",
 	"plugins.buildtimeout":            "5m",
+	"plugins.buildwait":               "60s",
+	"plugins.reload":                  "",
+	"plugins.warmup":                  true,
+	"plugins.prebuild":                false,
+	"plugins.loadchecktimeout":        "10s",
+	"plugins.cachemaxmb":              1024,
+	"plugins.memorybudgetmb":          512,
+	"plugins.refuseoverbudget":        false,
 	"lifecycle.servershutdowntimeout": "20s",
 }
 
@@ -166,6 +202,12 @@ func Load(fs *pflag.FlagSet, getenv func(string) string) (Config, error) {
 	if err := v.Unmarshal(&cfg); err != nil {
 		return cfg, &decodeError{err: err}
 	}
+	if cfg.Plugins.Reload == "" {
+		cfg.Plugins.Reload = ReloadOff
+		if cfg.Debug {
+			cfg.Plugins.Reload = ReloadOnChange
+		}
+	}
 	if cfg.Plugins.CacheDir == "" {
 		cfg.Plugins.CacheDir = filepath.Join(cfg.PluginPath, ".plugind")
 	}
@@ -189,6 +231,16 @@ func (c Config) Validate() error {
 		return errors.New("config: plugins.go must name the go command")
 	case c.Plugins.BuildTimeout <= 0:
 		return fmt.Errorf("config: plugins.buildtimeout must be positive, got %s", c.Plugins.BuildTimeout)
+	case c.Plugins.BuildWait <= 0:
+		return fmt.Errorf("config: plugins.buildwait must be positive, got %s", c.Plugins.BuildWait)
+	case c.Plugins.Reload != ReloadOnChange && c.Plugins.Reload != ReloadOff:
+		return fmt.Errorf("config: plugins.reload must be %q or %q, got %q", ReloadOnChange, ReloadOff, c.Plugins.Reload)
+	case c.Plugins.LoadCheckTimeout < 0:
+		return fmt.Errorf("config: plugins.loadchecktimeout must not be negative, got %s", c.Plugins.LoadCheckTimeout)
+	case c.Plugins.CacheMaxMB <= 0:
+		return fmt.Errorf("config: plugins.cachemaxmb must be positive, got %d", c.Plugins.CacheMaxMB)
+	case c.Plugins.MemoryBudgetMB < 0:
+		return fmt.Errorf("config: plugins.memorybudgetmb must not be negative, got %d", c.Plugins.MemoryBudgetMB)
 	case c.Lifecycle.ServerShutdownTimeout < 0:
 		return fmt.Errorf("config: lifecycle.serverShutdownTimeout must not be negative, got %s", c.Lifecycle.ServerShutdownTimeout)
 	}

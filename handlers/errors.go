@@ -31,10 +31,14 @@ var statuses = []struct {
 	{loader.ErrNoHandler, http.StatusNotFound},
 	{loader.ErrMethodNotAllowed, http.StatusMethodNotAllowed},
 	{loader.ErrUnsupported, http.StatusNotImplemented},
+	{loader.ErrBuilding, http.StatusServiceUnavailable},
 	{loader.ErrBuild, http.StatusInternalServerError},
 	{loader.ErrOpen, http.StatusInternalServerError},
 	{loader.ErrSignature, http.StatusInternalServerError},
 	{loader.ErrPanic, http.StatusInternalServerError},
+	{loader.ErrIncompatible, http.StatusInternalServerError},
+	{loader.ErrInit, http.StatusInternalServerError},
+	{loader.ErrOverBudget, http.StatusInternalServerError},
 	{errInvalidStatus, http.StatusInternalServerError},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable},
 	{context.Canceled, http.StatusServiceUnavailable},
@@ -67,6 +71,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		if len(le.Allowed) > 0 {
 			w.Header().Set("Allow", strings.Join(le.Allowed, ", "))
+		}
+		if errors.Is(err, loader.ErrBuilding) {
+			w.Header().Set("Retry-After", "1")
 		}
 	case errors.As(err, &se):
 		body.Error, body.Plugin = se.Error(), se.plugin

@@ -22,6 +22,10 @@ type fakePlugins struct {
 	calls []string
 }
 
+func (f *fakePlugins) List() []loader.Info {
+	return []loader.Info{{Name: "p", Kind: loader.KindFile, State: loader.StateUnbuilt}}
+}
+
 func (f *fakePlugins) Handler(_ context.Context, name, fn, method string) (*loader.Handler, error) {
 	f.calls = append(f.calls, method+" "+name+"/"+fn)
 	return nil, f.err
@@ -31,14 +35,15 @@ func TestWriteError(t *testing.T) {
 	build := &loader.Error{Kind: loader.ErrBuild, Plugin: "p", Msg: `plugin "p" failed to build`,
 		Err: errors.New("exit status 1"), Output: "p.go:3:1: syntax error"}
 	tests := []struct {
-		name      string
-		err       error
-		debug     bool
-		status    int
-		body      string
-		allow     string
-		logStack  bool
-		notInBody string
+		name       string
+		err        error
+		debug      bool
+		status     int
+		body       string
+		allow      string
+		logStack   bool
+		notInBody  string
+		retryAfter string
 	}{
 		{name: "bad name", err: &loader.Error{Kind: loader.ErrBadName, Msg: "invalid plugin name"}, status: 400,
 			body: `{"error":"invalid plugin name"}`},
@@ -62,8 +67,14 @@ func TestWriteError(t *testing.T) {
 			body: `{"error":"no plugins on windows","plugin":"p"}`},
 		{name: "invalid status", err: &invalidStatusError{plugin: "p", symbol: "GETXHandler", status: 42}, status: 500,
 			body: `{"error":"plugin \"p\": GETXHandler returned status 42; want 200-599 (or 0 for 200)","plugin":"p"}`},
-		{name: "still building", err: fmt.Errorf("waiting: %w", context.DeadlineExceeded), status: 503,
-			body: `{"error":"the plugin is not ready yet; try again"}`},
+		{name: "still building", err: &loader.Error{Kind: loader.ErrBuilding, Plugin: "p", Msg: "p is still being built", Err: context.DeadlineExceeded}, status: 503,
+			body: `{"error":"p is still being built","plugin":"p"}`, retryAfter: "1"},
+		{name: "client gone", err: fmt.Errorf("waiting: %w", context.Canceled), status: 503,
+			body: `{"error":"the plugin is not ready yet; try again"}`, retryAfter: "1"},
+		{name: "incompatible", err: &loader.Error{Kind: loader.ErrIncompatible, Plugin: "p", Msg: "p was built for a different server: -race: plugin true, server (none)"}, status: 500,
+			body: `{"error":"p was built for a different server: -race: plugin true, server (none)","plugin":"p"}`},
+		{name: "init", err: &loader.Error{Kind: loader.ErrInit, Plugin: "p", Msg: "p cannot be loaded: an init function panicked: boom"}, status: 500,
+			body: `{"error":"p cannot be loaded: an init function panicked: boom","plugin":"p"}`},
 		{name: "unclassified", err: errors.New("open /etc/secret: denied"), status: 500,
 			body: `{"error":"Internal Server Error"}`, notInBody: "/etc"},
 	}
@@ -81,6 +92,9 @@ func TestWriteError(t *testing.T) {
 			}
 			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type = %q", ct)
+			}
+			if got := rec.Header().Get("Retry-After"); got != tt.retryAfter {
+				t.Errorf("Retry-After = %q, want %q", got, tt.retryAfter)
 			}
 			if got := rec.Header().Get("Allow"); got != tt.allow {
 				t.Errorf("Allow = %q, want %q", got, tt.allow)
@@ -119,6 +133,9 @@ func TestRoutes(t *testing.T) {
 		{path: "/nothing/here", status: 404},
 		{path: "/healthz", status: 200},
 		{path: "/readyz", status: 200},
+		{path: "/_PLUGINS", status: 200},
+		{path: "/_PLUGIN", status: 400},
+		{path: "/_PLUGINSX", status: 404},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -142,15 +159,21 @@ func TestRoutes(t *testing.T) {
 }
 
 func TestReadiness(t *testing.T) {
-	var reason error = errors.New("starting")
-	s := &Server{Plugins: &fakePlugins{}, Log: zerolog.Nop(), Ready: func() error { return reason }}
-	for _, want := range []int{503, 200} {
+	rd := Readiness{Status: "starting", WarmUp: "running"}
+	s := &Server{Plugins: &fakePlugins{}, Log: zerolog.Nop(), Ready: func() Readiness { return rd }}
+	for _, want := range []struct {
+		status int
+		body   string
+	}{
+		{503, `{"ready":false,"status":"starting","warmup":"running"}`},
+		{200, `{"ready":true,"status":"ready","warmup":"done"}`},
+	} {
 		rec := httptest.NewRecorder()
 		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
-		if rec.Code != want {
-			t.Errorf("readyz = %d, want %d", rec.Code, want)
+		if rec.Code != want.status || strings.TrimSpace(rec.Body.String()) != want.body {
+			t.Errorf("readyz = %d %s, want %d %s", rec.Code, rec.Body, want.status, want.body)
 		}
-		reason = nil
+		rd = Readiness{Ready: true, Status: "ready", WarmUp: "done"}
 	}
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))

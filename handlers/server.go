@@ -14,9 +14,10 @@ import (
 )
 
 // Plugins resolves a request to a plugin handler, loading the plugin if
-// needed. *loader.Loader implements it.
+// needed, and describes the plugins. *loader.Loader implements it.
 type Plugins interface {
 	Handler(ctx context.Context, name, fn, method string) (*loader.Handler, error)
+	List() []loader.Info
 }
 
 var _ Plugins = (*loader.Loader)(nil)
@@ -27,9 +28,19 @@ type Server struct {
 	Log     zerolog.Logger
 	// Debug adds the compiler's diagnostics to build-failure bodies.
 	Debug bool
-	// Ready reports why the server cannot take traffic yet (or any more);
-	// nil means ready. A nil Ready is always ready.
-	Ready func() error
+	// Ready reports whether the server takes traffic, for /readyz. A nil
+	// Ready is always ready.
+	Ready func() Readiness
+}
+
+// Readiness is the body of /readyz.
+type Readiness struct {
+	Ready  bool   `json:"ready"`
+	Status string `json:"status"` // "ready", "starting", "shutting down"
+	// WarmUp is the build cache warm-up: "running", "done", "failed" or
+	// "off". It does not make the server unready: requests that need a
+	// build during warm-up wait for it.
+	WarmUp string `json:"warmup,omitempty"`
 }
 
 // Handler returns the server's root handler: router and access log.
@@ -43,8 +54,14 @@ func (s *Server) Handler() http.Handler {
 	r.HandleFunc("/_PLUGIN/{file}/{func}", s.plugin)
 	r.HandleFunc("/healthz", s.healthz)
 	r.HandleFunc("/readyz", s.readyz)
-	r.PathPrefix("/_PLUGIN").HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	r.HandleFunc("/_PLUGINS", s.list).Methods(http.MethodGet, http.MethodHead)
+	badPath := func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "plugin paths are /_PLUGIN/{file}/{func}, with names of letters, digits, '_' and '-'"})
+	}
+	r.PathPrefix("/_PLUGIN/").HandlerFunc(badPath)
+	r.HandleFunc("/_PLUGIN", badPath)
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method not allowed"})
 	})
 
 	return s.access(r)
@@ -55,13 +72,21 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	rd := Readiness{Ready: true, Status: "ready"}
 	if s.Ready != nil {
-		if err := s.Ready(); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: err.Error()})
-			return
-		}
+		rd = s.Ready()
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	status := http.StatusOK
+	if !rd.Ready {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, rd)
+}
+
+// list serves the admin listing: every plugin, its handlers, state,
+// versions and the memory they hold.
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"plugins": s.Plugins.List()})
 }
 
 // plugin serves /_PLUGIN/{file}/{func}.

@@ -45,6 +45,8 @@ type artifact struct {
 	httpVars *map[string]string   // nil if the plugin has no HTTPVars
 	urlQuery *map[string][]string // nil if the plugin has no URLQuery
 
+	bytes int64 // size of the artifact: memory never given back
+
 	handlers sync.Map // symbol name -> *Handler; only symbols that exist
 }
 

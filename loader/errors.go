@@ -15,6 +15,10 @@ var (
 	ErrOpen             = errors.New("plugin could not be loaded")
 	ErrSignature        = errors.New("unsupported handler signature")
 	ErrPanic            = errors.New("plugin panicked")
+	ErrIncompatible     = errors.New("plugin built for a different server")
+	ErrInit             = errors.New("plugin failed to initialise")
+	ErrBuilding         = errors.New("plugin is still being built")
+	ErrOverBudget       = errors.New("plugin memory budget exceeded")
 	ErrUnsupported      = errors.New("plugins are not supported on this platform")
 )
 

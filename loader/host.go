@@ -18,10 +18,16 @@ import (
 // HostBuild is how the running server was built: what every plugin it
 // opens must be built with too.
 type HostBuild struct {
-	GoVersion string   // runtime.Version()
-	Module    string   // the server's main module path
-	Flags     []string // go build flags that change compiled packages
-	Env       []string // environment that changes compiled packages
+	GoVersion     string   // runtime.Version()
+	Module        string   // the server's main module path
+	ModuleVersion string   // its version: "(devel)" when built from a source tree
+	Flags         []string // go build flags that change compiled packages
+	Env           []string // environment that changes compiled packages
+	// Settings are the recorded values of flagSettings and envSettings.
+	Settings map[string]string
+	// Deps are the modules linked into the server: path -> version, with
+	// " => path version" appended for a replaced module.
+	Deps map[string]string
 }
 
 // flagSettings are the build settings recorded in build information that
@@ -46,7 +52,13 @@ func HostBuildInfo() (HostBuild, error) {
 }
 
 func hostBuildFrom(bi *debug.BuildInfo) HostBuild {
-	h := HostBuild{GoVersion: runtime.Version(), Module: bi.Main.Path}
+	h := HostBuild{
+		GoVersion:     runtime.Version(),
+		Module:        bi.Main.Path,
+		ModuleVersion: bi.Main.Version,
+		Settings:      buildSettings(bi),
+		Deps:          deps(bi),
+	}
 	for _, s := range bi.Settings {
 		switch {
 		case slices.Contains(flagSettings, s.Key):
@@ -62,6 +74,30 @@ func hostBuildFrom(bi *debug.BuildInfo) HostBuild {
 		}
 	}
 	return h
+}
+
+// buildSettings picks the settings that decide plugin compatibility.
+func buildSettings(bi *debug.BuildInfo) map[string]string {
+	m := make(map[string]string)
+	for _, s := range bi.Settings {
+		if slices.Contains(flagSettings, s.Key) || slices.Contains(envSettings, s.Key) {
+			m[s.Key] = s.Value
+		}
+	}
+	return m
+}
+
+// deps lists bi's modules as path -> version.
+func deps(bi *debug.BuildInfo) map[string]string {
+	m := make(map[string]string, len(bi.Deps))
+	for _, d := range bi.Deps {
+		v := d.Version
+		if d.Replace != nil {
+			v += " => " + d.Replace.Path + " " + d.Replace.Version
+		}
+		m[d.Path] = v
+	}
+	return m
 }
 
 // Identity is a digest of everything in h that decides whether a plugin

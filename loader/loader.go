@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -17,48 +18,95 @@ import (
 
 // Options configure a Loader.
 type Options struct {
-	SrcDir       string        // plugin sources
-	CacheDir     string        // built artifacts
-	ModuleDir    string        // module to build in; "" finds the server's own
+	SrcDir   string // plugin sources
+	CacheDir string // built artifacts
+	// ModuleDir is the module plugins are built in. "" finds the server's
+	// own source tree above the working directory or the executable, and
+	// failing that writes a module pinned to the server's dependency
+	// versions (see hostModule).
+	ModuleDir    string
 	Go           string        // go command; "" means "go"
 	BuildTimeout time.Duration // bound on one build; 0 means 5 minutes
+	// BuildWait bounds how long a request waits for a build before it is
+	// answered ErrBuilding; 0 means one minute. The build goes on.
+	BuildWait time.Duration
+	// Reload swaps in a new version when a plugin's source changes (see
+	// Watch); without it a plugin loads once, as in prestd.
+	Reload bool
+	// MaxLoadedBytes is a budget for the artifact bytes loaded into the
+	// process, which Go never frees. 0 means no budget. Exceeding it logs
+	// a warning; with RefuseOverBudget, further versions are refused.
+	MaxLoadedBytes   int64
+	RefuseOverBudget bool
+	// LoadCheck opens each new artifact in a child process first. nil
+	// opens artifacts directly: an init that panics or blocks can then
+	// hang the server.
+	LoadCheck LoadChecker
 	// Host is how the server was built; nil reads the running binary's
-	// build information. Tests set it to build plugins for another host.
+	// build information.
 	Host *HostBuild
 	Log  zerolog.Logger
 }
 
-// Loader builds, opens and caches plugins by name. It is safe for
+// Loader builds, opens and serves plugins by name. It is safe for
 // concurrent use. A plugin is built at most once at a time, builds run one
-// after another, and a request for a plugin that is already loaded never
-// waits for a build. A failed build is remembered with the source content
-// that produced it: the same source fails at once, a changed one is built
-// again.
+// after another, and a request for a loaded plugin never waits for a
+// build, nor touches the disk. A failed build is remembered with the
+// source content that produced it: the same source fails at once, a
+// changed one is built again.
 type Loader struct {
 	log       zerolog.Logger
 	src       sourceFinder
+	host      HostBuild
+	hostID    string
 	moduleDir string
 	cacheDir  string
-	hostID    string
 	builder   *builder
+	buildWait time.Duration
+	reload    bool
+	maxBytes  int64
+	refuse    bool
+	loadCheck LoadChecker
 	flight    singleflight.Group
-	ctx       context.Context // cancelled by Close; bounds builds
+	ctx       context.Context // ended by Close; bounds builds and watching
 	cancel    context.CancelFunc
 
-	mu       sync.RWMutex // guards plugins and failures
-	plugins  map[string]*artifact
-	failures map[string]failure
+	mu      sync.RWMutex // guards plugins
+	plugins map[string]*entry
 
-	amu       sync.Mutex           // guards artifacts
-	artifacts map[string]*artifact // by artifact path
+	amu         sync.Mutex // guards artifacts and loadedBytes
+	artifacts   map[string]*artifact
+	loadedBytes int64
+}
+
+// entry is one plugin's life in the loader.
+type entry struct {
+	name string
+	cur  atomic.Pointer[version] // the version serving requests; nil: none
+
+	mu       sync.Mutex // guards the fields below
+	kind     Kind
+	building bool
+	failure  *failure   // the last failed attempt, until one succeeds
+	versions []*version // every version loaded, oldest first
+}
+
+// version is one loaded build of a plugin.
+type version struct {
+	art      *artifact
+	key      string
+	bytes    int64
+	loadedAt time.Time
+	buildDur time.Duration // 0 when it came from the cache
 }
 
 type failure struct {
 	key string // content address of the source that failed
 	err error
+	at  time.Time
 }
 
-// New returns a Loader. It fails if the server's module cannot be found.
+// New returns a Loader.
 func New(opts Options) (*Loader, error) {
 	host := opts.Host
 	if host == nil {
@@ -74,6 +122,9 @@ func New(opts Options) (*Loader, error) {
 	if opts.BuildTimeout <= 0 {
 		opts.BuildTimeout = 5 * time.Minute
 	}
+	if opts.BuildWait <= 0 {
+		opts.BuildWait = time.Minute
+	}
 	src, err := newSourceFinder(opts.SrcDir, *host)
 	if err != nil {
 		return nil, err
@@ -82,43 +133,72 @@ func New(opts Options) (*Loader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plugin cache directory: %w", err)
 	}
-	moduleDir := opts.ModuleDir
-	if moduleDir == "" {
-		wd, _ := os.Getwd()
-		exe, _ := os.Executable()
-		moduleDir, err = FindModuleDir(host.Module, wd, filepath.Dir(exe))
-		if err != nil {
-			return nil, err
-		}
-	}
-	if moduleDir, err = filepath.Abs(moduleDir); err != nil {
-		return nil, fmt.Errorf("plugin module directory: %w", err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Loader{
+	l := &Loader{
 		log:       opts.Log,
 		src:       src,
-		moduleDir: moduleDir,
-		cacheDir:  cacheDir,
+		host:      *host,
 		hostID:    host.Identity(),
-		builder: &builder{
-			goCmd:     opts.Go,
-			moduleDir: moduleDir,
-			srcDir:    src.dir,
-			host:      *host,
-			timeout:   opts.BuildTimeout,
-			slot:      make(chan struct{}, 1),
-		},
+		cacheDir:  cacheDir,
+		buildWait: opts.BuildWait,
+		reload:    opts.Reload,
+		maxBytes:  opts.MaxLoadedBytes,
+		refuse:    opts.RefuseOverBudget,
+		loadCheck: opts.LoadCheck,
 		ctx:       ctx,
 		cancel:    cancel,
-		plugins:   make(map[string]*artifact),
-		failures:  make(map[string]failure),
+		plugins:   make(map[string]*entry),
 		artifacts: make(map[string]*artifact),
-	}, nil
+	}
+	if l.moduleDir, err = l.findModule(opts.ModuleDir, opts.Go); err != nil {
+		cancel()
+		return nil, err
+	}
+	l.builder = &builder{
+		goCmd:     opts.Go,
+		moduleDir: l.moduleDir,
+		srcDir:    src.dir,
+		host:      *host,
+		timeout:   opts.BuildTimeout,
+		slot:      make(chan struct{}, 1),
+	}
+	return l, nil
 }
 
-// Close cancels builds in progress. Loaded plugins stay in memory: Go
-// cannot unload them.
+// findModule picks the module plugins are built in.
+func (l *Loader) findModule(configured, goCmd string) (string, error) {
+	if configured != "" {
+		dir, err := filepath.Abs(configured)
+		if err != nil {
+			return "", fmt.Errorf("plugins.moduledir: %w", err)
+		}
+		if !fileExists(filepath.Join(dir, "go.mod")) {
+			return "", fmt.Errorf("plugins.moduledir %s has no go.mod", configured)
+		}
+		return dir, nil
+	}
+	wd, _ := os.Getwd()
+	exe, _ := os.Executable()
+	dir, err := FindModuleDir(l.host.Module, wd, filepath.Dir(exe))
+	if err == nil {
+		return dir, nil
+	}
+	l.log.Info().Str("reason", err.Error()).Msg("no source tree of the server: building plugins in a module pinned to its dependency versions")
+	if err := os.MkdirAll(l.cacheDir, 0o755); err != nil {
+		return "", fmt.Errorf("plugin cache directory: %w", err)
+	}
+	dir, err = hostModule(l.ctx, goCmd, l.cacheDir, l.host)
+	if err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// ModuleDir is the module plugins are built in.
+func (l *Loader) ModuleDir() string { return l.moduleDir }
+
+// Close cancels builds in progress and stops watching. Loaded plugins
+// stay in memory: Go cannot unload them.
 func (l *Loader) Close() error {
 	l.cancel()
 	return nil
@@ -148,18 +228,18 @@ func (l *Loader) Handler(ctx context.Context, name, fn, method string) (*Handler
 	case !Supported:
 		return nil, newError(ErrUnsupported, name, nil, "%s", unsupportedReason)
 	}
-	a, err := l.load(ctx, name)
+	v, err := l.current(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	if method == "HEAD" {
 		method = "GET"
 	}
-	h, err := a.handler(name, method+fn+"Handler")
+	h, err := v.art.handler(name, method+fn+"Handler")
 	if !errors.Is(err, errNoSymbol) {
 		return h, err
 	}
-	if allowed := a.allowed(name, fn); len(allowed) > 0 {
+	if allowed := v.art.allowed(name, fn); len(allowed) > 0 {
 		e := newError(ErrMethodNotAllowed, name, nil, "plugin %q has no %s handler for %s", name, method, fn)
 		e.Allowed = allowed
 		return nil, e
@@ -185,102 +265,227 @@ func (a *artifact) allowed(name, fn string) []string {
 	return allowed
 }
 
-// load returns the loaded plugin name, loading it on first use.
-func (l *Loader) load(ctx context.Context, name string) (*artifact, error) {
+func (l *Loader) lookup(name string) *entry {
 	l.mu.RLock()
-	a := l.plugins[name]
-	l.mu.RUnlock()
-	if a != nil {
-		return a, nil
+	defer l.mu.RUnlock()
+	return l.plugins[name]
+}
+
+// current returns the version of name that serves requests, loading the
+// plugin if it has none.
+func (l *Loader) current(ctx context.Context, name string) (*version, error) {
+	if e := l.lookup(name); e != nil {
+		if v := e.cur.Load(); v != nil {
+			return v, nil
+		}
 	}
-	ch := l.flight.DoChan(name, func() (any, error) { return l.loadSlow(name) })
+	ctx, cancel := context.WithTimeout(ctx, l.buildWait)
+	defer cancel()
+	ch := l.flight.DoChan(name, func() (any, error) { return l.update(name) })
 	select {
 	case r := <-ch:
 		if r.Err != nil {
 			return nil, r.Err
 		}
-		return r.Val.(*artifact), nil
+		return r.Val.(*version), nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for plugin %q: %w", name, ctx.Err())
+		return nil, newError(ErrBuilding, name, ctx.Err(), "plugin %q is still being built; try again shortly", name)
 	}
 }
 
-// loadSlow finds, builds if needed and opens plugin name. It runs once
-// per name at a time (singleflight).
-func (l *Loader) loadSlow(name string) (*artifact, error) {
-	l.mu.RLock()
-	a := l.plugins[name]
-	l.mu.RUnlock()
-	if a != nil {
-		return a, nil
-	}
+// update brings plugin name up to date with its source: it builds and
+// loads a version for the source's current content unless one is loaded
+// already, and makes it current. If that fails and an older version is
+// current, the older version keeps serving. It runs once per name at a
+// time (singleflight).
+func (l *Loader) update(name string) (*version, error) {
 	src, err := l.src.find(name)
 	if err != nil {
-		return nil, err
-	}
-	k, err := key(src, l.moduleDir, l.hostID)
-	if err != nil {
-		return nil, newError(ErrBuild, name, err, "plugin %q: cannot read its source", name)
-	}
-	l.mu.RLock()
-	f, failed := l.failures[name]
-	l.mu.RUnlock()
-	if failed && f.key == k {
-		return nil, f.err
-	}
-	a, err = l.buildAndOpen(src, k)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err != nil {
-		if permanent(err) {
-			l.failures[name] = failure{key: k, err: err}
+		if errors.Is(err, ErrNotFound) {
+			l.unroute(name)
 		}
 		return nil, err
 	}
-	delete(l.failures, name)
-	l.plugins[name] = a
-	return a, nil
+	e := l.entryFor(name, src.Kind)
+	cur := e.cur.Load()
+	if cur != nil && !l.reload {
+		return cur, nil // load once, as prestd
+	}
+	k, err := keyFor(src, l.moduleDir, l.hostID)
+	if err != nil {
+		return nil, newError(ErrBuild, name, err, "plugin %q: cannot read its source", name)
+	}
+	if cur != nil && cur.key == k {
+		return cur, nil
+	}
+	log := l.log.With().Str("plugin", name).Logger()
+	e.mu.Lock()
+	if f := e.failure; f != nil && f.key == k {
+		e.mu.Unlock()
+		if cur != nil {
+			return cur, nil
+		}
+		return nil, f.err
+	}
+	e.building = true
+	e.mu.Unlock()
+
+	v, err := l.load(src, k)
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.building = false
+	if err != nil {
+		if permanent(err) {
+			e.failure = &failure{key: k, err: err, at: time.Now()}
+		}
+		if cur != nil {
+			log.Warn().Err(err).Msg("plugin reload failed; the last good version keeps serving")
+			return cur, nil
+		}
+		return nil, err
+	}
+	e.failure = nil
+	if !slicesContainsKey(e.versions, k) {
+		e.versions = append(e.versions, v)
+	}
+	e.cur.Store(v)
+	if cur != nil {
+		log.Info().Str("version", k[:16]).Int("versions", len(e.versions)).
+			Int64("loaded_bytes", l.LoadedBytes()).Msg("plugin reloaded")
+	}
+	return v, nil
+}
+
+func slicesContainsKey(vs []*version, k string) bool {
+	for _, v := range vs {
+		if v.key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// entryFor returns the entry of name, creating it. Entries exist only for
+// plugins whose source was found, so requests for random names cannot
+// grow the map.
+func (l *Loader) entryFor(name string, kind Kind) *entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.plugins[name]
+	if e == nil {
+		e = &entry{name: name}
+		l.plugins[name] = e
+	}
+	e.mu.Lock()
+	e.kind = kind
+	e.mu.Unlock()
+	return e
+}
+
+// unroute stops serving a plugin whose source is gone. Its code stays in
+// memory; a new source under the name loads afresh.
+func (l *Loader) unroute(name string) {
+	if e := l.lookup(name); e != nil && e.cur.Swap(nil) != nil {
+		l.log.Info().Str("plugin", name).Msg("plugin removed: its source is gone")
+	}
 }
 
 // permanent reports whether err will recur for the same source: a
 // compiler error will, a timeout or a missing go command may not.
 func permanent(err error) bool {
 	var execErr *exec.Error
-	return !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !errors.As(err, &execErr)
+	return !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
+		!errors.As(err, &execErr) && !errors.Is(err, ErrOverBudget)
 }
 
-func (l *Loader) buildAndOpen(src Source, k string) (*artifact, error) {
-	log := l.log.With().Str("plugin", src.Name).Logger()
-	path := filepath.Join(l.cacheDir, k[:32]+".so")
-	_, err := os.Stat(path)
-	cached := err == nil
-	if !cached {
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, newError(ErrOpen, src.Name, err, "plugin %q: cannot read its artifact", src.Name)
-		}
-		log.Info().Str("kind", string(src.Kind)).Int("files", len(src.Files)).Msg("plugin build started")
-		start := time.Now()
-		err := l.builder.build(l.ctx, src, path)
-		ev := log.Info()
-		if err != nil {
-			ev = log.Error().Err(err)
-			var e *Error
-			if errors.As(err, &e) && e.Output != "" {
-				ev = ev.Str("output", e.Output)
-			}
-		}
-		ev.Dur("duration", time.Since(start)).Bool("ok", err == nil).Msg("plugin build finished")
-		if err != nil {
-			return nil, err
-		}
+// load returns a loaded version of src with content address k: the one
+// already open, or the cached artifact, or a new build.
+func (l *Loader) load(src Source, k string) (*version, error) {
+	path := l.artifactPath(k)
+	if a := l.opened(path); a != nil {
+		return &version{art: a, key: k, bytes: a.bytes, loadedAt: time.Now()}, nil
+	}
+	if err := l.checkBudget(src.Name); err != nil {
+		return nil, err
+	}
+	dur, err := l.artifact(l.ctx, src, k)
+	if err != nil {
+		return nil, err
 	}
 	a, err := l.open(src.Name, path)
 	if err != nil {
-		log.Error().Err(err).Msg("plugin load failed")
+		l.log.Error().Str("plugin", src.Name).Err(err).Msg("plugin load failed")
 		return nil, err
 	}
-	log.Info().Str("artifact", filepath.Base(path)).Bool("cached", cached).Msg("plugin loaded")
-	return a, nil
+	l.log.Info().Str("plugin", src.Name).Str("version", k[:16]).Bool("cached", dur == 0).
+		Int64("bytes", a.bytes).Msg("plugin loaded")
+	return &version{art: a, key: k, bytes: a.bytes, loadedAt: time.Now(), buildDur: dur}, nil
+}
+
+func (l *Loader) artifactPath(k string) string {
+	return filepath.Join(l.cacheDir, k[:32]+".so")
+}
+
+// artifact makes sure the artifact for src (content address k) exists,
+// matches the server's build and opens cleanly in a child process. It
+// returns the build's duration, 0 if the artifact was cached.
+func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Duration, error) {
+	path := l.artifactPath(k)
+	var dur time.Duration
+	switch _, err := os.Stat(path); {
+	case err == nil:
+		now := time.Now()
+		_ = os.Chtimes(path, now, now) // recently used: kept by Prune
+	case errors.Is(err, fs.ErrNotExist):
+		if dur, err = l.build(ctx, src, path); err != nil {
+			return 0, err
+		}
+	default:
+		return 0, newError(ErrOpen, src.Name, err, "plugin %q: cannot read its artifact", src.Name)
+	}
+	diffs, err := Compatible(path, l.host)
+	if err != nil {
+		return 0, newError(ErrOpen, src.Name, err, "plugin %q: its artifact is unreadable", src.Name)
+	}
+	if len(diffs) > 0 {
+		e := incompatible(src.Name, diffs)
+		l.log.Error().Str("plugin", src.Name).Str("problem", e.Msg).Msg("plugin refused")
+		return 0, e
+	}
+	if l.loadCheck != nil && !fileExists(path+".ok") {
+		if err := l.loadCheck(ctx, path); err != nil {
+			return 0, newError(ErrInit, src.Name, err, "plugin %q cannot be loaded: %v", src.Name, err)
+		}
+		_ = os.WriteFile(path+".ok", nil, 0o644)
+	}
+	return dur, nil
+}
+
+// build runs the compiler and logs the outcome.
+func (l *Loader) build(ctx context.Context, src Source, path string) (time.Duration, error) {
+	log := l.log.With().Str("plugin", src.Name).Logger()
+	log.Info().Str("kind", string(src.Kind)).Int("files", len(src.Files)).Msg("plugin build started")
+	start := time.Now()
+	err := l.builder.build(ctx, src, path)
+	dur := time.Since(start)
+	ev := log.Info()
+	if err != nil {
+		ev = log.Error().Err(err)
+		var e *Error
+		if errors.As(err, &e) && e.Output != "" {
+			ev = ev.Str("output", e.Output)
+		}
+	}
+	ev.Dur("duration", dur).Bool("ok", err == nil).Msg("plugin build finished")
+	return dur, err
+}
+
+// opened returns the artifact at path if this process has opened it.
+func (l *Loader) opened(path string) *artifact {
+	l.amu.Lock()
+	defer l.amu.Unlock()
+	return l.artifacts[path]
 }
 
 // open opens path once per process; plugins with equal sources share it.
@@ -294,6 +499,32 @@ func (l *Loader) open(name, path string) (*artifact, error) {
 	if err != nil {
 		return nil, err
 	}
+	if fi, err := os.Stat(path); err == nil {
+		a.bytes = fi.Size()
+	}
 	l.artifacts[path] = a
+	l.loadedBytes += a.bytes
 	return a, nil
+}
+
+// LoadedBytes is the size of every artifact this process has opened:
+// memory Go never gives back.
+func (l *Loader) LoadedBytes() int64 {
+	l.amu.Lock()
+	defer l.amu.Unlock()
+	return l.loadedBytes
+}
+
+// checkBudget warns, or refuses, when loaded artifacts exceed the budget.
+func (l *Loader) checkBudget(name string) error {
+	loaded := l.LoadedBytes()
+	if l.maxBytes <= 0 || loaded < l.maxBytes {
+		return nil
+	}
+	if l.refuse {
+		return newError(ErrOverBudget, name, nil, "plugin %q: not loading another version: loaded plugins hold %d bytes, the budget is %d (restart to free them)", name, loaded, l.maxBytes)
+	}
+	l.log.Warn().Str("plugin", name).Int64("loaded_bytes", loaded).Int64("budget", l.maxBytes).
+		Msg("loaded plugins exceed the memory budget; Go cannot unload them: restart to free memory")
+	return nil
 }

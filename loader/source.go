@@ -147,7 +147,7 @@ func (f sourceFinder) discover() (found []Source, skipped []string, err error) {
 // left out on purpose: the go command derives a file build's package path
 // from content alone, so equal content must map to one artifact, or the
 // second plugin.Open fails with "plugin already loaded".
-func key(src Source, moduleDir, hostID string) (string, error) {
+func keyFor(src Source, moduleDir, hostID string) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "plugind artifact v1\nhost %s\n", hostID)
 	for _, name := range []string{"go.mod", "go.sum"} {

@@ -10,6 +10,7 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -35,35 +36,59 @@ type Server struct {
 	log    zerolog.Logger
 	loader *loader.Loader
 	state  atomic.Int32 // a state
+	warmup atomic.Value // string: "off", "running", "done", "failed"
+}
+
+// NewLoader makes the loader cfg describes, for the server and for the
+// command line's build and list.
+func NewLoader(cfg config.Config, log zerolog.Logger) (*loader.Loader, loader.HostBuild, error) {
+	host, err := loader.HostBuildInfo()
+	if err != nil {
+		return nil, host, err
+	}
+	var check loader.LoadChecker
+	if cfg.Plugins.LoadCheckTimeout > 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, host, fmt.Errorf("finding the server binary for load checks: %w", err)
+		}
+		check = loader.ExecLoadCheck(exe, cfg.Plugins.LoadCheckTimeout)
+	}
+	l, err := loader.New(loader.Options{
+		SrcDir:           cfg.SrcDir(),
+		CacheDir:         cfg.Plugins.CacheDir,
+		ModuleDir:        cfg.Plugins.ModuleDir,
+		Go:               cfg.Plugins.Go,
+		BuildTimeout:     cfg.Plugins.BuildTimeout,
+		BuildWait:        cfg.Plugins.BuildWait,
+		Reload:           cfg.Plugins.Reload == config.ReloadOnChange,
+		MaxLoadedBytes:   cfg.Plugins.MemoryBudgetMB << 20,
+		RefuseOverBudget: cfg.Plugins.RefuseOverBudget,
+		LoadCheck:        check,
+		Host:             &host,
+		Log:              log,
+	})
+	return l, host, err
 }
 
 // New checks the environment, discovers plugins and prepares the server.
 // It logs one line per discovered plugin, and what is missing to build
-// plugins here, if anything.
+// plugins here, if anything. The binary must call
+// loader.RunLoadCheckIfAsked (or handle loader.LoadCheckCommand) first
+// thing, since the server runs itself to check new plugins.
 func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, error) {
-	host, err := loader.HostBuildInfo()
-	if err != nil {
-		return nil, err
-	}
-	l, err := loader.New(loader.Options{
-		SrcDir:       cfg.SrcDir(),
-		CacheDir:     cfg.Plugins.CacheDir,
-		ModuleDir:    cfg.Plugins.ModuleDir,
-		Go:           cfg.Plugins.Go,
-		BuildTimeout: cfg.Plugins.BuildTimeout,
-		Host:         &host,
-		Log:          log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{cfg: cfg, log: log, loader: l}
 	if cfg.File != "" {
 		log.Info().Str("file", cfg.File).Msg("configuration read")
 	}
 	if len(cfg.Unknown) > 0 {
 		log.Warn().Strs("keys", cfg.Unknown).Msg("configuration keys not used by plugind are ignored")
 	}
+	l, host, err := NewLoader(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, loader: l}
+	s.warmup.Store("off")
 	for _, p := range loader.CheckToolchain(ctx, cfg.Plugins.Go, host) {
 		log.Warn().Str("problem", p).Msg("plugins cannot be built or loaded here")
 	}
@@ -77,7 +102,37 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 	for _, name := range skipped {
 		log.Warn().Str("entry", name).Msg("plugin source skipped: its name is not a valid plugin name")
 	}
+	if removed, freed, err := l.Prune(cfg.Plugins.CacheMaxMB << 20); err != nil {
+		log.Warn().Err(err).Msg("pruning the plugin cache")
+	} else if removed > 0 {
+		log.Info().Int("artifacts", removed).Int64("bytes", freed).Msg("plugin cache pruned")
+	}
+	if cfg.Plugins.Reload == config.ReloadOnChange && loader.Supported {
+		if err := l.Watch(); err != nil {
+			log.Warn().Err(err).Msg("hot reload is off: cannot watch plugin sources")
+		} else {
+			log.Info().Str("dir", cfg.SrcDir()).Msg("hot reload on: watching plugin sources")
+		}
+	}
 	return s, nil
+}
+
+// background warms the build cache, then prebuilds plugins if asked.
+func (s *Server) background(ctx context.Context) {
+	if !loader.Supported {
+		return
+	}
+	if s.cfg.Plugins.WarmUp {
+		s.warmup.Store("running")
+		if err := s.loader.WarmUp(ctx); err != nil {
+			s.warmup.Store("failed")
+		} else {
+			s.warmup.Store("done")
+		}
+	}
+	if s.cfg.Plugins.Prebuild {
+		s.loader.Prebuild(ctx)
+	}
 }
 
 // Handler is the server's HTTP handler, for tests that bring their own
@@ -92,14 +147,17 @@ func (s *Server) Handler() http.Handler {
 	return h.Handler()
 }
 
-func (s *Server) ready() error {
+func (s *Server) ready() handlers.Readiness {
+	rd := handlers.Readiness{WarmUp: s.warmup.Load().(string)}
 	switch state(s.state.Load()) {
 	case starting:
-		return errors.New("starting")
+		rd.Status = "starting"
 	case draining:
-		return errors.New("shutting down")
+		rd.Status = "shutting down"
+	default:
+		rd.Ready, rd.Status = true, "ready"
 	}
-	return nil
+	return rd
 }
 
 // ListenAndServe listens on the configured address and serves until ctx
@@ -126,6 +184,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	defer stopBackground()
+	go s.background(bgCtx)
 	s.state.Store(int32(serving))
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("listening")
 

@@ -1,0 +1,269 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/plugind/plugind/config"
+	"github.com/plugind/plugind/loader"
+	"github.com/plugind/plugind/server"
+)
+
+// withLoader loads the configuration and a loader for a command that
+// works on plugins without serving them. Its log goes to stderr, warnings
+// and worse only.
+func withLoader(cmd *cobra.Command, getenv func(string) string, stderr io.Writer, run func(cfg config.Config, l *loader.Loader, host loader.HostBuild) error) error {
+	cfg, err := config.Load(cmd.Flags(), getenv)
+	if err != nil {
+		return err
+	}
+	log := zerolog.New(stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	l, host, err := server.NewLoader(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	return run(cfg, l, host)
+}
+
+func buildCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "build [NAME...]",
+		Short: "Build plugins ahead of time into the artifact cache (all when no NAME)",
+		Long: "Build plugins into the artifact cache, checked against this server's build and\n" +
+			"opened once in a child process, so that a server started later serves them at\n" +
+			"once. Prints one line per plugin and the compiler's diagnostics; exits non-zero\n" +
+			"if any plugin fails. For images and CI.",
+		RunE: func(cmd *cobra.Command, names []string) error {
+			return withLoader(cmd, getenv, stderr, func(cfg config.Config, l *loader.Loader, _ loader.HostBuild) error {
+				if len(names) == 0 {
+					found, _, err := l.Discover()
+					if err != nil {
+						return err
+					}
+					for _, s := range found {
+						names = append(names, s.Name)
+					}
+				}
+				failed := 0
+				for _, name := range names {
+					start := time.Now()
+					res, err := l.Build(cmd.Context(), name)
+					switch {
+					case err != nil:
+						failed++
+						fmt.Fprintf(stdout, "%-20s FAILED  %s\n", name, time.Since(start).Round(time.Millisecond))
+						fmt.Fprintf(stdout, "  %s\n", describe(err))
+					case res.Duration == 0:
+						fmt.Fprintf(stdout, "%-20s cached  %s\n", name, res.Key[:16])
+					default:
+						fmt.Fprintf(stdout, "%-20s built   %s  %s\n", name, res.Key[:16], res.Duration.Round(time.Millisecond))
+					}
+				}
+				if failed > 0 {
+					return fmt.Errorf("%d of %d plugins failed", failed, len(names))
+				}
+				return nil
+			})
+		},
+	}
+}
+
+// describe is an error with the compiler's diagnostics, indented.
+func describe(err error) string {
+	var e *loader.Error
+	if !errors.As(err, &e) {
+		return err.Error()
+	}
+	s := e.Msg
+	if e.Output != "" {
+		s += "\n    " + strings.ReplaceAll(e.Output, "\n", "\n    ")
+	}
+	return s
+}
+
+func listCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List plugins, their handlers (method, function, ABI) and state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withLoader(cmd, getenv, stderr, func(cfg config.Config, l *loader.Loader, _ loader.HostBuild) error {
+				infos := l.List()
+				for i := range infos {
+					// A one-shot process has loaded nothing: report the cache.
+					if k, cached, err := l.Cached(infos[i].Name); err == nil && cached {
+						infos[i].Hash, infos[i].State = k[:16], loader.StateBuilt
+					}
+				}
+				if asJSON {
+					enc := json.NewEncoder(stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(infos)
+				}
+				tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "PLUGIN\tKIND\tSTATE\tVERSION\tMETHOD\tFUNC\tABI")
+				for _, i := range infos {
+					if len(i.Handlers) == 0 {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t-\t-\t-\n", i.Name, i.Kind, i.State, dash(i.Hash))
+					}
+					for _, h := range i.Handlers {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i.Name, i.Kind, i.State, dash(i.Hash), h.Method, h.Func, h.ABI)
+					}
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func doctorCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "doctor",
+		Short: "Check that plugins can be built and loaded here",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withLoader(cmd, getenv, stderr, func(cfg config.Config, l *loader.Loader, host loader.HostBuild) error {
+				problems := loader.CheckToolchain(cmd.Context(), cfg.Plugins.Go, host)
+				fmt.Fprintf(stdout, "server      %s %s, built with %s %s\n", host.Module, host.ModuleVersion, host.GoVersion, strings.Join(host.Flags, " "))
+				fmt.Fprintf(stdout, "platform    %s, plugins supported: %v\n", strings.Join(host.Env, " "), loader.Supported)
+				fmt.Fprintf(stdout, "module      plugins are built in %s\n", l.ModuleDir())
+				fmt.Fprintf(stdout, "sources     %s\n", cfg.SrcDir())
+				fmt.Fprintf(stdout, "cache       %s\n", cfg.Plugins.CacheDir)
+				reports, err := l.CheckCache()
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("cannot read the artifact cache: %v", err))
+				}
+				good := 0
+				for _, r := range reports {
+					if r.Err != nil {
+						problems = append(problems, fmt.Sprintf("cached artifact %s: %v", filepath.Base(r.Path), r.Err))
+					} else {
+						good++
+					}
+				}
+				fmt.Fprintf(stdout, "artifacts   %d cached, %d compatible with this server\n", len(reports), good)
+				if len(problems) == 0 {
+					fmt.Fprintln(stdout, "ok          plugins can be built and loaded here")
+					return nil
+				}
+				for _, p := range problems {
+					fmt.Fprintf(stdout, "PROBLEM     %s\n", p)
+				}
+				return fmt.Errorf("%d problems", len(problems))
+			})
+		},
+	}
+}
+
+func newCommand(getenv func(string) string, stdout io.Writer) *cobra.Command {
+	var abi string
+	cmd := &cobra.Command{
+		Use:   "new NAME",
+		Short: "Scaffold a plugin in <pluginpath>/src",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := config.Load(cmd.Flags(), getenv)
+			if err != nil {
+				return err
+			}
+			name := args[0]
+			if !loader.ValidName(name) {
+				return fmt.Errorf("invalid plugin name %q: use 1 to %d letters, digits, '_' or '-'", name, loader.MaxNameLen)
+			}
+			src, ok := scaffolds[abi]
+			if !ok {
+				return fmt.Errorf("--abi must be legacy or standard, not %q", abi)
+			}
+			path := filepath.Join(cfg.SrcDir(), name+".go")
+			if _, err := os.Stat(filepath.Join(cfg.SrcDir(), name)); err == nil {
+				return fmt.Errorf("plugin %s exists already (a folder)", name)
+			}
+			if err := os.MkdirAll(cfg.SrcDir(), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			if err != nil {
+				return fmt.Errorf("writing the plugin: %w", err)
+			}
+			if _, err := fmt.Fprintf(f, src, name); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "wrote %s\ntry:  curl 'http://localhost:%d/_PLUGIN/%s/Hello?name=you'\n", path, cfg.HTTP.Port, name)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&abi, "abi", "legacy", "handler ABI: legacy (prestd's globals) or standard (http.HandlerFunc)")
+	return cmd
+}
+
+// scaffolds are plugin templates by ABI; %[1]s is the plugin name.
+var scaffolds = map[string]string{
+	"legacy": `// Package main is the plugin %[1]s: GET /_PLUGIN/%[1]s/Hello?name=you
+package main
+
+import "encoding/json"
+
+var (
+	// HTTPVars holds the route variables of the current request.
+	HTTPVars map[string]string
+	// URLQuery holds its parsed query string.
+	URLQuery map[string][]string
+)
+
+// GETHelloHandler answers GET /_PLUGIN/%[1]s/Hello with a greeting.
+func GETHelloHandler() (string, int) {
+	name := "world"
+	if v := URLQuery["name"]; len(v) > 0 {
+		name = v[0]
+	}
+	out, err := json.Marshal(map[string]string{"hello": name, "plugin": HTTPVars["file"]})
+	if err != nil {
+		return err.Error(), 500
+	}
+	return string(out), 200
+}
+`,
+	"standard": `// Package main is the plugin %[1]s: GET /_PLUGIN/%[1]s/Hello?name=you
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// GETHelloHandler answers GET /_PLUGIN/%[1]s/Hello with a greeting.
+func GETHelloHandler(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("name")
+	if name == "" {
+		name = "world"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]string{"hello": name, "plugin": "%[1]s"})
+}
+`,
+}

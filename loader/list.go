@@ -1,0 +1,188 @@
+package loader
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"go/types"
+	"slices"
+	"strings"
+	"time"
+)
+
+// State is where a plugin is in its life.
+type State string
+
+const (
+	StateUnbuilt  State = "unbuilt"  // never requested
+	StateBuilding State = "building" // first build in progress
+	StateReady    State = "ready"    // serving (perhaps while a new version builds)
+	StateFailed   State = "failed"   // its source does not build or load
+	StateBuilt    State = "built"    // in the cache, not loaded (plugind list)
+)
+
+// HandlerInfo describes one exported handler, read from the source.
+type HandlerInfo struct {
+	Method    string `json:"method"`
+	Func      string `json:"func"`
+	Symbol    string `json:"symbol"`
+	ABI       ABI    `json:"abi"` // "legacy", "standard" or "unsupported"
+	Signature string `json:"signature"`
+}
+
+// VersionInfo describes one loaded version of a plugin.
+type VersionInfo struct {
+	Hash          string        `json:"hash"`
+	LoadedAt      time.Time     `json:"loaded_at"`
+	BuildDuration time.Duration `json:"build_duration_ns"` // 0: from the cache
+	Bytes         int64         `json:"bytes"`
+	Current       bool          `json:"current"`
+}
+
+// Info describes a plugin for listings. It holds nothing secret: errors
+// are their client-safe messages.
+type Info struct {
+	Name      string        `json:"name"`
+	Kind      Kind          `json:"kind"`
+	State     State         `json:"state"`
+	Building  bool          `json:"building"`
+	Hash      string        `json:"hash,omitempty"` // content address of the current version
+	Handlers  []HandlerInfo `json:"handlers"`
+	LastError string        `json:"last_error,omitempty"`
+	FailedAt  *time.Time    `json:"failed_at,omitempty"`
+	Versions  []VersionInfo `json:"versions"`
+	Bytes     int64         `json:"bytes"` // held by all its loaded versions
+}
+
+// List describes every plugin: those in the source directory and those
+// loaded, sorted by name.
+func (l *Loader) List() []Info {
+	found, _, _ := l.Discover()
+	byName := make(map[string]*Info)
+	var names []string
+	add := func(name string, kind Kind) *Info {
+		if i, ok := byName[name]; ok {
+			return i
+		}
+		i := &Info{Name: name, Kind: kind, State: StateUnbuilt, Versions: []VersionInfo{}}
+		byName[name] = i
+		names = append(names, name)
+		return i
+	}
+	for _, s := range found {
+		add(s.Name, s.Kind).Handlers = SourceHandlers(s)
+	}
+	l.mu.RLock()
+	entries := make([]*entry, 0, len(l.plugins))
+	for _, e := range l.plugins {
+		entries = append(entries, e)
+	}
+	l.mu.RUnlock()
+	for _, e := range entries {
+		e.mu.Lock()
+		i := add(e.name, e.kind)
+		cur := e.cur.Load()
+		i.Building = e.building
+		switch {
+		case cur != nil:
+			i.State, i.Hash = StateReady, cur.key[:16]
+		case e.building:
+			i.State = StateBuilding
+		case e.failure != nil:
+			i.State = StateFailed
+		}
+		if f := e.failure; f != nil {
+			i.LastError = errorMsg(f.err)
+			at := f.at
+			i.FailedAt = &at
+		}
+		for _, v := range e.versions {
+			i.Versions = append(i.Versions, VersionInfo{
+				Hash: v.key[:16], LoadedAt: v.loadedAt, BuildDuration: v.buildDur,
+				Bytes: v.bytes, Current: v == cur,
+			})
+			i.Bytes += v.bytes
+		}
+		e.mu.Unlock()
+	}
+	slices.Sort(names)
+	out := make([]Info, len(names))
+	for n, name := range names {
+		out[n] = *byName[name]
+	}
+	return out
+}
+
+// errorMsg is the client-safe text of err.
+func errorMsg(err error) string {
+	if e, ok := err.(*Error); ok {
+		return e.Msg
+	}
+	return "internal error"
+}
+
+// symbolMethods are recognised at the start of handler names, longest
+// first so that no method is mistaken for a prefix of another.
+var symbolMethods = []string{"OPTIONS", "DELETE", "PATCH", "POST", "HEAD", "PUT", "GET"}
+
+// SourceHandlers lists the handlers src declares, read from its files
+// with go/parser: no build needed. Unreadable files are skipped.
+func SourceHandlers(src Source) []HandlerInfo {
+	fset := token.NewFileSet()
+	var out []HandlerInfo
+	for _, file := range src.Files {
+		f, err := parser.ParseFile(fset, file, nil, parser.SkipObjectResolution)
+		if err != nil {
+			continue
+		}
+		for _, d := range f.Decls {
+			fd, ok := d.(*ast.FuncDecl)
+			if !ok || fd.Recv != nil || !strings.HasSuffix(fd.Name.Name, "Handler") {
+				continue
+			}
+			for _, m := range symbolMethods {
+				fn, ok := strings.CutPrefix(strings.TrimSuffix(fd.Name.Name, "Handler"), m)
+				if !ok || fn == "" {
+					continue
+				}
+				out = append(out, HandlerInfo{Method: m, Func: fn, Symbol: fd.Name.Name, ABI: abiOf(fd.Type), Signature: types.ExprString(fd.Type)})
+				break
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b HandlerInfo) int { return strings.Compare(a.Symbol, b.Symbol) })
+	return out
+}
+
+// ABIUnsupported marks, in listings, a handler whose signature no ABI
+// accepts.
+const ABIUnsupported ABI = "unsupported"
+
+// abiOf classifies a handler's signature as written in its source. The
+// loader's type switch on the loaded symbol is the authority; this reads
+// "http" as the net/http import name.
+func abiOf(ft *ast.FuncType) ABI {
+	params, results := fieldTypes(ft.Params), fieldTypes(ft.Results)
+	switch {
+	case len(params) == 0 && (slices.Equal(results, []string{"string"}) || slices.Equal(results, []string{"string", "int"})):
+		return ABILegacy
+	case len(results) == 0 && slices.Equal(params, []string{"http.ResponseWriter", "*http.Request"}):
+		return ABIStandard
+	}
+	return ABIUnsupported
+}
+
+// fieldTypes lists the type of each parameter or result in fl.
+func fieldTypes(fl *ast.FieldList) []string {
+	if fl == nil {
+		return nil
+	}
+	var out []string
+	for _, f := range fl.List {
+		t := types.ExprString(f.Type)
+		for range max(1, len(f.Names)) {
+			out = append(out, t)
+		}
+	}
+	return out
+}

@@ -1,0 +1,94 @@
+package loader
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// LoadCheckCommand is the hidden subcommand under which the server's own
+// binary opens one artifact and exits: see LoadCheckMain.
+const LoadCheckCommand = "__loadcheck"
+
+// LoadChecker opens an artifact somewhere the server cannot be harmed,
+// and reports whether it opened cleanly.
+type LoadChecker func(ctx context.Context, path string) error
+
+// ExecLoadCheck returns a LoadChecker that runs `exe __loadcheck PATH` in a
+// child process bounded by timeout. exe must be a binary that calls
+// LoadCheckMain for that command: the server itself, so that the child
+// has the server's exact build. Opening a plugin runs its init functions;
+// measured on Go 1.26, an init that panics inside plugin.Open makes every
+// later plugin.Open in that process hang, and an init that blocks hangs
+// its caller. In a child, both only cost the child.
+func ExecLoadCheck(exe string, timeout time.Duration) LoadChecker {
+	return func(ctx context.Context, path string) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, exe, LoadCheckCommand, path)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.WaitDelay = time.Second
+		err := cmd.Run()
+		switch {
+		case ctx.Err() == context.DeadlineExceeded:
+			return fmt.Errorf("opening it did not finish within %s: an init function blocks", timeout)
+		case err != nil:
+			return errors.New(summarize(out.String(), err))
+		}
+		return nil
+	}
+}
+
+// summarize keeps the first meaningful line of a failed child's output:
+// "panic: ..." for an init panic, the open error otherwise.
+func summarize(out string, err error) string {
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "panic: ") {
+			return "an init function panicked: " + strings.TrimPrefix(line, "panic: ")
+		}
+		if strings.HasPrefix(line, "fatal error: ") {
+			return "opening it crashed: " + strings.TrimPrefix(line, "fatal error: ")
+		}
+	}
+	if first, _, _ := strings.Cut(strings.TrimSpace(out), "\n"); first != "" {
+		return first
+	}
+	return err.Error()
+}
+
+// LoadCheckMain opens the artifact at path, checks its globals, and
+// returns the exit code: 0 if it loaded cleanly. A panicking init never
+// returns here: the runtime prints it and exits.
+func LoadCheckMain(path string, stderr io.Writer) int {
+	if _, err := openArtifact("", path); err != nil {
+		fmt.Fprintln(stderr, strings.TrimPrefix(err.Error(), `plugin "": `))
+		return 1
+	}
+	return 0
+}
+
+// LoadCheckArgs reports whether args (os.Args[1:]) ask for a load check,
+// and for which artifact. Test binaries call it from TestMain.
+func LoadCheckArgs(args []string) (path string, ok bool) {
+	if len(args) == 2 && args[0] == LoadCheckCommand {
+		return args[1], true
+	}
+	return "", false
+}
+
+// RunLoadCheckIfAsked runs LoadCheckMain and exits when the process was
+// started as a load check. For the TestMain of packages whose tests start
+// servers.
+func RunLoadCheckIfAsked() {
+	if path, ok := LoadCheckArgs(os.Args[1:]); ok {
+		os.Exit(LoadCheckMain(path, os.Stderr))
+	}
+}

@@ -1,0 +1,114 @@
+package loader
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// debounce is how long a plugin's sources must be quiet before it is
+// rebuilt: editors save in several steps.
+const debounce = 150 * time.Millisecond
+
+// Watch watches the source directory, and each folder plugin in it, and
+// brings a loaded (or failed) plugin up to date when its source changes:
+// the new version is built once, in the background, and swapped in; the
+// current one serves until then, and keeps serving if the new one fails.
+// Plugins never requested stay unbuilt. Watch returns once watching has
+// started; it stops when the Loader is closed.
+func (l *Loader) Watch() error {
+	if !l.reload {
+		return errors.New("reload is off")
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	if err := w.Add(l.src.dir); err != nil {
+		w.Close()
+		return err
+	}
+	if entries, err := os.ReadDir(l.src.dir); err == nil {
+		for _, e := range entries {
+			if e.IsDir() && ValidName(e.Name()) {
+				_ = w.Add(filepath.Join(l.src.dir, e.Name()))
+			}
+		}
+	}
+	go l.watch(w)
+	return nil
+}
+
+func (l *Loader) watch(w *fsnotify.Watcher) {
+	defer w.Close()
+	var mu sync.Mutex // guards timers
+	timers := make(map[string]*time.Timer)
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, t := range timers {
+			t.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case err := <-w.Errors:
+			l.log.Warn().Err(err).Msg("watching plugin sources")
+		case ev := <-w.Events:
+			name, isDir := l.pluginOf(ev)
+			if name == "" {
+				continue
+			}
+			if isDir && ev.Has(fsnotify.Create) {
+				_ = w.Add(ev.Name)
+			}
+			mu.Lock()
+			if t, ok := timers[name]; ok {
+				t.Reset(debounce)
+			} else {
+				timers[name] = time.AfterFunc(debounce, func() { l.refresh(name) })
+			}
+			mu.Unlock()
+		}
+	}
+}
+
+// pluginOf maps a file event to the plugin it concerns.
+func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
+	rel, err := filepath.Rel(l.src.dir, ev.Name)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return "", false
+	}
+	first, rest, nested := strings.Cut(rel, string(filepath.Separator))
+	if nested {
+		if !strings.HasSuffix(rest, ".go") {
+			return "", false
+		}
+		name = first
+	} else if n, ok := strings.CutSuffix(first, ".go"); ok && !strings.HasSuffix(first, "_test.go") {
+		name = n
+	} else if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() {
+		name, isDir = first, true
+	} else {
+		return "", false
+	}
+	if !ValidName(name) {
+		return "", false
+	}
+	return name, isDir
+}
+
+// refresh updates a plugin that has been requested before.
+func (l *Loader) refresh(name string) {
+	if l.ctx.Err() != nil || l.lookup(name) == nil {
+		return
+	}
+	_, _, _ = l.flight.Do(name, func() (any, error) { return l.update(name) })
+}
