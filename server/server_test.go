@@ -32,13 +32,22 @@ type running struct {
 
 func start(t *testing.T, pluginPath string, debug bool) *running {
 	t.Helper()
+	return startWith(t, pluginPath, func(c *config.Config) { c.Debug = debug })
+}
+
+// startWith starts a server whose configuration set may change.
+func startWith(t *testing.T, pluginPath string, set func(*config.Config)) *running {
+	t.Helper()
 	cfg := config.Config{
 		PluginPath: pluginPath,
-		Debug:      debug,
 		HTTP:       config.HTTP{Host: "127.0.0.1"},
-		Plugins:    config.Plugins{CacheDir: plugintest.CacheDir(), Go: "go", BuildTimeout: 5 * time.Minute},
-		Lifecycle:  config.Lifecycle{ServerShutdownTimeout: 10 * time.Second},
+		Plugins: config.Plugins{
+			CacheDir: plugintest.CacheDir(), Go: "go", BuildTimeout: 5 * time.Minute, BuildWait: time.Minute,
+			Reload: config.ReloadOff, LoadCheckTimeout: 30 * time.Second, CacheMaxMB: 4096,
+		},
+		Lifecycle: config.Lifecycle{ServerShutdownTimeout: 10 * time.Second},
 	}
+	set(&cfg)
 	logs := &plugintest.Log{}
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := server.New(ctx, cfg, zerolog.New(logs))

@@ -1,0 +1,124 @@
+package loader_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/plugind/plugind/internal/plugintest"
+	"github.com/plugind/plugind/loader"
+)
+
+func TestList(t *testing.T) {
+	dir := plugintest.PluginPath(t, "hello", "std", "badsig", "report")
+	plugintest.WriteFile(t, filepath.Join(dir, "src"), "broken.go",
+		plugintest.Unique(t, "package main\n\nfunc GETXHandler() string { return 1 }\n"))
+	l, _ := newLoader(t, dir)
+	call(t, l, "hello", "Hello")
+	call(t, l, "broken", "X")
+
+	byName := map[string]loader.Info{}
+	var names []string
+	for _, i := range l.List() {
+		byName[i.Name] = i
+		names = append(names, i.Name)
+	}
+	if want := []string{"badsig", "broken", "hello", "report", "std"}; !slices.Equal(names, want) {
+		t.Fatalf("listed %q, want %q", names, want)
+	}
+	hello := byName["hello"]
+	if hello.State != loader.StateReady || hello.Kind != loader.KindFile || len(hello.Versions) != 1 || !hello.Versions[0].Current || hello.Bytes <= 0 || len(hello.Hash) != 16 {
+		t.Errorf("hello = %+v", hello)
+	}
+	var handlers []string
+	for _, h := range hello.Handlers {
+		handlers = append(handlers, fmt.Sprintf("%s %s %s", h.Method, h.Func, h.ABI))
+	}
+	if want := []string{"GET Hello legacy", "GET HelloWithStatus legacy"}; !slices.Equal(handlers, want) {
+		t.Errorf("hello handlers = %q, want %q", handlers, want)
+	}
+	if b := byName["broken"]; b.State != loader.StateFailed || b.LastError != `plugin "broken" failed to build` || b.FailedAt == nil {
+		t.Errorf("broken = %+v", b)
+	}
+	if r := byName["report"]; r.State != loader.StateUnbuilt || r.Kind != loader.KindFolder || len(r.Handlers) != 1 {
+		t.Errorf("report = %+v", r)
+	}
+	abis := map[string]loader.ABI{}
+	for _, h := range byName["badsig"].Handlers {
+		abis[h.Func] = h.ABI
+	}
+	if abis["Args"] != loader.ABIUnsupported || abis["Err"] != loader.ABIUnsupported || abis["Fine"] != loader.ABILegacy {
+		t.Errorf("badsig ABIs = %v", abis)
+	}
+	for _, h := range byName["std"].Handlers {
+		if h.ABI != loader.ABIStandard {
+			t.Errorf("std handler %s has ABI %s", h.Symbol, h.ABI)
+		}
+	}
+}
+
+func TestBuildAheadOfTime(t *testing.T) {
+	dir := plugintest.PluginPath(t)
+	plugintest.WriteFile(t, filepath.Join(dir, "src"), "ahead.go",
+		plugintest.Unique(t, "package main\n\nfunc GETAheadHandler() string { return \"a\" }\n"))
+	cache := t.TempDir()
+	l, logs := newLoaderWith(t, dir, func(o *loader.Options) {
+		o.CacheDir = cache
+		o.LoadCheck = loader.ExecLoadCheck(os.Args[0], 30*time.Second)
+	})
+	first, err := l.Build(context.Background(), "ahead")
+	if err != nil || first.Duration == 0 {
+		t.Fatalf("first build: %+v, %v", first, err)
+	}
+	if !exists(filepath.Join(cache, first.Key[:32]+".so.ok")) {
+		t.Error("the artifact was not load-checked")
+	}
+	second, err := l.Build(context.Background(), "ahead")
+	if err != nil || second.Duration != 0 || second.Key != first.Key {
+		t.Errorf("second build: %+v, %v; want the cached artifact", second, err)
+	}
+	if len(logs.Events(map[string]any{"message": "plugin loaded"})) != 0 {
+		t.Error("Build opened the plugin in this process")
+	}
+	if _, err := l.Build(context.Background(), "../x"); err == nil {
+		t.Error("Build accepted a bad name")
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func TestPrune(t *testing.T) {
+	cache := t.TempDir()
+	now := time.Now()
+	for i, name := range []string{"old.so", "mid.so", "new.so"} {
+		plugintest.WriteFile(t, cache, name, string(make([]byte, 1000)))
+		plugintest.WriteFile(t, cache, name+".ok", "")
+		at := now.Add(time.Duration(i-3) * time.Hour)
+		os.Chtimes(filepath.Join(cache, name), at, at)
+	}
+	l, _ := newLoaderWith(t, plugintest.PluginPath(t), func(o *loader.Options) { o.CacheDir = cache })
+	removed, freed, err := l.Prune(2000)
+	if err != nil || removed != 1 || freed != 1000 {
+		t.Fatalf("Prune = %d, %d, %v; want 1, 1000", removed, freed, err)
+	}
+	if exists(filepath.Join(cache, "old.so")) || exists(filepath.Join(cache, "old.so.ok")) || !exists(filepath.Join(cache, "new.so")) {
+		t.Error("Prune did not remove the least recently used artifact (and only it)")
+	}
+}
+
+func TestWarmUp(t *testing.T) {
+	l, logs := newLoaderWith(t, plugintest.PluginPath(t), func(o *loader.Options) { o.CacheDir = t.TempDir() })
+	if err := l.WarmUp(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(logs.Events(map[string]any{"message": "build cache warm-up finished"})) != 1 {
+		t.Errorf("no warm-up log: %s", logs)
+	}
+}

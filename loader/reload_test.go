@@ -1,0 +1,313 @@
+package loader_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/mod/modfile"
+
+	"github.com/plugind/plugind/internal/plugintest"
+	"github.com/plugind/plugind/loader"
+)
+
+// newLoaderWith is newLoader with options changed by set.
+func newLoaderWith(t *testing.T, pluginPath string, set func(*loader.Options)) (*loader.Loader, *plugintest.Log) {
+	t.Helper()
+	logs := &plugintest.Log{}
+	opts := loader.Options{
+		SrcDir:   filepath.Join(pluginPath, "src"),
+		CacheDir: plugintest.CacheDir(),
+		Log:      zerolog.New(logs),
+	}
+	set(&opts)
+	l, err := loader.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, logs
+}
+
+func call(t *testing.T, l *loader.Loader, name, fn string) (string, error) {
+	t.Helper()
+	h, err := l.Handler(context.Background(), name, fn, "GET")
+	if err != nil {
+		return "", err
+	}
+	body, _, err := h.Call(nil, nil)
+	return body, err
+}
+
+// eventually polls f until it returns true or 20 s pass.
+func eventually(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func versionSource(t *testing.T, nonce, answer string) string {
+	return fmt.Sprintf("// %s %s\npackage main\n\nfunc GETVHandler() string { return %q }\n", t.Name(), nonce, answer)
+}
+
+func TestHotReload(t *testing.T) {
+	dir := plugintest.PluginPath(t)
+	src := filepath.Join(dir, "src")
+	nonce := fmt.Sprint(time.Now().UnixNano())
+	plugintest.WriteFile(t, src, "v.go", versionSource(t, nonce, "one"))
+	l, logs := newLoaderWith(t, dir, func(o *loader.Options) { o.Reload = true })
+	if err := l.Watch(); err != nil {
+		t.Fatal(err)
+	}
+	if body, err := call(t, l, "v", "V"); err != nil || body != "one" {
+		t.Fatalf("v1 = %q, %v", body, err)
+	}
+
+	// Callers keep calling through every change: none may fail.
+	stop := make(chan struct{})
+	var calls, failures atomic.Int64
+	var firstFailure atomic.Value
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				calls.Add(1)
+				if body, err := call(t, l, "v", "V"); err != nil || (body != "one" && body != "two") {
+					failures.Add(1)
+					firstFailure.CompareAndSwap(nil, fmt.Sprintf("%q %v", body, err))
+				}
+			}
+		})
+	}
+
+	plugintest.WriteFile(t, src, "v.go", versionSource(t, nonce, "two"))
+	eventually(t, "the edit to be served", func() bool { b, _ := call(t, l, "v", "V"); return b == "two" })
+
+	// A broken edit: the last good version keeps serving; the error is listed.
+	plugintest.WriteFile(t, src, "v.go", versionSource(t, nonce, "two")+"func broken( {\n")
+	eventually(t, "the failed build to be listed", func() bool { return info(t, l, "v").LastError != "" })
+	if b, err := call(t, l, "v", "V"); b != "two" || err != nil {
+		t.Errorf("after a broken edit: %q, %v; want the last good version", b, err)
+	}
+
+	// Reverting to the first content reuses the version already loaded:
+	// Go could not load its package path twice.
+	builds := len(logs.Events(map[string]any{"plugin": "v", "message": "plugin build started"}))
+	plugintest.WriteFile(t, src, "v.go", versionSource(t, nonce, "one"))
+	eventually(t, "the revert to be served", func() bool { b, _ := call(t, l, "v", "V"); return b == "one" })
+	close(stop)
+	wg.Wait()
+
+	if n := len(logs.Events(map[string]any{"plugin": "v", "message": "plugin build started"})); n != builds {
+		t.Errorf("reverting ran %d builds, want none", n-builds)
+	}
+	i := info(t, l, "v")
+	if len(i.Versions) != 2 || i.LastError != "" || i.State != loader.StateReady {
+		t.Errorf("listing after revert = %+v; want 2 versions, no error, ready", i)
+	}
+	if failures.Load() > 0 {
+		t.Errorf("%d of %d calls failed during reloads, first: %v", failures.Load(), calls.Load(), firstFailure.Load())
+	}
+	t.Logf("%d calls during three reloads, %d failed", calls.Load(), failures.Load())
+}
+
+func info(t *testing.T, l *loader.Loader, name string) loader.Info {
+	t.Helper()
+	for _, i := range l.List() {
+		if i.Name == name {
+			return i
+		}
+	}
+	t.Fatalf("%s not listed", name)
+	return loader.Info{}
+}
+
+func TestReloadOffLoadsOnce(t *testing.T) {
+	dir := plugintest.PluginPath(t)
+	src := filepath.Join(dir, "src")
+	nonce := fmt.Sprint(time.Now().UnixNano())
+	plugintest.WriteFile(t, src, "v.go", versionSource(t, nonce, "one"))
+	l, _ := newLoader(t, dir)
+	if err := l.Watch(); err == nil {
+		t.Error("Watch started with reload off")
+	}
+	call(t, l, "v", "V")
+	plugintest.WriteFile(t, src, "v.go", versionSource(t, nonce, "two"))
+	time.Sleep(300 * time.Millisecond)
+	if b, _ := call(t, l, "v", "V"); b != "one" {
+		t.Errorf("with reload off the edit was loaded: %q", b)
+	}
+}
+
+func TestRemovedSourceIsUnrouted(t *testing.T) {
+	dir := plugintest.PluginPath(t, "hello")
+	l, _ := newLoaderWith(t, dir, func(o *loader.Options) { o.Reload = true })
+	if err := l.Watch(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call(t, l, "hello", "Hello"); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, "src", "hello.go"))
+	eventually(t, "the removed plugin to answer not found", func() bool {
+		_, err := call(t, l, "hello", "Hello")
+		return errors.Is(err, loader.ErrNotFound)
+	})
+}
+
+func TestMemoryBudget(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("refuse=%v", refuse), func(t *testing.T) {
+			dir := plugintest.PluginPath(t, "hello")
+			src := filepath.Join(dir, "src")
+			plugintest.WriteFile(t, src, "v.go", versionSource(t, fmt.Sprint(time.Now().UnixNano()), "one"))
+			l, logs := newLoaderWith(t, dir, func(o *loader.Options) {
+				o.MaxLoadedBytes, o.RefuseOverBudget = 1, refuse
+			})
+			if _, err := call(t, l, "hello", "Hello"); err != nil {
+				t.Fatal(err) // the first load fits an empty process
+			}
+			_, err := call(t, l, "v", "V")
+			warned := len(logs.Events(map[string]any{"message": "loaded plugins exceed the memory budget; Go cannot unload them: restart to free memory"}))
+			if refuse {
+				if !errors.Is(err, loader.ErrOverBudget) || !strings.Contains(err.Error(), "budget") {
+					t.Errorf("over budget: err = %v, want ErrOverBudget", err)
+				}
+			} else if err != nil || warned != 1 {
+				t.Errorf("over budget without refusal: err = %v, warnings %d; want a load and one warning", err, warned)
+			}
+			if l.LoadedBytes() <= 0 {
+				t.Error("loaded bytes are not counted")
+			}
+		})
+	}
+}
+
+func TestInitFailuresAreCaughtInAChild(t *testing.T) {
+	dir := plugintest.PluginPath(t, "initpanic", "inithang", "hello")
+	l, _ := newLoaderWith(t, dir, func(o *loader.Options) {
+		o.LoadCheck = loader.ExecLoadCheck(os.Args[0], 3*time.Second)
+		o.BuildWait = time.Minute
+	})
+	tests := []struct{ name, msg string }{
+		{"initpanic", `plugin "initpanic" cannot be loaded: an init function panicked: init exploded on purpose`},
+		{"inithang", `plugin "inithang" cannot be loaded: opening it did not finish within 3s: an init function blocks`},
+	}
+	for _, tt := range tests {
+		_, err := call(t, l, tt.name, "Hello")
+		var e *loader.Error
+		if !errors.Is(err, loader.ErrInit) || !errors.As(err, &e) || e.Msg != tt.msg {
+			t.Errorf("%s: err = %v\nwant %s", tt.name, err, tt.msg)
+		}
+	}
+	// Neither was opened here: this process still opens plugins.
+	done := make(chan error, 1)
+	go func() { _, err := call(t, l, "hello", "Hello"); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("opening a plugin hangs after an init failure")
+	}
+}
+
+// buildWith builds fixture into a .so with extra go build flags, in
+// moduleDir, and returns its path.
+func buildWith(t *testing.T, moduleDir, file string, flags ...string) string {
+	t.Helper()
+	modFlag := "-mod=readonly"
+	if moduleDir != plugintest.Root() {
+		modFlag = "-mod=mod" // a throw-away module: let go write its go.sum
+	}
+	out := filepath.Join(t.TempDir(), "x.so")
+	args := append([]string{"build", "-buildmode=plugin", "-o", out}, flags...)
+	cmd := exec.Command("go", append(args, file)...)
+	cmd.Dir = moduleDir
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS="+modFlag)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	return out
+}
+
+func TestCompatibility(t *testing.T) {
+	host, err := loader.HostBuildInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := plugintest.Root()
+	hello := filepath.Join(root, "testdata", "plugins", "hello.go")
+	same := buildWith(t, root, hello, host.Flags...)
+	if diffs, err := loader.Compatible(same, host); err != nil || len(diffs) != 0 {
+		t.Fatalf("a plugin built like the server: %v %v", diffs, err)
+	}
+
+	trim := buildWith(t, root, hello, append(host.Flags, "-trimpath")...)
+	diffs, _ := loader.Compatible(trim, host)
+	if len(diffs) != 1 || diffs[0].String() != "-trimpath: plugin true, server (none)" {
+		t.Errorf("built with -trimpath: %v", diffs)
+	}
+
+	// Another version of a module the server links (golang.org/x/sync).
+	// Test binaries record no modules in their build information, so the
+	// server's version is taken from go.mod, as a server binary records it.
+	data, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gomod, err := modfile.Parse("go.mod", data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host.Deps = map[string]string{}
+	for _, r := range gomod.Require {
+		host.Deps[r.Mod.Path] = r.Mod.Version
+	}
+	mod := t.TempDir()
+	plugintest.WriteFile(t, mod, "go.mod", "module example.com/oldsync\n\ngo 1.26\n\nrequire golang.org/x/sync v0.10.0\n")
+	plugintest.WriteFile(t, mod, "p.go", "package main\n\nimport \"golang.org/x/sync/singleflight\"\n\nvar G singleflight.Group\n\nfunc GETHandler() string { return \"\" }\n")
+	old := buildWith(t, mod, filepath.Join(mod, "p.go"), host.Flags...)
+	diffs, _ = loader.Compatible(old, host)
+	want := fmt.Sprintf("module golang.org/x/sync: plugin v0.10.0, server %s", host.Deps["golang.org/x/sync"])
+	if len(diffs) != 1 || diffs[0].String() != want {
+		t.Errorf("other dependency version: %v\nwant %s", diffs, want)
+	}
+
+	// The loader refuses such an artifact with the differences named.
+	dir := plugintest.PluginPath(t, "hello")
+	cache := t.TempDir()
+	l, _ := newLoaderWith(t, dir, func(o *loader.Options) { o.CacheDir = cache })
+	k, _, err := l.Cached("hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(trim)
+	plugintest.WriteFile(t, cache, k[:32]+".so", string(data))
+	_, err = call(t, l, "hello", "Hello")
+	var e *loader.Error
+	if !errors.Is(err, loader.ErrIncompatible) || !errors.As(err, &e) ||
+		e.Msg != `plugin "hello" was built for a different server: -trimpath: plugin true, server (none); rebuild it with this server (plugind build hello)` {
+		t.Errorf("err = %v", err)
+	}
+}

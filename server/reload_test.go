@@ -1,0 +1,157 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/plugind/plugind/config"
+	"github.com/plugind/plugind/internal/plugintest"
+	"github.com/plugind/plugind/loader"
+)
+
+func TestEditUnderLoadFailsNoRequest(t *testing.T) {
+	dir := plugintest.PluginPath(t, "hello")
+	src := filepath.Join(dir, "src")
+	nonce := time.Now().UnixNano()
+	source := func(answer string) string {
+		return fmt.Sprintf("// %d\npackage main\n\nfunc GETVHandler() (string, int) { return %q, 200 }\n", nonce, answer)
+	}
+	plugintest.WriteFile(t, src, "v.go", source("one"))
+	srv := startWith(t, dir, func(c *config.Config) { c.Plugins.Reload = config.ReloadOnChange })
+	if got := srv.do(t, "GET", "/_PLUGIN/v/V", ""); got.body != "one" {
+		t.Fatalf("v1: %d %s", got.status, got.body)
+	}
+
+	stop := make(chan struct{})
+	var requests, failed atomic.Int64
+	var wg sync.WaitGroup
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				requests.Add(1)
+				resp, err := client.Get(srv.url + "/_PLUGIN/v/V")
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	edited := time.Now()
+	plugintest.WriteFile(t, src, "v.go", source("two"))
+	for srv.do(t, "GET", "/_PLUGIN/v/V", "").body != "two" {
+		if time.Since(edited) > 20*time.Second {
+			t.Fatal("the edit was never served")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("edit -> new code in %s", time.Since(edited).Round(time.Millisecond))
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 || requests.Load() < 100 {
+		t.Errorf("%d of %d requests failed during the reload", failed.Load(), requests.Load())
+	}
+	if len(srv.logs.Events(map[string]any{"plugin": "v", "message": "plugin reloaded"})) != 1 {
+		t.Errorf("no reload logged: %s", srv.logs)
+	}
+}
+
+func TestRestartIsServedFromTheCache(t *testing.T) {
+	dir := plugintest.PluginPath(t)
+	plugintest.WriteFile(t, filepath.Join(dir, "src"), "cached.go",
+		plugintest.Unique(t, "package main\n\nfunc GETCHandler() string { return \"c\" }\n"))
+	first := start(t, dir, false)
+	if got := first.do(t, "GET", "/_PLUGIN/cached/C", ""); got.status != 200 {
+		t.Fatalf("first server: %d %s", got.status, got.body)
+	}
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+	second := start(t, dir, false)
+	began := time.Now()
+	got := second.do(t, "GET", "/_PLUGIN/cached/C", "")
+	took := time.Since(began)
+	if got.status != 200 || second.builds("cached") != 0 {
+		t.Errorf("after restart: %d, %d builds; want 200 and no compiler run", got.status, second.builds("cached"))
+	}
+	t.Logf("first call after restart: %s", took)
+}
+
+func TestInitFailureLeavesTheServerServing(t *testing.T) {
+	srv := startWith(t, plugintest.PluginPath(t, "initpanic", "inithang", "hello"), func(c *config.Config) {
+		c.Plugins.LoadCheckTimeout = 2 * time.Second
+	})
+	for name, msg := range map[string]string{
+		"initpanic": "an init function panicked: init exploded on purpose",
+		"inithang":  "did not finish within 2s",
+	} {
+		got := srv.do(t, "GET", "/_PLUGIN/"+name+"/Hello", "")
+		if got.status != 500 || !strings.Contains(got.body, msg) || !strings.Contains(got.body, `"plugin":"`+name+`"`) {
+			t.Errorf("%s: %d %s", name, got.status, got.body)
+		}
+	}
+	if got := srv.do(t, "GET", "/_PLUGIN/hello/Hello", ""); got.status != 200 {
+		t.Errorf("after init failures: %d %s", got.status, got.body)
+	}
+}
+
+func TestAdminListing(t *testing.T) {
+	srv := start(t, plugintest.PluginPath(t, "hello", "report"), false)
+	srv.do(t, "GET", "/_PLUGIN/hello/Hello", "")
+	got := srv.do(t, "GET", "/_PLUGINS", "")
+	var listing struct {
+		Plugins []loader.Info `json:"plugins"`
+	}
+	if err := json.Unmarshal([]byte(got.body), &listing); err != nil || got.status != 200 {
+		t.Fatalf("listing: %d %s %v", got.status, got.body, err)
+	}
+	states := map[string]loader.State{}
+	for _, p := range listing.Plugins {
+		states[p.Name] = p.State
+	}
+	if states["hello"] != loader.StateReady || states["report"] != loader.StateUnbuilt || len(states) != 2 {
+		t.Errorf("states = %v", states)
+	}
+	if got := srv.do(t, "POST", "/_PLUGINS", ""); got.status != 405 || !json.Valid([]byte(got.body)) {
+		t.Errorf("POST /_PLUGINS = %d %s", got.status, got.body)
+	}
+}
+
+func TestReadyzReportsWarmUp(t *testing.T) {
+	srv := startWith(t, plugintest.PluginPath(t), func(c *config.Config) {
+		c.Plugins.WarmUp = true
+		c.Plugins.CacheDir = t.TempDir()
+	})
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		got := srv.do(t, "GET", "/readyz", "")
+		if got.status != 200 {
+			t.Fatalf("readyz = %d during warm-up", got.status)
+		}
+		if strings.Contains(got.body, `"warmup":"done"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("warm-up never finished: %s", got.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
