@@ -53,7 +53,14 @@ type proc struct {
 
 func startBinary(t *testing.T, bin, pluginPath string, env ...string) *proc {
 	t.Helper()
+	return startBinaryIn(t, "", bin, pluginPath, env...)
+}
+
+// startBinaryIn starts bin in the working directory dir ("": the test's).
+func startBinaryIn(t *testing.T, dir, bin, pluginPath string, env ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(bin)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PREST_PLUGINPATH="+pluginPath, "PREST_HTTP_HOST=127.0.0.1", "PREST_HTTP_PORT=0",
 		"PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_CONF=", "PORT=")
 	cmd.Env = append(cmd.Env, env...)

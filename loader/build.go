@@ -66,6 +66,9 @@ func (b *builder) build(ctx context.Context, src Source, out string) (err error)
 			return newError(ErrBuild, src.Name, err, "plugin %q cannot be built: the go command %q was not found; install Go or set plugins.go", src.Name, b.goCmd)
 		}
 		e := newError(ErrBuild, src.Name, cause, "plugin %q failed to build", src.Name)
+		if pkg := missingModule(diag); pkg != "" {
+			e.Msg = fmt.Sprintf("plugin %q failed to build: it imports %s, which the server was not built with; plugins can import the standard library and the server's modules", src.Name, pkg)
+		}
 		e.Output = diag
 		return e
 	}
@@ -95,4 +98,16 @@ func (b *builder) relative(out string) string {
 		lines = append(lines, line)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// missingModule finds, in compiler output, a package no module of the
+// build provides.
+func missingModule(out string) string {
+	for _, marker := range []string{"no required module provides package ", "cannot find module providing package "} {
+		if _, rest, ok := strings.Cut(out, marker); ok {
+			pkg, _, _ := strings.Cut(rest, ";")
+			return strings.Fields(pkg + " ")[0]
+		}
+	}
+	return ""
 }
