@@ -30,9 +30,14 @@ test: vet
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(GO) test -run '^$$' -fuzz FuzzValidName -fuzztime 10s ./loader/
 
+# Go benchmarks of the request path, a wrk load run against a plain
+# net/http handler (the ceiling), and the plugin lifecycle: cold and warm
+# builds, first call after restart, edit -> new code, memory per reload.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./handlers/ ./server/
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./server/
 	$(GO) run ./internal/cmd/loadrun -bin $(BIN)
+	$(GO) run ./internal/cmd/lifebench -bin $(BIN)
 
 clean:
 	rm -rf bin lib/.plugind

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -327,6 +328,16 @@ func (l *Loader) update(name string) (*version, error) {
 		}
 		return nil, f.err
 	}
+	if i := slices.IndexFunc(e.versions, func(v *version) bool { return v.key == k }); i >= 0 {
+		// A revert to content loaded before: Go cannot load its package
+		// path twice, and need not.
+		v := e.versions[i]
+		e.failure = nil
+		e.cur.Store(v)
+		e.mu.Unlock()
+		log.Info().Str("version", k[:16]).Int("versions", len(e.versions)).Msg("plugin reloaded")
+		return v, nil
+	}
 	e.building = true
 	e.mu.Unlock()
 
@@ -346,24 +357,13 @@ func (l *Loader) update(name string) (*version, error) {
 		return nil, err
 	}
 	e.failure = nil
-	if !slicesContainsKey(e.versions, k) {
-		e.versions = append(e.versions, v)
-	}
+	e.versions = append(e.versions, v)
 	e.cur.Store(v)
 	if cur != nil {
 		log.Info().Str("version", k[:16]).Int("versions", len(e.versions)).
 			Int64("loaded_bytes", l.LoadedBytes()).Msg("plugin reloaded")
 	}
 	return v, nil
-}
-
-func slicesContainsKey(vs []*version, k string) bool {
-	for _, v := range vs {
-		if v.key == k {
-			return true
-		}
-	}
-	return false
 }
 
 // entryFor returns the entry of name, creating it. Entries exist only for

@@ -121,8 +121,8 @@ func TestHotReload(t *testing.T) {
 		t.Errorf("reverting ran %d builds, want none", n-builds)
 	}
 	i := info(t, l, "v")
-	if len(i.Versions) != 2 || i.LastError != "" || i.State != loader.StateReady {
-		t.Errorf("listing after revert = %+v; want 2 versions, no error, ready", i)
+	if len(i.Versions) != 2 || i.LastError != "" || i.State != loader.StateReady || !i.Versions[0].Current || i.Versions[1].Current {
+		t.Errorf("listing after revert = %+v; want 2 versions, the first current, no error, ready", i)
 	}
 	if failures.Load() > 0 {
 		t.Errorf("%d of %d calls failed during reloads, first: %v", failures.Load(), calls.Load(), firstFailure.Load())
