@@ -83,6 +83,9 @@ func (l *Loader) Build(ctx context.Context, name string) (BuildResult, error) {
 	if err != nil {
 		return BuildResult{Name: name}, err
 	}
+	if err := l.checkPluginModule(src); err != nil {
+		return BuildResult{Name: name}, err
+	}
 	k, err := keyFor(src, l.moduleDir, l.hostID)
 	if err != nil {
 		return BuildResult{Name: name}, newError(ErrBuild, name, err, "plugin %q: cannot read its source", name)

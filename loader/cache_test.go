@@ -2,10 +2,12 @@ package loader_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,5 +122,23 @@ func TestWarmUp(t *testing.T) {
 	}
 	if len(logs.Events(map[string]any{"message": "build cache warm-up finished"})) != 1 {
 		t.Errorf("no warm-up log: %s", logs)
+	}
+}
+
+func TestFolderPluginGoModIsChecked(t *testing.T) {
+	dir := plugintest.PluginPath(t, "report")
+	folder := filepath.Join(dir, "src", "report")
+	l, _ := newLoader(t, dir)
+	// Versions that match the server's build, or modules it lacks, pass.
+	plugintest.WriteFile(t, folder, "go.mod", "module example.com/report\n\ngo 1.26\n\nrequire example.com/unrelated v1.0.0\n")
+	if _, err := call(t, l, "report", "Summary"); err != nil {
+		t.Fatalf("a go.mod without conflicts: %v", err)
+	}
+	plugintest.WriteFile(t, folder, "go.mod", "module example.com/report\n\ngo 1.26\n\nrequire (\n\tgithub.com/rs/zerolog v1.30.0\n\tgolang.org/x/sync v0.1.0\n)\n")
+	l2, _ := newLoader(t, dir)
+	_, err := call(t, l2, "report", "Summary")
+	if !errors.Is(err, loader.ErrIncompatible) ||
+		!strings.Contains(err.Error(), "github.com/rs/zerolog v1.30.0 (the server has v") || !strings.Contains(err.Error(), "; golang.org/x/sync v0.1.0 (the server has v") {
+		t.Errorf("conflicting go.mod: %v", err)
 	}
 }

@@ -308,6 +308,9 @@ func (l *Loader) update(name string) (*version, error) {
 		return nil, err
 	}
 	e := l.entryFor(name, src.Kind)
+	if err := l.checkPluginModule(src); err != nil {
+		return nil, err
+	}
 	cur := e.cur.Load()
 	if cur != nil && !l.reload {
 		return cur, nil // load once, as prestd
