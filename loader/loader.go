@@ -338,7 +338,8 @@ func (l *Loader) update(name string) (*version, error) {
 		e.failure = nil
 		e.cur.Store(v)
 		e.mu.Unlock()
-		log.Info().Str("version", k[:16]).Int("versions", len(e.versions)).Msg("plugin reloaded")
+		log.Info().Str("version", k[:16]).Int("versions", len(e.versions)).
+			Int64("loaded_bytes", l.LoadedBytes()).Bool("reverted", true).Msg("plugin reloaded")
 		return v, nil
 	}
 	e.building = true

@@ -1,0 +1,861 @@
+// Command lifebench is the plugin-lifecycle half of `make bench`. It runs a
+// plugind binary through a plugin's life and prints what each step costs:
+//
+//   - cold build: `plugind build` with an empty GOCACHE, which compiles the
+//     standard library in plugin mode (15-60 s; -cold=false skips it);
+//   - warm build: `plugind build` of a source nothing has cached (a unique
+//     comment), the median of three, as plugind reports it;
+//   - first call after restart: a server started on an artifact cache that
+//     `plugind build` filled, three times: the time from process start to
+//     /readyz 200, and the time of the first request;
+//   - edit -> new code: with plugins.reload=on-change, from rewriting a
+//     plugin's source to the new answer being served, -edits times, while 4
+//     clients request the plugin and count failed requests;
+//   - memory per reload: in a fresh server, free of the load's garbage,
+//     the growth of VmRSS over -reloads reloads (Linux only), and the
+//     artifact bytes per loaded version that /_PLUGINS reports.
+//
+// Every step has its own temporary plugin and cache directories, removed at
+// the end. -src is served as the plugin hello and must have
+// GETHelloHandler. A missed target is marked "below target"; the exit
+// status is non-zero only when a step fails. All traffic goes to 127.0.0.1:
+//
+//	go run ./internal/cmd/lifebench -bin bin/plugind [-cold=false] [-edits 5] [-reloads 10]
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+const (
+	coldTimeout    = 6 * time.Minute // plugind's own bound on a build is 5m
+	warmTimeout    = 2 * time.Minute
+	readyTimeout   = 30 * time.Second
+	firstTimeout   = 3 * time.Minute // the first build of a server may be cold
+	editTimeout    = 30 * time.Second
+	stopTimeout    = 30 * time.Second
+	requestTimeout = 10 * time.Second
+	pollEvery      = 5 * time.Millisecond
+	maxBody        = 1 << 20
+
+	warmBuilds   = 3
+	restarts     = 3
+	loadClients  = 4
+	firstTarget  = 50 * time.Millisecond
+	firstLabel   = "< 50 ms"
+	reloadTarget = 2 * time.Second
+	reloadLabel  = "< 2 s"
+	helloPath    = "/_PLUGIN/hello/Hello?abc=123"
+	versionPath  = "/_PLUGIN/v/V"
+)
+
+type options struct {
+	bin, src       string
+	reloads, edits int
+	cold           bool
+}
+
+// row is one line of the final table.
+type row struct {
+	measure, value, target string
+	below                  bool // the value misses the target
+}
+
+// step is one measurement; a failed step is reported by name.
+type step struct {
+	name string
+	run  func(ctx context.Context, o options) ([]row, error)
+	// skip, if set, returns the row of a step the options leave out.
+	skip func(o options) (row, bool)
+}
+
+// coldMeasure names the cold build's row.
+const coldMeasure = "cold build (empty GOCACHE), wall time"
+
+func main() {
+	var o options
+	flag.StringVar(&o.bin, "bin", "bin/plugind", "path to the plugind binary")
+	flag.StringVar(&o.src, "src", "lib/src/hello.go", "plugin source, served as the plugin hello")
+	flag.IntVar(&o.reloads, "reloads", 10, "reloads measured for memory: 1 to 100")
+	flag.IntVar(&o.edits, "edits", 5, "edits timed until their new code is served: 1 to 100")
+	flag.BoolVar(&o.cold, "cold", true, "measure a build with an empty GOCACHE (15-60 s)")
+	flag.Parse()
+	if err := o.check(); err != nil {
+		fmt.Fprintln(os.Stderr, "lifebench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, o)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lifebench:", err)
+		os.Exit(1)
+	}
+}
+
+func (o options) check() error {
+	switch {
+	case flag.NArg() > 0:
+		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	case o.reloads < 1 || o.reloads > 100:
+		return fmt.Errorf("-reloads %d: want 1 to 100", o.reloads)
+	case o.edits < 1 || o.edits > 100:
+		return fmt.Errorf("-edits %d: want 1 to 100", o.edits)
+	}
+	if _, err := os.Stat(o.bin); err != nil {
+		return fmt.Errorf("-bin: %w (go build -o bin/plugind .)", err)
+	}
+	if _, err := os.Stat(o.src); err != nil {
+		return fmt.Errorf("-src: %w", err)
+	}
+	return nil
+}
+
+// run runs every step, even after one fails, and prints the table.
+func run(ctx context.Context, o options) error {
+	steps := []step{
+		{name: "cold build", run: coldBuild, skip: func(o options) (row, bool) {
+			return row{measure: coldMeasure, value: "skipped (-cold=false)", target: "-"}, !o.cold
+		}},
+		{name: "warm build", run: warmBuild},
+		{name: "first call after restart", run: firstCall},
+		{name: "edit -> new code and memory per reload", run: reloads},
+	}
+	var rows []row
+	var errs []error
+	for _, s := range steps {
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.name, ctx.Err()))
+			break
+		}
+		if s.skip != nil {
+			if r, skipped := s.skip(o); skipped {
+				fmt.Printf("%s: %s\n", s.name, r.value)
+				rows = append(rows, r)
+				continue
+			}
+		}
+		fmt.Printf("%s...\n", s.name)
+		start := time.Now()
+		r, err := s.run(ctx, o)
+		rows = append(rows, r...)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "lifebench: %s: %v\n", s.name, err)
+			rows = append(rows, row{measure: s.name, value: "FAILED", target: "-"})
+			errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
+			continue
+		}
+		fmt.Printf("%s: done in %s\n", s.name, fmtDur(time.Since(start)))
+	}
+	if err := report(os.Stdout, rows); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// coldBuild times `plugind build hello` with an empty GOCACHE.
+func coldBuild(ctx context.Context, o options) ([]row, error) {
+	src, err := os.ReadFile(o.src)
+	if err != nil {
+		return nil, fmt.Errorf("plugin source: %w", err)
+	}
+	dir, err := pluginDir("hello", src)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	gocache := filepath.Join(dir, "gocache")
+	if err := os.Mkdir(gocache, 0o755); err != nil {
+		return nil, fmt.Errorf("GOCACHE: %w", err)
+	}
+	b, err := build(ctx, o.bin, dir, "hello", coldTimeout, "GOCACHE="+gocache)
+	if err != nil {
+		return nil, err
+	}
+	return []row{{measure: coldMeasure, value: fmt.Sprintf("%s (go build %s)", fmtDur(b.wall), fmtDur(b.reported)), target: "-"}}, nil
+}
+
+// warmBuild reports the median of plugind's build durations for sources
+// that differ by a comment, after one untimed build warms GOCACHE.
+func warmBuild(ctx context.Context, o options) ([]row, error) {
+	src, err := os.ReadFile(o.src)
+	if err != nil {
+		return nil, fmt.Errorf("plugin source: %w", err)
+	}
+	dir, err := pluginDir("hello", src)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if _, err := build(ctx, o.bin, dir, "hello", firstTimeout); err != nil {
+		return nil, fmt.Errorf("untimed first build: %w", err)
+	}
+	file := filepath.Join(dir, "src", "hello.go")
+	nonce := newNonce()
+	var durs []time.Duration
+	for i := range warmBuilds {
+		edited := fmt.Appendf(slices.Clip(src), "\n// lifebench %s %d\n", nonce, i)
+		if err := os.WriteFile(file, edited, 0o644); err != nil {
+			return nil, fmt.Errorf("plugin source: %w", err)
+		}
+		b, err := build(ctx, o.bin, dir, "hello", warmTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("build %d: %w", i+1, err)
+		}
+		if b.cached {
+			return nil, fmt.Errorf("build %d: plugind says cached, for a source it has not seen", i+1)
+		}
+		durs = append(durs, b.reported)
+	}
+	return []row{{
+		measure: fmt.Sprintf("warm build, median of %d", warmBuilds),
+		value:   fmt.Sprintf("%s (%s)", fmtDur(median(durs)), fmtDurs(durs)),
+		target:  "-",
+	}}, nil
+}
+
+// firstCall builds hello with `plugind build`, then restarts a server on
+// that cache and times readiness and the first request, each time.
+func firstCall(ctx context.Context, o options) ([]row, error) {
+	src, err := os.ReadFile(o.src)
+	if err != nil {
+		return nil, fmt.Errorf("plugin source: %w", err)
+	}
+	dir, err := pluginDir("hello", src)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if _, err := build(ctx, o.bin, dir, "hello", firstTimeout); err != nil {
+		return nil, err
+	}
+	var ready, first []time.Duration
+	var rebuilt int
+	for i := range restarts {
+		err := withServer(ctx, o.bin, dir, fmt.Sprintf("server-%d.log", i+1),
+			[]string{"PREST_PLUGINS_WARMUP=false", "PREST_PLUGINS_RELOAD=off"},
+			func(s *server) error {
+				r, err := s.waitReady(ctx)
+				if err != nil {
+					return err
+				}
+				start := time.Now()
+				code, body, err := s.get(ctx, helloPath)
+				d := time.Since(start)
+				if err != nil {
+					return fmt.Errorf("first call: %w", err)
+				}
+				if code != http.StatusOK {
+					return fmt.Errorf("first call: status %d: %s", code, bytes.TrimSpace(body))
+				}
+				p, err := s.plugin(ctx, "hello")
+				if err != nil {
+					return err
+				}
+				if len(p.Versions) != 1 {
+					return fmt.Errorf("/_PLUGINS lists %d versions of hello, want 1", len(p.Versions))
+				}
+				if p.Versions[0].BuildDuration != 0 {
+					rebuilt++ // the server did not use what plugind build left
+				}
+				ready, first = append(ready, r), append(first, d)
+				return nil
+			})
+		if err != nil {
+			return nil, fmt.Errorf("restart %d: %w", i+1, err)
+		}
+	}
+	if rebuilt > 0 {
+		fmt.Fprintf(os.Stderr, "lifebench: the server rebuilt hello on %d of %d first calls instead of loading the artifact plugind build made\n", rebuilt, restarts)
+	}
+	return []row{
+		{measure: fmt.Sprintf("process start -> /readyz 200, median of %d", restarts), value: fmtDur(median(ready)), target: "-"},
+		{measure: fmt.Sprintf("first call after restart, median of %d", restarts), value: fmtDur(median(first)), target: firstLabel, below: median(first) >= firstTarget},
+		{measure: fmt.Sprintf("first call after restart, max of %d", restarts), value: fmtDur(slices.Max(first)), target: firstLabel, below: slices.Max(first) >= firstTarget},
+	}, nil
+}
+
+// reloads times edits to a plugin under load in a server that reloads on
+// change, then measures the memory further reloads cost in a fresh server
+// on the same directories, so that the load's garbage does not blur it.
+func reloads(ctx context.Context, o options) ([]row, error) {
+	nonce := newNonce()
+	dir, err := pluginDir("v", versionSource(0, nonce))
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	env := []string{"PREST_PLUGINS_WARMUP=false", "PREST_PLUGINS_RELOAD=on-change"}
+	var rows []row
+	err = withServer(ctx, o.bin, dir, "server-edits.log", env, func(s *server) error {
+		if err := s.serving(ctx, versionAnswer(0, nonce)); err != nil {
+			return err
+		}
+		r, err := editUnderLoad(ctx, s, dir, o.edits, nonce)
+		rows = append(rows, r...)
+		return err
+	})
+	if err != nil {
+		return rows, err
+	}
+	err = withServer(ctx, o.bin, dir, "server-memory.log", env, func(s *server) error {
+		if err := s.serving(ctx, versionAnswer(o.edits, nonce)); err != nil { // from the cache
+			return err
+		}
+		r, err := memoryPerReload(ctx, s, dir, o.edits, o.reloads, nonce)
+		rows = append(rows, r...)
+		return err
+	})
+	return rows, err
+}
+
+// serving waits for the server to be ready and plugin v to answer want.
+func (s *server) serving(ctx context.Context, want string) error {
+	if _, err := s.waitReady(ctx); err != nil {
+		return err
+	}
+	if _, err := s.waitAnswer(ctx, want, firstTimeout, nil); err != nil {
+		return fmt.Errorf("first request to v: %w", err)
+	}
+	return nil
+}
+
+// editUnderLoad rewrites v.go edits times, timing each until its answer is
+// served, while loadClients goroutines request v and count failures.
+func editUnderLoad(ctx context.Context, s *server, dir string, edits int, nonce string) ([]row, error) {
+	var c counts
+	stopLoad := s.load(ctx, versionPath, loadClients, nonce, &c)
+	var durs []time.Duration
+	var err error
+	for i := 1; i <= edits && err == nil; i++ {
+		var d time.Duration
+		if d, err = edit(ctx, s, dir, i, nonce, &c); err == nil {
+			durs = append(durs, d)
+		}
+	}
+	stopLoad()
+	if err != nil {
+		return nil, err
+	}
+	failed := c.non200.Load() + c.transport.Load() + c.wrong.Load()
+	return []row{
+		{measure: fmt.Sprintf("edit -> new code, median of %d", edits), value: fmtDur(median(durs)), target: reloadLabel, below: median(durs) >= reloadTarget},
+		{measure: fmt.Sprintf("edit -> new code, max of %d", edits), value: fmtDur(slices.Max(durs)), target: reloadLabel, below: slices.Max(durs) >= reloadTarget},
+		{
+			measure: "failed requests during reloads",
+			value: fmt.Sprintf("%d of %d (%d non-200, %d transport errors, %d wrong or older answers)",
+				failed, c.total.Load(), c.non200.Load(), c.transport.Load(), c.wrong.Load()),
+			target: "0",
+			below:  failed > 0,
+		},
+	}, nil
+}
+
+// memoryPerReload reloads v reloads more times, from version edits, and
+// reports the growth of the server's resident memory and the bytes
+// /_PLUGINS counts per version.
+func memoryPerReload(ctx context.Context, s *server, dir string, edits, reloads int, nonce string) ([]row, error) {
+	rssMeasure := fmt.Sprintf("RSS growth per reload, over %d", reloads)
+	before, rssErr := rss(s.cmd.Process.Pid)
+	for i := edits + 1; i <= edits+reloads; i++ {
+		if _, err := edit(ctx, s, dir, i, nonce, nil); err != nil {
+			return nil, err
+		}
+	}
+	var rows []row
+	switch {
+	case runtime.GOOS != "linux":
+		rows = append(rows, row{measure: rssMeasure, value: "skipped: VmRSS is read from /proc (Linux only)", target: "-"})
+	case rssErr != nil:
+		return nil, rssErr
+	default:
+		after, err := rss(s.cmd.Process.Pid)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, row{measure: rssMeasure, value: fmtMiB(float64(after-before) / float64(reloads)), target: "-"})
+	}
+	p, err := s.plugin(ctx, "v")
+	if err != nil {
+		return rows, err
+	}
+	if want := 1 + reloads; len(p.Versions) != want {
+		return rows, fmt.Errorf("/_PLUGINS lists %d versions of v, want %d", len(p.Versions), want)
+	}
+	return append(rows, row{
+		measure: "artifact bytes per loaded version (/_PLUGINS)",
+		value:   fmt.Sprintf("%s (%s in %d versions)", fmtMiB(float64(p.Bytes)/float64(len(p.Versions))), fmtMiB(float64(p.Bytes)), len(p.Versions)),
+		target:  "-",
+	}), nil
+}
+
+// edit writes version i of v.go and returns how long its answer took to be
+// served, polling every pollEvery.
+func edit(ctx context.Context, s *server, dir string, i int, nonce string, c *counts) (time.Duration, error) {
+	file := filepath.Join(dir, "src", "v.go")
+	start := time.Now()
+	if err := os.WriteFile(file, versionSource(i, nonce), 0o644); err != nil {
+		return 0, fmt.Errorf("edit %d: %w", i, err)
+	}
+	if _, err := s.waitAnswer(ctx, versionAnswer(i, nonce), editTimeout, c); err != nil {
+		return 0, fmt.Errorf("edit %d: %w", i, err)
+	}
+	return time.Since(start), nil
+}
+
+// versionSource is plugin v at version i: prestd's ABI, one answer.
+func versionSource(i int, nonce string) []byte {
+	return fmt.Appendf(nil, "// Package main is lifebench's plugin v, version %d.\npackage main\n\n"+
+		"// GETVHandler answers the version.\nfunc GETVHandler() string { return %q }\n", i, versionAnswer(i, nonce))
+}
+
+func versionAnswer(i int, nonce string) string { return fmt.Sprintf("v%d-%s", i, nonce) }
+
+// versionOf parses an answer of plugin v; ok is false for anything else.
+func versionOf(body []byte, nonce string) (int, bool) {
+	rest, ok := strings.CutPrefix(string(body), "v")
+	if !ok {
+		return 0, false
+	}
+	n, got, ok := strings.Cut(rest, "-")
+	if !ok || got != nonce {
+		return 0, false
+	}
+	i, err := strconv.Atoi(n)
+	return i, err == nil
+}
+
+// newNonce is unique per run, so neither cache has seen the sources.
+func newNonce() string { return strconv.FormatInt(time.Now().UnixNano(), 36) }
+
+// pluginDir makes a temporary plugin directory holding src/NAME.go and an
+// empty config file. The caller removes it.
+func pluginDir(name string, src []byte) (string, error) {
+	dir, err := os.MkdirTemp("", "lifebench-")
+	if err != nil {
+		return "", fmt.Errorf("temp dir: %w", err)
+	}
+	if err := errors.Join(os.Mkdir(filepath.Join(dir, "src"), 0o755),
+		os.WriteFile(filepath.Join(dir, "src", name+".go"), src, 0o644),
+		os.WriteFile(filepath.Join(dir, "prest.toml"), nil, 0o644)); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("plugin dir: %w", err)
+	}
+	return dir, nil
+}
+
+// environ is this process's environment for plugind on dir: an empty
+// explicit config file keeps a stray ./prest.toml and the caller's PREST_*
+// variables out; the artifact cache is dir/cache.
+func environ(dir string, extra ...string) []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "PREST_") || strings.HasPrefix(kv, "PORT=")
+	})
+	env = append(env, "PREST_CONF="+filepath.Join(dir, "prest.toml"), "PREST_PLUGINPATH="+dir,
+		"PREST_PLUGINS_CACHEDIR="+filepath.Join(dir, "cache"))
+	return append(env, extra...)
+}
+
+// built is the outcome of one `plugind build`.
+type built struct {
+	cached   bool
+	reported time.Duration // what plugind printed; 0 when cached
+	wall     time.Duration
+}
+
+// build runs `plugind build name` on dir and parses its line for name.
+// On failure it prints the end of the command's output.
+func build(ctx context.Context, bin, dir, name string, limit time.Duration, extra ...string) (b built, err error) {
+	logPath := filepath.Join(dir, "build.log")
+	defer func() {
+		if err != nil {
+			printTail(logPath, 20)
+		}
+	}()
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return b, fmt.Errorf("build log: %w", err)
+	}
+	defer logFile.Close()
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, "build", name)
+	cmd.Env = environ(dir, extra...)
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(&out, logFile), logFile
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) } // plugind stops its go build
+	cmd.WaitDelay = 10 * time.Second
+	start := time.Now()
+	err = cmd.Run()
+	b.wall = time.Since(start)
+	if ctx.Err() != nil {
+		return b, fmt.Errorf("plugind build %s: stopped after %s: %w", name, fmtDur(b.wall), ctx.Err())
+	}
+	if err != nil {
+		return b, fmt.Errorf("plugind build %s: %w", name, err)
+	}
+	return parseBuild(out.String(), name, b)
+}
+
+// parseBuild reads "NAME built HASH DURATION" or "NAME cached HASH".
+func parseBuild(out, name string, b built) (built, error) {
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) < 3 || f[0] != name:
+			continue
+		case f[1] == "cached":
+			b.cached = true
+			return b, nil
+		case f[1] == "built" && len(f) == 4:
+			d, err := time.ParseDuration(f[3])
+			if err != nil {
+				return b, fmt.Errorf("plugind build: duration in %q: %w", line, err)
+			}
+			b.reported = d
+			return b, nil
+		}
+	}
+	return b, fmt.Errorf("plugind build: no built or cached line for %s in %q", name, out)
+}
+
+// server is a running plugind child process.
+type server struct {
+	cmd     *exec.Cmd
+	base    string // http://127.0.0.1:PORT
+	client  *http.Client
+	started time.Time     // just before the process started
+	exited  chan struct{} // closed once the process has exited
+	waitErr error         // cmd.Wait's result, set before exited closes
+}
+
+// withServer starts plugind on dir with extra environment, with its output
+// in dir/logName, runs f and stops the server. On failure it prints the
+// end of the server's log, after the server has flushed it.
+func withServer(ctx context.Context, bin, dir, logName string, extra []string, f func(*server) error) (err error) {
+	logPath := filepath.Join(dir, logName)
+	defer func() {
+		if err != nil {
+			printTail(logPath, 20)
+		}
+	}()
+	s, err := startServer(bin, dir, logPath, extra)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, s.stop()) }() // runs before printTail
+	return f(s)
+}
+
+// startServer starts the binary on a free port of 127.0.0.1.
+func startServer(bin, dir, logPath string, extra []string) (*server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("free port: %w", err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	ln.Close()
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("server log: %w", err)
+	}
+	defer logFile.Close() // the child has its own descriptor
+
+	cmd := exec.Command(bin)
+	cmd.Env = environ(dir, append([]string{"PREST_HTTP_HOST=127.0.0.1", "PREST_HTTP_PORT=" + strconv.Itoa(addr.Port)}, extra...)...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	s := &server{
+		cmd:  cmd,
+		base: "http://" + addr.String(),
+		client: &http.Client{
+			Timeout:   requestTimeout,
+			Transport: &http.Transport{MaxIdleConnsPerHost: 2 * loadClients, DisableCompression: true},
+		},
+		exited: make(chan struct{}),
+	}
+	s.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start server: %w", err)
+	}
+	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
+	return s, nil
+}
+
+// stop sends SIGTERM and waits for the exit, killing after stopTimeout.
+func (s *server) stop() error {
+	defer s.client.CloseIdleConnections()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stop server: %w", err)
+	}
+	select {
+	case <-s.exited:
+	case <-time.After(stopTimeout):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		return fmt.Errorf("server still running %s after SIGTERM; killed it", stopTimeout)
+	}
+	if s.waitErr != nil {
+		return fmt.Errorf("server exit: %w", s.waitErr)
+	}
+	return nil
+}
+
+// get requests path and returns the status and body.
+func (s *server) get(ctx context.Context, path string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	switch {
+	case err != nil:
+		return 0, nil, err
+	case len(body) > maxBody:
+		return 0, nil, fmt.Errorf("GET %s: body longer than %d bytes", path, maxBody)
+	}
+	return resp.StatusCode, body, nil
+}
+
+// waitReady polls /readyz until it answers 200 and returns the time since
+// the process started.
+func (s *server) waitReady(ctx context.Context) (time.Duration, error) {
+	return s.poll(ctx, "/readyz", readyTimeout, func(code int, _ []byte) bool { return code == http.StatusOK }, nil)
+}
+
+// waitAnswer polls path until it answers 200 with want, counting other
+// answers in c if c is not nil.
+func (s *server) waitAnswer(ctx context.Context, want string, limit time.Duration, c *counts) (time.Duration, error) {
+	return s.poll(ctx, versionPath, limit, func(code int, body []byte) bool {
+		return code == http.StatusOK && string(body) == want
+	}, c)
+}
+
+// poll GETs path every pollEvery until done accepts an answer, the server
+// exits or limit passes. It returns the time since the server started.
+func (s *server) poll(ctx context.Context, path string, limit time.Duration, done func(int, []byte) bool, c *counts) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		code, body, err := s.get(ctx, path)
+		if c != nil && ctx.Err() == nil {
+			c.count(code, err, true)
+		}
+		if err == nil && done(code, body) {
+			return time.Since(s.started), nil
+		}
+		last := fmt.Sprintf("status %d: %q", code, bytes.TrimSpace(body))
+		if err != nil {
+			last = err.Error()
+		}
+		select {
+		case <-s.exited:
+			return 0, fmt.Errorf("server exited (%v); last GET %s: %s", s.waitErr, path, last)
+		case <-ctx.Done():
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return 0, fmt.Errorf("GET %s: %w", path, ctx.Err())
+			}
+			return 0, fmt.Errorf("GET %s: no expected answer within %s; last: %s", path, limit, last)
+		case <-tick.C:
+		}
+	}
+}
+
+// pluginInfo is the part of a /_PLUGINS entry lifebench reads.
+type pluginInfo struct {
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	Bytes    int64  `json:"bytes"`
+	Versions []struct {
+		Hash          string `json:"hash"`
+		Bytes         int64  `json:"bytes"`
+		BuildDuration int64  `json:"build_duration_ns"`
+		Current       bool   `json:"current"`
+	} `json:"versions"`
+}
+
+// plugin returns the /_PLUGINS entry of name.
+func (s *server) plugin(ctx context.Context, name string) (pluginInfo, error) {
+	code, body, err := s.get(ctx, "/_PLUGINS")
+	if err != nil {
+		return pluginInfo{}, fmt.Errorf("GET /_PLUGINS: %w", err)
+	}
+	if code != http.StatusOK {
+		return pluginInfo{}, fmt.Errorf("GET /_PLUGINS: status %d: %s", code, bytes.TrimSpace(body))
+	}
+	var list struct {
+		Plugins []pluginInfo `json:"plugins"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		return pluginInfo{}, fmt.Errorf("GET /_PLUGINS: %w", err)
+	}
+	for _, p := range list.Plugins {
+		if p.Name == name {
+			return p, nil
+		}
+	}
+	return pluginInfo{}, fmt.Errorf("GET /_PLUGINS: no plugin %s", name)
+}
+
+// counts are the answers of the load during reloads.
+type counts struct {
+	total, non200, transport, wrong atomic.Int64
+}
+
+// count records one answer; ok is false for a 200 with a wrong body.
+func (c *counts) count(code int, err error, ok bool) {
+	c.total.Add(1)
+	switch {
+	case err != nil:
+		c.transport.Add(1)
+	case code != http.StatusOK:
+		c.non200.Add(1)
+	case !ok:
+		c.wrong.Add(1)
+	}
+}
+
+// load runs n goroutines that GET path back to back until the returned
+// function is called. An answer must be a version of plugin v, never older
+// than one the same goroutine saw before.
+func (s *server) load(ctx context.Context, path string, n int, nonce string, c *counts) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			newest := -1
+			for {
+				code, body, err := s.get(ctx, path)
+				if ctx.Err() != nil {
+					return // stopped: this answer is not the server's
+				}
+				v, ok := versionOf(body, nonce)
+				ok = ok && v >= newest
+				newest = max(newest, v)
+				c.count(code, err, ok)
+			}
+		})
+	}
+	return func() { cancel(); wg.Wait() }
+}
+
+// rss is the resident memory of process pid, from /proc (Linux).
+func rss(pid int) (int64, error) {
+	if runtime.GOOS != "linux" {
+		return 0, nil
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("server memory: %w", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) != 2 || f[1] != "kB" {
+				return 0, fmt.Errorf("server memory: unexpected line %q", line)
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("server memory: %w", err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("server memory: no VmRSS in /proc/%d/status", pid)
+}
+
+// report prints the table, marking rows that miss their target.
+func report(w io.Writer, rows []row) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	fmt.Fprintln(tw, "\nmeasure\t| value\t| target")
+	for _, r := range rows {
+		target := r.target
+		if r.below {
+			target += ": below target"
+		}
+		fmt.Fprintf(tw, "%s\t| %s\t| %s\n", r.measure, r.value, target)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+// median of a non-empty slice; the mean of the middle two for even sizes.
+func median(v []time.Duration) time.Duration {
+	s := slices.Sorted(slices.Values(v))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// fmtDur is d in ms below a second, in s above.
+func fmtDur(d time.Duration) string {
+	if d < time.Second {
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+func fmtDurs(ds []time.Duration) string {
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = fmtDur(d)
+	}
+	return strings.Join(s, ", ")
+}
+
+func fmtMiB(b float64) string { return fmt.Sprintf("%.2f MiB", b/(1<<20)) }
+
+// printTail prints the last n lines of a log to stderr, reading only the
+// end of it: the access log has a line per request.
+func printTail(path string, n int) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return // the process was never started
+	} else if err != nil {
+		fmt.Fprintln(os.Stderr, "lifebench: log:", err)
+		return
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > 64<<10 {
+		_, _ = f.Seek(-64<<10, io.SeekEnd)
+	}
+	data, _ := io.ReadAll(f)
+	if len(bytes.TrimSpace(data)) == 0 {
+		fmt.Fprintf(os.Stderr, "lifebench: %s is empty\n", filepath.Base(path))
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	lines = lines[max(0, len(lines)-n):]
+	fmt.Fprintf(os.Stderr, "lifebench: last %d lines of %s:\n%s\n", len(lines), filepath.Base(path), strings.Join(lines, "\n"))
+}
