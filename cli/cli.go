@@ -21,8 +21,8 @@ import (
 )
 
 // Main runs the command line with args and returns the exit code.
-func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	root := newRoot(getenv, stdout, stderr)
+func Main(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) int {
+	root := newRoot(environ, stdout, stderr)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -38,9 +38,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 // errSilentExit exits 1 without a message: the command printed its own.
 var errSilentExit = errors.New("exit 1")
 
-func newRoot(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+func newRoot(environ []string, stdout, stderr io.Writer) *cobra.Command {
 	serve := func(cmd *cobra.Command, _ []string) error {
-		cfg, err := config.Load(cmd.Flags(), getenv)
+		cfg, err := config.Load(cmd.Flags(), environ)
 		if err != nil {
 			return err
 		}
@@ -69,10 +69,10 @@ func newRoot(getenv func(string) string, stdout, stderr io.Writer) *cobra.Comman
 		RunE:  serve,
 	})
 	root.AddCommand(
-		buildCommand(getenv, stdout, stderr),
-		listCommand(getenv, stdout, stderr),
-		doctorCommand(getenv, stdout, stderr),
-		newCommand(getenv, stdout),
+		buildCommand(environ, stdout, stderr),
+		listCommand(environ, stdout, stderr),
+		doctorCommand(environ, stdout, stderr),
+		newCommand(environ, stdout),
 		&cobra.Command{
 			Use:    loader.LoadCheckCommand + " PATH",
 			Short:  "Open one plugin artifact and exit (the server runs this to check new plugins)",

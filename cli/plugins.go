@@ -22,8 +22,8 @@ import (
 // withLoader loads the configuration and a loader for a command that
 // works on plugins without serving them. Its log goes to stderr, warnings
 // and worse only.
-func withLoader(cmd *cobra.Command, getenv func(string) string, stderr io.Writer, run func(cfg config.Config, l *loader.Loader, host loader.HostBuild) error) error {
-	cfg, err := config.Load(cmd.Flags(), getenv)
+func withLoader(cmd *cobra.Command, environ []string, stderr io.Writer, run func(cfg config.Config, l *loader.Loader, host loader.HostBuild) error) error {
+	cfg, err := config.Load(cmd.Flags(), environ)
 	if err != nil {
 		return err
 	}
@@ -36,7 +36,7 @@ func withLoader(cmd *cobra.Command, getenv func(string) string, stderr io.Writer
 	return run(cfg, l, host)
 }
 
-func buildCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+func buildCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "build [NAME...]",
 		Short: "Build plugins ahead of time into the artifact cache (all when no NAME)",
@@ -45,7 +45,7 @@ func buildCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.C
 			"once. Prints one line per plugin and the compiler's diagnostics; exits non-zero\n" +
 			"if any plugin fails. For images and CI.",
 		RunE: func(cmd *cobra.Command, names []string) error {
-			return withLoader(cmd, getenv, stderr, func(cfg config.Config, l *loader.Loader, _ loader.HostBuild) error {
+			return withLoader(cmd, environ, stderr, func(cfg config.Config, l *loader.Loader, _ loader.HostBuild) error {
 				if len(names) == 0 {
 					found, _, err := l.Discover()
 					if err != nil {
@@ -92,14 +92,14 @@ func describe(err error) string {
 	return s
 }
 
-func listCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+func listCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List plugins, their handlers (method, function, ABI) and state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withLoader(cmd, getenv, stderr, func(cfg config.Config, l *loader.Loader, _ loader.HostBuild) error {
+			return withLoader(cmd, environ, stderr, func(cfg config.Config, l *loader.Loader, _ loader.HostBuild) error {
 				infos := l.List()
 				for i := range infos {
 					// A one-shot process has loaded nothing: report the cache.
@@ -137,13 +137,13 @@ func dash(s string) string {
 	return s
 }
 
-func doctorCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+func doctorCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "doctor",
 		Short: "Check that plugins can be built and loaded here",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withLoader(cmd, getenv, stderr, func(cfg config.Config, l *loader.Loader, host loader.HostBuild) error {
+			return withLoader(cmd, environ, stderr, func(cfg config.Config, l *loader.Loader, host loader.HostBuild) error {
 				problems := loader.CheckToolchain(cmd.Context(), cfg.Plugins.Go, host)
 				fmt.Fprintf(stdout, "server      %s %s, built with %s %s\n", host.Module, host.ModuleVersion, host.GoVersion, strings.Join(host.Flags, " "))
 				fmt.Fprintf(stdout, "platform    %s, plugins supported: %v\n", strings.Join(host.Env, " "), loader.Supported)
@@ -176,14 +176,14 @@ func doctorCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.
 	}
 }
 
-func newCommand(getenv func(string) string, stdout io.Writer) *cobra.Command {
+func newCommand(environ []string, stdout io.Writer) *cobra.Command {
 	var abi string
 	cmd := &cobra.Command{
 		Use:   "new NAME",
 		Short: "Scaffold a plugin in <pluginpath>/src",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.Load(cmd.Flags(), getenv)
+			cfg, err := config.Load(cmd.Flags(), environ)
 			if err != nil {
 				return err
 			}

@@ -31,12 +31,45 @@ type Config struct {
 	HTTP       HTTP      `mapstructure:"http"`
 	Plugins    Plugins   `mapstructure:"plugins"`
 	Lifecycle  Lifecycle `mapstructure:"lifecycle"`
+	// Middleware lists middleware plugins, applied in order, the first
+	// outermost (prestd's pluginmiddlewarelist).
+	Middleware []MiddlewareRef `mapstructure:"pluginmiddlewarelist"`
+	// PluginConfigs are the [plugin.<name>] tables, by plugin name.
+	PluginConfigs map[string]PluginConfig `mapstructure:"-"`
+	// secrets are PREST_PLUGIN_<NAME>_<KEY> variables (NAME_KEY -> value)
+	// and the secrets file's tables (name -> key -> value).
+	secretEnv  map[string]string
+	secretFile map[string]map[string]string
 
 	// File is the configuration file that was read, or "" if none was.
 	File string `mapstructure:"-"`
 	// Unknown lists keys present in the file or flags that plugind does
 	// not use (prestd's pg.* keys, say). They are not an error.
 	Unknown []string `mapstructure:"-"`
+}
+
+// MiddlewareRef names a middleware plugin: symbol <Func>MiddlewareLoad in
+// plugin <File>.
+type MiddlewareRef struct {
+	File string `mapstructure:"file"`
+	Func string `mapstructure:"func"`
+}
+
+// PluginConfig is one [plugin.<name>] table: limits the server enforces,
+// and settings it hands to the plugin.
+type PluginConfig struct {
+	// Settings are the plugin's own, [plugin.<name>.settings]: JSON-like
+	// values, keys lower-cased (configuration keys are case-insensitive).
+	Settings map[string]any `mapstructure:"settings"`
+	// Timeout bounds one call: past it the client gets 504 (0: none).
+	Timeout time.Duration `mapstructure:"timeout"`
+	// MaxConcurrency bounds concurrent standard-ABI calls; further
+	// requests get 429 at once (0: no bound).
+	MaxConcurrency int `mapstructure:"maxconcurrency"`
+	// Methods, if set, are the only methods served; others get 405.
+	Methods []string `mapstructure:"methods"`
+	// MaxBodyBytes bounds request bodies: larger ones get 413 (0: none).
+	MaxBodyBytes int64 `mapstructure:"maxbodybytes"`
 }
 
 // HTTP configures the listener.
@@ -79,6 +112,11 @@ type Plugins struct {
 	// with RefuseOverBudget refuses further versions.
 	MemoryBudgetMB   int64 `mapstructure:"memorybudgetmb"`
 	RefuseOverBudget bool  `mapstructure:"refuseoverbudget"`
+	// LegacyWait bounds how long a call waits for a legacy-ABI plugin
+	// busy with another call (they are serialised) before it gets 503.
+	LegacyWait time.Duration `mapstructure:"legacywait"`
+	// SecretsFile is a TOML file of plugin secrets: [<name>] key = "...".
+	SecretsFile string `mapstructure:"secretsfile"`
 }
 
 // Reload values.
@@ -122,12 +160,14 @@ var defaults = map[string]any{
 	"plugins.cachemaxmb":              1024,
 	"plugins.memorybudgetmb":          512,
 	"plugins.refuseoverbudget":        false,
+	"plugins.legacywait":              "30s",
+	"plugins.secretsfile":             "",
 	"lifecycle.servershutdowntimeout": "20s",
 }
 
 // env lists the environment variables of each key, first match wins.
 // Keys not listed here get PREST_<KEY> with dots as underscores.
-var env = map[string][]string{
+var envNames = map[string][]string{
 	"http.port": {"PREST_HTTP_PORT", "PORT"},
 }
 
@@ -148,17 +188,24 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.Bool("debug", false, "debug mode: verbose logs, compiler output in error bodies (env PREST_DEBUG)")
 }
 
-// Load reads the configuration. fs may be nil; getenv is os.Getenv in
-// production and a map lookup in tests.
-func Load(fs *pflag.FlagSet, getenv func(string) string) (Config, error) {
+// Load reads the configuration. fs may be nil; environ is os.Environ()
+// in production.
+func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
+	env := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	getenv := func(k string) string { return env[k] }
 	v := viper.New()
 	for k, d := range defaults {
 		v.SetDefault(k, d)
 	}
-	// viper reads the environment itself; give it getenv's view by
-	// resolving the variables here and setting them as overrides.
+	// Variables are resolved here and set as overrides, rather than by
+	// viper.AutomaticEnv, so that Load reads the environment it is given.
 	for k := range defaults {
-		names, ok := env[k]
+		names, ok := envNames[k]
 		if !ok {
 			names = []string{"PREST_" + strings.ToUpper(strings.ReplaceAll(k, ".", "_"))}
 		}
@@ -202,6 +249,9 @@ func Load(fs *pflag.FlagSet, getenv func(string) string) (Config, error) {
 	if err := v.Unmarshal(&cfg); err != nil {
 		return cfg, &decodeError{err: err}
 	}
+	if err := cfg.loadPlugins(v, env); err != nil {
+		return cfg, err
+	}
 	if cfg.Plugins.Reload == "" {
 		cfg.Plugins.Reload = ReloadOff
 		if cfg.Debug {
@@ -212,7 +262,7 @@ func Load(fs *pflag.FlagSet, getenv func(string) string) (Config, error) {
 		cfg.Plugins.CacheDir = filepath.Join(cfg.PluginPath, ".plugind")
 	}
 	for _, k := range v.AllKeys() {
-		if _, ok := defaults[k]; !ok {
+		if _, ok := defaults[k]; !ok && !strings.HasPrefix(k, "plugin.") && k != "pluginmiddlewarelist" {
 			cfg.Unknown = append(cfg.Unknown, k)
 		}
 	}
@@ -241,10 +291,49 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: plugins.cachemaxmb must be positive, got %d", c.Plugins.CacheMaxMB)
 	case c.Plugins.MemoryBudgetMB < 0:
 		return fmt.Errorf("config: plugins.memorybudgetmb must not be negative, got %d", c.Plugins.MemoryBudgetMB)
+	case c.Plugins.LegacyWait <= 0:
+		return fmt.Errorf("config: plugins.legacywait must be positive, got %s", c.Plugins.LegacyWait)
 	case c.Lifecycle.ServerShutdownTimeout < 0:
 		return fmt.Errorf("config: lifecycle.serverShutdownTimeout must not be negative, got %s", c.Lifecycle.ServerShutdownTimeout)
 	}
+	for i, m := range c.Middleware {
+		if !validName(m.File) || !validName(m.Func) || strings.Contains(m.Func, "-") {
+			return fmt.Errorf("config: pluginmiddlewarelist[%d] needs file and func names (letters, digits, '_'), got file %q func %q", i, m.File, m.Func)
+		}
+	}
+	for name, p := range c.PluginConfigs {
+		key := "plugin." + name
+		switch {
+		case !validName(name):
+			return fmt.Errorf("config: [%s]: %q is not a plugin name", key, name)
+		case p.Timeout < 0:
+			return fmt.Errorf("config: %s.timeout must not be negative, got %s", key, p.Timeout)
+		case p.MaxConcurrency < 0:
+			return fmt.Errorf("config: %s.maxconcurrency must not be negative, got %d", key, p.MaxConcurrency)
+		case p.MaxBodyBytes < 0:
+			return fmt.Errorf("config: %s.maxbodybytes must not be negative, got %d", key, p.MaxBodyBytes)
+		}
+		for _, m := range p.Methods {
+			if m == "" || strings.ToUpper(m) != m || strings.ContainsFunc(m, func(r rune) bool { return r < 'A' || r > 'Z' }) {
+				return fmt.Errorf("config: %s.methods: %q is not an upper-case HTTP method", key, m)
+			}
+		}
+	}
 	return nil
+}
+
+// validName mirrors the loader's plugin name rule; config cannot import
+// the loader.
+func validName(s string) bool {
+	if s == "" || len(s) > 64 || s[0] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeError flattens mapstructure's multi-line report ("decoding failed

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +20,7 @@ func TestLoad(t *testing.T) {
 	if err := os.WriteFile(toml, []byte(`
 pluginpath = "/srv/plugins"
 debug = true
+pluginmiddlewarelist = [{file = "auth", func = "Check"}, {file = "log", func = "Trace"}]
 
 [http]
 port = 8080
@@ -30,6 +32,37 @@ host = "db"
 serverShutdownTimeout = "3s"
 `), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	plugins := filepath.Join(dir, "plugins.toml")
+	secrets := filepath.Join(dir, "secrets.toml")
+	writeFile(t, plugins, `
+pluginmiddlewarelist = [{file = "auth", func = "Check"}]
+
+[plugins]
+secretsfile = "`+secrets+`"
+
+[plugin.hello]
+timeout = "2s"
+maxconcurrency = 8
+methods = ["GET", "POST"]
+maxbodybytes = 1024
+
+[plugin.hello.settings]
+greeting = "hi"
+Retries = 3
+tags = ["a", "b"]
+[plugin.hello.settings.nested]
+on = true
+`)
+	writeFile(t, secrets, "[hello]\ntoken = \"from-file\"\nother = \"file-only\"\n")
+	for name, content := range map[string]string{
+		"badkey.toml":    "[plugin.hello]\ntimout = \"1s\"\n",
+		"badname.toml":   "[plugin.\"a.b\"]\ntimeout = \"1s\"\n",
+		"badmethod.toml": "[plugin.hello]\nmethods = [\"get\"]\n",
+		"badmw.toml":     "pluginmiddlewarelist = [{file = \"../x\", func = \"Y\"}]\n",
+		"negative.toml":  "[plugin.hello]\nmaxconcurrency = -1\n",
+	} {
+		writeFile(t, filepath.Join(dir, name), content)
 	}
 	bad := filepath.Join(dir, "bad.toml")
 	if err := os.WriteFile(bad, []byte("pluginpath = [unclosed"), 0o644); err != nil {
@@ -106,6 +139,60 @@ serverShutdownTimeout = "3s"
 				}
 			},
 		},
+		{
+			name: "plugin tables, secrets and middleware",
+			env:  map[string]string{"PREST_CONF": plugins, "PREST_PLUGIN_HELLO_TOKEN": "from-env", "PREST_PLUGIN_OTHER_TOKEN": "not-hello's"},
+			check: func(t *testing.T, c config.Config) {
+				p := c.Plugin("hello")
+				if p.Timeout != 2*time.Second || p.MaxConcurrency != 8 || !slices.Equal(p.Methods, []string{"GET", "POST"}) || p.MaxBodyBytes != 1024 {
+					t.Errorf("limits = %+v", p)
+				}
+				if p.Settings["greeting"] != "hi" || p.Settings["retries"] != int64(3) || len(p.Settings["tags"].([]any)) != 2 {
+					t.Errorf("settings = %#v", p.Settings)
+				}
+				if nested, _ := p.Settings["nested"].(map[string]any); nested["on"] != true {
+					t.Errorf("nested settings = %#v", p.Settings["nested"])
+				}
+				want := map[string]string{"token": "from-env", "other": "file-only"}
+				if got := c.Secrets("hello"); !maps.Equal(got, want) {
+					t.Errorf("secrets = %v, want %v", got, want)
+				}
+				if len(c.Secrets("nothing")) != 0 {
+					t.Error("a plugin without secrets has some")
+				}
+				if len(c.Middleware) != 1 || c.Middleware[0] != (config.MiddlewareRef{File: "auth", Func: "Check"}) {
+					t.Errorf("middleware = %+v", c.Middleware)
+				}
+				if len(c.Unknown) != 0 {
+					t.Errorf("plugin keys reported unknown: %v", c.Unknown)
+				}
+			},
+		},
+		{
+			name: "middleware list in the main file",
+			env:  map[string]string{"PREST_CONF": toml},
+			check: func(t *testing.T, c config.Config) {
+				if len(c.Middleware) != 2 || c.Middleware[1].Func != "Trace" {
+					t.Errorf("middleware = %+v", c.Middleware)
+				}
+			},
+		},
+		{
+			name: "reload follows debug",
+			env:  map[string]string{"PREST_DEBUG": "true"},
+			check: func(t *testing.T, c config.Config) {
+				if c.Plugins.Reload != config.ReloadOnChange {
+					t.Errorf("reload = %q with debug", c.Plugins.Reload)
+				}
+			},
+		},
+		{name: "reload value", env: map[string]string{"PREST_PLUGINS_RELOAD": "sometimes"}, wantErr: "plugins.reload"},
+		{name: "misspelt plugin key", env: map[string]string{"PREST_CONF": filepath.Join(dir, "badkey.toml")}, wantErr: "plugin.hello.timout"},
+		{name: "plugin table name", env: map[string]string{"PREST_CONF": filepath.Join(dir, "badname.toml")}, wantErr: "plugin"},
+		{name: "lower-case method", env: map[string]string{"PREST_CONF": filepath.Join(dir, "badmethod.toml")}, wantErr: "plugin.hello.methods"},
+		{name: "middleware name", env: map[string]string{"PREST_CONF": filepath.Join(dir, "badmw.toml")}, wantErr: "pluginmiddlewarelist[0]"},
+		{name: "negative concurrency", env: map[string]string{"PREST_CONF": filepath.Join(dir, "negative.toml")}, wantErr: "plugin.hello.maxconcurrency"},
+		{name: "missing secrets file", env: map[string]string{"PREST_PLUGINS_SECRETSFILE": filepath.Join(dir, "nope.toml")}, wantErr: "plugins.secretsfile"},
 		{name: "--config of a missing file", args: []string{"--config", filepath.Join(dir, "nope.toml")}, wantErr: "nope.toml"},
 		{name: "malformed file", env: map[string]string{"PREST_CONF": bad}, wantErr: "bad.toml"},
 		{name: "port not a number", env: map[string]string{"PREST_HTTP_PORT": "http"}, wantErr: "http.port"},
@@ -123,7 +210,11 @@ serverShutdownTimeout = "3s"
 			if err := fs.Parse(tt.args); err != nil {
 				t.Fatal(err)
 			}
-			c, err := config.Load(fs, func(k string) string { return tt.env[k] })
+			var environ []string
+			for k, v := range tt.env {
+				environ = append(environ, k+"="+v)
+			}
+			c, err := config.Load(fs, environ)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(tt.wantErr)) {
 					t.Fatalf("err = %v, want one naming %q", err, tt.wantErr)
@@ -135,5 +226,12 @@ serverShutdownTimeout = "3s"
 			}
 			tt.check(t, c)
 		})
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
