@@ -32,7 +32,7 @@ func withLoader(cmd *cobra.Command, environ []string, stderr io.Writer, run func
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer l.Close(cmd.Context())
 	return run(cfg, l, host)
 }
 

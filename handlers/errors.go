@@ -32,6 +32,12 @@ var statuses = []struct {
 	{loader.ErrMethodNotAllowed, http.StatusMethodNotAllowed},
 	{loader.ErrUnsupported, http.StatusNotImplemented},
 	{loader.ErrBuilding, http.StatusServiceUnavailable},
+	{loader.ErrBusy, http.StatusServiceUnavailable},
+	{loader.ErrTimeout, http.StatusGatewayTimeout},
+	{errTimeout, http.StatusGatewayTimeout},
+	{errTooMany, http.StatusTooManyRequests},
+	{errTooLarge, http.StatusRequestEntityTooLarge},
+	{errMethod, http.StatusMethodNotAllowed},
 	{loader.ErrBuild, http.StatusInternalServerError},
 	{loader.ErrOpen, http.StatusInternalServerError},
 	{loader.ErrSignature, http.StatusInternalServerError},
@@ -63,6 +69,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	body := errorBody{Error: http.StatusText(status)}
 	var le *loader.Error
 	var se *invalidStatusError
+	var lim *limitError
 	switch {
 	case errors.As(err, &le):
 		body.Error, body.Plugin = le.Msg, le.Plugin
@@ -72,9 +79,19 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if len(le.Allowed) > 0 {
 			w.Header().Set("Allow", strings.Join(le.Allowed, ", "))
 		}
-		if errors.Is(err, loader.ErrBuilding) {
+		if errors.Is(err, loader.ErrBuilding) || errors.Is(err, loader.ErrBusy) {
 			w.Header().Set("Retry-After", "1")
 		}
+	case errors.As(err, &lim):
+		body.Error, body.Plugin = lim.msg, lim.plugin
+		if len(lim.allow) > 0 {
+			w.Header().Set("Allow", strings.Join(lim.allow, ", "))
+		}
+		if errors.Is(err, errTooMany) {
+			w.Header().Set("Retry-After", "1")
+		}
+	case errors.Is(err, errTimeout):
+		body.Error = "the plugin did not answer in time"
 	case errors.As(err, &se):
 		body.Error, body.Plugin = se.Error(), se.plugin
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -160,7 +160,7 @@ func TestRoutes(t *testing.T) {
 
 func TestReadiness(t *testing.T) {
 	rd := Readiness{Status: "starting", WarmUp: "running"}
-	s := &Server{Plugins: &fakePlugins{}, Log: zerolog.Nop(), Ready: func() Readiness { return rd }}
+	s := &Server{Plugins: &fakePlugins{}, Log: zerolog.Nop(), Ready: func(context.Context) Readiness { return rd }}
 	for _, want := range []struct {
 		status int
 		body   string

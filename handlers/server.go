@@ -3,8 +3,10 @@ package handlers
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 
 	"github.com/gorilla/mux"
@@ -30,7 +32,13 @@ type Server struct {
 	Debug bool
 	// Ready reports whether the server takes traffic, for /readyz. A nil
 	// Ready is always ready.
-	Ready func() Readiness
+	Ready func(ctx context.Context) Readiness
+	// Setup returns a plugin's settings, secrets and limits; nil: none.
+	Setup func(name string) PluginSetup
+	// Middleware wraps every route but the probes, the first outermost.
+	Middleware []func(http.Handler) http.Handler
+
+	states states
 }
 
 // Readiness is the body of /readyz.
@@ -41,30 +49,73 @@ type Readiness struct {
 	// "off". It does not make the server unready: requests that need a
 	// build during warm-up wait for it.
 	WarmUp string `json:"warmup,omitempty"`
+	// Plugins are the results of plugins' Health hooks ("ok" or the
+	// error). They are reported, not counted against readiness: one
+	// unhealthy plugin must not take the others out of a load balancer.
+	Plugins map[string]string `json:"plugins,omitempty"`
 }
 
-// Handler returns the server's root handler: router and access log.
+// Handler returns the server's root handler: access log, the probes,
+// then the middleware plugins around the router.
 func (s *Server) Handler() http.Handler {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "not found"})
 	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method not allowed"})
+	})
 	// The plugin route comes first: mux tries routes in order, and this is
 	// the one under load.
 	r.HandleFunc("/_PLUGIN/{file}/{func}", s.plugin)
-	r.HandleFunc("/healthz", s.healthz)
-	r.HandleFunc("/readyz", s.readyz)
 	r.HandleFunc("/_PLUGINS", s.list).Methods(http.MethodGet, http.MethodHead)
 	badPath := func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "plugin paths are /_PLUGIN/{file}/{func}, with names of letters, digits, '_' and '-'"})
 	}
 	r.PathPrefix("/_PLUGIN/").HandlerFunc(badPath)
 	r.HandleFunc("/_PLUGIN", badPath)
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method not allowed"})
-	})
 
-	return s.access(r)
+	var app http.Handler = r
+	for i := len(s.Middleware) - 1; i >= 0; i-- {
+		app = s.contain(s.Middleware[i], app)
+	}
+	// Probes answer whatever the middleware would say: a load balancer
+	// has no API key.
+	probes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/healthz":
+			s.healthz(w, r)
+		case "/readyz":
+			s.readyz(w, r)
+		default:
+			app.ServeHTTP(w, r)
+		}
+	})
+	return s.access(probes)
+}
+
+// contain applies middleware mw to next, answering a panic in it with a
+// JSON 500 instead of a dropped connection.
+func (s *Server) contain(mw func(http.Handler) http.Handler, next http.Handler) http.Handler {
+	h := mw(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil || v == http.ErrAbortHandler {
+				if v != nil {
+					panic(v)
+				}
+				return
+			}
+			err := &loader.Error{Kind: loader.ErrPanic, Msg: "a middleware plugin panicked", Err: fmt.Errorf("panic: %v", v), Stack: debug.Stack()}
+			if rec, ok := w.(*recorder); ok && rec.started() {
+				s.logError(r, err, http.StatusInternalServerError)
+				return
+			}
+			s.writeError(w, r, err)
+		}()
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -74,7 +125,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	rd := Readiness{Ready: true, Status: "ready"}
 	if s.Ready != nil {
-		rd = s.Ready()
+		rd = s.Ready(r.Context())
 	}
 	status := http.StatusOK
 	if !rd.Ready {
@@ -101,9 +152,20 @@ func (s *Server) plugin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	st := s.state(file)
+	if err := st.admit(r, w, file); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	switch h.ABI {
 	case loader.ABILegacy:
-		body, status, err := h.Call(map[string]string{"file": file, "func": fn}, r.URL.Query())
+		ctx := r.Context()
+		if st.Timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, st.Timeout)
+			defer cancel()
+		}
+		body, status, err := h.Call(ctx, map[string]string{"file": file, "func": fn}, r.URL.Query())
 		if err == nil && (status < 200 || status > 599) {
 			err = &invalidStatusError{plugin: file, symbol: h.Symbol, status: status}
 		}
@@ -120,11 +182,23 @@ func (s *Server) plugin(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		io.WriteString(w, body)
 	case loader.ABIStandard:
+		release, err := st.acquire(file)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		defer release()
+		r = st.withEnv(r, file, vars)
 		rec, ok := w.(*recorder)
 		if !ok {
 			rec = &recorder{ResponseWriter: w}
 		}
-		if err := h.ServeHTTP(rec, r); err != nil {
+		if st.Timeout > 0 {
+			err = serveWithTimeout(rec, r, st.Timeout, h.ServeHTTP)
+		} else {
+			err = h.ServeHTTP(rec, r)
+		}
+		if err != nil {
 			if rec.started() {
 				// The status is out; all that is left is the log.
 				s.logError(r, err, http.StatusInternalServerError)

@@ -1,11 +1,14 @@
 package loader
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
+	"time"
 )
 
 // ABI is the calling convention of a handler symbol.
@@ -31,54 +34,95 @@ type Handler struct {
 	legacy   func() (string, int)
 	standard func(http.ResponseWriter, *http.Request)
 	art      *artifact
+	wait     time.Duration // bound on waiting for a busy legacy plugin
+}
+
+// hooks are a plugin's optional lifecycle functions.
+type hooks struct {
+	init   func(context.Context, map[string]any) error
+	close  func(context.Context) error
+	health func(context.Context) error
 }
 
 // artifact is one opened .so. Plugins with equal sources share it, and
 // with it the globals, so the legacy lock lives here.
 type artifact struct {
-	path string
-	syms symbolTable
+	path  string
+	syms  symbolTable
+	bytes int64 // size of the artifact: memory never given back
+	hooks hooks
 
-	// mu serialises legacy calls: they communicate through httpVars and
-	// urlQuery, which point into the plugin's package globals.
-	mu       sync.Mutex
+	// sem (capacity 1) serialises legacy calls: they communicate through
+	// httpVars and urlQuery, which point into the plugin's globals.
+	sem      chan struct{}
 	httpVars *map[string]string   // nil if the plugin has no HTTPVars
 	urlQuery *map[string][]string // nil if the plugin has no URLQuery
-
-	bytes int64 // size of the artifact: memory never given back
+	settings *map[string]any      // nil if the plugin has no Settings
+	secrets  *map[string]string   // nil if the plugin has no Secrets
 
 	handlers sync.Map // symbol name -> *Handler; only symbols that exist
 }
 
-// openArtifact opens path and checks its optional globals' types.
+// openArtifact opens path and checks the types of its optional globals
+// and hooks.
 func openArtifact(name, path string) (*artifact, error) {
 	syms, err := openPlugin(path)
 	if err != nil {
 		return nil, newError(ErrOpen, name, err, "plugin %q could not be loaded", name)
 	}
-	a := &artifact{path: path, syms: syms}
-	if sym, err := syms.Lookup("HTTPVars"); err == nil {
-		v, ok := sym.(*map[string]string)
-		if !ok {
-			return nil, newError(ErrSignature, name, nil, "plugin %q: HTTPVars has type %s; want map[string]string", name, derefType(sym))
-		}
-		a.httpVars = v
+	a := &artifact{path: path, syms: syms, sem: make(chan struct{}, 1)}
+	globals := []struct {
+		symbol string
+		bind   func(sym any) bool
+		want   string
+	}{
+		{"HTTPVars", func(s any) (ok bool) { a.httpVars, ok = s.(*map[string]string); return }, "map[string]string"},
+		{"URLQuery", func(s any) (ok bool) { a.urlQuery, ok = s.(*map[string][]string); return }, "map[string][]string"},
+		{"Settings", func(s any) (ok bool) { a.settings, ok = s.(*map[string]any); return }, "map[string]any"},
+		{"Secrets", func(s any) (ok bool) { a.secrets, ok = s.(*map[string]string); return }, "map[string]string"},
+		{"Init", func(s any) bool { return a.bindInit(s) }, "func(context.Context) error or func(context.Context, map[string]any) error"},
+		{"Close", func(s any) (ok bool) { a.hooks.close, ok = s.(func(context.Context) error); return }, "func(context.Context) error"},
+		{"Health", func(s any) (ok bool) { a.hooks.health, ok = s.(func(context.Context) error); return }, "func(context.Context) error"},
 	}
-	if sym, err := syms.Lookup("URLQuery"); err == nil {
-		v, ok := sym.(*map[string][]string)
-		if !ok {
-			return nil, newError(ErrSignature, name, nil, "plugin %q: URLQuery has type %s; want map[string][]string", name, derefType(sym))
+	for _, g := range globals {
+		sym, err := syms.Lookup(g.symbol)
+		if err != nil {
+			continue // optional
 		}
-		a.urlQuery = v
+		if !g.bind(sym) {
+			return nil, newError(ErrSignature, name, nil, "plugin %q: %s has type %s; want %s", name, g.symbol, typeName(sym), g.want)
+		}
 	}
 	return a, nil
+}
+
+func (a *artifact) bindInit(sym any) bool {
+	switch f := sym.(type) {
+	case func(context.Context, map[string]any) error:
+		a.hooks.init = f
+	case func(context.Context) error:
+		a.hooks.init = func(ctx context.Context, _ map[string]any) error { return f(ctx) }
+	default:
+		return false
+	}
+	return true
+}
+
+// typeName names a symbol's type: a variable's, not its pointer's.
+// Lookup returns functions as they are and variables as pointers.
+func typeName(sym any) string {
+	t := fmt.Sprintf("%T", sym)
+	if strings.HasPrefix(t, "*") {
+		return t[1:]
+	}
+	return t
 }
 
 // errNoSymbol marks a symbol the plugin does not export.
 var errNoSymbol = errors.New("no such symbol")
 
 // handler returns the handler for symbol, looked up once and cached.
-func (a *artifact) handler(plugin, symbol string) (*Handler, error) {
+func (a *artifact) handler(plugin, symbol string, wait time.Duration) (*Handler, error) {
 	if h, ok := a.handlers.Load(symbol); ok {
 		return h.(*Handler), nil
 	}
@@ -86,7 +130,7 @@ func (a *artifact) handler(plugin, symbol string) (*Handler, error) {
 	if err != nil {
 		return nil, errNoSymbol
 	}
-	h := &Handler{Plugin: plugin, Symbol: symbol, art: a}
+	h := &Handler{Plugin: plugin, Symbol: symbol, art: a, wait: wait}
 	switch f := sym.(type) {
 	case func() string:
 		h.ABI, h.legacy = ABILegacy, func() (string, int) { return f(), http.StatusOK }
@@ -101,19 +145,63 @@ func (a *artifact) handler(plugin, symbol string) (*Handler, error) {
 	return actual.(*Handler), nil
 }
 
-// derefType names the type a looked-up variable points to.
-func derefType(sym any) string {
-	return fmt.Sprintf("%T", sym)[1:]
+// lock takes the legacy lock, waiting at most wait (and while ctx lasts).
+func (a *artifact) lock(ctx context.Context, wait time.Duration) bool {
+	select {
+	case a.sem <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case a.sem <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }
 
+func (a *artifact) unlock() { <-a.sem }
+
 // Call runs a legacy handler with the request's route variables and query
-// and returns its body and status. Calls into one artifact are serialised;
-// the lock is released and the globals cleared even if the handler panics,
-// in which case the error is ErrPanic. A status of 0 means 200.
-func (h *Handler) Call(vars map[string]string, query map[string][]string) (body string, status int, err error) {
+// and returns its body and status (0 means 200). Calls into one artifact
+// are serialised: a call that cannot start within the plugin's wait bound
+// fails with ErrBusy. If ctx has a deadline and the handler outlives it,
+// Call returns ErrTimeout at the deadline; the handler runs on, holding
+// the lock, until it returns. A panic is returned as ErrPanic; the lock is
+// released and the globals cleared whatever happens.
+func (h *Handler) Call(ctx context.Context, vars map[string]string, query map[string][]string) (body string, status int, err error) {
 	a := h.art
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	if !a.lock(ctx, h.wait) {
+		return "", 0, newError(ErrBusy, h.Plugin, ctx.Err(), "plugin %q is busy with another call; try again", h.Plugin)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		defer a.unlock()
+		return h.callLocked(vars, query)
+	}
+	type result struct {
+		body   string
+		status int
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer a.unlock()
+		b, s, err := h.callLocked(vars, query)
+		done <- result{b, s, err}
+	}()
+	select {
+	case r := <-done:
+		return r.body, r.status, r.err
+	case <-ctx.Done():
+		return "", 0, newError(ErrTimeout, h.Plugin, ctx.Err(), "plugin %q: %s did not answer in time", h.Plugin, h.Symbol)
+	}
+}
+
+func (h *Handler) callLocked(vars map[string]string, query map[string][]string) (body string, status int, err error) {
+	a := h.art
 	defer func() {
 		if a.httpVars != nil {
 			*a.httpVars = nil

@@ -18,6 +18,8 @@ var (
 	ErrIncompatible     = errors.New("plugin built for a different server")
 	ErrInit             = errors.New("plugin failed to initialise")
 	ErrBuilding         = errors.New("plugin is still being built")
+	ErrBusy             = errors.New("plugin is busy")
+	ErrTimeout          = errors.New("plugin did not answer in time")
 	ErrOverBudget       = errors.New("plugin memory budget exceeded")
 	ErrUnsupported      = errors.New("plugins are not supported on this platform")
 )

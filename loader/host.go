@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/mod/modfile"
+
+	"github.com/plugind/plugind/sdk"
 )
 
 // HostBuild is how the running server was built: what every plugin it
@@ -28,6 +30,10 @@ type HostBuild struct {
 	// Deps are the modules linked into the server: path -> version, with
 	// " => path version" appended for a replaced module.
 	Deps map[string]string
+	// SDK fingerprints the server's copy of package sdk, which plugins
+	// may import: a changed sdk changes every artifact's key, so plugins
+	// are rebuilt rather than refused by plugin.Open.
+	SDK string
 }
 
 // flagSettings are the build settings recorded in build information that
@@ -48,7 +54,9 @@ func HostBuildInfo() (HostBuild, error) {
 	if !ok {
 		return HostBuild{}, errors.New("the server binary carries no build information")
 	}
-	return hostBuildFrom(bi), nil
+	h := hostBuildFrom(bi)
+	h.SDK = sdk.Fingerprint()
+	return h, nil
 }
 
 func hostBuildFrom(bi *debug.BuildInfo) HostBuild {
@@ -104,7 +112,7 @@ func deps(bi *debug.BuildInfo) map[string]string {
 // built for it can be opened by it.
 func (h HostBuild) Identity() string {
 	sum := sha256.New()
-	fmt.Fprintf(sum, "%s\n%s\n%s\n%s\n", h.GoVersion, h.Module, strings.Join(h.Flags, " "), strings.Join(h.Env, " "))
+	fmt.Fprintf(sum, "%s\n%s\n%s\n%s\nsdk %s\n", h.GoVersion, h.Module, strings.Join(h.Flags, " "), strings.Join(h.Env, " "), h.SDK)
 	return hex.EncodeToString(sum.Sum(nil))
 }
 

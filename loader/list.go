@@ -72,13 +72,7 @@ func (l *Loader) List() []Info {
 	for _, s := range found {
 		add(s.Name, s.Kind).Handlers = SourceHandlers(s)
 	}
-	l.mu.RLock()
-	entries := make([]*entry, 0, len(l.plugins))
-	for _, e := range l.plugins {
-		entries = append(entries, e)
-	}
-	l.mu.RUnlock()
-	for _, e := range entries {
+	for _, e := range l.entries() {
 		e.mu.Lock()
 		i := add(e.name, e.kind)
 		cur := e.cur.Load()

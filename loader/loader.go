@@ -39,6 +39,12 @@ type Options struct {
 	// a warning; with RefuseOverBudget, further versions are refused.
 	MaxLoadedBytes   int64
 	RefuseOverBudget bool
+	// LegacyWait bounds how long a legacy call waits for its plugin to
+	// finish another call before it fails with ErrBusy; 0 means 30 s.
+	LegacyWait time.Duration
+	// Settings returns a plugin's settings and secrets: they fill its
+	// Settings and Secrets globals and reach its Init hook. nil: none.
+	Settings func(name string) (settings map[string]any, secrets map[string]string)
 	// LoadCheck opens each new artifact in a child process first. nil
 	// opens artifacts directly: an init that panics or blocks can then
 	// hang the server.
@@ -56,21 +62,23 @@ type Options struct {
 // source content that produced it: the same source fails at once, a
 // changed one is built again.
 type Loader struct {
-	log       zerolog.Logger
-	src       sourceFinder
-	host      HostBuild
-	hostID    string
-	moduleDir string
-	cacheDir  string
-	builder   *builder
-	buildWait time.Duration
-	reload    bool
-	maxBytes  int64
-	refuse    bool
-	loadCheck LoadChecker
-	flight    singleflight.Group
-	ctx       context.Context // ended by Close; bounds builds and watching
-	cancel    context.CancelFunc
+	log        zerolog.Logger
+	src        sourceFinder
+	host       HostBuild
+	hostID     string
+	moduleDir  string
+	cacheDir   string
+	builder    *builder
+	buildWait  time.Duration
+	reload     bool
+	maxBytes   int64
+	refuse     bool
+	loadCheck  LoadChecker
+	legacyWait time.Duration
+	settings   func(name string) (map[string]any, map[string]string)
+	flight     singleflight.Group
+	ctx        context.Context // ended by Close; bounds builds and watching
+	cancel     context.CancelFunc
 
 	mu      sync.RWMutex // guards plugins
 	plugins map[string]*entry
@@ -126,6 +134,12 @@ func New(opts Options) (*Loader, error) {
 	if opts.BuildWait <= 0 {
 		opts.BuildWait = time.Minute
 	}
+	if opts.LegacyWait <= 0 {
+		opts.LegacyWait = 30 * time.Second
+	}
+	if opts.Settings == nil {
+		opts.Settings = func(string) (map[string]any, map[string]string) { return nil, nil }
+	}
 	src, err := newSourceFinder(opts.SrcDir, *host)
 	if err != nil {
 		return nil, err
@@ -136,20 +150,22 @@ func New(opts Options) (*Loader, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Loader{
-		log:       opts.Log,
-		src:       src,
-		host:      *host,
-		hostID:    host.Identity(),
-		cacheDir:  cacheDir,
-		buildWait: opts.BuildWait,
-		reload:    opts.Reload,
-		maxBytes:  opts.MaxLoadedBytes,
-		refuse:    opts.RefuseOverBudget,
-		loadCheck: opts.LoadCheck,
-		ctx:       ctx,
-		cancel:    cancel,
-		plugins:   make(map[string]*entry),
-		artifacts: make(map[string]*artifact),
+		log:        opts.Log,
+		src:        src,
+		host:       *host,
+		hostID:     host.Identity(),
+		cacheDir:   cacheDir,
+		buildWait:  opts.BuildWait,
+		reload:     opts.Reload,
+		maxBytes:   opts.MaxLoadedBytes,
+		refuse:     opts.RefuseOverBudget,
+		loadCheck:  opts.LoadCheck,
+		legacyWait: opts.LegacyWait,
+		settings:   opts.Settings,
+		ctx:        ctx,
+		cancel:     cancel,
+		plugins:    make(map[string]*entry),
+		artifacts:  make(map[string]*artifact),
 	}
 	if l.moduleDir, err = l.findModule(opts.ModuleDir, opts.Go); err != nil {
 		cancel()
@@ -198,11 +214,31 @@ func (l *Loader) findModule(configured, goCmd string) (string, error) {
 // ModuleDir is the module plugins are built in.
 func (l *Loader) ModuleDir() string { return l.moduleDir }
 
-// Close cancels builds in progress and stops watching. Loaded plugins
+// Close runs the Close hook of every plugin's current version, bounded by
+// ctx, then cancels builds in progress and stops watching. Loaded plugins
 // stay in memory: Go cannot unload them.
-func (l *Loader) Close() error {
-	l.cancel()
-	return nil
+func (l *Loader) Close(ctx context.Context) error {
+	defer l.cancel()
+	var errs []error
+	for _, e := range l.entries() {
+		if v := e.cur.Load(); v != nil {
+			if err := l.closeVersion(ctx, e.name, v); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// entries returns every entry.
+func (l *Loader) entries() []*entry {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	out := make([]*entry, 0, len(l.plugins))
+	for _, e := range l.plugins {
+		out = append(out, e)
+	}
+	return out
 }
 
 // Discover lists the plugins in the source directory and the entries whose
@@ -236,11 +272,11 @@ func (l *Loader) Handler(ctx context.Context, name, fn, method string) (*Handler
 	if method == "HEAD" {
 		method = "GET"
 	}
-	h, err := v.art.handler(name, method+fn+"Handler")
+	h, err := v.art.handler(name, method+fn+"Handler", l.legacyWait)
 	if !errors.Is(err, errNoSymbol) {
 		return h, err
 	}
-	if allowed := v.art.allowed(name, fn); len(allowed) > 0 {
+	if allowed := v.art.allowed(name, fn, l.legacyWait); len(allowed) > 0 {
 		e := newError(ErrMethodNotAllowed, name, nil, "plugin %q has no %s handler for %s", name, method, fn)
 		e.Allowed = allowed
 		return nil, e
@@ -249,13 +285,13 @@ func (l *Loader) Handler(ctx context.Context, name, fn, method string) (*Handler
 }
 
 // allowed lists the methods a has a handler for fn for.
-func (a *artifact) allowed(name, fn string) []string {
+func (a *artifact) allowed(name, fn string, wait time.Duration) []string {
 	var allowed []string
 	for _, m := range methods {
 		if m == "HEAD" {
 			continue // added with GET
 		}
-		if _, err := a.handler(name, m+fn+"Handler"); errors.Is(err, errNoSymbol) {
+		if _, err := a.handler(name, m+fn+"Handler", wait); errors.Is(err, errNoSymbol) {
 			continue
 		}
 		allowed = append(allowed, m)
@@ -335,9 +371,15 @@ func (l *Loader) update(name string) (*version, error) {
 		// A revert to content loaded before: Go cannot load its package
 		// path twice, and need not.
 		v := e.versions[i]
+		e.mu.Unlock()
+		if err := l.activate(name, v); err != nil {
+			return l.failed(e, k, cur, err)
+		}
+		e.mu.Lock()
 		e.failure = nil
 		e.cur.Store(v)
 		e.mu.Unlock()
+		l.retire(name, cur)
 		log.Info().Str("version", k[:16]).Int("versions", len(e.versions)).
 			Int64("loaded_bytes", l.LoadedBytes()).Bool("reverted", true).Msg("plugin reloaded")
 		return v, nil
@@ -346,28 +388,41 @@ func (l *Loader) update(name string) (*version, error) {
 	e.mu.Unlock()
 
 	v, err := l.load(src, k)
-
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.building = false
-	if err != nil {
-		if permanent(err) {
-			e.failure = &failure{key: k, err: err, at: time.Now()}
-		}
-		if cur != nil {
-			log.Warn().Err(err).Msg("plugin reload failed; the last good version keeps serving")
-			return cur, nil
-		}
-		return nil, err
+	if err == nil {
+		err = l.activate(name, v)
 	}
+	if err != nil {
+		return l.failed(e, k, cur, err)
+	}
+	e.mu.Lock()
+	e.building = false
 	e.failure = nil
 	e.versions = append(e.versions, v)
 	e.cur.Store(v)
+	n := len(e.versions)
+	e.mu.Unlock()
 	if cur != nil {
-		log.Info().Str("version", k[:16]).Int("versions", len(e.versions)).
+		l.retire(name, cur)
+		log.Info().Str("version", k[:16]).Int("versions", n).
 			Int64("loaded_bytes", l.LoadedBytes()).Msg("plugin reloaded")
 	}
 	return v, nil
+}
+
+// failed records a failed update of e to content k. If cur, the version
+// serving before, exists, it keeps serving.
+func (l *Loader) failed(e *entry, k string, cur *version, err error) (*version, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.building = false
+	if permanent(err) {
+		e.failure = &failure{key: k, err: err, at: time.Now()}
+	}
+	if cur != nil {
+		l.log.Warn().Str("plugin", e.name).Err(err).Msg("plugin reload failed; the last good version keeps serving")
+		return cur, nil
+	}
+	return nil, err
 }
 
 // entryFor returns the entry of name, creating it. Entries exist only for

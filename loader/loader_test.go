@@ -30,7 +30,7 @@ func newLoader(t *testing.T, pluginPath string) (*loader.Loader, *plugintest.Log
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(func() { l.Close(context.Background()) })
 	return l, logs
 }
 
@@ -102,7 +102,7 @@ func TestLegacyCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, status, err := h.Call(map[string]string{"file": "hello", "func": "Hello"}, map[string][]string{"abc": {"123"}})
+	body, status, err := h.Call(context.Background(), map[string]string{"file": "hello", "func": "Hello"}, map[string][]string{"abc": {"123"}})
 	want := `{"http_vars":{"file":"hello","func":"Hello"},"url_query":{"abc":["123"]},"msg":"Hello plugin caller!"}`
 	if err != nil || status != 200 || body != want {
 		t.Errorf("Call = %q, %d, %v; want %q, 200", body, status, err, want)
@@ -112,7 +112,7 @@ func TestLegacyCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, status, _ := zero.Call(nil, nil); status != 200 {
+	if _, status, _ := zero.Call(context.Background(), nil, nil); status != 200 {
 		t.Errorf("status 0 became %d, want 200", status)
 	}
 
@@ -125,13 +125,13 @@ func TestLegacyCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 { // the lock must be released after each panic
-		_, _, err := boom.Call(nil, nil)
+		_, _, err := boom.Call(context.Background(), nil, nil)
 		var e *loader.Error
 		if !errors.Is(err, loader.ErrPanic) || !errors.As(err, &e) || len(e.Stack) == 0 || strings.Contains(e.Msg, "secret") {
 			t.Fatalf("panic error = %#v; want ErrPanic with a stack and no panic value in Msg", err)
 		}
 		done := make(chan string)
-		go func() { b, _, _ := ok.Call(nil, nil); done <- b }()
+		go func() { b, _, _ := ok.Call(context.Background(), nil, nil); done <- b }()
 		select {
 		case b := <-done:
 			if b != `{"ok":true}` {
@@ -149,7 +149,7 @@ func TestFolderPluginUsesOnlyItsBuildFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err) // ignored.go or report_test.go would break the build
 	}
-	body, _, err := h.Call(nil, map[string][]string{"n": {"1", "2"}})
+	body, _, err := h.Call(context.Background(), nil, map[string][]string{"n": {"1", "2"}})
 	if err != nil || body != `{"count":2,"joined":"1+2"}` {
 		t.Errorf("Summary = %q, %v", body, err)
 	}
@@ -170,7 +170,7 @@ func TestEqualSourcesShareOneArtifact(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		body, _, _ := h.Call(map[string]string{"file": name}, nil)
+		body, _, _ := h.Call(context.Background(), map[string]string{"file": name}, nil)
 		if !strings.Contains(body, `"file":"`+name+`"`) {
 			t.Errorf("%s answered %q", name, body)
 		}
@@ -207,7 +207,7 @@ func TestBuildFailureIsRememberedUntilTheSourceChanges(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after the fix: %v", err)
 	}
-	if body, _, _ := h.Call(nil, nil); body != "fixed" {
+	if body, _, _ := h.Call(context.Background(), nil, nil); body != "fixed" {
 		t.Errorf("fixed plugin answered %q", body)
 	}
 	if n := builds(logs, "fix"); n != 2 {
@@ -232,7 +232,7 @@ func TestConcurrentFirstRequestsBuildOnce(t *testing.T) {
 		wg.Go(func() {
 			h, err := l.Handler(ctx, "once", "Once", "GET")
 			if err == nil {
-				if body, _, _ := h.Call(nil, nil); body != "once" {
+				if body, _, _ := h.Call(context.Background(), nil, nil); body != "once" {
 					err = errors.New("wrong body " + body)
 				}
 			}

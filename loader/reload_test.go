@@ -34,7 +34,7 @@ func newLoaderWith(t *testing.T, pluginPath string, set func(*loader.Options)) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(func() { l.Close(context.Background()) })
 	return l, logs
 }
 
@@ -44,7 +44,7 @@ func call(t *testing.T, l *loader.Loader, name, fn string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	body, _, err := h.Call(nil, nil)
+	body, _, err := h.Call(context.Background(), nil, nil)
 	return body, err
 }
 

@@ -32,11 +32,12 @@ const (
 
 // Server is one plugind HTTP server.
 type Server struct {
-	cfg    config.Config
-	log    zerolog.Logger
-	loader *loader.Loader
-	state  atomic.Int32 // a state
-	warmup atomic.Value // string: "off", "running", "done", "failed"
+	cfg        config.Config
+	log        zerolog.Logger
+	loader     *loader.Loader
+	middleware []func(http.Handler) http.Handler
+	state      atomic.Int32 // a state
+	warmup     atomic.Value // string: "off", "running", "done", "failed"
 }
 
 // NewLoader makes the loader cfg describes, for the server and for the
@@ -64,9 +65,13 @@ func NewLoader(cfg config.Config, log zerolog.Logger) (*loader.Loader, loader.Ho
 		Reload:           cfg.Plugins.Reload == config.ReloadOnChange,
 		MaxLoadedBytes:   cfg.Plugins.MemoryBudgetMB << 20,
 		RefuseOverBudget: cfg.Plugins.RefuseOverBudget,
-		LoadCheck:        check,
-		Host:             &host,
-		Log:              log,
+		LegacyWait:       cfg.Plugins.LegacyWait,
+		Settings: func(name string) (map[string]any, map[string]string) {
+			return cfg.Plugin(name).Settings, cfg.Secrets(name)
+		},
+		LoadCheck: check,
+		Host:      &host,
+		Log:       log,
 	})
 	return l, host, err
 }
@@ -107,6 +112,15 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 	} else if removed > 0 {
 		log.Info().Int("artifacts", removed).Int64("bytes", freed).Msg("plugin cache pruned")
 	}
+	for _, m := range cfg.Middleware {
+		mw, err := l.Middleware(ctx, m.File, m.Func)
+		if err != nil {
+			l.Close(ctx)
+			return nil, fmt.Errorf("middleware %s/%s (pluginmiddlewarelist): %w", m.File, m.Func, err)
+		}
+		s.middleware = append(s.middleware, mw)
+		log.Info().Str("plugin", m.File).Str("func", m.Func).Msg("middleware loaded")
+	}
 	if cfg.Plugins.Reload == config.ReloadOnChange && loader.Supported {
 		if err := l.Watch(); err != nil {
 			log.Warn().Err(err).Msg("hot reload is off: cannot watch plugin sources")
@@ -139,16 +153,24 @@ func (s *Server) background(ctx context.Context) {
 // listener or server.
 func (s *Server) Handler() http.Handler {
 	h := &handlers.Server{
-		Plugins: s.loader,
-		Log:     s.log,
-		Debug:   s.cfg.Debug,
-		Ready:   s.ready,
+		Plugins:    s.loader,
+		Log:        s.log,
+		Debug:      s.cfg.Debug,
+		Ready:      s.ready,
+		Middleware: s.middleware,
+		Setup: func(name string) handlers.PluginSetup {
+			p := s.cfg.Plugin(name)
+			return handlers.PluginSetup{
+				Settings: p.Settings, Secrets: s.cfg.Secrets(name), Timeout: p.Timeout,
+				MaxConcurrency: p.MaxConcurrency, Methods: p.Methods, MaxBodyBytes: p.MaxBodyBytes,
+			}
+		},
 	}
 	return h.Handler()
 }
 
-func (s *Server) ready() handlers.Readiness {
-	rd := handlers.Readiness{WarmUp: s.warmup.Load().(string)}
+func (s *Server) ready(ctx context.Context) handlers.Readiness {
+	rd := handlers.Readiness{WarmUp: s.warmup.Load().(string), Plugins: s.loader.Health(ctx, 2*time.Second)}
 	switch state(s.state.Load()) {
 	case starting:
 		rd.Status = "starting"
@@ -174,7 +196,6 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 // /readyz failing and lets in-flight requests finish for up to
 // lifecycle.serverShutdownTimeout. It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	defer s.loader.Close()
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -203,6 +224,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		s.log.Warn().Err(err).Msg("in-flight requests outlived the shutdown timeout; closing their connections")
 		_ = srv.Close()
+	}
+	cctx, cancelClose := context.WithTimeout(context.Background(), timeout)
+	defer cancelClose()
+	if err := s.loader.Close(cctx); err != nil {
+		s.log.Warn().Err(err).Msg("plugin Close hooks failed")
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)

@@ -1,0 +1,178 @@
+package loader
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/plugind/plugind/sdk"
+)
+
+// hookTimeout bounds Init and Close hooks.
+const hookTimeout = 30 * time.Second
+
+// env is what a plugin's hooks see through the sdk.
+func (l *Loader) env(name string) *sdk.Env {
+	settings, secrets := l.settings(name)
+	return &sdk.Env{
+		Plugin:   name,
+		Settings: settings,
+		Secrets:  secrets,
+		Log:      l.log.With().Str("plugin", name).Logger(),
+	}
+}
+
+// activate prepares version v of plugin name to serve: it fills the
+// Settings and Secrets globals and runs the Init hook. An Init error
+// makes the version unavailable with that message.
+func (l *Loader) activate(name string, v *version) (err error) {
+	a := v.art
+	env := l.env(name)
+	if a.settings != nil {
+		*a.settings = env.Settings
+	}
+	if a.secrets != nil {
+		*a.secrets = env.Secrets
+	}
+	if a.hooks.init == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(sdk.NewContext(l.ctx, env), hookTimeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			err = newError(ErrInit, name, fmt.Errorf("panic: %v", p), "plugin %q: Init panicked", name)
+		}
+	}()
+	if err := a.hooks.init(ctx, env.Settings); err != nil {
+		return newError(ErrInit, name, err, "plugin %q: Init failed: %v", name, err)
+	}
+	return nil
+}
+
+// retire runs the Close hook of a version that stopped serving, in the
+// background: calls still in flight on it may finish meanwhile.
+func (l *Loader) retire(name string, v *version) {
+	if v == nil || v.art.hooks.close == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), hookTimeout)
+		defer cancel()
+		if err := l.closeVersion(ctx, name, v); err != nil {
+			l.log.Warn().Str("plugin", name).Err(err).Msg("plugin Close failed")
+		}
+	}()
+}
+
+// closeVersion runs v's Close hook, containing a panic.
+func (l *Loader) closeVersion(ctx context.Context, name string, v *version) (err error) {
+	if v.art.hooks.close == nil {
+		return nil
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("plugin %q: Close panicked: %v", name, p)
+		}
+	}()
+	if err := v.art.hooks.close(sdk.NewContext(ctx, l.env(name))); err != nil {
+		return fmt.Errorf("plugin %q: Close: %w", name, err)
+	}
+	return nil
+}
+
+// Health runs the Health hook of every serving plugin that has one, each
+// bounded by timeout, and returns each one's result ("ok" or the error).
+func (l *Loader) Health(ctx context.Context, timeout time.Duration) map[string]string {
+	out := make(map[string]string)
+	for _, e := range l.entries() {
+		v := e.cur.Load()
+		if v == nil || v.art.hooks.health == nil {
+			continue
+		}
+		out[e.name] = l.health(ctx, e.name, v, timeout)
+	}
+	return out
+}
+
+func (l *Loader) health(ctx context.Context, name string, v *version, timeout time.Duration) (status string) {
+	ctx, cancel := context.WithTimeout(sdk.NewContext(ctx, l.env(name)), timeout)
+	defer cancel()
+	done := make(chan string, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- fmt.Sprintf("Health panicked: %v", p)
+			}
+		}()
+		if err := v.art.hooks.health(ctx); err != nil {
+			done <- err.Error()
+			return
+		}
+		done <- "ok"
+	}()
+	select {
+	case s := <-done:
+		return s
+	case <-ctx.Done():
+		return fmt.Sprintf("Health did not answer within %s", timeout)
+	}
+}
+
+// Middleware loads plugin file and returns its middleware fn: the symbol
+// <fn>MiddlewareLoad, one of
+//
+//	func(http.ResponseWriter, *http.Request, http.HandlerFunc)  // prestd's (negroni's)
+//	func(http.Handler) http.Handler
+//	func() func(http.ResponseWriter, *http.Request, http.HandlerFunc)
+//	func() func(http.Handler) http.Handler
+//
+// It waits for the plugin's build however long it takes: middleware is
+// loaded at start-up, and a server must not start without it.
+func (l *Loader) Middleware(ctx context.Context, file, fn string) (func(http.Handler) http.Handler, error) {
+	if !ValidName(file) || !ValidFunc(fn) {
+		return nil, newError(ErrBadName, file, nil, "invalid middleware %q/%q", file, fn)
+	}
+	if !Supported {
+		return nil, newError(ErrUnsupported, file, nil, "%s", unsupportedReason)
+	}
+	ch := l.flight.DoChan(file, func() (any, error) { return l.update(file) })
+	var v *version
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		v = r.Val.(*version)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	symbol := fn + "MiddlewareLoad"
+	sym, err := v.art.syms.Lookup(symbol)
+	if err != nil {
+		return nil, newError(ErrNoHandler, file, nil, "plugin %q has no %s", file, symbol)
+	}
+	if f, ok := sym.(func() func(http.Handler) http.Handler); ok {
+		sym = f()
+	} else if f, ok := sym.(func() func(http.ResponseWriter, *http.Request, http.HandlerFunc)); ok {
+		sym = f()
+	}
+	switch f := sym.(type) {
+	case func(http.Handler) http.Handler:
+		if f == nil {
+			break
+		}
+		return f, nil
+	case func(http.ResponseWriter, *http.Request, http.HandlerFunc):
+		if f == nil {
+			break
+		}
+		return func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f(w, r, next.ServeHTTP) })
+		}, nil
+	}
+	return nil, newError(ErrSignature, file, nil,
+		"plugin %q: %s has type %s; want func(http.ResponseWriter, *http.Request, http.HandlerFunc), func(http.Handler) http.Handler, or a func() returning either",
+		file, symbol, typeName(sym))
+}
