@@ -41,23 +41,31 @@ type states struct {
 	m  map[string]*pluginState
 }
 
-func (s *Server) state(name string) *pluginState {
+// existing returns the state of name if it has one: a configured plugin,
+// or one that was served before. Limits apply before any lookup then.
+func (s *Server) existing(name string) *pluginState {
 	s.states.mu.RLock()
-	st := s.states.m[name]
-	s.states.mu.RUnlock()
-	if st != nil {
+	defer s.states.mu.RUnlock()
+	return s.states.m[name]
+}
+
+// state returns the state of name, making it. Call it only for configured
+// plugins and plugins that exist, so that requests for random names
+// cannot grow the map.
+func (s *Server) state(name string) *pluginState {
+	if st := s.existing(name); st != nil {
 		return st
 	}
 	s.states.mu.Lock()
 	defer s.states.mu.Unlock()
-	if st = s.states.m[name]; st != nil {
+	if st := s.states.m[name]; st != nil {
 		return st
 	}
 	var setup PluginSetup
 	if s.Setup != nil {
 		setup = s.Setup(name)
 	}
-	st = &pluginState{PluginSetup: setup, log: s.Log.With().Str("plugin", name).Logger()}
+	st := &pluginState{PluginSetup: setup, log: s.Log.With().Str("plugin", name).Logger()}
 	if setup.MaxConcurrency > 0 {
 		st.slots = make(chan struct{}, setup.MaxConcurrency)
 	}

@@ -35,6 +35,9 @@ type Server struct {
 	Ready func(ctx context.Context) Readiness
 	// Setup returns a plugin's settings, secrets and limits; nil: none.
 	Setup func(name string) PluginSetup
+	// Configured names the plugins with configured limits: they are
+	// enforced from the first request, before the plugin is looked up.
+	Configured []string
 	// Middleware wraps every route but the probes, the first outermost.
 	Middleware []func(http.Handler) http.Handler
 
@@ -75,6 +78,9 @@ func (s *Server) Handler() http.Handler {
 	r.PathPrefix("/_PLUGIN/").HandlerFunc(badPath)
 	r.HandleFunc("/_PLUGIN", badPath)
 
+	for _, name := range s.Configured {
+		s.state(name)
+	}
 	var app http.Handler = r
 	for i := len(s.Middleware) - 1; i >= 0; i-- {
 		app = s.contain(s.Middleware[i], app)
@@ -147,15 +153,25 @@ func (s *Server) plugin(w http.ResponseWriter, r *http.Request) {
 	if info := infoFrom(r.Context()); info != nil && loader.ValidName(file) && loader.ValidFunc(fn) {
 		info.plugin, info.fn = file, fn
 	}
+	// Limits are policy: where they are known they apply before any work.
+	st := s.existing(file)
+	if st != nil {
+		if err := st.admit(r, w, file); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	h, err := s.Plugins.Handler(r.Context(), file, fn, r.Method)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	st := s.state(file)
-	if err := st.admit(r, w, file); err != nil {
-		s.writeError(w, r, err)
-		return
+	if st == nil {
+		st = s.state(file)
+		if err := st.admit(r, w, file); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	switch h.ABI {
 	case loader.ABILegacy:

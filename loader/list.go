@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"context"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -52,6 +53,9 @@ type Info struct {
 	FailedAt  *time.Time    `json:"failed_at,omitempty"`
 	Versions  []VersionInfo `json:"versions"`
 	Bytes     int64         `json:"bytes"` // held by all its loaded versions
+	// Health is the current version's Health hook result: "ok" or the
+	// error; "" when it has none.
+	Health string `json:"health,omitempty"`
 }
 
 // List describes every plugin: those in the source directory and those
@@ -72,6 +76,12 @@ func (l *Loader) List() []Info {
 	for _, s := range found {
 		add(s.Name, s.Kind).Handlers = SourceHandlers(s)
 	}
+	type healthCheck struct {
+		info *Info
+		name string
+		v    *version
+	}
+	var checks []healthCheck
 	for _, e := range l.entries() {
 		e.mu.Lock()
 		i := add(e.name, e.kind)
@@ -90,6 +100,9 @@ func (l *Loader) List() []Info {
 			at := f.at
 			i.FailedAt = &at
 		}
+		if cur != nil && cur.art.hooks.health != nil {
+			checks = append(checks, healthCheck{i, e.name, cur})
+		}
 		for _, v := range e.versions {
 			i.Versions = append(i.Versions, VersionInfo{
 				Hash: v.key[:16], LoadedAt: v.loadedAt, BuildDuration: v.buildDur,
@@ -98,6 +111,9 @@ func (l *Loader) List() []Info {
 			i.Bytes += v.bytes
 		}
 		e.mu.Unlock()
+	}
+	for _, c := range checks { // plugin code: run outside the entry locks
+		c.info.Health = l.health(context.Background(), c.name, c.v, 2*time.Second)
 	}
 	slices.Sort(names)
 	out := make([]Info, len(names))

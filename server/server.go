@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	stdlog "log"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -158,6 +160,7 @@ func (s *Server) Handler() http.Handler {
 		Debug:      s.cfg.Debug,
 		Ready:      s.ready,
 		Middleware: s.middleware,
+		Configured: slices.Collect(maps.Keys(s.cfg.PluginConfigs)),
 		Setup: func(name string) handlers.PluginSetup {
 			p := s.cfg.Plugin(name)
 			return handlers.PluginSetup{

@@ -48,6 +48,13 @@ func startWith(t *testing.T, pluginPath string, set func(*config.Config)) *runni
 		Lifecycle: config.Lifecycle{ServerShutdownTimeout: 10 * time.Second},
 	}
 	set(&cfg)
+	return startConfig(t, cfg)
+}
+
+// startConfig starts a server with cfg, whatever its address: tests
+// listen on a loopback port of their own.
+func startConfig(t *testing.T, cfg config.Config) *running {
+	t.Helper()
 	logs := &plugintest.Log{}
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := server.New(ctx, cfg, zerolog.New(logs))

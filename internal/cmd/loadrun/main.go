@@ -1,11 +1,18 @@
 // Command loadrun is the load-run half of `make bench`. It starts a plugind
-// binary on a temporary plugin directory, measures one plugin path with wrk
-// against a plain net/http handler in this process that answers the same
-// bytes (the ceiling), and prints both with their ratio.
+// binary on a temporary plugin directory and measures it with wrk in two
+// phases, each printed as a table of runs and medians with its ratios:
 //
-// The plugin source is copied to <tmp>/src under its own base name, so
-// -path must name that file. All traffic goes to 127.0.0.1, and wrk must be
-// on PATH:
+//  1. one plugin path (-path, -connections) against a plain net/http
+//     handler in this process that answers the same bytes (the ceiling);
+//  2. the standard ABI against prestd's legacy ABI, both handlers of -slow
+//     sleeping 1 ms, at 64 connections, with a plain handler that sleeps
+//     1 ms too as the ceiling. Legacy calls into one plugin run one at a
+//     time, so they queue: 64 of them take ~80 ms, within wrk's 2 s timeout.
+//
+// The plugin sources are copied to <tmp>/src under their own base names, so
+// -path must name -src's file, and -slow's must be another name. A run that
+// reports errors fails the program once both phases are printed. All
+// traffic goes to 127.0.0.1, and wrk must be on PATH:
 //
 //	apt-get install -y wrk
 //	go run ./internal/cmd/loadrun -bin bin/plugind [-duration 10s] [-rounds 3]
@@ -39,11 +46,16 @@ const (
 	warmupTimeout = 3 * time.Minute // the first plugin build can take ~40 s
 	stopTimeout   = 30 * time.Second
 	maxBody       = 1 << 20
-	targetRatio   = 0.85
+	targetRatio   = 0.85 // plugin path / plain handler
+
+	// The ABI phase: -slow's handlers and the plain one sleep abiSleep.
+	abiConns       = 64
+	abiSleep       = time.Millisecond
+	abiTargetRatio = 30 // standard / legacy
 )
 
 type options struct {
-	bin, src, path         string
+	bin, src, slow, path   string
 	duration               time.Duration
 	rounds, conns, threads int
 }
@@ -61,6 +73,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.bin, "bin", "bin/plugind", "path to the plugind binary")
 	flag.StringVar(&o.src, "src", "lib/src/hello.go", "plugin source to serve")
+	flag.StringVar(&o.slow, "slow", "testdata/plugins/slow.go", "plugin source with GETLegacyHandler and GETStandardHandler, for the ABI phase")
 	flag.StringVar(&o.path, "path", "/_PLUGIN/hello/Hello?abc=123", "request path and query to measure")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each wrk run: whole seconds, 1s to 5m")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds, each measuring both targets: 1 to 20")
@@ -94,6 +107,10 @@ func (o options) check() error {
 		return fmt.Errorf("-threads %d: want 1 to 64, at most -connections", o.threads)
 	case !strings.HasPrefix(o.path, "/"):
 		return fmt.Errorf("-path %q: must start with /", o.path)
+	case filepath.Ext(o.slow) != ".go":
+		return fmt.Errorf("-slow %q: want a .go file", o.slow)
+	case filepath.Base(o.slow) == filepath.Base(o.src):
+		return fmt.Errorf("-slow %q and -src %q: want different base names", o.slow, o.src)
 	}
 	return nil
 }
@@ -115,33 +132,75 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}()
 
-	srv, err := startServer(o, dir, logPath)
+	srv, err := startServer(o.bin, dir, logPath, o.src, o.slow)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, srv.stop()) }() // runs before printTail
 
-	base := "http://" + srv.addr
-	if _, _, err := srv.poll(ctx, base+"/readyz", readyTimeout); err != nil {
+	if _, _, err := srv.poll(ctx, srv.url("/readyz"), readyTimeout); err != nil {
 		return fmt.Errorf("server not ready: %w", err)
 	}
-	start := time.Now()
-	body, ctype, err := srv.poll(ctx, base+o.path, warmupTimeout)
-	if err != nil {
-		return fmt.Errorf("plugin not serving: %w", err)
+	err = pathPhase(ctx, srv, wrk, o)
+	if err != nil && !errors.Is(err, errRunErrors) {
+		return err
 	}
-	fmt.Printf("%s: 200 after %s, %d-byte %s body\n", base+o.path, time.Since(start).Round(time.Millisecond), len(body), ctype)
+	return errors.Join(err, abiPhase(ctx, srv, wrk, o))
+}
 
-	plain, closePlain, err := startPlain(ctype, body)
+// pathPhase measures -path against a plain handler answering its bytes.
+func pathPhase(ctx context.Context, srv *server, wrk string, o options) error {
+	fmt.Printf("phase 1: %s against a plain handler, %d connections\n", o.path, o.conns)
+	body, ctype, err := srv.warm(ctx, o.path)
+	if err != nil {
+		return err
+	}
+	plain, closePlain, err := startPlain(fixed(ctype, body))
 	if err != nil {
 		return err
 	}
 	defer closePlain()
-	results, err := measure(ctx, wrk, o, base+o.path, plain+o.path)
+	targets := []target{{"plugin", srv.url(o.path)}, {"plain", plain + o.path}}
+	results, err := measure(ctx, wrk, o, o.conns, targets)
 	if err != nil {
 		return err
 	}
-	return report(os.Stdout, results)
+	return report(os.Stdout, targets, results, []ratio{
+		{label: "plugin path / plain handler", num: "plugin", den: "plain", digits: 2, target: targetRatio},
+	})
+}
+
+// abiPhase measures -slow's standard handler against its legacy one, with
+// a plain handler sleeping as long as theirs as the ceiling.
+func abiPhase(ctx context.Context, srv *server, wrk string, o options) error {
+	fmt.Printf("\nphase 2: standard ABI against legacy ABI, %s handlers, %d connections\n", abiSleep, abiConns)
+	name := strings.TrimSuffix(filepath.Base(o.slow), ".go")
+	legacyPath, standardPath := "/_PLUGIN/"+name+"/Legacy", "/_PLUGIN/"+name+"/Standard"
+	legacyBody, _, err := srv.warm(ctx, legacyPath) // builds the plugin
+	if err != nil {
+		return err
+	}
+	body, ctype, err := srv.warm(ctx, standardPath)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(body, legacyBody) {
+		return fmt.Errorf("%s answers %q but %s answers %q: want the same bytes", legacyPath, legacyBody, standardPath, body)
+	}
+	plain, closePlain, err := startPlain(after(abiSleep, fixed(ctype, body)))
+	if err != nil {
+		return err
+	}
+	defer closePlain()
+	targets := []target{{"legacy", srv.url(legacyPath)}, {"standard", srv.url(standardPath)}, {"plain", plain + standardPath}}
+	results, err := measure(ctx, wrk, o, abiConns, targets)
+	if err != nil {
+		return err
+	}
+	return report(os.Stdout, targets, results, []ratio{
+		{label: "standard / legacy", num: "standard", den: "legacy", digits: 1, target: abiTargetRatio},
+		{label: fmt.Sprintf("standard / plain (%d ms handlers)", abiSleep.Milliseconds()), num: "standard", den: "plain", digits: 2},
+	})
 }
 
 // server is a running plugind child process.
@@ -152,19 +211,22 @@ type server struct {
 	waitErr error         // cmd.Wait's result, set before exited closes
 }
 
-// startServer copies the plugin source into dir/src and starts the binary
-// on a free port with its output in logPath. An empty explicit config file
+// startServer copies the plugin sources into dir/src and starts bin on a
+// free port with its output in logPath. An empty explicit config file
 // keeps a stray ./prest.toml and the caller's PREST_* variables out.
-func startServer(o options, dir, logPath string) (*server, error) {
-	src, err := os.ReadFile(o.src)
-	if err != nil {
-		return nil, fmt.Errorf("plugin source: %w", err)
-	}
+func startServer(bin, dir, logPath string, srcs ...string) (*server, error) {
 	conf := filepath.Join(dir, "prest.toml")
-	if err := errors.Join(os.Mkdir(filepath.Join(dir, "src"), 0o755),
-		os.WriteFile(filepath.Join(dir, "src", filepath.Base(o.src)), src, 0o644),
-		os.WriteFile(conf, nil, 0o644)); err != nil {
+	if err := errors.Join(os.Mkdir(filepath.Join(dir, "src"), 0o755), os.WriteFile(conf, nil, 0o644)); err != nil {
 		return nil, fmt.Errorf("plugin dir: %w", err)
+	}
+	for _, src := range srcs {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return nil, fmt.Errorf("plugin source: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "src", filepath.Base(src)), data, 0o644); err != nil {
+			return nil, fmt.Errorf("plugin dir: %w", err)
+		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -178,7 +240,7 @@ func startServer(o options, dir, logPath string) (*server, error) {
 	}
 	defer logFile.Close() // the child has its own descriptor
 
-	cmd := exec.Command(o.bin)
+	cmd := exec.Command(bin)
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, "PREST_") || strings.HasPrefix(kv, "PORT=")
 	}), "PREST_CONF="+conf, "PREST_PLUGINPATH="+dir,
@@ -190,6 +252,21 @@ func startServer(o options, dir, logPath string) (*server, error) {
 	s := &server{cmd: cmd, addr: addr.String(), exited: make(chan struct{})}
 	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
 	return s, nil
+}
+
+// url is the server's URL for path.
+func (s *server) url(path string) string { return "http://" + s.addr + path }
+
+// warm polls path until it answers 200, which the first request to a
+// plugin does once it is built, and prints how long that took.
+func (s *server) warm(ctx context.Context, path string) ([]byte, string, error) {
+	start := time.Now()
+	body, ctype, err := s.poll(ctx, s.url(path), warmupTimeout)
+	if err != nil {
+		return nil, "", fmt.Errorf("plugin not serving: %w", err)
+	}
+	fmt.Printf("%s: 200 after %s, %d-byte %s body\n", s.url(path), time.Since(start).Round(time.Millisecond), len(body), ctype)
+	return body, ctype, nil
 }
 
 // stop sends SIGTERM and waits for the exit, killing after stopTimeout.
@@ -265,35 +342,48 @@ type statusError struct {
 
 func (e *statusError) Error() string { return fmt.Sprintf("status %d: %s", e.code, e.body) }
 
-// startPlain serves ctype and body from this process on 127.0.0.1 and
-// returns its base URL and a function that closes it.
-func startPlain(ctype string, body []byte) (string, func(), error) {
+// startPlain serves h from this process on 127.0.0.1 and returns its base
+// URL and a function that closes it.
+func startPlain(h http.Handler) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, fmt.Errorf("plain server: %w", err)
 	}
-	length := strconv.Itoa(len(body))
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", ctype)
-			w.Header().Set("Content-Length", length)
-			_, _ = w.Write(body)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
 }
 
-// measure runs wrk on both targets each round, plugin first in odd rounds.
-func measure(ctx context.Context, wrk string, o options, pluginURL, plainURL string) ([]result, error) {
-	targets := []struct{ name, url string }{{"plugin", pluginURL}, {"plain", plainURL}}
+// fixed answers ctype and body to every request.
+func fixed(ctype string, body []byte) http.Handler {
+	length := strconv.Itoa(len(body))
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", ctype)
+		w.Header().Set("Content-Length", length)
+		_, _ = w.Write(body)
+	})
+}
+
+// after sleeps for d, then lets h answer.
+func after(d time.Duration, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(d)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// target is a URL wrk measures, named in the report.
+type target struct{ name, url string }
+
+// measure runs wrk with conns connections on every target each round,
+// starting one target later in each round, so that each leads in turn.
+func measure(ctx context.Context, wrk string, o options, conns int, targets []target) ([]result, error) {
 	var results []result
 	for round := 1; round <= o.rounds; round++ {
 		for i := range targets {
-			t := targets[(i+round+1)%2]
+			t := targets[(i+round-1)%len(targets)]
 			fmt.Printf("round %d/%d: %s, %s\n", round, o.rounds, t.name, o.duration)
-			r, err := runWrk(ctx, wrk, o, t.url)
+			r, err := runWrk(ctx, wrk, o, conns, t.url)
 			if err != nil {
 				return nil, fmt.Errorf("round %d, %s: %w", round, t.name, err)
 			}
@@ -304,10 +394,10 @@ func measure(ctx context.Context, wrk string, o options, pluginURL, plainURL str
 	return results, nil
 }
 
-func runWrk(ctx context.Context, wrk string, o options, url string) (result, error) {
+func runWrk(ctx context.Context, wrk string, o options, conns int, url string) (result, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.duration+30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, wrk, "-t"+strconv.Itoa(o.threads), "-c"+strconv.Itoa(o.conns),
+	out, err := exec.CommandContext(ctx, wrk, "-t"+strconv.Itoa(o.threads), "-c"+strconv.Itoa(conns),
 		fmt.Sprintf("-d%ds", o.duration/time.Second), "--latency", url).CombinedOutput()
 	if ctx.Err() != nil {
 		return result{}, fmt.Errorf("wrk stopped: %w", ctx.Err())
@@ -366,9 +456,21 @@ func parseWrk(out string) (result, error) {
 	return r, nil
 }
 
-// report prints every run, then each target's medians and the ratio. It
+// ratio is a summary line: num's median req/s over den's, printed with
+// digits decimals, and marked below target if it is one (0: no target).
+type ratio struct {
+	label    string
+	num, den string
+	digits   int
+	target   float64
+}
+
+// errRunErrors is report's failure: a run saw errors.
+var errRunErrors = errors.New("runs reported errors")
+
+// report prints every run, then each target's medians and the ratios. It
 // fails if any run saw errors: its figures would then measure errors.
-func report(w io.Writer, results []result) error {
+func report(w io.Writer, targets []target, results []result, ratios []ratio) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\ntarget\tround\treq/s\tp50\tp99\terrors")
 	failed := 0
@@ -379,28 +481,34 @@ func report(w io.Writer, results []result) error {
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\n", r.target, r.round, r.rps, r.p50, r.p99, cmp.Or(r.errs, "-"))
 	}
 	rps := map[string]float64{}
-	for _, t := range []string{"plugin", "plain"} {
+	for _, t := range targets {
 		var rs []float64
 		var p50s, p99s []time.Duration
 		for _, r := range results {
-			if r.target == t {
+			if r.target == t.name {
 				rs, p50s, p99s = append(rs, r.rps), append(p50s, r.p50), append(p99s, r.p99)
 			}
 		}
-		rps[t] = median(rs)
-		fmt.Fprintf(tw, "%s\tmedian\t%.0f\t%s\t%s\n", t, rps[t], median(p50s), median(p99s))
+		rps[t.name] = median(rs)
+		fmt.Fprintf(tw, "%s\tmedian\t%.0f\t%s\t%s\n", t.name, rps[t.name], median(p50s), median(p99s))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	ratio := rps["plugin"] / rps["plain"]
-	fmt.Fprintf(w, "\nplugin path / plain handler = %.2fx (target >= %.2fx)", ratio, targetRatio)
-	if ratio < targetRatio {
-		fmt.Fprint(w, ": below target")
-	}
 	fmt.Fprintln(w)
+	for _, q := range ratios {
+		v := rps[q.num] / rps[q.den]
+		fmt.Fprintf(w, "%s = %.*fx", q.label, q.digits, v)
+		if q.target > 0 {
+			fmt.Fprintf(w, " (target >= %sx)", strconv.FormatFloat(q.target, 'f', -1, 64))
+			if v < q.target {
+				fmt.Fprint(w, ": below target")
+			}
+		}
+		fmt.Fprintln(w)
+	}
 	if failed > 0 {
-		return fmt.Errorf("%d of %d runs reported errors (see the errors column)", failed, len(results))
+		return fmt.Errorf("%w: %d of %d (see the errors column)", errRunErrors, failed, len(results))
 	}
 	return nil
 }
