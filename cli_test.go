@@ -85,6 +85,15 @@ func TestCommandLine(t *testing.T) {
 			t.Fatalf("new: %v\n%s", err, out)
 		}
 	}
+	for _, abi := range []string{"legacy", "standard"} {
+		// The scaffold's own test passes, run as the command says.
+		base := filepath.Join(dir, "src", "fresh_"+abi)
+		cmd := exec.Command("go", "test", base+".go", base+"_test.go")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("the %s scaffold's test: %v\n%s", abi, err, out)
+		}
+	}
 	if out, err := plugind(t, bin, root, dir, cache, "new", "fresh_legacy"); err == nil {
 		t.Errorf("new over an existing plugin succeeded:\n%s", out)
 	}

@@ -192,7 +192,7 @@ func newCommand(environ []string, stdout io.Writer) *cobra.Command {
 				return fmt.Errorf("invalid plugin name %q: use 1 to %d letters, digits, '_' or '-'", name, loader.MaxNameLen)
 			}
 			src, ok := scaffolds[abi]
-			if !ok {
+			if !ok || scaffoldTests[abi] == "" {
 				return fmt.Errorf("--abi must be legacy or standard, not %q", abi)
 			}
 			path := filepath.Join(cfg.SrcDir(), name+".go")
@@ -202,23 +202,70 @@ func newCommand(environ []string, stdout io.Writer) *cobra.Command {
 			if err := os.MkdirAll(cfg.SrcDir(), 0o755); err != nil {
 				return err
 			}
-			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-			if err != nil {
-				return fmt.Errorf("writing the plugin: %w", err)
+			testPath := strings.TrimSuffix(path, ".go") + "_test.go"
+			for _, file := range []struct{ path, template string }{{path, src}, {testPath, scaffoldTests[abi]}} {
+				if err := writeNew(file.path, fmt.Sprintf(file.template, name)); err != nil {
+					return err
+				}
 			}
-			if _, err := fmt.Fprintf(f, src, name); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "wrote %s\ntry:  curl 'http://localhost:%d/_PLUGIN/%s/Hello?name=you'\n", path, cfg.HTTP.Port, name)
+			fmt.Fprintf(stdout, "wrote %s and %s\ntest: go test %s %s\ntry:  curl 'http://localhost:%d/_PLUGIN/%s/Hello?name=you'\n",
+				path, testPath, path, testPath, cfg.HTTP.Port, name)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&abi, "abi", "legacy", "handler ABI: legacy (prestd's globals) or standard (http.HandlerFunc)")
 	return cmd
+}
+
+// writeNew writes a file that must not exist yet.
+func writeNew(path, content string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("writing the plugin: %w", err)
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// scaffoldTests test the scaffolds, by ABI.
+var scaffoldTests = map[string]string{
+	"legacy": `package main
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+func TestGETHelloHandler(t *testing.T) {
+	HTTPVars = map[string]string{"file": "%[1]s", "func": "Hello"}
+	URLQuery = map[string][]string{"name": {"ada"}}
+	body, status := GETHelloHandler()
+	var got map[string]string
+	if err := json.Unmarshal([]byte(body), &got); err != nil || status != 200 || got["hello"] != "ada" || got["plugin"] != "%[1]s" {
+		t.Fatalf("GETHelloHandler() = %%q, %%d", body, status)
+	}
+}
+`,
+	"standard": `package main
+
+import (
+	"encoding/json"
+	"net/http/httptest"
+	"testing"
+)
+
+func TestGETHelloHandler(t *testing.T) {
+	rec := httptest.NewRecorder()
+	GETHelloHandler(rec, httptest.NewRequest("GET", "/_PLUGIN/%[1]s/Hello?name=ada", nil))
+	var got map[string]string
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != 200 || got["hello"] != "ada" {
+		t.Fatalf("GETHelloHandler: %%d %%s", rec.Code, rec.Body)
+	}
+}
+`,
 }
 
 // scaffolds are plugin templates by ABI; %[1]s is the plugin name.
