@@ -53,6 +53,11 @@ func TestHostBuildFrom(t *testing.T) {
 	if a.Identity() == b.Identity() {
 		t.Error("hosts built with different flags share an identity")
 	}
+	c := a
+	c.SDK = "another sdk"
+	if a.Identity() == c.Identity() {
+		t.Error("hosts with different sdk sources share an identity: plugins would not be rebuilt")
+	}
 }
 
 func TestRelativeDiagnostics(t *testing.T) {

@@ -1,0 +1,82 @@
+package sdk_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/plugind/plugind/internal/plugintest"
+	"github.com/plugind/plugind/sdk"
+)
+
+func TestValues(t *testing.T) {
+	v := sdk.Values{
+		"s": "text", "i": int64(3), "f": 2.0, "half": 2.5, "is": "7", "b": true, "bs": "false",
+		"d": "1.5s", "list": []any{"a", "b"}, "mixed": []any{"a", 1},
+	}
+	tests := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"string", v.String("s", "def"), "text"},
+		{"string missing", v.String("nope", "def"), "def"},
+		{"string of another type", v.String("i", "def"), "def"},
+		{"int64", v.Int("i", -1), 3},
+		{"whole float", v.Int("f", -1), 2},
+		{"fractional float", v.Int("half", -1), -1},
+		{"int in a string", v.Int("is", -1), 7},
+		{"bool", v.Bool("b", false), true},
+		{"bool in a string", v.Bool("bs", true), false},
+		{"duration", v.Duration("d", 0), 1500 * time.Millisecond},
+		{"bad duration", v.Duration("s", time.Second), time.Second},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+	if got := v.Strings("list", nil); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("Strings = %q", got)
+	}
+	if got := v.Strings("mixed", []string{"def"}); !slices.Equal(got, []string{"def"}) {
+		t.Errorf("Strings of a mixed list = %q", got)
+	}
+}
+
+func TestContext(t *testing.T) {
+	logs := &plugintest.Log{}
+	ctx := sdk.NewContext(context.Background(), &sdk.Env{
+		Plugin: "p", RequestID: "r1", Vars: map[string]string{"func": "F"},
+		Settings: map[string]any{"k": "v"}, Secrets: map[string]string{"token": "t"},
+		Log: zerolog.New(logs).With().Str("plugin", "p").Logger(),
+	})
+	if sdk.Plugin(ctx) != "p" || sdk.RequestID(ctx) != "r1" || sdk.Vars(ctx)["func"] != "F" || sdk.Settings(ctx).String("k", "") != "v" {
+		t.Error("the context does not carry the env")
+	}
+	if s, ok := sdk.Secret(ctx, "TOKEN"); !ok || s != "t" {
+		t.Errorf("Secret = %q, %v", s, ok)
+	}
+	sdk.Logger(ctx).Info().Msg("hi")
+	if len(logs.Events(map[string]any{"plugin": "p", "request_id": "r1", "message": "hi"})) != 1 {
+		t.Errorf("logger fields: %s", logs)
+	}
+	// Outside plugind (a plugin's own unit test) everything is empty, not nil-panicking.
+	bare := context.Background()
+	if sdk.Plugin(bare) != "" || sdk.Settings(bare).String("k", "d") != "d" {
+		t.Error("a bare context is not empty")
+	}
+	sdk.Logger(bare).Info().Msg("dropped")
+	if _, ok := sdk.Secret(bare, "token"); ok {
+		t.Error("a bare context has secrets")
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	if f := sdk.Fingerprint(); len(f) != 64 || f != sdk.Fingerprint() {
+		t.Errorf("Fingerprint = %q", f)
+	}
+}
