@@ -47,8 +47,12 @@ var statuses = []struct {
 	{loader.ErrOverBudget, http.StatusInternalServerError},
 	{errInvalidStatus, http.StatusInternalServerError},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable},
-	{context.Canceled, http.StatusServiceUnavailable},
+	{context.Canceled, statusClientClosed},
 }
+
+// statusClientClosed is nginx's status for a request whose client left
+// before the answer: nobody reads it, but the access log shows why.
+const statusClientClosed = 499
 
 // statusOf is the status for err.
 func statusOf(err error) int {
@@ -94,7 +98,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		body.Error = "the plugin did not answer in time"
 	case errors.As(err, &se):
 		body.Error, body.Plugin = se.Error(), se.plugin
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled):
+		body.Error = "the request was cancelled"
+	case errors.Is(err, context.DeadlineExceeded):
 		body.Error = "the plugin is not ready yet; try again"
 		w.Header().Set("Retry-After", "1")
 	}
@@ -110,7 +116,7 @@ func (s *Server) logError(r *http.Request, err error, status int) {
 	if status >= 500 {
 		ev = log.Error()
 	} else {
-		ev = log.Debug()
+		ev = log.Debug() // the client's mistake, or the client left
 	}
 	var le *loader.Error
 	if errors.As(err, &le) && len(le.Stack) > 0 {

@@ -175,7 +175,13 @@ func (a *artifact) unlock() { <-a.sem }
 func (h *Handler) Call(ctx context.Context, vars map[string]string, query map[string][]string) (body string, status int, err error) {
 	a := h.art
 	if !a.lock(ctx, h.wait) {
-		return "", 0, newError(ErrBusy, h.Plugin, ctx.Err(), "plugin %q is busy with another call; try again", h.Plugin)
+		switch ctx.Err() {
+		case context.DeadlineExceeded: // the plugin's timeout passed in the queue
+			return "", 0, newError(ErrTimeout, h.Plugin, ctx.Err(), "plugin %q: %s did not answer in time (busy with another call)", h.Plugin, h.Symbol)
+		case context.Canceled: // the client left
+			return "", 0, fmt.Errorf("waiting for plugin %q: %w", h.Plugin, ctx.Err())
+		}
+		return "", 0, newError(ErrBusy, h.Plugin, nil, "plugin %q is busy with another call; try again", h.Plugin)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		defer a.unlock()

@@ -311,3 +311,40 @@ func TestCompatibility(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestLegacyQueueBounds(t *testing.T) {
+	l, _ := newLoaderWith(t, plugintest.PluginPath(t, "slow"), func(o *loader.Options) { o.LegacyWait = 150 * time.Millisecond })
+	h, err := l.Handler(context.Background(), "slow", "Legacy", "GET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hung := make(chan struct{})
+	go func() {
+		defer close(hung)
+		h.Call(context.Background(), nil, map[string][]string{"d": {"700ms"}})
+	}()
+	time.Sleep(50 * time.Millisecond) // the slow call holds the plugin
+
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	short, cancelShort := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancelShort()
+	tests := []struct {
+		name string
+		ctx  context.Context
+		want error
+	}{
+		{"wait bound", context.Background(), loader.ErrBusy},
+		{"deadline in the queue", short, loader.ErrTimeout},
+		{"client gone", cancelled, context.Canceled},
+	}
+	for _, tt := range tests {
+		if _, _, err := h.Call(tt.ctx, nil, map[string][]string{"d": {"0s"}}); !errors.Is(err, tt.want) {
+			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	<-hung
+	if body, _, err := h.Call(context.Background(), nil, map[string][]string{"d": {"0s"}}); err != nil || body != "slept" {
+		t.Errorf("after the slow call: %q, %v", body, err)
+	}
+}

@@ -270,7 +270,13 @@ func (s *server) warm(ctx context.Context, path string) ([]byte, string, error) 
 }
 
 // stop sends SIGTERM and waits for the exit, killing after stopTimeout.
+// A server that has already exited is an error: something else stopped it.
 func (s *server) stop() error {
+	select {
+	case <-s.exited:
+		return fmt.Errorf("the server exited before the end of the run (%s)", s.cmd.ProcessState)
+	default:
+	}
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("stop server: %w", err)
 	}
