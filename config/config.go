@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -31,6 +32,11 @@ type Config struct {
 	HTTP       HTTP      `mapstructure:"http"`
 	Plugins    Plugins   `mapstructure:"plugins"`
 	Lifecycle  Lifecycle `mapstructure:"lifecycle"`
+	Auth       Auth      `mapstructure:"auth"`
+	JWT        JWT       `mapstructure:"jwt"`
+	CORS       CORS      `mapstructure:"cors"`
+	HTTPS      HTTPS     `mapstructure:"https"`
+	Metrics    Metrics   `mapstructure:"metrics"`
 	// Middleware lists middleware plugins, applied in order, the first
 	// outermost (prestd's pluginmiddlewarelist).
 	Middleware []MiddlewareRef `mapstructure:"pluginmiddlewarelist"`
@@ -70,12 +76,79 @@ type PluginConfig struct {
 	Methods []string `mapstructure:"methods"`
 	// MaxBodyBytes bounds request bodies: larger ones get 413 (0: none).
 	MaxBodyBytes int64 `mapstructure:"maxbodybytes"`
+	// APIKeys, if set, are the keys this plugin accepts, instead of
+	// auth.apikeys.
+	APIKeys []string `mapstructure:"apikeys"`
+	// CORS, if AllowOrigin is set, replaces the global CORS for this
+	// plugin.
+	CORS CORS `mapstructure:"cors"`
 }
 
 // HTTP configures the listener.
 type HTTP struct {
 	Host string `mapstructure:"host"`
 	Port int    `mapstructure:"port"`
+	// Timeout is prestd's http.timeout, in seconds: the default of
+	// ReadTimeout and WriteTimeout.
+	Timeout           int           `mapstructure:"timeout"`
+	ReadHeaderTimeout time.Duration `mapstructure:"readheadertimeout"`
+	ReadTimeout       time.Duration `mapstructure:"readtimeout"`
+	WriteTimeout      time.Duration `mapstructure:"writetimeout"`
+	IdleTimeout       time.Duration `mapstructure:"idletimeout"`
+	// KeepAlive turns HTTP keep-alive on.
+	KeepAlive      bool  `mapstructure:"keepalive"`
+	MaxHeaderBytes int   `mapstructure:"maxheaderbytes"`
+	MaxBodyBytes   int64 `mapstructure:"maxbodybytes"`
+	// SecurityHeaders adds nosniff, frame, referrer and CSP headers (and
+	// HSTS under TLS) to every response.
+	SecurityHeaders bool `mapstructure:"securityheaders"`
+	// CSP is the Content-Security-Policy of responses.
+	CSP string `mapstructure:"csp"`
+	// Gzip compresses responses of at least GzipMinBytes for clients that
+	// accept it.
+	Gzip         bool `mapstructure:"gzip"`
+	GzipMinBytes int  `mapstructure:"gzipminbytes"`
+}
+
+// Auth configures API keys, and which routes stay open for probes.
+type Auth struct {
+	// APIKeys are accepted in X-API-Key or Authorization: Bearer. A
+	// plugin's own [plugin.<name>] apikeys replace them for that plugin.
+	APIKeys []string `mapstructure:"apikeys"`
+	// Probes and Metrics require auth too when true.
+	Probes  bool `mapstructure:"probes"`
+	Metrics bool `mapstructure:"metrics"`
+}
+
+// JWT is prestd's JWT configuration: with a key, requests need a valid
+// token (Authorization: Bearer) unless their path matches the whitelist.
+type JWT struct {
+	Key       string   `mapstructure:"key"`
+	Algo      string   `mapstructure:"algo"`
+	Default   bool     `mapstructure:"default"`
+	Whitelist []string `mapstructure:"whitelist"`
+}
+
+// CORS is prestd's CORS configuration. plugind answers CORS only when
+// AllowOrigin is set.
+type CORS struct {
+	AllowOrigin      []string `mapstructure:"alloworigin"`
+	AllowMethods     []string `mapstructure:"allowmethods"`
+	AllowHeaders     []string `mapstructure:"allowheaders"`
+	AllowCredentials bool     `mapstructure:"allowcredentials"`
+}
+
+// HTTPS is prestd's TLS configuration.
+type HTTPS struct {
+	Mode bool   `mapstructure:"mode"`
+	Cert string `mapstructure:"cert"`
+	Key  string `mapstructure:"key"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	Enabled bool   `mapstructure:"enabled"`
+	Path    string `mapstructure:"path"`
 }
 
 // Plugins configures how plugins are built and loaded.
@@ -127,8 +200,14 @@ const (
 
 // Lifecycle configures start-up and shutdown.
 type Lifecycle struct {
+	// StartupRequestPauseTimeout bounds how long a request that arrives
+	// while the server starts waits for it (then 503).
+	StartupRequestPauseTimeout time.Duration `mapstructure:"startupRequestPauseTimeout"`
+	// ServerShutdownDelay is how long the server keeps serving after a
+	// shutdown signal, with /readyz failing, so load balancers drain it.
+	ServerShutdownDelay time.Duration `mapstructure:"serverShutdownDelay"`
 	// ServerShutdownTimeout bounds how long in-flight requests may run
-	// after a shutdown signal.
+	// after that.
 	ServerShutdownTimeout time.Duration `mapstructure:"serverShutdownTimeout"`
 }
 
@@ -144,25 +223,55 @@ func (c Config) Addr() string {
 // has a default here: viper only maps environment variables onto keys it
 // knows.
 var defaults = map[string]any{
-	"pluginpath":                      "./lib",
-	"debug":                           false,
-	"http.host":                       "0.0.0.0",
-	"http.port":                       3000,
-	"plugins.cachedir":                "",
-	"plugins.moduledir":               "",
-	"plugins.go":                      "go",
-	"plugins.buildtimeout":            "5m",
-	"plugins.buildwait":               "60s",
-	"plugins.reload":                  "",
-	"plugins.warmup":                  true,
-	"plugins.prebuild":                false,
-	"plugins.loadchecktimeout":        "10s",
-	"plugins.cachemaxmb":              1024,
-	"plugins.memorybudgetmb":          512,
-	"plugins.refuseoverbudget":        false,
-	"plugins.legacywait":              "30s",
-	"plugins.secretsfile":             "",
-	"lifecycle.servershutdowntimeout": "20s",
+	"pluginpath":                           "./lib",
+	"debug":                                false,
+	"http.host":                            "0.0.0.0",
+	"http.port":                            3000,
+	"plugins.cachedir":                     "",
+	"plugins.moduledir":                    "",
+	"plugins.go":                           "go",
+	"plugins.buildtimeout":                 "5m",
+	"plugins.buildwait":                    "60s",
+	"plugins.reload":                       "",
+	"plugins.warmup":                       true,
+	"plugins.prebuild":                     false,
+	"plugins.loadchecktimeout":             "10s",
+	"plugins.cachemaxmb":                   1024,
+	"plugins.memorybudgetmb":               512,
+	"plugins.refuseoverbudget":             false,
+	"plugins.legacywait":                   "30s",
+	"plugins.secretsfile":                  "",
+	"lifecycle.servershutdowntimeout":      "20s",
+	"lifecycle.startuprequestpausetimeout": "5s",
+	"lifecycle.servershutdowndelay":        "0s",
+	"http.timeout":                         60,
+	"http.readheadertimeout":               "10s",
+	"http.readtimeout":                     "0s",
+	"http.writetimeout":                    "0s",
+	"http.idletimeout":                     "120s",
+	"http.keepalive":                       true,
+	"http.maxheaderbytes":                  1 << 20,
+	"http.maxbodybytes":                    10 << 20,
+	"http.securityheaders":                 true,
+	"http.csp":                             "default-src 'none'; frame-ancestors 'none'",
+	"http.gzip":                            true,
+	"http.gzipminbytes":                    1024,
+	"auth.apikeys":                         []string{},
+	"auth.probes":                          false,
+	"auth.metrics":                         false,
+	"jwt.key":                              "",
+	"jwt.algo":                             "HS256",
+	"jwt.default":                          true,
+	"jwt.whitelist":                        []string{`^/auth$`},
+	"cors.alloworigin":                     []string{},
+	"cors.allowmethods":                    []string{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"},
+	"cors.allowheaders":                    []string{"Content-Type"},
+	"cors.allowcredentials":                true,
+	"https.mode":                           false,
+	"https.cert":                           "/etc/certs/cert.crt",
+	"https.key":                            "/etc/certs/cert.key",
+	"metrics.enabled":                      true,
+	"metrics.path":                         "/metrics",
 }
 
 // env lists the environment variables of each key, first match wins.
@@ -258,6 +367,12 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 			cfg.Plugins.Reload = ReloadOnChange
 		}
 	}
+	if cfg.HTTP.ReadTimeout == 0 {
+		cfg.HTTP.ReadTimeout = time.Duration(cfg.HTTP.Timeout) * time.Second
+	}
+	if cfg.HTTP.WriteTimeout == 0 {
+		cfg.HTTP.WriteTimeout = time.Duration(cfg.HTTP.Timeout) * time.Second
+	}
 	if cfg.Plugins.CacheDir == "" {
 		cfg.Plugins.CacheDir = filepath.Join(cfg.PluginPath, ".plugind")
 	}
@@ -293,12 +408,36 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: plugins.memorybudgetmb must not be negative, got %d", c.Plugins.MemoryBudgetMB)
 	case c.Plugins.LegacyWait <= 0:
 		return fmt.Errorf("config: plugins.legacywait must be positive, got %s", c.Plugins.LegacyWait)
+	case c.HTTP.Timeout <= 0:
+		return fmt.Errorf("config: http.timeout must be a positive number of seconds, got %d", c.HTTP.Timeout)
+	case c.HTTP.ReadHeaderTimeout <= 0 || c.HTTP.ReadTimeout <= 0 || c.HTTP.WriteTimeout <= 0 || c.HTTP.IdleTimeout <= 0:
+		return fmt.Errorf("config: http.readheadertimeout, readtimeout, writetimeout and idletimeout must be positive (slow clients must be cut off), got %s, %s, %s, %s",
+			c.HTTP.ReadHeaderTimeout, c.HTTP.ReadTimeout, c.HTTP.WriteTimeout, c.HTTP.IdleTimeout)
+	case c.HTTP.MaxHeaderBytes <= 0:
+		return fmt.Errorf("config: http.maxheaderbytes must be positive, got %d", c.HTTP.MaxHeaderBytes)
+	case c.HTTP.MaxBodyBytes <= 0:
+		return fmt.Errorf("config: http.maxbodybytes must be positive, got %d", c.HTTP.MaxBodyBytes)
+	case c.HTTP.GzipMinBytes < 0:
+		return fmt.Errorf("config: http.gzipminbytes must not be negative, got %d", c.HTTP.GzipMinBytes)
+	case c.JWT.Key != "" && !slices.Contains([]string{"HS256", "HS384", "HS512"}, c.JWT.Algo):
+		return fmt.Errorf("config: jwt.algo must be HS256, HS384 or HS512, got %q", c.JWT.Algo)
+	case c.HTTPS.Mode && (c.HTTPS.Cert == "" || c.HTTPS.Key == ""):
+		return errors.New("config: https.mode needs https.cert and https.key")
+	case c.Metrics.Enabled && !strings.HasPrefix(c.Metrics.Path, "/"):
+		return fmt.Errorf("config: metrics.path must start with /, got %q", c.Metrics.Path)
+	case c.Lifecycle.StartupRequestPauseTimeout < 0 || c.Lifecycle.ServerShutdownDelay < 0:
+		return fmt.Errorf("config: lifecycle.startupRequestPauseTimeout and serverShutdownDelay must not be negative")
 	case c.Lifecycle.ServerShutdownTimeout < 0:
 		return fmt.Errorf("config: lifecycle.serverShutdownTimeout must not be negative, got %s", c.Lifecycle.ServerShutdownTimeout)
 	}
 	for i, m := range c.Middleware {
 		if !validName(m.File) || !validName(m.Func) || strings.Contains(m.Func, "-") {
 			return fmt.Errorf("config: pluginmiddlewarelist[%d] needs file and func names (letters, digits, '_'), got file %q func %q", i, m.File, m.Func)
+		}
+	}
+	for _, w := range c.JWT.Whitelist {
+		if _, err := regexp.Compile(w); err != nil {
+			return fmt.Errorf("config: jwt.whitelist: %q is not a regular expression: %w", w, err)
 		}
 	}
 	for name, p := range c.PluginConfigs {

@@ -45,6 +45,9 @@ type Options struct {
 	// Settings returns a plugin's settings and secrets: they fill its
 	// Settings and Secrets globals and reach its Init hook. nil: none.
 	Settings func(name string) (settings map[string]any, secrets map[string]string)
+	// Notify, if set, is told what happens to plugins. It runs on the
+	// loader's goroutines and must not block.
+	Notify func(Event)
 	// LoadCheck opens each new artifact in a child process first. nil
 	// opens artifacts directly: an init that panics or blocks can then
 	// hang the server.
@@ -76,6 +79,7 @@ type Loader struct {
 	loadCheck  LoadChecker
 	legacyWait time.Duration
 	settings   func(name string) (map[string]any, map[string]string)
+	onEvent    func(Event)
 	flight     singleflight.Group
 	ctx        context.Context // ended by Close; bounds builds and watching
 	cancel     context.CancelFunc
@@ -162,6 +166,7 @@ func New(opts Options) (*Loader, error) {
 		loadCheck:  opts.LoadCheck,
 		legacyWait: opts.LegacyWait,
 		settings:   opts.Settings,
+		onEvent:    opts.Notify,
 		ctx:        ctx,
 		cancel:     cancel,
 		plugins:    make(map[string]*entry),
@@ -348,8 +353,10 @@ func (l *Loader) update(name string) (*version, error) {
 		return nil, err
 	}
 	cur := e.cur.Load()
-	if cur != nil && !l.reload {
-		return cur, nil // load once, as prestd
+	if cur != nil && (!l.reload || src.Kind == KindPrebuilt) {
+		// Load once, as prestd. A prebuilt library cannot be reloaded in
+		// any case: Go reopens the same path as the same plugin.
+		return cur, nil
 	}
 	k, err := keyFor(src, l.moduleDir, l.hostID)
 	if err != nil {
@@ -382,6 +389,7 @@ func (l *Loader) update(name string) (*version, error) {
 		l.retire(name, cur)
 		log.Info().Str("version", k[:16]).Int("versions", len(e.versions)).
 			Int64("loaded_bytes", l.LoadedBytes()).Bool("reverted", true).Msg("plugin reloaded")
+		l.notify(Event{Kind: EventReloaded, Plugin: name, Version: k[:16]})
 		return v, nil
 	}
 	e.building = true
@@ -405,6 +413,9 @@ func (l *Loader) update(name string) (*version, error) {
 		l.retire(name, cur)
 		log.Info().Str("version", k[:16]).Int("versions", n).
 			Int64("loaded_bytes", l.LoadedBytes()).Msg("plugin reloaded")
+		l.notify(Event{Kind: EventReloaded, Plugin: name, Version: k[:16]})
+	} else {
+		l.notify(Event{Kind: EventLoaded, Plugin: name, Version: k[:16]})
 	}
 	return v, nil
 }
@@ -412,6 +423,9 @@ func (l *Loader) update(name string) (*version, error) {
 // failed records a failed update of e to content k. If cur, the version
 // serving before, exists, it keeps serving.
 func (l *Loader) failed(e *entry, k string, cur *version, err error) (*version, error) {
+	if !errors.Is(err, ErrBuild) {
+		l.notify(Event{Kind: EventLoadFailed, Plugin: e.name, Version: k[:16], Err: err})
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.building = false
@@ -447,6 +461,7 @@ func (l *Loader) entryFor(name string, kind Kind) *entry {
 func (l *Loader) unroute(name string) {
 	if e := l.lookup(name); e != nil && e.cur.Swap(nil) != nil {
 		l.log.Info().Str("plugin", name).Msg("plugin removed: its source is gone")
+		l.notify(Event{Kind: EventRemoved, Plugin: name})
 	}
 }
 
@@ -462,6 +477,9 @@ func permanent(err error) bool {
 // already open, or the cached artifact, or a new build.
 func (l *Loader) load(src Source, k string) (*version, error) {
 	path := l.artifactPath(k)
+	if src.Kind == KindPrebuilt {
+		path = src.Files[0]
+	}
 	if a := l.opened(path); a != nil {
 		return &version{art: a, key: k, bytes: a.bytes, loadedAt: time.Now()}, nil
 	}
@@ -490,12 +508,22 @@ func (l *Loader) artifactPath(k string) string {
 // matches the server's build and opens cleanly in a child process. It
 // returns the build's duration, 0 if the artifact was cached.
 func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Duration, error) {
-	path := l.artifactPath(k)
+	path, marker := l.artifactPath(k), l.artifactPath(k)+".ok"
 	var dur time.Duration
-	switch _, err := os.Stat(path); {
+	_, err := os.Stat(path)
+	if src.Kind == KindPrebuilt {
+		// Checked where it lies; its marker lives in the cache.
+		path, err = src.Files[0], nil
+		if err := os.MkdirAll(l.cacheDir, 0o755); err != nil {
+			return 0, newError(ErrOpen, src.Name, err, "plugin %q: cannot create the artifact directory", src.Name)
+		}
+	}
+	switch {
 	case err == nil:
-		now := time.Now()
-		_ = os.Chtimes(path, now, now) // recently used: kept by Prune
+		if src.Kind != KindPrebuilt {
+			now := time.Now()
+			_ = os.Chtimes(path, now, now) // recently used: kept by Prune
+		}
 	case errors.Is(err, fs.ErrNotExist):
 		if dur, err = l.build(ctx, src, path); err != nil {
 			return 0, err
@@ -512,11 +540,11 @@ func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Durat
 		l.log.Error().Str("plugin", src.Name).Str("problem", e.Msg).Msg("plugin refused")
 		return 0, e
 	}
-	if l.loadCheck != nil && !fileExists(path+".ok") {
+	if l.loadCheck != nil && !fileExists(marker) {
 		if err := l.loadCheck(ctx, path); err != nil {
 			return 0, newError(ErrInit, src.Name, err, "plugin %q cannot be loaded: %v", src.Name, err)
 		}
-		_ = os.WriteFile(path+".ok", nil, 0o644)
+		_ = os.WriteFile(marker, nil, 0o644)
 	}
 	return dur, nil
 }
@@ -537,6 +565,11 @@ func (l *Loader) build(ctx context.Context, src Source, path string) (time.Durat
 		}
 	}
 	ev.Dur("duration", dur).Bool("ok", err == nil).Msg("plugin build finished")
+	if err != nil {
+		l.notify(Event{Kind: EventBuildFailed, Plugin: src.Name, Duration: dur, Err: err})
+	} else {
+		l.notify(Event{Kind: EventBuilt, Plugin: src.Name, Duration: dur})
+	}
 	return dur, err
 }
 

@@ -348,3 +348,41 @@ func TestLegacyQueueBounds(t *testing.T) {
 		t.Errorf("after the slow call: %q, %v", body, err)
 	}
 }
+
+// TestPrebuiltLibrary is prestd's migration path: lib/NAME.so with no
+// source, built by prestd's go-build.sh, loads after the compatibility
+// check; one built with other flags is refused with the same error.
+func TestPrebuiltLibrary(t *testing.T) {
+	host, err := loader.HostBuildInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	for name, answer := range map[string]string{"good": "from a prebuilt library", "trimmed": "never"} {
+		plugintest.WriteFile(t, work, name+".go", plugintest.Unique(t, fmt.Sprintf("package main\n\nfunc GETHelloHandler() string { return %q }\n", answer)))
+	}
+	dir := plugintest.PluginPath(t)
+	for name, flags := range map[string][]string{"good": host.Flags, "trimmed": append(host.Flags, "-trimpath")} {
+		data, err := os.ReadFile(buildWith(t, plugintest.Root(), filepath.Join(work, name+".go"), flags...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plugintest.WriteFile(t, dir, name+".so", string(data))
+	}
+	l, logs := newLoaderWith(t, dir, func(o *loader.Options) {
+		o.CacheDir = t.TempDir()
+		o.LoadCheck = loader.ExecLoadCheck(os.Args[0], 30*time.Second)
+	})
+	if body, err := call(t, l, "good", "Hello"); err != nil || body != "from a prebuilt library" {
+		t.Errorf("prebuilt: %q, %v", body, err)
+	}
+	if _, err := call(t, l, "trimmed", "Hello"); !errors.Is(err, loader.ErrIncompatible) || !strings.Contains(err.Error(), "-trimpath: plugin true, server (none)") {
+		t.Errorf("prebuilt with other flags: %v", err)
+	}
+	if n := len(logs.Events(map[string]any{"message": "plugin build started"})); n != 0 {
+		t.Errorf("a prebuilt library was built %d times", n)
+	}
+	if i := info(t, l, "good"); i.Kind != loader.KindPrebuilt || i.State != loader.StateReady {
+		t.Errorf("listing: %+v", i)
+	}
+}

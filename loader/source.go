@@ -19,6 +19,9 @@ type Kind string
 const (
 	KindFile   Kind = "file"   // SRC/NAME.go
 	KindFolder Kind = "folder" // SRC/NAME/*.go
+	// KindPrebuilt is prestd's SRC/../NAME.so with no source: loaded as
+	// it is, after the compatibility check, never rebuilt.
+	KindPrebuilt Kind = "prebuilt"
 )
 
 // Source is one plugin's source on disk.
@@ -75,6 +78,10 @@ func (f sourceFinder) find(name string) (Source, error) {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return Source{}, newError(ErrBuild, name, err, "plugin %q: cannot read its source", name)
 		}
+	}
+	so := filepath.Join(filepath.Dir(f.dir), name+".so")
+	if fi, err := os.Stat(so); err == nil && fi.Mode().IsRegular() {
+		return Source{Name: name, Kind: KindPrebuilt, Files: []string{so}}, nil
 	}
 	return Source{}, newError(ErrNotFound, name, nil, "plugin %q not found", name)
 }
@@ -138,6 +145,15 @@ func (f sourceFinder) discover() (found []Source, skipped []string, err error) {
 			return found, skipped, err
 		}
 		found = append(found, s)
+	}
+	// prestd's prebuilt libraries, where no source has the name.
+	sos, _ := filepath.Glob(filepath.Join(filepath.Dir(f.dir), "*.so"))
+	for _, so := range sos {
+		name := strings.TrimSuffix(filepath.Base(so), ".so")
+		if !ValidName(name) || slices.ContainsFunc(found, func(s Source) bool { return s.Name == name }) {
+			continue
+		}
+		found = append(found, Source{Name: name, Kind: KindPrebuilt, Files: []string{so}})
 	}
 	return found, skipped, nil
 }

@@ -1,0 +1,55 @@
+package loader
+
+import "time"
+
+// EventKind names what happened to a plugin.
+type EventKind string
+
+const (
+	EventBuilt       EventKind = "built"        // a build succeeded
+	EventBuildFailed EventKind = "build_failed" // a build failed
+	EventLoaded      EventKind = "loaded"       // a version started serving
+	EventReloaded    EventKind = "reloaded"     // a new version replaced the current one
+	EventLoadFailed  EventKind = "load_failed"  // a built plugin was refused or failed to load
+	EventRemoved     EventKind = "removed"      // its source went; it is no longer routed
+)
+
+// Event is something that happened to a plugin, for Options.Notify.
+type Event struct {
+	Kind     EventKind
+	Plugin   string
+	Version  string        // content hash, where there is one
+	Duration time.Duration // of the build, for build events
+	Err      error         // for failures
+}
+
+// notify delivers ev, if anyone listens.
+func (l *Loader) notify(ev Event) {
+	if l.onEvent != nil {
+		l.onEvent(ev)
+	}
+}
+
+// Stat is one plugin's loaded versions, for metrics.
+type Stat struct {
+	Plugin   string
+	Versions int
+	Bytes    int64
+}
+
+// Stats reports each plugin's loaded versions and the bytes they hold.
+// It is cheap: no disk, no plugin code.
+func (l *Loader) Stats() []Stat {
+	entries := l.entries()
+	out := make([]Stat, 0, len(entries))
+	for _, e := range entries {
+		e.mu.Lock()
+		s := Stat{Plugin: e.name, Versions: len(e.versions)}
+		for _, v := range e.versions {
+			s.Bytes += v.bytes
+		}
+		e.mu.Unlock()
+		out = append(out, s)
+	}
+	return out
+}
