@@ -28,7 +28,7 @@ func withLoader(cmd *cobra.Command, environ []string, stderr io.Writer, run func
 		return err
 	}
 	log := zerolog.New(stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	l, host, err := server.NewLoader(cfg, log)
+	l, host, err := server.NewLoader(cfg, log, nil)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 type requestInfo struct {
 	id         string
 	plugin, fn string
+	resolved   bool // the request reached an existing handler
 }
 
 type requestInfoKey struct{}
@@ -68,6 +69,9 @@ func isIDByte(c byte) bool {
 func (s *Server) access(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if s.Metrics != nil {
+			defer s.Metrics.InFlight()()
+		}
 		info := &requestInfo{id: r.Header.Get("X-Request-Id")}
 		if !validRequestID(info.id) {
 			info.id = xid.New().String()
@@ -84,12 +88,20 @@ func (s *Server) access(next http.Handler) http.Handler {
 		if info.plugin != "" {
 			ev = ev.Str("plugin", info.plugin).Str("func", info.fn)
 		}
+		took := time.Since(start)
 		ev.Str("method", r.Method).
 			Str("path", r.URL.Path).
 			Int("status", status).
 			Int("size", rec.size).
-			Dur("duration", time.Since(start)).
+			Dur("duration", took).
 			Msg("request")
+		if s.Metrics != nil {
+			plugin, fn := "", ""
+			if info.resolved {
+				plugin, fn = info.plugin, info.fn
+			}
+			s.Metrics.Request(plugin, fn, r.Method, status, took)
+		}
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/plugind/plugind/auth"
 	"github.com/plugind/plugind/loader"
 )
 
@@ -26,6 +27,8 @@ var statuses = []struct {
 	kind   error
 	status int
 }{
+	{auth.ErrUnauthorized, http.StatusUnauthorized},
+	{errBodyTooLarge, http.StatusRequestEntityTooLarge},
 	{loader.ErrBadName, http.StatusBadRequest},
 	{loader.ErrNotFound, http.StatusNotFound},
 	{loader.ErrNoHandler, http.StatusNotFound},
@@ -98,6 +101,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		body.Error = "the plugin did not answer in time"
 	case errors.As(err, &se):
 		body.Error, body.Plugin = se.Error(), se.plugin
+	case errors.Is(err, auth.ErrUnauthorized), errors.Is(err, errBodyTooLarge):
+		body.Error = err.Error() // names no credential, no path
 	case errors.Is(err, context.Canceled):
 		body.Error = "the request was cancelled"
 	case errors.Is(err, context.DeadlineExceeded):

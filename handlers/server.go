@@ -12,7 +12,9 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/rs/zerolog"
 
+	"github.com/plugind/plugind/auth"
 	"github.com/plugind/plugind/loader"
+	"github.com/plugind/plugind/metrics"
 )
 
 // Plugins resolves a request to a plugin handler, loading the plugin if
@@ -40,6 +42,27 @@ type Server struct {
 	Configured []string
 	// Middleware wraps every route but the probes, the first outermost.
 	Middleware []func(http.Handler) http.Handler
+
+	// Auth, if set, guards every route but the probes and the metrics
+	// (unless AuthProbes, AuthMetrics).
+	Auth        *auth.Authenticator
+	AuthProbes  bool
+	AuthMetrics bool
+	// Metrics, if set, counts requests and is served at MetricsPath.
+	Metrics     *metrics.Metrics
+	MetricsPath string
+	// CORS is the global policy; PluginCORS replace it per plugin. None
+	// without origins.
+	CORS       CORSPolicy
+	PluginCORS map[string]CORSPolicy
+	// SecurityHeaders adds nosniff, frame, referrer and CSP headers.
+	SecurityHeaders bool
+	CSP             string
+	// Gzip compresses responses of at least GzipMinBytes.
+	Gzip         bool
+	GzipMinBytes int
+	// MaxBodyBytes bounds every request body (413); 0: none.
+	MaxBodyBytes int64
 
 	states states
 }
@@ -85,19 +108,24 @@ func (s *Server) Handler() http.Handler {
 	for i := len(s.Middleware) - 1; i >= 0; i-- {
 		app = s.contain(s.Middleware[i], app)
 	}
-	// Probes answer whatever the middleware would say: a load balancer
-	// has no API key.
-	probes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/healthz":
+	// Probes and metrics do not go through middleware plugins: a load
+	// balancer has no API key a plugin would know.
+	routes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/healthz":
 			s.healthz(w, r)
-		case "/readyz":
+		case r.URL.Path == "/readyz":
 			s.readyz(w, r)
+		case s.Metrics != nil && r.URL.Path == s.MetricsPath:
+			s.Metrics.Handler().ServeHTTP(w, r)
 		default:
 			app.ServeHTTP(w, r)
 		}
 	})
-	return s.access(probes)
+	// Outermost first: the access log sees every answer; headers and
+	// compression apply to errors too; CORS answers preflights before
+	// auth, as browsers send them without credentials.
+	return s.access(s.securityHeaders(s.compress(s.corsHandler(s.authenticate(s.limitBody(routes))))))
 }
 
 // contain applies middleware mw to next, answering a panic in it with a
@@ -165,6 +193,9 @@ func (s *Server) plugin(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	if info := infoFrom(r.Context()); info != nil {
+		info.resolved = true
 	}
 	if st == nil {
 		st = s.state(file)

@@ -83,7 +83,7 @@ func (l *Loader) Build(ctx context.Context, name string) (BuildResult, error) {
 	if err != nil {
 		return BuildResult{Name: name}, err
 	}
-	if err := l.checkPluginModule(src); err != nil {
+	if err := l.checkSource(src); err != nil {
 		return BuildResult{Name: name}, err
 	}
 	k, err := keyFor(src, l.moduleDir, l.hostID)

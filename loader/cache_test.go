@@ -142,3 +142,17 @@ func TestFolderPluginGoModIsChecked(t *testing.T) {
 		t.Errorf("conflicting go.mod: %v", err)
 	}
 }
+
+func TestImportOfAModuleTheServerLacks(t *testing.T) {
+	dir := plugintest.PluginPath(t)
+	plugintest.WriteFile(t, filepath.Join(dir, "src"), "alien.go",
+		"package main\n\nimport \"github.com/google/uuid\"\n\nfunc GETIDHandler() string { return uuid.NewString() }\n")
+	l, logs := newLoader(t, dir)
+	_, err := call(t, l, "alien", "ID")
+	if !errors.Is(err, loader.ErrBuild) || !strings.Contains(err.Error(), "it imports github.com/google/uuid, which the server was not built with") {
+		t.Errorf("err = %v", err)
+	}
+	if len(logs.Events(map[string]any{"message": "plugin build started"})) != 0 {
+		t.Error("the compiler ran for an import the server cannot provide")
+	}
+}

@@ -349,7 +349,7 @@ func (l *Loader) update(name string) (*version, error) {
 		return nil, err
 	}
 	e := l.entryFor(name, src.Kind)
-	if err := l.checkPluginModule(src); err != nil {
+	if err := l.checkSource(src); err != nil {
 		return nil, err
 	}
 	cur := e.cur.Load()

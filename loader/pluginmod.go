@@ -9,8 +9,19 @@ import (
 	"slices"
 	"strings"
 
+	"go/parser"
+	"go/token"
+
 	"golang.org/x/mod/modfile"
 )
+
+// checkSource runs the checks a source passes before it is built.
+func (l *Loader) checkSource(src Source) error {
+	if err := l.checkPluginModule(src); err != nil {
+		return err
+	}
+	return l.checkImports(src)
+}
 
 // checkPluginModule compares the requirements of a folder plugin's own
 // go.mod, if it has one, with the versions plugins are built against (the
@@ -44,6 +55,46 @@ func (l *Loader) checkPluginModule(src Source) error {
 	return newError(ErrIncompatible, src.Name, nil,
 		"plugin %q requires versions the server does not have: %s; plugins are built with the server's versions: change its go.mod to match",
 		src.Name, strings.Join(conflicts, "; "))
+}
+
+// checkImports refuses, before the compiler runs, a plugin importing a
+// package no module of the build provides: plugins are built with the
+// server's modules only, and the go command's own message for this
+// ("updates to go.mod needed") does not say so.
+func (l *Loader) checkImports(src Source) error {
+	if src.Kind == KindPrebuilt {
+		return nil
+	}
+	data, err := os.ReadFile(filepath.Join(l.moduleDir, "go.mod"))
+	if err != nil {
+		return newError(ErrBuild, src.Name, err, "plugin %q: the build module's go.mod cannot be read", src.Name)
+	}
+	f, err := modfile.ParseLax("go.mod", data, nil)
+	if err != nil {
+		return newError(ErrBuild, src.Name, err, "plugin %q: the build module's go.mod cannot be parsed", src.Name)
+	}
+	modules := []string{f.Module.Mod.Path}
+	for _, r := range f.Require {
+		modules = append(modules, r.Mod.Path)
+	}
+	fset := token.NewFileSet()
+	for _, file := range src.Files {
+		af, err := parser.ParseFile(fset, file, nil, parser.ImportsOnly)
+		if err != nil {
+			return nil // the compiler will say it better
+		}
+		for _, imp := range af.Imports {
+			path := strings.Trim(imp.Path.Value, `"`)
+			first, _, _ := strings.Cut(path, "/")
+			if !strings.Contains(first, ".") || path == "C" {
+				continue // the standard library
+			}
+			if !slices.ContainsFunc(modules, func(m string) bool { return path == m || strings.HasPrefix(path, m+"/") }) {
+				return newError(ErrBuild, src.Name, nil, "plugin %q failed to build: it imports %s, which the server was not built with; plugins can import the standard library and the server's modules", src.Name, path)
+			}
+		}
+	}
+	return nil
 }
 
 // readRequires lists a go.mod's requirements as path -> version.

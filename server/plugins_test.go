@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -178,7 +179,15 @@ func TestMiddlewareFailsClosed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		cfg := loadConfig(t, dir, fmt.Sprintf("pluginmiddlewarelist = [{file = %q, func = %q}]\n", tt.file, tt.fn))
-		_, err := server.New(context.Background(), cfg, zerolog.Nop())
+		s, err := server.New(context.Background(), cfg, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.Serve(context.Background(), ln) // returns: start-up fails
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s/%s: err = %v\nwant one containing %s", tt.file, tt.fn, err, tt.want)
 		}

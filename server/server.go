@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	stdlog "log"
@@ -18,9 +19,11 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/plugind/plugind/auth"
 	"github.com/plugind/plugind/config"
 	"github.com/plugind/plugind/handlers"
 	"github.com/plugind/plugind/loader"
+	"github.com/plugind/plugind/metrics"
 )
 
 // state is where the server is in its life, for /readyz.
@@ -34,17 +37,19 @@ const (
 
 // Server is one plugind HTTP server.
 type Server struct {
-	cfg        config.Config
-	log        zerolog.Logger
-	loader     *loader.Loader
-	middleware []func(http.Handler) http.Handler
-	state      atomic.Int32 // a state
-	warmup     atomic.Value // string: "off", "running", "done", "failed"
+	cfg     config.Config
+	log     zerolog.Logger
+	loader  *loader.Loader
+	metrics *metrics.Metrics
+	auth    *auth.Authenticator
+	certs   *certStore   // nil without https.mode
+	state   atomic.Int32 // a state
+	warmup  atomic.Value // string: "off", "running", "done", "failed"
 }
 
 // NewLoader makes the loader cfg describes, for the server and for the
 // command line's build and list.
-func NewLoader(cfg config.Config, log zerolog.Logger) (*loader.Loader, loader.HostBuild, error) {
+func NewLoader(cfg config.Config, log zerolog.Logger, notify func(loader.Event)) (*loader.Loader, loader.HostBuild, error) {
 	host, err := loader.HostBuildInfo()
 	if err != nil {
 		return nil, host, err
@@ -80,9 +85,10 @@ func NewLoader(cfg config.Config, log zerolog.Logger) (*loader.Loader, loader.Ho
 
 // New checks the environment, discovers plugins and prepares the server.
 // It logs one line per discovered plugin, and what is missing to build
-// plugins here, if anything. The binary must call
-// loader.RunLoadCheckIfAsked (or handle loader.LoadCheckCommand) first
-// thing, since the server runs itself to check new plugins.
+// plugins here, if anything. Middleware plugins load when Serve starts.
+// The binary must call loader.RunLoadCheckIfAsked (or handle
+// loader.LoadCheckCommand) first thing, since the server runs itself to
+// check new plugins.
 func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, error) {
 	if cfg.File != "" {
 		log.Info().Str("file", cfg.File).Msg("configuration read")
@@ -90,12 +96,32 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 	if len(cfg.Unknown) > 0 {
 		log.Warn().Strs("keys", cfg.Unknown).Msg("configuration keys not used by plugind are ignored")
 	}
-	l, host, err := NewLoader(cfg, log)
+	s := &Server{cfg: cfg, log: log}
+	s.warmup.Store("off")
+	s.metrics = metrics.New(func() []loader.Stat { return s.loader.Stats() })
+	l, host, err := NewLoader(cfg, log, s.metrics.Event)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, loader: l}
-	s.warmup.Store("off")
+	s.loader = l
+	pluginKeys := make(map[string][]string)
+	for name, p := range cfg.PluginConfigs {
+		if len(p.APIKeys) > 0 {
+			pluginKeys[name] = p.APIKeys
+		}
+	}
+	s.auth, err = auth.New(auth.Config{
+		APIKeys: cfg.Auth.APIKeys, PluginKeys: pluginKeys,
+		JWTKey: cfg.JWT.Key, JWTAlgo: cfg.JWT.Algo, JWTDefault: cfg.JWT.Default, Whitelist: cfg.JWT.Whitelist,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if cfg.HTTPS.Mode {
+		if s.certs, err = newCertStore(cfg.HTTPS.Cert, cfg.HTTPS.Key, log); err != nil {
+			return nil, err
+		}
+	}
 	for _, p := range loader.CheckToolchain(ctx, cfg.Plugins.Go, host) {
 		log.Warn().Str("problem", p).Msg("plugins cannot be built or loaded here")
 	}
@@ -114,15 +140,6 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 	} else if removed > 0 {
 		log.Info().Int("artifacts", removed).Int64("bytes", freed).Msg("plugin cache pruned")
 	}
-	for _, m := range cfg.Middleware {
-		mw, err := l.Middleware(ctx, m.File, m.Func)
-		if err != nil {
-			l.Close(ctx)
-			return nil, fmt.Errorf("middleware %s/%s (pluginmiddlewarelist): %w", m.File, m.Func, err)
-		}
-		s.middleware = append(s.middleware, mw)
-		log.Info().Str("plugin", m.File).Str("func", m.Func).Msg("middleware loaded")
-	}
 	if cfg.Plugins.Reload == config.ReloadOnChange && loader.Supported {
 		if err := l.Watch(); err != nil {
 			log.Warn().Err(err).Msg("hot reload is off: cannot watch plugin sources")
@@ -131,6 +148,21 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 		}
 	}
 	return s, nil
+}
+
+// start loads the middleware plugins and builds the handler. A middleware
+// that cannot load stops start-up (fail closed).
+func (s *Server) start(ctx context.Context) (http.Handler, error) {
+	var middleware []func(http.Handler) http.Handler
+	for _, m := range s.cfg.Middleware {
+		mw, err := s.loader.Middleware(ctx, m.File, m.Func)
+		if err != nil {
+			return nil, fmt.Errorf("middleware %s/%s (pluginmiddlewarelist): %w", m.File, m.Func, err)
+		}
+		middleware = append(middleware, mw)
+		s.log.Info().Str("plugin", m.File).Str("func", m.Func).Msg("middleware loaded")
+	}
+	return s.handler(middleware), nil
 }
 
 // background warms the build cache, then prebuilds plugins if asked.
@@ -151,23 +183,57 @@ func (s *Server) background(ctx context.Context) {
 	}
 }
 
-// Handler is the server's HTTP handler, for tests that bring their own
-// listener or server.
-func (s *Server) Handler() http.Handler {
+// Handler is the server's HTTP handler without middleware plugins, for
+// tests that bring their own listener or server.
+func (s *Server) Handler() http.Handler { return s.handler(nil) }
+
+func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Handler {
+	cfg := s.cfg
+	policy := func(c config.CORS) handlers.CORSPolicy {
+		return handlers.CORSPolicy{Origins: c.AllowOrigin, Methods: c.AllowMethods, Headers: c.AllowHeaders, Credentials: c.AllowCredentials}
+	}
+	pluginCORS := make(map[string]handlers.CORSPolicy)
+	for name, p := range cfg.PluginConfigs {
+		if len(p.CORS.AllowOrigin) > 0 {
+			pc := policy(cfg.CORS) // unset fields fall back to the global ones
+			pc.Origins = p.CORS.AllowOrigin
+			if len(p.CORS.AllowMethods) > 0 {
+				pc.Methods = p.CORS.AllowMethods
+			}
+			if len(p.CORS.AllowHeaders) > 0 {
+				pc.Headers = p.CORS.AllowHeaders
+			}
+			pluginCORS[name] = pc
+		}
+	}
 	h := &handlers.Server{
-		Plugins:    s.loader,
-		Log:        s.log,
-		Debug:      s.cfg.Debug,
-		Ready:      s.ready,
-		Middleware: s.middleware,
-		Configured: slices.Collect(maps.Keys(s.cfg.PluginConfigs)),
+		Plugins:     s.loader,
+		Log:         s.log,
+		Debug:       cfg.Debug,
+		Ready:       s.ready,
+		Middleware:  middleware,
+		Configured:  slices.Collect(maps.Keys(cfg.PluginConfigs)),
+		Auth:        s.auth,
+		AuthProbes:  cfg.Auth.Probes,
+		AuthMetrics: cfg.Auth.Metrics,
+		CORS:        policy(cfg.CORS),
+		PluginCORS:  pluginCORS,
+
+		SecurityHeaders: cfg.HTTP.SecurityHeaders,
+		CSP:             cfg.HTTP.CSP,
+		Gzip:            cfg.HTTP.Gzip,
+		GzipMinBytes:    cfg.HTTP.GzipMinBytes,
+		MaxBodyBytes:    cfg.HTTP.MaxBodyBytes,
 		Setup: func(name string) handlers.PluginSetup {
-			p := s.cfg.Plugin(name)
+			p := cfg.Plugin(name)
 			return handlers.PluginSetup{
-				Settings: p.Settings, Secrets: s.cfg.Secrets(name), Timeout: p.Timeout,
+				Settings: p.Settings, Secrets: cfg.Secrets(name), Timeout: p.Timeout,
 				MaxConcurrency: p.MaxConcurrency, Methods: p.Methods, MaxBodyBytes: p.MaxBodyBytes,
 			}
 		},
+	}
+	if cfg.Metrics.Enabled {
+		h.Metrics, h.MetricsPath = s.metrics, cfg.Metrics.Path
 	}
 	return h.Handler()
 }
@@ -195,24 +261,53 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	return s.Serve(ctx, ln)
 }
 
-// Serve serves on ln until ctx ends, then stops taking connections, turns
-// /readyz failing and lets in-flight requests finish for up to
-// lifecycle.serverShutdownTimeout. It returns nil after a clean shutdown.
+// Serve serves on ln until ctx ends. Requests that arrive while the
+// middleware plugins load wait at the gate (lifecycle.
+// startupRequestPauseTimeout). When ctx ends, /readyz fails at once, the
+// server keeps serving for lifecycle.serverShutdownDelay so load
+// balancers drain it, then stops taking connections and lets in-flight
+// requests finish for up to lifecycle.serverShutdownTimeout, then runs
+// the plugins' Close hooks. It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hc := s.cfg.HTTP
+	gate := handlers.NewGate(s.cfg.Lifecycle.StartupRequestPauseTimeout)
 	srv := &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler:           gate,
+		ReadHeaderTimeout: hc.ReadHeaderTimeout,
+		ReadTimeout:       hc.ReadTimeout,
+		WriteTimeout:      hc.WriteTimeout,
+		IdleTimeout:       hc.IdleTimeout,
+		MaxHeaderBytes:    hc.MaxHeaderBytes,
 		ErrorLog:          stdlog.New(s.log.With().Str("component", "http").Logger(), "", 0),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	srv.SetKeepAlivesEnabled(hc.KeepAlive)
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
-	go s.background(bgCtx)
+	served := make(chan error, 1)
+	if s.certs != nil {
+		srv.TLSConfig = &tls.Config{GetCertificate: s.certs.get, MinVersion: tls.VersionTLS12}
+		go s.certs.watch(bgCtx)
+		go func() { served <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { served <- srv.Serve(ln) }()
+	}
+	s.log.Info().Str("addr", ln.Addr().String()).Bool("tls", s.certs != nil).Msg("listening")
+
+	h, err := s.start(ctx)
+	if err != nil {
+		s.state.Store(int32(draining))
+		_ = srv.Close()
+		<-served
+		cctx, cancel := context.WithTimeout(context.Background(), s.cfg.Lifecycle.ServerShutdownTimeout)
+		defer cancel()
+		_ = s.loader.Close(cctx)
+		return err
+	}
+	gate.Open(h)
 	s.state.Store(int32(serving))
-	s.log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+	s.log.Info().Msg("ready")
+	go s.background(bgCtx)
 
 	select {
 	case err := <-served:
@@ -220,15 +315,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.state.Store(int32(draining))
-	timeout := s.cfg.Lifecycle.ServerShutdownTimeout
-	s.log.Info().Dur("timeout", timeout).Msg("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	lc := s.cfg.Lifecycle
+	s.log.Info().Dur("delay", lc.ServerShutdownDelay).Dur("timeout", lc.ServerShutdownTimeout).Msg("shutting down")
+	if lc.ServerShutdownDelay > 0 {
+		time.Sleep(lc.ServerShutdownDelay) // still serving, /readyz failing: let balancers notice
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), lc.ServerShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		s.log.Warn().Err(err).Msg("in-flight requests outlived the shutdown timeout; closing their connections")
 		_ = srv.Close()
 	}
-	cctx, cancelClose := context.WithTimeout(context.Background(), timeout)
+	cctx, cancelClose := context.WithTimeout(context.Background(), lc.ServerShutdownTimeout)
 	defer cancelClose()
 	if err := s.loader.Close(cctx); err != nil {
 		s.log.Warn().Err(err).Msg("plugin Close hooks failed")
