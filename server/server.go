@@ -77,6 +77,7 @@ func NewLoader(cfg config.Config, log zerolog.Logger, notify func(loader.Event))
 			return cfg.Plugin(name).Settings, cfg.Secrets(name)
 		},
 		LoadCheck: check,
+		Notify:    notify,
 		Host:      &host,
 		Log:       log,
 	})

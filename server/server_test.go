@@ -51,9 +51,29 @@ func startWith(t *testing.T, pluginPath string, set func(*config.Config)) *runni
 	return startConfig(t, cfg)
 }
 
-// startConfig starts a server with cfg, whatever its address: tests
-// listen on a loopback port of their own.
+// startConfig starts a server with cfg, whatever its address (tests
+// listen on a loopback port of their own), and waits until it is ready.
 func startConfig(t *testing.T, cfg config.Config) *running {
+	t.Helper()
+	r := startLoose(t, cfg)
+	logs := r.logs
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if resp, err := http.Get(r.url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not ready: %s", logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startLoose starts a server with cfg and returns at once.
+func startLoose(t *testing.T, cfg config.Config) *running {
 	t.Helper()
 	logs := &plugintest.Log{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -79,19 +99,7 @@ func startConfig(t *testing.T, cfg config.Config) *running {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if resp, err := http.Get(r.url + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return r
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not ready: %s", logs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return r
 }
 
 type response struct {
