@@ -33,6 +33,51 @@ serverShutdownTimeout = "3s"
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	prestd := filepath.Join(dir, "prestd.toml")
+	// A prestd prest.toml, as prestd's documentation writes it.
+	writeFile(t, prestd, `
+migrations = "./migrations"
+debug = true
+pluginpath = "/srv/prestd/lib"
+
+[http]
+host = "127.0.0.1"
+port = 6000
+timeout = 30
+
+[jwt]
+default = true
+key = "secret"
+algo = "HS256"
+whitelist = ["^/auth$", "^/_PLUGIN/public/"]
+
+[auth]
+enabled = true
+type = "body"
+table = "prest_users"
+
+[pg]
+host = "127.0.0.1"
+user = "postgres"
+pass = "postgres"
+database = "prest"
+
+[cors]
+alloworigin = ["https://app.example"]
+allowheaders = ["Content-Type", "Authorization"]
+
+[https]
+mode = false
+cert = "/etc/certs/cert.crt"
+key = "/etc/certs/cert.key"
+
+[cache]
+enabled = false
+
+[[access.tables]]
+name = "test"
+permissions = ["read"]
+`)
 	plugins := filepath.Join(dir, "plugins.toml")
 	secrets := filepath.Join(dir, "secrets.toml")
 	writeFile(t, plugins, `
@@ -193,6 +238,23 @@ on = true
 		{name: "middleware name", env: map[string]string{"PREST_CONF": filepath.Join(dir, "badmw.toml")}, wantErr: "pluginmiddlewarelist[0]"},
 		{name: "negative concurrency", env: map[string]string{"PREST_CONF": filepath.Join(dir, "negative.toml")}, wantErr: "plugin.hello.maxconcurrency"},
 		{name: "missing secrets file", env: map[string]string{"PREST_PLUGINS_SECRETSFILE": filepath.Join(dir, "nope.toml")}, wantErr: "plugins.secretsfile"},
+		{
+			name: "a prestd prest.toml works unchanged",
+			env:  map[string]string{"PREST_CONF": prestd},
+			check: func(t *testing.T, c config.Config) {
+				if c.PluginPath != "/srv/prestd/lib" || c.HTTP.Port != 6000 || c.HTTP.ReadTimeout != 30*time.Second || !c.Debug {
+					t.Errorf("shared keys = %+v", c)
+				}
+				if c.JWT.Key != "secret" || len(c.JWT.Whitelist) != 2 || c.CORS.AllowOrigin[0] != "https://app.example" || len(c.CORS.AllowHeaders) != 2 {
+					t.Errorf("jwt/cors = %+v %+v", c.JWT, c.CORS)
+				}
+				for _, k := range []string{"auth.enabled", "auth.table", "auth.type", "cache.enabled", "migrations", "pg.database", "pg.host"} {
+					if !slices.Contains(c.Unknown, k) {
+						t.Errorf("prestd-only key %s not reported as ignored: %v", k, c.Unknown)
+					}
+				}
+			},
+		},
 		{name: "--config of a missing file", args: []string{"--config", filepath.Join(dir, "nope.toml")}, wantErr: "nope.toml"},
 		{name: "malformed file", env: map[string]string{"PREST_CONF": bad}, wantErr: "bad.toml"},
 		{name: "port not a number", env: map[string]string{"PREST_HTTP_PORT": "http"}, wantErr: "http.port"},
