@@ -48,6 +48,8 @@ type Env struct {
 	Settings  map[string]any    // [plugin.<name>.settings]; read-only
 	Secrets   map[string]string // never logged or listed; read-only
 	Log       zerolog.Logger    // carries the plugin's name
+	Bus       Bus               // nil outside plugind
+	Tasks     Tasks             // nil outside plugind
 }
 
 type envKey struct{}
