@@ -1,18 +1,34 @@
-// Command loadrun is the load-run half of `make bench`. It starts a plugind
-// binary on a temporary plugin directory and measures it with wrk in two
-// phases, each printed as a table of runs and medians with its ratios:
+// Command loadrun is the load-run half of `make bench`. It starts three
+// plugind instances of a binary, each on its own port and temporary plugin
+// directory:
 //
-//  1. one plugin path (-path, -connections) against a plain net/http
-//     handler in this process that answers the same bytes (the ceiling);
-//  2. the standard ABI against prestd's legacy ABI, both handlers of -slow
-//     sleeping 1 ms, at 64 connections, with a plain handler that sleeps
-//     1 ms too as the ceiling. Legacy calls into one plugin run one at a
-//     time, so they queue: 64 of them take ~80 ms, within wrk's 2 s timeout.
+//   - plugin: the default configuration, with the whole default chain in
+//     front of plugins (security headers, gzip, metrics, request ids and
+//     the access log);
+//   - bare: security headers, gzip and metrics turned off;
+//   - auth: the default configuration with an API key (-H X-API-Key);
 //
-// The plugin sources are copied to <tmp>/src under their own base names, so
-// -path must name -src's file, and -slow's must be another name. A run that
-// reports errors fails the program once both phases are printed. All
-// traffic goes to 127.0.0.1, and wrk must be on PATH:
+// waits until each is ready and done warming its build cache, and measures
+// them with wrk in three phases, each printed as a table of runs and
+// medians with its ratios:
+//
+//  1. one plugin path (-path, -connections) on plugin and on bare, against
+//     a plain net/http handler in this process that answers the same bytes
+//     (the ceiling), all three in each round;
+//  2. the standard ABI against prestd's legacy ABI on plugin, both handlers
+//     of -slow sleeping 1 ms, at 64 connections, with a plain handler that
+//     sleeps 1 ms too as the ceiling. Legacy calls into one plugin run one
+//     at a time, so they queue: 64 of them take ~80 ms, within wrk's 2 s
+//     timeout;
+//  3. a short one: -path on auth with the key, against plugin, one round.
+//
+// The plugin sources are copied to <tmp>/<instance>/src under their own
+// base names, so -path must name -src's file, and -slow's must be another
+// name. A run that reports errors fails the program once all phases are
+// printed. Every instance is stopped (SIGTERM, then killed after 30 s) and
+// the temporary directories are removed however the program ends, short of
+// being killed itself. All traffic goes to 127.0.0.1, and wrk must be on
+// PATH:
 //
 //	apt-get install -y wrk
 //	go run ./internal/cmd/loadrun -bin bin/plugind [-duration 10s] [-rounds 3]
@@ -22,10 +38,12 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -36,6 +54,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -46,12 +65,24 @@ const (
 	warmupTimeout = 3 * time.Minute // the first plugin build can take ~40 s
 	stopTimeout   = 30 * time.Second
 	maxBody       = 1 << 20
-	targetRatio   = 0.85 // plugin path / plain handler
+	targetRatio   = 0.80 // plugin path with the default chain / plain handler
 
 	// The ABI phase: -slow's handlers and the plain one sleep abiSleep.
 	abiConns       = 64
 	abiSleep       = time.Millisecond
 	abiTargetRatio = 30 // standard / legacy
+
+	apiKey = "bench-key" // the auth instance's, sent by wrk in X-API-Key
+)
+
+// The instances: each is a plugind server of its own. PREST_* variables
+// are PREST_ and the configuration key with dots as underscores.
+var (
+	pluginInstance = instance{name: "plugin"}
+	bareInstance   = instance{name: "bare", env: []string{
+		"PREST_HTTP_SECURITYHEADERS=false", "PREST_HTTP_GZIP=false", "PREST_METRICS_ENABLED=false",
+	}}
+	authInstance = instance{name: "auth", env: []string{"PREST_AUTH_APIKEYS=" + apiKey}, header: "X-API-Key: " + apiKey}
 )
 
 type options struct {
@@ -76,7 +107,7 @@ func main() {
 	flag.StringVar(&o.slow, "slow", "testdata/plugins/slow.go", "plugin source with GETLegacyHandler and GETStandardHandler, for the ABI phase")
 	flag.StringVar(&o.path, "path", "/_PLUGIN/hello/Hello?abc=123", "request path and query to measure")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each wrk run: whole seconds, 1s to 5m")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds, each measuring both targets: 1 to 20")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of phases 1 and 2, each measuring every target of the phase: 1 to 20")
 	flag.IntVar(&o.conns, "connections", 50, "wrk connections: 1 to 1000")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads: 1 to 64, at most -connections")
 	flag.Parse()
@@ -125,48 +156,126 @@ func run(ctx context.Context, o options) (err error) {
 		return fmt.Errorf("temp dir: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	logPath := filepath.Join(dir, "plugind.log")
-	defer func() {
+	var servers []*server
+	defer func() { // runs before RemoveAll: the servers write in dir
+		err = errors.Join(err, stopAll(servers))
 		if err != nil {
-			printTail(logPath, 20)
+			for _, s := range servers {
+				printTail(s.name, s.logPath, 20)
+			}
 		}
 	}()
 
-	srv, err := startServer(o.bin, dir, logPath, o.src, o.slow)
+	instances := []instance{pluginInstance, bareInstance, authInstance}
+	ports, err := freePorts(len(instances))
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, srv.stop()) }() // runs before printTail
+	for i, in := range instances {
+		srcs := []string{o.src}
+		if in.name == pluginInstance.name {
+			srcs = append(srcs, o.slow)
+		}
+		s, err := startServer(o.bin, filepath.Join(dir, in.name), ports[i], in, srcs)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, s)
+	}
+	for _, s := range servers {
+		if err := s.ready(ctx); err != nil {
+			return err
+		}
+	}
+	plugin, bare, authed := servers[0], servers[1], servers[2]
 
-	if _, _, err := srv.poll(ctx, srv.url("/readyz"), readyTimeout); err != nil {
-		return fmt.Errorf("server not ready: %w", err)
+	var runErrs error // errRunErrors: the other phases still run
+	for _, phase := range []func() error{
+		func() error { return pathPhase(ctx, wrk, o, plugin, bare) },
+		func() error { return abiPhase(ctx, plugin, wrk, o) },
+		func() error { return authPhase(ctx, wrk, o, plugin, authed) },
+	} {
+		err := phase()
+		if err != nil && !errors.Is(err, errRunErrors) {
+			return errors.Join(runErrs, err)
+		}
+		runErrs = errors.Join(runErrs, err)
 	}
-	err = pathPhase(ctx, srv, wrk, o)
-	if err != nil && !errors.Is(err, errRunErrors) {
-		return err
-	}
-	return errors.Join(err, abiPhase(ctx, srv, wrk, o))
+	return runErrs
 }
 
-// pathPhase measures -path against a plain handler answering its bytes.
-func pathPhase(ctx context.Context, srv *server, wrk string, o options) error {
-	fmt.Printf("phase 1: %s against a plain handler, %d connections\n", o.path, o.conns)
-	body, ctype, err := srv.warm(ctx, o.path)
+// pathPhase measures -path on the default chain (plugin) and on the bare
+// one against a plain handler answering its bytes.
+func pathPhase(ctx context.Context, wrk string, o options, plugin, bare *server) error {
+	fmt.Printf("\nphase 1: %s with the default chain (%s), without security headers, gzip and metrics (%s), and a plain handler, %d connections\n",
+		o.path, plugin.name, bare.name, o.conns)
+	body, header, err := plugin.warm(ctx, o.path)
 	if err != nil {
 		return err
 	}
-	plain, closePlain, err := startPlain(fixed(ctype, body))
+	bareBody, bareHeader, err := bare.warm(ctx, o.path)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(body, bareBody) {
+		return fmt.Errorf("%s answers %q but %s answers %q: want the same bytes", plugin.name, body, bare.name, bareBody)
+	}
+	// A misspelt variable would measure the wrong chain.
+	if err := errors.Join(checkChain(ctx, plugin, header, true), checkChain(ctx, bare, bareHeader, false)); err != nil {
+		return err
+	}
+	plain, closePlain, err := startPlain(fixed(header.Get("Content-Type"), body))
 	if err != nil {
 		return err
 	}
 	defer closePlain()
-	targets := []target{{"plugin", srv.url(o.path)}, {"plain", plain + o.path}}
-	results, err := measure(ctx, wrk, o, o.conns, targets)
+	targets := []target{plugin.target("plugin", o.path), bare.target("bare", o.path), {name: "plain", url: plain + o.path}}
+	results, err := measure(ctx, wrk, o, o.rounds, o.conns, targets)
 	if err != nil {
 		return err
 	}
 	return report(os.Stdout, targets, results, []ratio{
-		{label: "plugin path / plain handler", num: "plugin", den: "plain", digits: 2, target: targetRatio},
+		{label: "plugin (default chain) / plain", num: "plugin", den: "plain", digits: 2, target: targetRatio},
+		{label: "bare plugin path / plain", num: "bare", den: "plain", digits: 2},
+		{label: "cost of the default chain", num: "plugin", den: "bare", of: "the bare plugin path's throughput"},
+	})
+}
+
+// checkChain fails unless s has the default chain's security headers (h
+// is its answer to a plugin path) and serves metrics, or, for !want, has
+// neither.
+func checkChain(ctx context.Context, s *server, h http.Header, want bool) error {
+	headers := h.Get("X-Content-Type-Options") != ""
+	_, _, err := get(ctx, s.url("/metrics"), "")
+	if metrics := err == nil; headers != want || metrics != want {
+		return fmt.Errorf("%s: security headers %t, metrics %t (%v): want %t for both", s.name, headers, metrics, err, want)
+	}
+	return nil
+}
+
+// authPhase measures -path with API key auth on against the default chain
+// without it, for one round.
+func authPhase(ctx context.Context, wrk string, o options, plugin, authed *server) error {
+	fmt.Printf("\nphase 3: %s with API key auth on (%s) and off (%s), %d connections, 1 round\n", o.path, authed.name, plugin.name, o.conns)
+	if _, _, err := authed.warm(ctx, o.path); err != nil {
+		return err
+	}
+	_, _, err := get(ctx, authed.url(o.path), "")
+	var se *statusError
+	if !errors.As(err, &se) || se.code != http.StatusUnauthorized {
+		got := "status 200"
+		if err != nil {
+			got = err.Error()
+		}
+		return fmt.Errorf("%s: GET %s without a key: %s, want status 401", authed.name, o.path, got)
+	}
+	targets := []target{plugin.target("plugin", o.path), authed.target("plugin + API key auth", o.path)}
+	results, err := measure(ctx, wrk, o, 1, o.conns, targets)
+	if err != nil {
+		return err
+	}
+	return report(os.Stdout, targets, results, []ratio{
+		{label: "plugin + API key auth / plugin", num: "plugin + API key auth", den: "plugin", digits: 2},
 	})
 }
 
@@ -180,20 +289,20 @@ func abiPhase(ctx context.Context, srv *server, wrk string, o options) error {
 	if err != nil {
 		return err
 	}
-	body, ctype, err := srv.warm(ctx, standardPath)
+	body, header, err := srv.warm(ctx, standardPath)
 	if err != nil {
 		return err
 	}
 	if !bytes.Equal(body, legacyBody) {
 		return fmt.Errorf("%s answers %q but %s answers %q: want the same bytes", legacyPath, legacyBody, standardPath, body)
 	}
-	plain, closePlain, err := startPlain(after(abiSleep, fixed(ctype, body)))
+	plain, closePlain, err := startPlain(after(abiSleep, fixed(header.Get("Content-Type"), body)))
 	if err != nil {
 		return err
 	}
 	defer closePlain()
-	targets := []target{{"legacy", srv.url(legacyPath)}, {"standard", srv.url(standardPath)}, {"plain", plain + standardPath}}
-	results, err := measure(ctx, wrk, o, abiConns, targets)
+	targets := []target{srv.target("legacy", legacyPath), srv.target("standard", standardPath), {name: "plain", url: plain + standardPath}}
+	results, err := measure(ctx, wrk, o, o.rounds, abiConns, targets)
 	if err != nil {
 		return err
 	}
@@ -203,21 +312,49 @@ func abiPhase(ctx context.Context, srv *server, wrk string, o options) error {
 	})
 }
 
-// server is a running plugind child process.
-type server struct {
-	cmd     *exec.Cmd
-	addr    string
-	exited  chan struct{} // closed once the process has exited
-	waitErr error         // cmd.Wait's result, set before exited closes
+// instance is a plugind configuration: the defaults, env over them.
+type instance struct {
+	name   string
+	env    []string // PREST_* variables
+	header string   // "Name: value" sent with every request, "" for none
 }
 
-// startServer copies the plugin sources into dir/src and starts bin on a
-// free port with its output in logPath. An empty explicit config file
-// keeps a stray ./prest.toml and the caller's PREST_* variables out.
-func startServer(bin, dir, logPath string, srcs ...string) (*server, error) {
+// server is a running plugind child process.
+type server struct {
+	name, header string // the instance's
+	cmd          *exec.Cmd
+	addr         string
+	logPath      string
+	exited       chan struct{} // closed once the process has exited
+	waitErr      error         // cmd.Wait's result, set before exited closes
+}
+
+// freePorts returns n distinct free ports on 127.0.0.1, holding each open
+// until all are found.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// startServer copies the plugin sources srcs into dir/src and starts bin
+// as in on port with its output in dir/plugind.log. An empty explicit
+// config file keeps a stray ./prest.toml and the caller's PREST_*
+// variables out.
+func startServer(bin, dir string, port int, in instance, srcs []string) (*server, error) {
 	conf := filepath.Join(dir, "prest.toml")
-	if err := errors.Join(os.Mkdir(filepath.Join(dir, "src"), 0o755), os.WriteFile(conf, nil, 0o644)); err != nil {
-		return nil, fmt.Errorf("plugin dir: %w", err)
+	if err := os.MkdirAll(filepath.Join(dir, "src"), 0o755); err != nil {
+		return nil, fmt.Errorf("%s: plugin dir: %w", in.name, err)
+	}
+	if err := os.WriteFile(conf, nil, 0o644); err != nil {
+		return nil, fmt.Errorf("%s: plugin dir: %w", in.name, err)
 	}
 	for _, src := range srcs {
 		data, err := os.ReadFile(src)
@@ -225,18 +362,13 @@ func startServer(bin, dir, logPath string, srcs ...string) (*server, error) {
 			return nil, fmt.Errorf("plugin source: %w", err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, "src", filepath.Base(src)), data, 0o644); err != nil {
-			return nil, fmt.Errorf("plugin dir: %w", err)
+			return nil, fmt.Errorf("%s: plugin dir: %w", in.name, err)
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("free port: %w", err)
-	}
-	addr := ln.Addr().(*net.TCPAddr)
-	ln.Close()
+	logPath := filepath.Join(dir, "plugind.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		return nil, fmt.Errorf("server log: %w", err)
+		return nil, fmt.Errorf("%s: server log: %w", in.name, err)
 	}
 	defer logFile.Close() // the child has its own descriptor
 
@@ -244,12 +376,14 @@ func startServer(bin, dir, logPath string, srcs ...string) (*server, error) {
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, "PREST_") || strings.HasPrefix(kv, "PORT=")
 	}), "PREST_CONF="+conf, "PREST_PLUGINPATH="+dir,
-		"PREST_HTTP_HOST=127.0.0.1", "PREST_HTTP_PORT="+strconv.Itoa(addr.Port))
+		"PREST_HTTP_HOST=127.0.0.1", "PREST_HTTP_PORT="+strconv.Itoa(port))
+	cmd.Env = append(cmd.Env, in.env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start server: %w", err)
+		return nil, fmt.Errorf("%s: start server: %w", in.name, err)
 	}
-	s := &server{cmd: cmd, addr: addr.String(), exited: make(chan struct{})}
+	s := &server{name: in.name, header: in.header, cmd: cmd, logPath: logPath,
+		addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), exited: make(chan struct{})}
 	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
 	return s, nil
 }
@@ -257,16 +391,57 @@ func startServer(bin, dir, logPath string, srcs ...string) (*server, error) {
 // url is the server's URL for path.
 func (s *server) url(path string) string { return "http://" + s.addr + path }
 
+// target is path on s, named name in the report.
+func (s *server) target(name, path string) target {
+	return target{name: name, url: s.url(path), header: s.header}
+}
+
+// ready waits for /readyz to answer 200, then for the build cache
+// warm-up to end: compiling in the background, it would slow the runs.
+func (s *server) ready(ctx context.Context) error {
+	start := time.Now()
+	if _, _, err := s.poll(ctx, "/readyz", readyTimeout, nil); err != nil {
+		return fmt.Errorf("%s: server not ready: %w", s.name, err)
+	}
+	var rd struct {
+		WarmUp string `json:"warmup"`
+	}
+	_, _, err := s.poll(ctx, "/readyz", warmupTimeout, func(body []byte) error {
+		if err := json.Unmarshal(body, &rd); err != nil {
+			return fmt.Errorf("/readyz body: %w", err)
+		} else if rd.WarmUp == "running" {
+			return errors.New("build cache warm-up still running")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	fmt.Printf("%s: ready on %s, build cache warm-up %s, after %s\n", s.name, s.addr, rd.WarmUp, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
 // warm polls path until it answers 200, which the first request to a
 // plugin does once it is built, and prints how long that took.
-func (s *server) warm(ctx context.Context, path string) ([]byte, string, error) {
+func (s *server) warm(ctx context.Context, path string) ([]byte, http.Header, error) {
 	start := time.Now()
-	body, ctype, err := s.poll(ctx, s.url(path), warmupTimeout)
+	body, header, err := s.poll(ctx, path, warmupTimeout, nil)
 	if err != nil {
-		return nil, "", fmt.Errorf("plugin not serving: %w", err)
+		return nil, nil, fmt.Errorf("%s: plugin not serving: %w", s.name, err)
 	}
-	fmt.Printf("%s: 200 after %s, %d-byte %s body\n", s.url(path), time.Since(start).Round(time.Millisecond), len(body), ctype)
-	return body, ctype, nil
+	fmt.Printf("%s: %s: 200 after %s, %d-byte %s body\n", s.name, s.url(path), time.Since(start).Round(time.Millisecond), len(body), header.Get("Content-Type"))
+	return body, header, nil
+}
+
+// stopAll stops servers at once, waiting for every one.
+func stopAll(servers []*server) error {
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		wg.Go(func() { errs[i] = s.stop() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // stop sends SIGTERM and waits for the exit, killing after stopTimeout.
@@ -274,70 +449,83 @@ func (s *server) warm(ctx context.Context, path string) ([]byte, string, error) 
 func (s *server) stop() error {
 	select {
 	case <-s.exited:
-		return fmt.Errorf("the server exited before the end of the run (%s)", s.cmd.ProcessState)
+		return fmt.Errorf("%s: the server exited before the end of the run (%s)", s.name, s.cmd.ProcessState)
 	default:
 	}
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("stop server: %w", err)
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		return fmt.Errorf("%s: stop server: %w; killed it", s.name, err)
 	}
 	select {
 	case <-s.exited:
 	case <-time.After(stopTimeout):
 		_ = s.cmd.Process.Kill()
 		<-s.exited
-		return fmt.Errorf("server still running %s after SIGTERM; killed it", stopTimeout)
+		return fmt.Errorf("%s: server still running %s after SIGTERM; killed it", s.name, stopTimeout)
 	}
 	if s.waitErr != nil {
-		return fmt.Errorf("server exit: %w", s.waitErr)
+		return fmt.Errorf("%s: server exit: %w", s.name, s.waitErr)
 	}
 	return nil
 }
 
-// poll GETs url until it answers 200 and returns that answer's body and
-// Content-Type. It gives up on an answer that will not change (4xx, 501),
-// when the server exits or when limit passes.
-func (s *server) poll(ctx context.Context, url string, limit time.Duration) ([]byte, string, error) {
+// poll GETs path until it answers 200 and done, if not nil, accepts its
+// body, and returns that answer's body and header. It gives up on an
+// answer that will not change (4xx, 501), when the server exits or when
+// limit passes.
+func (s *server) poll(ctx context.Context, path string, limit time.Duration, done func(body []byte) error) ([]byte, http.Header, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	url := s.url(path)
 	for {
-		body, ctype, err := get(ctx, url)
+		body, header, err := get(ctx, url, s.header)
 		var se *statusError
 		switch {
+		case err == nil && done != nil:
+			if err = done(body); err == nil {
+				return body, header, nil
+			}
 		case err == nil:
-			return body, ctype, nil
+			return body, header, nil
 		case errors.As(err, &se) && (se.code < 500 || se.code == http.StatusNotImplemented):
-			return nil, "", fmt.Errorf("GET %s: %w", url, err)
+			return nil, nil, fmt.Errorf("GET %s: %w", url, err)
 		}
 		select {
 		case <-s.exited:
-			return nil, "", fmt.Errorf("server exited (%v); last GET %s: %w", s.waitErr, url, err)
+			return nil, nil, fmt.Errorf("server exited (%v); last GET %s: %w", s.waitErr, url, err)
 		case <-ctx.Done():
-			return nil, "", fmt.Errorf("no 200 within %s (%v); last GET %s: %w", limit, ctx.Err(), url, err)
+			return nil, nil, fmt.Errorf("no 200 within %s (%v); last GET %s: %w", limit, ctx.Err(), url, err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
 
-func get(ctx context.Context, url string) ([]byte, string, error) {
+// get GETs url with header ("Name: value", "" for none) and returns the
+// answer's body and header, or a *statusError for any status but 200.
+func get(ctx context.Context, url, header string) ([]byte, http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
+	}
+	if name, value, ok := strings.Cut(header, ":"); ok {
+		req.Header.Set(name, strings.TrimSpace(value))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	switch {
 	case err != nil:
-		return nil, "", err
+		return nil, nil, err
 	case resp.StatusCode != http.StatusOK:
-		return nil, "", &statusError{resp.StatusCode, string(bytes.TrimSpace(body))}
+		return nil, nil, &statusError{resp.StatusCode, string(bytes.TrimSpace(body))}
 	case len(body) > maxBody:
-		return nil, "", fmt.Errorf("body longer than %d bytes", maxBody)
+		return nil, nil, fmt.Errorf("body longer than %d bytes", maxBody)
 	}
-	return body, resp.Header.Get("Content-Type"), nil
+	return body, resp.Header, nil
 }
 
 // statusError is an answer other than 200.
@@ -378,18 +566,19 @@ func after(d time.Duration, h http.Handler) http.Handler {
 	})
 }
 
-// target is a URL wrk measures, named in the report.
-type target struct{ name, url string }
+// target is a URL wrk measures, named in the report, with the header
+// ("Name: value", "" for none) wrk sends.
+type target struct{ name, url, header string }
 
-// measure runs wrk with conns connections on every target each round,
+// measure runs wrk with conns connections on every target each of rounds,
 // starting one target later in each round, so that each leads in turn.
-func measure(ctx context.Context, wrk string, o options, conns int, targets []target) ([]result, error) {
+func measure(ctx context.Context, wrk string, o options, rounds, conns int, targets []target) ([]result, error) {
 	var results []result
-	for round := 1; round <= o.rounds; round++ {
+	for round := 1; round <= rounds; round++ {
 		for i := range targets {
 			t := targets[(i+round-1)%len(targets)]
-			fmt.Printf("round %d/%d: %s, %s\n", round, o.rounds, t.name, o.duration)
-			r, err := runWrk(ctx, wrk, o, conns, t.url)
+			fmt.Printf("round %d/%d: %s, %s\n", round, rounds, t.name, o.duration)
+			r, err := runWrk(ctx, wrk, o, conns, t)
 			if err != nil {
 				return nil, fmt.Errorf("round %d, %s: %w", round, t.name, err)
 			}
@@ -400,11 +589,14 @@ func measure(ctx context.Context, wrk string, o options, conns int, targets []ta
 	return results, nil
 }
 
-func runWrk(ctx context.Context, wrk string, o options, conns int, url string) (result, error) {
+func runWrk(ctx context.Context, wrk string, o options, conns int, t target) (result, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.duration+30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, wrk, "-t"+strconv.Itoa(o.threads), "-c"+strconv.Itoa(conns),
-		fmt.Sprintf("-d%ds", o.duration/time.Second), "--latency", url).CombinedOutput()
+	args := []string{"-t" + strconv.Itoa(o.threads), "-c" + strconv.Itoa(conns), fmt.Sprintf("-d%ds", o.duration/time.Second), "--latency"}
+	if t.header != "" {
+		args = append(args, "-H", t.header)
+	}
+	out, err := exec.CommandContext(ctx, wrk, append(args, t.url)...).CombinedOutput()
 	if ctx.Err() != nil {
 		return result{}, fmt.Errorf("wrk stopped: %w", ctx.Err())
 	}
@@ -463,12 +655,16 @@ func parseWrk(out string) (result, error) {
 }
 
 // ratio is a summary line: num's median req/s over den's, printed with
-// digits decimals, and marked below target if it is one (0: no target).
+// digits decimals (a fractional target too), and marked below target if
+// it is one (0: no target).
+// With of set, it is instead the cost 1 - num/den, printed as a whole
+// percentage "of" that.
 type ratio struct {
 	label    string
 	num, den string
 	digits   int
 	target   float64
+	of       string
 }
 
 // errRunErrors is report's failure: a run saw errors.
@@ -504,9 +700,21 @@ func report(w io.Writer, targets []target, results []result, ratios []ratio) err
 	fmt.Fprintln(w)
 	for _, q := range ratios {
 		v := rps[q.num] / rps[q.den]
+		if q.of != "" {
+			c := math.Round((1 - v) * 100)
+			if c == 0 {
+				c = 0 // not -0
+			}
+			fmt.Fprintf(w, "%s = %.0f%% of %s\n", q.label, c, q.of)
+			continue
+		}
 		fmt.Fprintf(w, "%s = %.*fx", q.label, q.digits, v)
 		if q.target > 0 {
-			fmt.Fprintf(w, " (target >= %sx)", strconv.FormatFloat(q.target, 'f', -1, 64))
+			t := strconv.FormatFloat(q.target, 'f', -1, 64) // 30, not 30.0
+			if q.target != math.Trunc(q.target) {
+				t = strconv.FormatFloat(q.target, 'f', q.digits, 64) // 0.80, like the value
+			}
+			fmt.Fprintf(w, " (target >= %sx)", t)
 			if v < q.target {
 				fmt.Fprint(w, ": below target")
 			}
@@ -529,14 +737,14 @@ func median[T float64 | time.Duration](v []T) T {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// printTail prints the last n lines of the server log to stderr, reading
-// only the end of it: the access log has a line per request.
-func printTail(path string, n int) {
+// printTail prints the last n lines of server name's log to stderr,
+// reading only the end of it: the access log has a line per request.
+func printTail(name, path string, n int) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return // the server was never started
 	} else if err != nil {
-		fmt.Fprintln(os.Stderr, "loadrun: server log:", err)
+		fmt.Fprintf(os.Stderr, "loadrun: %s server log: %v\n", name, err)
 		return
 	}
 	defer f.Close()
@@ -545,10 +753,10 @@ func printTail(path string, n int) {
 	}
 	data, _ := io.ReadAll(f)
 	if len(bytes.TrimSpace(data)) == 0 {
-		fmt.Fprintln(os.Stderr, "loadrun: the server log is empty")
+		fmt.Fprintf(os.Stderr, "loadrun: the %s server's log is empty\n", name)
 		return
 	}
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 	lines = lines[max(0, len(lines)-n):]
-	fmt.Fprintf(os.Stderr, "loadrun: last %d lines of the server log:\n%s\n", len(lines), strings.Join(lines, "\n"))
+	fmt.Fprintf(os.Stderr, "loadrun: last %d lines of the %s server's log:\n%s\n", len(lines), name, strings.Join(lines, "\n"))
 }
