@@ -28,6 +28,7 @@ vet:
 # with -race too, because the test binary's build settings say so.
 test: vet
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -timeout 10m -run 'TestBus|TestDelivery|TestEventStream' ./server/
 	$(GO) test -run '^$$' -fuzz FuzzValidName -fuzztime 10s ./loader/
 
 # Go benchmarks of the request path, a wrk load run against a plain

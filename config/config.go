@@ -37,6 +37,8 @@ type Config struct {
 	CORS       CORS      `mapstructure:"cors"`
 	HTTPS      HTTPS     `mapstructure:"https"`
 	Metrics    Metrics   `mapstructure:"metrics"`
+	Bus        Bus       `mapstructure:"bus"`
+	Tasks      Tasks     `mapstructure:"tasks"`
 	// Middleware lists middleware plugins, applied in order, the first
 	// outermost (prestd's pluginmiddlewarelist).
 	Middleware []MiddlewareRef `mapstructure:"pluginmiddlewarelist"`
@@ -143,6 +145,22 @@ type HTTPS struct {
 	Mode bool   `mapstructure:"mode"`
 	Cert string `mapstructure:"cert"`
 	Key  string `mapstructure:"key"`
+}
+
+// Bus configures the message bus.
+type Bus struct {
+	// Events serves GET /_EVENTS, a Server-Sent Events stream of bus
+	// traffic, for debugging (behind auth like every route).
+	Events bool `mapstructure:"events"`
+}
+
+// Tasks configures plugins' background tasks.
+type Tasks struct {
+	Dir       string        `mapstructure:"dir"` // default <pluginpath>/.plugind/tasks
+	Workers   int           `mapstructure:"workers"`
+	Queue     int           `mapstructure:"queue"`
+	Timeout   time.Duration `mapstructure:"timeout"`
+	Retention time.Duration `mapstructure:"retention"`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -271,6 +289,12 @@ var defaults = map[string]any{
 	"https.cert":                           "/etc/certs/cert.crt",
 	"https.key":                            "/etc/certs/cert.key",
 	"metrics.enabled":                      true,
+	"bus.events":                           false,
+	"tasks.dir":                            "",
+	"tasks.workers":                        4,
+	"tasks.queue":                          64,
+	"tasks.timeout":                        "10m",
+	"tasks.retention":                      "1h",
 	"metrics.path":                         "/metrics",
 }
 
@@ -373,6 +397,9 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 	if cfg.HTTP.WriteTimeout == 0 {
 		cfg.HTTP.WriteTimeout = time.Duration(cfg.HTTP.Timeout) * time.Second
 	}
+	if cfg.Tasks.Dir == "" {
+		cfg.Tasks.Dir = filepath.Join(cfg.PluginPath, ".plugind", "tasks")
+	}
 	if cfg.Plugins.CacheDir == "" {
 		cfg.Plugins.CacheDir = filepath.Join(cfg.PluginPath, ".plugind")
 	}
@@ -427,6 +454,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: metrics.path must start with /, got %q", c.Metrics.Path)
 	case c.Lifecycle.StartupRequestPauseTimeout < 0 || c.Lifecycle.ServerShutdownDelay < 0:
 		return fmt.Errorf("config: lifecycle.startupRequestPauseTimeout and serverShutdownDelay must not be negative")
+	case c.Tasks.Workers <= 0 || c.Tasks.Queue < 0:
+		return fmt.Errorf("config: tasks.workers must be positive and tasks.queue not negative, got %d and %d", c.Tasks.Workers, c.Tasks.Queue)
+	case c.Tasks.Timeout < 0 || c.Tasks.Retention <= 0:
+		return fmt.Errorf("config: tasks.timeout must not be negative and tasks.retention must be positive, got %s and %s", c.Tasks.Timeout, c.Tasks.Retention)
 	case c.Lifecycle.ServerShutdownTimeout < 0:
 		return fmt.Errorf("config: lifecycle.serverShutdownTimeout must not be negative, got %s", c.Lifecycle.ServerShutdownTimeout)
 	}

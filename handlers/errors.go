@@ -29,6 +29,8 @@ var statuses = []struct {
 }{
 	{auth.ErrUnauthorized, http.StatusUnauthorized},
 	{errBodyTooLarge, http.StatusRequestEntityTooLarge},
+	{errTaskNotFound, http.StatusNotFound},
+	{errTaskFinished, http.StatusConflict},
 	{loader.ErrBadName, http.StatusBadRequest},
 	{loader.ErrNotFound, http.StatusNotFound},
 	{loader.ErrNoHandler, http.StatusNotFound},
@@ -101,7 +103,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		body.Error = "the plugin did not answer in time"
 	case errors.As(err, &se):
 		body.Error, body.Plugin = se.Error(), se.plugin
-	case errors.Is(err, auth.ErrUnauthorized), errors.Is(err, errBodyTooLarge):
+	case errors.Is(err, auth.ErrUnauthorized), errors.Is(err, errBodyTooLarge),
+		errors.Is(err, errTaskNotFound), errors.Is(err, errTaskFinished):
 		body.Error = err.Error() // names no credential, no path
 	case errors.Is(err, context.Canceled):
 		body.Error = "the request was cancelled"

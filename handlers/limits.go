@@ -25,6 +25,8 @@ type PluginSetup struct {
 	MaxConcurrency int           // standard ABI; 0: none
 	Methods        []string      // empty: all
 	MaxBodyBytes   int64         // 0: none
+	Bus            sdk.Bus       // for requests: publish and dispatch
+	Tasks          sdk.Tasks
 }
 
 // pluginState is a plugin's setup with what enforcing it needs, made on
@@ -128,7 +130,7 @@ func (st *pluginState) acquire(plugin string) (release func(), err error) {
 
 // withEnv returns r carrying the sdk view of the plugin and request.
 func (st *pluginState) withEnv(r *http.Request, plugin string, vars map[string]string) *http.Request {
-	env := &sdk.Env{Plugin: plugin, Vars: vars, Settings: st.Settings, Secrets: st.Secrets, Log: st.log}
+	env := &sdk.Env{Plugin: plugin, Vars: vars, Settings: st.Settings, Secrets: st.Secrets, Log: st.log, Bus: st.Bus, Tasks: st.Tasks}
 	if info := infoFrom(r.Context()); info != nil {
 		env.RequestID = info.id
 	}

@@ -126,7 +126,7 @@ func (s *Server) compress(next http.Handler) http.Handler {
 	if !s.Gzip {
 		return next
 	}
-	wrap, err := gzhttp.NewWrapper(gzhttp.MinSize(s.GzipMinBytes))
+	wrap, err := gzhttp.NewWrapper(gzhttp.MinSize(s.GzipMinBytes), gzhttp.ExceptContentTypes([]string{"text/event-stream"}))
 	if err != nil {
 		panic(fmt.Sprintf("gzip options: %v", err)) // only from invalid constant options
 	}

@@ -63,6 +63,10 @@ type Server struct {
 	GzipMinBytes int
 	// MaxBodyBytes bounds every request body (413); 0: none.
 	MaxBodyBytes int64
+	// Tasks, if set, serves GET and DELETE /_TASKS/{id}.
+	Tasks TaskStore
+	// Events, if set, streams bus traffic at GET /_EVENTS (SSE).
+	Events EventStream
 
 	states states
 }
@@ -95,6 +99,12 @@ func (s *Server) Handler() http.Handler {
 	// the one under load.
 	r.HandleFunc("/_PLUGIN/{file}/{func}", s.plugin)
 	r.HandleFunc("/_PLUGINS", s.list).Methods(http.MethodGet, http.MethodHead)
+	if s.Tasks != nil {
+		r.HandleFunc("/_TASKS/{id:[0-9a-f]{1,64}}", s.task).Methods(http.MethodGet, http.MethodHead, http.MethodDelete)
+	}
+	if s.Events != nil {
+		r.HandleFunc("/_EVENTS", s.events).Methods(http.MethodGet)
+	}
 	badPath := func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "plugin paths are /_PLUGIN/{file}/{func}, with names of letters, digits, '_' and '-'"})
 	}

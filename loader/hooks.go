@@ -12,15 +12,52 @@ import (
 // hookTimeout bounds Init and Close hooks.
 const hookTimeout = 30 * time.Second
 
-// env is what a plugin's hooks see through the sdk.
-func (l *Loader) env(name string) *sdk.Env {
+// BusRegistry is the part of the bus the loader drives (*bus.Bus).
+type BusRegistry interface {
+	Stage(owner string)
+	Commit(owner, replaced string) error
+	Drop(owner string)
+	Client(owner string, registrations bool) sdk.Bus
+}
+
+// owner names version v of plugin name on the bus.
+func owner(name string, v *version) string {
+	if v == nil {
+		return ""
+	}
+	return name + "@" + v.key[:16]
+}
+
+// env is what a plugin's hooks see through the sdk; with a bus, its
+// registrations belong to version v.
+func (l *Loader) env(name string, v *version) *sdk.Env {
 	settings, secrets := l.settings(name)
-	return &sdk.Env{
+	env := &sdk.Env{
 		Plugin:   name,
 		Settings: settings,
 		Secrets:  secrets,
 		Log:      l.log.With().Str("plugin", name).Logger(),
 	}
+	if l.bus != nil {
+		env.Bus = l.bus.Client(owner(name, v), true)
+	}
+	if l.tasks != nil {
+		env.Tasks = l.tasks(name)
+	}
+	return env
+}
+
+// commit makes version v's bus registrations live in place of those of
+// cur, the version it replaces.
+func (l *Loader) commit(name string, v, cur *version) error {
+	if l.bus == nil {
+		return nil
+	}
+	if err := l.bus.Commit(owner(name, v), owner(name, cur)); err != nil {
+		l.bus.Drop(owner(name, v))
+		return newError(ErrInit, name, err, "plugin %q cannot be loaded: %v", name, err)
+	}
+	return nil
 }
 
 // activate prepares version v of plugin name to serve: it fills the
@@ -28,7 +65,10 @@ func (l *Loader) env(name string) *sdk.Env {
 // makes the version unavailable with that message.
 func (l *Loader) activate(name string, v *version) (err error) {
 	a := v.art
-	env := l.env(name)
+	env := l.env(name, v)
+	if l.bus != nil {
+		l.bus.Stage(owner(name, v)) // live at commit, when v becomes current
+	}
 	if a.settings != nil {
 		*a.settings = env.Settings
 	}
@@ -43,6 +83,9 @@ func (l *Loader) activate(name string, v *version) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = newError(ErrInit, name, fmt.Errorf("panic: %v", p), "plugin %q: Init panicked", name)
+		}
+		if err != nil && l.bus != nil {
+			l.bus.Drop(owner(name, v)) // what Init registered goes with it
 		}
 	}()
 	if err := a.hooks.init(ctx, env.Settings); err != nil {
@@ -76,7 +119,7 @@ func (l *Loader) closeVersion(ctx context.Context, name string, v *version) (err
 			err = fmt.Errorf("plugin %q: Close panicked: %v", name, p)
 		}
 	}()
-	if err := v.art.hooks.close(sdk.NewContext(ctx, l.env(name))); err != nil {
+	if err := v.art.hooks.close(sdk.NewContext(ctx, l.env(name, v))); err != nil {
 		return fmt.Errorf("plugin %q: Close: %w", name, err)
 	}
 	return nil
@@ -97,7 +140,7 @@ func (l *Loader) Health(ctx context.Context, timeout time.Duration) map[string]s
 }
 
 func (l *Loader) health(ctx context.Context, name string, v *version, timeout time.Duration) (status string) {
-	ctx, cancel := context.WithTimeout(sdk.NewContext(ctx, l.env(name)), timeout)
+	ctx, cancel := context.WithTimeout(sdk.NewContext(ctx, l.env(name, v)), timeout)
 	defer cancel()
 	done := make(chan string, 1)
 	go func() {

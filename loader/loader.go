@@ -15,6 +15,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/plugind/plugind/sdk"
 )
 
 // Options configure a Loader.
@@ -48,6 +50,12 @@ type Options struct {
 	// Notify, if set, is told what happens to plugins. It runs on the
 	// loader's goroutines and must not block.
 	Notify func(Event)
+	// Bus, if set, gives plugin versions a bus: what a version registers
+	// in its Init goes live when it becomes current, replacing the
+	// previous version's registrations in one step.
+	Bus BusRegistry
+	// Tasks, if set, gives plugins a task runner.
+	Tasks func(plugin string) sdk.Tasks
 	// LoadCheck opens each new artifact in a child process first. nil
 	// opens artifacts directly: an init that panics or blocks can then
 	// hang the server.
@@ -80,6 +88,8 @@ type Loader struct {
 	legacyWait time.Duration
 	settings   func(name string) (map[string]any, map[string]string)
 	onEvent    func(Event)
+	bus        BusRegistry
+	tasks      func(plugin string) sdk.Tasks
 	flight     singleflight.Group
 	ctx        context.Context // ended by Close; bounds builds and watching
 	cancel     context.CancelFunc
@@ -167,6 +177,8 @@ func New(opts Options) (*Loader, error) {
 		legacyWait: opts.LegacyWait,
 		settings:   opts.Settings,
 		onEvent:    opts.Notify,
+		bus:        opts.Bus,
+		tasks:      opts.Tasks,
 		ctx:        ctx,
 		cancel:     cancel,
 		plugins:    make(map[string]*entry),
@@ -229,6 +241,9 @@ func (l *Loader) Close(ctx context.Context) error {
 		if v := e.cur.Load(); v != nil {
 			if err := l.closeVersion(ctx, e.name, v); err != nil {
 				errs = append(errs, err)
+			}
+			if l.bus != nil {
+				l.bus.Drop(owner(e.name, v))
 			}
 		}
 	}
@@ -382,6 +397,9 @@ func (l *Loader) update(name string) (*version, error) {
 		if err := l.activate(name, v); err != nil {
 			return l.failed(e, k, cur, err)
 		}
+		if err := l.commit(name, v, cur); err != nil {
+			return l.failed(e, k, cur, err)
+		}
 		e.mu.Lock()
 		e.failure = nil
 		e.cur.Store(v)
@@ -398,6 +416,9 @@ func (l *Loader) update(name string) (*version, error) {
 	v, err := l.load(src, k)
 	if err == nil {
 		err = l.activate(name, v)
+	}
+	if err == nil {
+		err = l.commit(name, v, cur)
 	}
 	if err != nil {
 		return l.failed(e, k, cur, err)
@@ -459,9 +480,17 @@ func (l *Loader) entryFor(name string, kind Kind) *entry {
 // unroute stops serving a plugin whose source is gone. Its code stays in
 // memory; a new source under the name loads afresh.
 func (l *Loader) unroute(name string) {
-	if e := l.lookup(name); e != nil && e.cur.Swap(nil) != nil {
+	if e := l.lookup(name); e != nil {
+		v := e.cur.Swap(nil)
+		if v == nil {
+			return
+		}
+		if l.bus != nil {
+			l.bus.Drop(owner(name, v))
+		}
 		l.log.Info().Str("plugin", name).Msg("plugin removed: its source is gone")
 		l.notify(Event{Kind: EventRemoved, Plugin: name})
+		l.retire(name, v)
 	}
 }
 

@@ -31,6 +31,10 @@ type Metrics struct {
 	builds        *prometheus.CounterVec
 	buildDuration *prometheus.HistogramVec
 	events        *prometheus.CounterVec
+	busMessages   *prometheus.CounterVec
+	busDelivered  *prometheus.CounterVec
+	busErrors     *prometheus.CounterVec
+	tasks         *prometheus.CounterVec
 }
 
 // New registers the collectors; stats reports loaded versions per plugin
@@ -58,8 +62,21 @@ func New(stats func() []loader.Stat) *Metrics {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "plugind_plugin_events_total", Help: "Plugin lifecycle events (loaded, reloaded, load_failed, removed).",
 		}, []string{"plugin", "event"}),
+		busMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugind_bus_messages_total", Help: "Bus messages published (events) or dispatched (commands, queries), by name.",
+		}, []string{"kind", "name"}),
+		busDelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugind_bus_deliveries_total", Help: "Bus messages delivered to listeners or handlers, by name.",
+		}, []string{"kind", "name"}),
+		busErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugind_bus_errors_total", Help: "Bus messages whose listeners or handler failed (or had no handler), by name.",
+		}, []string{"kind", "name"}),
+		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugind_tasks_finished_total", Help: "Background tasks finished, by plugin and state.",
+		}, []string{"plugin", "state"}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.builds, m.buildDuration, m.events,
+		m.busMessages, m.busDelivered, m.busErrors, m.tasks,
 		&loadedCollector{stats: stats},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -103,6 +120,21 @@ func (m *Metrics) Event(ev loader.Event) {
 	default:
 		m.events.WithLabelValues(ev.Plugin, string(ev.Kind)).Inc()
 	}
+}
+
+// BusMessage records a bus message. Names are chosen by code, not by
+// clients; a plugin that makes up names per request makes series too.
+func (m *Metrics) BusMessage(kind, name string, delivered int, failed bool) {
+	m.busMessages.WithLabelValues(kind, name).Inc()
+	m.busDelivered.WithLabelValues(kind, name).Add(float64(delivered))
+	if failed {
+		m.busErrors.WithLabelValues(kind, name).Inc()
+	}
+}
+
+// TaskFinished records a finished task.
+func (m *Metrics) TaskFinished(plugin, state string) {
+	m.tasks.WithLabelValues(plugin, state).Inc()
 }
 
 // loadedCollector reports loaded versions and bytes at scrape time.

@@ -22,6 +22,7 @@ func BenchmarkRequestPath(b *testing.B) {
 	cfg := config.Config{
 		PluginPath: plugintest.PluginPath(b, "hello", "std"),
 		Plugins:    config.Plugins{CacheDir: plugintest.CacheDir(), Go: "go", BuildTimeout: 5 * time.Minute},
+		Tasks:      config.Tasks{Dir: b.TempDir(), Workers: 1, Retention: time.Hour},
 	}
 	s, err := server.New(context.Background(), cfg, zerolog.New(io.Discard))
 	if err != nil {

@@ -20,10 +20,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/plugind/plugind/auth"
+	"github.com/plugind/plugind/bus"
 	"github.com/plugind/plugind/config"
 	"github.com/plugind/plugind/handlers"
 	"github.com/plugind/plugind/loader"
 	"github.com/plugind/plugind/metrics"
+	"github.com/plugind/plugind/tasks"
 )
 
 // state is where the server is in its life, for /readyz.
@@ -42,14 +44,19 @@ type Server struct {
 	loader  *loader.Loader
 	metrics *metrics.Metrics
 	auth    *auth.Authenticator
-	certs   *certStore   // nil without https.mode
-	state   atomic.Int32 // a state
-	warmup  atomic.Value // string: "off", "running", "done", "failed"
+	certs   *certStore // nil without https.mode
+	bus     *bus.Bus
+	tap     *bus.Tap       // /_EVENTS
+	events  *eventQueue    // server events on the bus
+	tasks   *tasks.Manager // plugins' background tasks
+	state   atomic.Int32   // a state
+	warmup  atomic.Value   // string: "off", "running", "done", "failed"
 }
 
 // NewLoader makes the loader cfg describes, for the server and for the
-// command line's build and list.
-func NewLoader(cfg config.Config, log zerolog.Logger, notify func(loader.Event)) (*loader.Loader, loader.HostBuild, error) {
+// command line's build and list. extend, if not nil, adds to the loader's options what only a serving
+// server has (events, the bus, tasks).
+func NewLoader(cfg config.Config, log zerolog.Logger, extend func(*loader.Options)) (*loader.Loader, loader.HostBuild, error) {
 	host, err := loader.HostBuildInfo()
 	if err != nil {
 		return nil, host, err
@@ -62,7 +69,7 @@ func NewLoader(cfg config.Config, log zerolog.Logger, notify func(loader.Event))
 		}
 		check = loader.ExecLoadCheck(exe, cfg.Plugins.LoadCheckTimeout)
 	}
-	l, err := loader.New(loader.Options{
+	opts := loader.Options{
 		SrcDir:           cfg.SrcDir(),
 		CacheDir:         cfg.Plugins.CacheDir,
 		ModuleDir:        cfg.Plugins.ModuleDir,
@@ -77,10 +84,13 @@ func NewLoader(cfg config.Config, log zerolog.Logger, notify func(loader.Event))
 			return cfg.Plugin(name).Settings, cfg.Secrets(name)
 		},
 		LoadCheck: check,
-		Notify:    notify,
 		Host:      &host,
 		Log:       log,
-	})
+	}
+	if extend != nil {
+		extend(&opts)
+	}
+	l, err := loader.New(opts)
 	return l, host, err
 }
 
@@ -97,11 +107,35 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 	if len(cfg.Unknown) > 0 {
 		log.Warn().Strs("keys", cfg.Unknown).Msg("configuration keys not used by plugind are ignored")
 	}
-	s := &Server{cfg: cfg, log: log}
+	s := &Server{cfg: cfg, log: log, tap: &bus.Tap{}}
 	s.warmup.Store("off")
 	s.metrics = metrics.New(func() []loader.Stat { return s.loader.Stats() })
-	l, host, err := NewLoader(cfg, log, s.metrics.Event)
+	s.bus = bus.New(func(m bus.Message) {
+		s.metrics.BusMessage(string(m.Kind), m.Name, m.Delivered, m.Err != nil)
+		if cfg.Bus.Events {
+			s.tap.Observe(m)
+		}
+	})
+	s.events = newEventQueue(s.bus, log)
+	if err := os.MkdirAll(cfg.Tasks.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("tasks.dir: %w", err)
+	}
+	tm, err := tasks.Open(tasks.Options{
+		Dir: cfg.Tasks.Dir, Workers: cfg.Tasks.Workers, QueueSize: cfg.Tasks.Queue,
+		Timeout: cfg.Tasks.Timeout, Retention: cfg.Tasks.Retention, Log: log,
+		OnFinish: func(t tasks.Task) { s.metrics.TaskFinished(t.Plugin, string(t.State)) },
+	})
 	if err != nil {
+		return nil, fmt.Errorf("tasks.dir: %w", err)
+	}
+	s.tasks = tm
+	l, host, err := NewLoader(cfg, log, func(o *loader.Options) {
+		o.Notify = s.pluginEvent
+		o.Bus = s.bus
+		o.Tasks = tm.For
+	})
+	if err != nil {
+		tm.Shutdown(ctx)
 		return nil, err
 	}
 	s.loader = l
@@ -132,6 +166,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 	}
 	for _, p := range plugins {
 		log.Info().Str("plugin", p.Name).Str("kind", string(p.Kind)).Msg("plugin registered")
+		s.events.emit("plugind.plugin.registered", pluginEvent{Plugin: p.Name, Kind: string(p.Kind)})
 	}
 	for _, name := range skipped {
 		log.Warn().Str("entry", name).Msg("plugin source skipped: its name is not a valid plugin name")
@@ -220,6 +255,8 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 		CORS:        policy(cfg.CORS),
 		PluginCORS:  pluginCORS,
 
+		Tasks: s.tasks,
+
 		SecurityHeaders: cfg.HTTP.SecurityHeaders,
 		CSP:             cfg.HTTP.CSP,
 		Gzip:            cfg.HTTP.Gzip,
@@ -230,11 +267,15 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 			return handlers.PluginSetup{
 				Settings: p.Settings, Secrets: cfg.Secrets(name), Timeout: p.Timeout,
 				MaxConcurrency: p.MaxConcurrency, Methods: p.Methods, MaxBodyBytes: p.MaxBodyBytes,
+				Bus: s.bus.Client(name, false), Tasks: s.tasks.For(name),
 			}
 		},
 	}
 	if cfg.Metrics.Enabled {
 		h.Metrics, h.MetricsPath = s.metrics, cfg.Metrics.Path
+	}
+	if cfg.Bus.Events {
+		h.Events = s.tap
 	}
 	return h.Handler()
 }
@@ -294,6 +335,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		go func() { served <- srv.Serve(ln) }()
 	}
 	s.log.Info().Str("addr", ln.Addr().String()).Bool("tls", s.certs != nil).Msg("listening")
+	s.events.emit("plugind.server.starting", serverEvent{Addr: ln.Addr().String()})
 
 	h, err := s.start(ctx)
 	if err != nil {
@@ -303,6 +345,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		cctx, cancel := context.WithTimeout(context.Background(), s.cfg.Lifecycle.ServerShutdownTimeout)
 		defer cancel()
 		_ = s.loader.Close(cctx)
+		_ = s.tasks.Shutdown(cctx)
+		s.events.close()
 		return err
 	}
 	gate.Open(h)
@@ -316,6 +360,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.state.Store(int32(draining))
+	s.events.emit("plugind.server.stopping", serverEvent{Addr: ln.Addr().String()})
 	lc := s.cfg.Lifecycle
 	s.log.Info().Dur("delay", lc.ServerShutdownDelay).Dur("timeout", lc.ServerShutdownTimeout).Msg("shutting down")
 	if lc.ServerShutdownDelay > 0 {
@@ -327,11 +372,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Warn().Err(err).Msg("in-flight requests outlived the shutdown timeout; closing their connections")
 		_ = srv.Close()
 	}
+	// Tasks get the same grace as requests, then are recorded interrupted.
+	tctx, cancelTasks := context.WithTimeout(context.Background(), lc.ServerShutdownTimeout)
+	defer cancelTasks()
+	if err := s.tasks.Shutdown(tctx); err != nil {
+		s.log.Warn().Err(err).Msg("closing the task store")
+	}
 	cctx, cancelClose := context.WithTimeout(context.Background(), lc.ServerShutdownTimeout)
 	defer cancelClose()
 	if err := s.loader.Close(cctx); err != nil {
 		s.log.Warn().Err(err).Msg("plugin Close hooks failed")
 	}
+	s.events.close()
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -46,6 +46,8 @@ func startWith(t *testing.T, pluginPath string, set func(*config.Config)) *runni
 			Reload: config.ReloadOff, LoadCheckTimeout: 30 * time.Second, CacheMaxMB: 4096,
 		},
 		Lifecycle: config.Lifecycle{ServerShutdownTimeout: 10 * time.Second},
+		Tasks:     config.Tasks{Dir: t.TempDir(), Workers: 2, Queue: 8, Timeout: time.Minute, Retention: time.Hour},
+		Metrics:   config.Metrics{Enabled: true, Path: "/metrics"},
 	}
 	set(&cfg)
 	return startConfig(t, cfg)

@@ -91,8 +91,8 @@ type Manager struct {
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 
-	mu    sync.Mutex // guards tasks and closed
-	tasks map[string]*Task
+	mu     sync.Mutex // guards tasks and closed
+	tasks  map[string]*Task
 	closed bool
 }
 
@@ -181,22 +181,24 @@ func (m *Manager) Start(plugin, name string, run func(context.Context, func(floa
 	id := hex.EncodeToString(raw[:])
 	t := &Task{ID: id, Plugin: plugin, Name: name, State: Queued, Created: time.Now(), Location: sdk.TaskLocation(id), run: run}
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.closed {
-		m.mu.Unlock()
 		return "", ErrStopped
 	}
-	m.tasks[id] = t
-	select {
-	case m.queue <- t:
-	default:
-		delete(m.tasks, id)
-		m.mu.Unlock()
+	if cap(m.queue) > 0 && len(m.queue) == cap(m.queue) {
 		return "", ErrQueueFull
 	}
-	m.mu.Unlock()
-	if err := m.store(t); err != nil {
-		m.opts.Log.Warn().Err(err).Str("task", id).Msg("storing a queued task")
+	// Stored before a worker can see it: later records never race it.
+	if err := m.put(*t); err != nil {
+		return "", fmt.Errorf("storing a queued task: %w", err)
 	}
+	select {
+	case m.queue <- t: // only Start sends, under m.mu: a buffered queue has room
+	default: // no queue, and no idle worker
+		_ = m.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Delete([]byte(id)) })
+		return "", ErrQueueFull
+	}
+	m.tasks[id] = t
 	return id, nil
 }
 
@@ -250,43 +252,54 @@ func (m *Manager) execute(t *Task) {
 	m.finish(t, result, err)
 }
 
-// finish records a task's end.
+// finish records a task's end: in the store first, then in memory, so a
+// task seen finished is a task stored finished.
 func (m *Manager) finish(t *Task, result []byte, err error) {
 	now := time.Now()
 	exp := now.Add(m.opts.Retention)
 	m.mu.Lock()
+	rec := *t
 	switch {
 	case err == nil:
-		t.State, t.Result, t.Progress = Done, result, 1
+		rec.State, rec.Result, rec.Progress = Done, result, 1
 	case t.cancelling:
-		t.State, t.Error = Cancelled, "cancelled"
+		rec.State, rec.Error = Cancelled, "cancelled"
 	case m.ctx.Err() != nil:
-		t.State, t.Error = Interrupted, "the server stopped before the task finished"
+		rec.State, rec.Error = Interrupted, "the server stopped before the task finished"
 	case errors.Is(err, context.DeadlineExceeded):
-		t.State, t.Error = Failed, fmt.Sprintf("timed out after %s", m.opts.Timeout)
+		rec.State, rec.Error = Failed, fmt.Sprintf("timed out after %s", m.opts.Timeout)
 	default:
-		t.State, t.Error = Failed, err.Error()
+		rec.State, rec.Error = Failed, err.Error()
 	}
-	t.Finished, t.ExpiresAt, t.cancel = &now, &exp, nil
-	snapshot := *t
+	rec.Finished, rec.ExpiresAt, rec.cancel = &now, &exp, nil
 	m.mu.Unlock()
-	if err := m.store(t); err != nil {
+	if err := m.put(rec); err != nil {
 		m.opts.Log.Warn().Err(err).Str("task", t.ID).Msg("storing a finished task")
 	}
-	m.opts.Log.Info().Str("plugin", t.Plugin).Str("task", t.ID).Str("name", t.Name).Str("state", string(snapshot.State)).Msg("task finished")
+	m.mu.Lock()
+	*t = rec
+	m.mu.Unlock()
+	m.opts.Log.Info().Str("plugin", t.Plugin).Str("task", t.ID).Str("name", t.Name).Str("state", string(rec.State)).Msg("task finished")
 	if m.opts.OnFinish != nil {
-		m.opts.OnFinish(snapshot)
+		m.opts.OnFinish(rec)
 	}
 }
 
-func (m *Manager) store(t *Task) error {
-	m.mu.Lock()
+// put writes a task's record.
+func (m *Manager) put(t Task) error {
 	data, err := json.Marshal(t)
-	m.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	return m.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put([]byte(t.ID), data) })
+}
+
+// store writes t's current record.
+func (m *Manager) store(t *Task) error {
+	m.mu.Lock()
+	rec := *t
+	m.mu.Unlock()
+	return m.put(rec)
 }
 
 // Get returns a task's record.

@@ -1,0 +1,101 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/plugind/plugind/bus"
+	"github.com/plugind/plugind/loader"
+)
+
+// Server events on the bus. Plugins subscribe in their Init hook:
+//
+//	sdk.Subscribe(ctx, "plugind.plugin.reloaded", func(ctx context.Context, e PluginEvent) error {...})
+const (
+	EventServerStarting = "plugind.server.starting"
+	EventServerStopping = "plugind.server.stopping"
+	// plugind.plugin.<kind>: registered, built, build_failed, loaded,
+	// reloaded, load_failed, removed.
+	eventPluginPrefix = "plugind.plugin."
+)
+
+// pluginEvent is the payload of plugind.plugin.* events.
+type pluginEvent struct {
+	Plugin     string  `json:"plugin"`
+	Kind       string  `json:"kind,omitempty"` // file, folder, prebuilt (registered)
+	Version    string  `json:"version,omitempty"`
+	DurationMS float64 `json:"duration_ms,omitempty"`
+	Error      string  `json:"error,omitempty"` // client-safe: names, no paths
+}
+
+// serverEvent is the payload of plugind.server.* events.
+type serverEvent struct {
+	Addr string `json:"addr"`
+}
+
+// pluginEvent turns a loader event into metrics and a bus event.
+func (s *Server) pluginEvent(ev loader.Event) {
+	s.metrics.Event(ev)
+	payload := pluginEvent{Plugin: ev.Plugin, Version: ev.Version, DurationMS: float64(ev.Duration.Microseconds()) / 1000}
+	if ev.Err != nil {
+		payload.Error = "failed"
+		if le, ok := ev.Err.(*loader.Error); ok {
+			payload.Error = le.Msg
+		}
+	}
+	s.events.emit(eventPluginPrefix+string(ev.Kind), payload)
+}
+
+// eventQueue publishes server events from one goroutine, in order: the
+// loader must not wait for plugins' listeners, nor can listeners that
+// call back into the loader deadlock it.
+type eventQueue struct {
+	bus  *bus.Bus
+	log  zerolog.Logger
+	ch   chan queued
+	done chan struct{}
+	once sync.Once
+}
+
+type queued struct {
+	name    string
+	payload []byte
+}
+
+func newEventQueue(b *bus.Bus, log zerolog.Logger) *eventQueue {
+	q := &eventQueue{bus: b, log: log, ch: make(chan queued, 1024), done: make(chan struct{})}
+	go q.run()
+	return q
+}
+
+func (q *eventQueue) run() {
+	defer close(q.done)
+	for e := range q.ch {
+		if err := q.bus.Publish(context.Background(), e.name, e.payload); err != nil {
+			q.log.Warn().Err(err).Str("event", e.name).Msg("a listener of a server event failed")
+		}
+	}
+}
+
+// emit queues an event; a full queue drops it with a warning.
+func (q *eventQueue) emit(name string, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	defer func() { recover() }() // emitted after close: dropped
+	select {
+	case q.ch <- queued{name, data}:
+	default:
+		q.log.Warn().Str("event", name).Msg("server event queue full; event dropped")
+	}
+}
+
+// close publishes what is queued and stops.
+func (q *eventQueue) close() {
+	q.once.Do(func() { close(q.ch) })
+	<-q.done
+}
