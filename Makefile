@@ -36,7 +36,7 @@ test: vet
 # builds, first call after restart, edit -> new code, memory per reload.
 bench: build
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./server/
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./server/ ./bus/
 	$(GO) run ./internal/cmd/loadrun -bin $(BIN)
 	$(GO) run ./internal/cmd/lifebench -bin $(BIN)
 
