@@ -23,9 +23,10 @@ func newLoader(t *testing.T, pluginPath string) (*loader.Loader, *plugintest.Log
 	t.Helper()
 	logs := &plugintest.Log{}
 	l, err := loader.New(loader.Options{
-		SrcDir:   filepath.Join(pluginPath, "src"),
-		CacheDir: plugintest.CacheDir(),
-		Log:      zerolog.New(logs),
+		SrcDir:    filepath.Join(pluginPath, "src"),
+		CacheDir:  plugintest.CacheDir(),
+		BuildWait: plugintest.BuildWait,
+		Log:       zerolog.New(logs),
 	})
 	if err != nil {
 		t.Fatal(err)

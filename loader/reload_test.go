@@ -25,9 +25,10 @@ func newLoaderWith(t *testing.T, pluginPath string, set func(*loader.Options)) (
 	t.Helper()
 	logs := &plugintest.Log{}
 	opts := loader.Options{
-		SrcDir:   filepath.Join(pluginPath, "src"),
-		CacheDir: plugintest.CacheDir(),
-		Log:      zerolog.New(logs),
+		SrcDir:    filepath.Join(pluginPath, "src"),
+		CacheDir:  plugintest.CacheDir(),
+		BuildWait: plugintest.BuildWait,
+		Log:       zerolog.New(logs),
 	}
 	set(&opts)
 	l, err := loader.New(opts)
@@ -204,16 +205,19 @@ func TestMemoryBudget(t *testing.T) {
 
 func TestInitFailuresAreCaughtInAChild(t *testing.T) {
 	dir := plugintest.PluginPath(t, "initpanic", "inithang", "hello")
-	l, _ := newLoaderWith(t, dir, func(o *loader.Options) {
-		o.LoadCheck = loader.ExecLoadCheck(os.Args[0], 3*time.Second)
-		o.BuildWait = time.Minute
-	})
-	tests := []struct{ name, msg string }{
-		{"initpanic", `plugin "initpanic" cannot be loaded: an init function panicked: init exploded on purpose`},
-		{"inithang", `plugin "inithang" cannot be loaded: opening it did not finish within 3s: an init function blocks`},
+	// A hang can only be told by a timeout, kept short; the rest get one
+	// a loaded CI machine cannot miss.
+	patient, _ := newLoaderWith(t, dir, func(o *loader.Options) { o.LoadCheck = loader.ExecLoadCheck(os.Args[0], time.Minute) })
+	hasty, _ := newLoaderWith(t, dir, func(o *loader.Options) { o.LoadCheck = loader.ExecLoadCheck(os.Args[0], 3*time.Second) })
+	tests := []struct {
+		l         *loader.Loader
+		name, msg string
+	}{
+		{patient, "initpanic", `plugin "initpanic" cannot be loaded: an init function panicked: init exploded on purpose`},
+		{hasty, "inithang", `plugin "inithang" cannot be loaded: opening it did not finish within 3s: an init function blocks`},
 	}
 	for _, tt := range tests {
-		_, err := call(t, l, tt.name, "Hello")
+		_, err := call(t, tt.l, tt.name, "Hello")
 		var e *loader.Error
 		if !errors.Is(err, loader.ErrInit) || !errors.As(err, &e) || e.Msg != tt.msg {
 			t.Errorf("%s: err = %v\nwant %s", tt.name, err, tt.msg)
@@ -221,13 +225,16 @@ func TestInitFailuresAreCaughtInAChild(t *testing.T) {
 	}
 	// Neither was opened here: this process still opens plugins.
 	done := make(chan error, 1)
-	go func() { _, err := call(t, l, "hello", "Hello"); done <- err }()
+	go func() {
+		_, err := patient.Handler(context.Background(), "hello", "Hello", "GET")
+		done <- err
+	}()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatal("opening a plugin hangs after an init failure")
 	}
 }

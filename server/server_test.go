@@ -42,7 +42,7 @@ func startWith(t *testing.T, pluginPath string, set func(*config.Config)) *runni
 		PluginPath: pluginPath,
 		HTTP:       config.HTTP{Host: "127.0.0.1"},
 		Plugins: config.Plugins{
-			CacheDir: plugintest.CacheDir(), Go: "go", BuildTimeout: 5 * time.Minute, BuildWait: time.Minute,
+			CacheDir: plugintest.CacheDir(), Go: "go", BuildTimeout: 5 * time.Minute, BuildWait: plugintest.BuildWait,
 			Reload: config.ReloadOff, LoadCheckTimeout: 30 * time.Second, CacheMaxMB: 4096,
 		},
 		Lifecycle: config.Lifecycle{ServerShutdownTimeout: 10 * time.Second},

@@ -36,6 +36,11 @@ func CacheDir() string {
 	return filepath.Join(base, "plugind-test", "artifacts")
 }
 
+// BuildWait is how long tests let a request wait for a build. On a
+// fresh machine the first plugin build compiles the standard library in
+// plugin mode, with several test binaries doing the same at once: minutes.
+const BuildWait = 10 * time.Minute
+
 // PluginPath makes a plugin path whose src holds copies of the named
 // fixtures (files without ".go", or folders) and returns it.
 func PluginPath(t testing.TB, fixtures ...string) string {
