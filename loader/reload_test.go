@@ -264,7 +264,7 @@ func TestCompatibility(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := plugintest.Root()
-	hello := filepath.Join(root, "testdata", "plugins", "hello.go")
+	hello := filepath.Join(root, "lib", "src", "hello.go")
 	same := buildWith(t, root, hello, host.Flags...)
 	if diffs, err := loader.Compatible(same, host); err != nil || len(diffs) != 0 {
 		t.Fatalf("a plugin built like the server: %v %v", diffs, err)

@@ -42,7 +42,8 @@ func CacheDir() string {
 const BuildWait = 10 * time.Minute
 
 // PluginPath makes a plugin path whose src holds copies of the named
-// fixtures (files without ".go", or folders) and returns it.
+// fixtures (files without ".go", or folders, from testdata/plugins;
+// "hello" is lib/src/hello.go) and returns it.
 func PluginPath(t testing.TB, fixtures ...string) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -52,6 +53,15 @@ func PluginPath(t testing.TB, fixtures ...string) string {
 	}
 	from := filepath.Join(Root(), "testdata", "plugins")
 	for _, name := range fixtures {
+		if name == "hello" {
+			// The shipped example, prestd's: tests check what users run.
+			data, err := os.ReadFile(filepath.Join(Root(), "lib", "src", "hello.go"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			WriteFile(t, src, "hello.go", string(data))
+			continue
+		}
 		if fi, err := os.Stat(filepath.Join(from, name)); err == nil && fi.IsDir() {
 			if err := os.CopyFS(filepath.Join(src, name), os.DirFS(filepath.Join(from, name))); err != nil {
 				t.Fatal(err)
