@@ -31,11 +31,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -46,6 +44,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/plugind/plugind/internal/benchproc"
 )
 
 const (
@@ -54,10 +54,8 @@ const (
 	readyTimeout   = 30 * time.Second
 	firstTimeout   = 3 * time.Minute // the first build of a server may be cold
 	editTimeout    = 30 * time.Second
-	stopTimeout    = 30 * time.Second
 	requestTimeout = 10 * time.Second
 	pollEvery      = 5 * time.Millisecond
-	maxBody        = 1 << 20
 
 	warmBuilds   = 3
 	restarts     = 3
@@ -101,23 +99,11 @@ func main() {
 	flag.IntVar(&o.edits, "edits", 5, "edits timed until their new code is served: 1 to 100")
 	flag.BoolVar(&o.cold, "cold", true, "measure a build with an empty GOCACHE (15-60 s)")
 	flag.Parse()
-	if err := o.check(); err != nil {
-		fmt.Fprintln(os.Stderr, "lifebench:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "lifebench:", err)
-		os.Exit(1)
-	}
+	benchproc.Main("lifebench", o.check(), func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func (o options) check() error {
 	switch {
-	case flag.NArg() > 0:
-		return fmt.Errorf("unexpected arguments %q", flag.Args())
 	case o.reloads < 1 || o.reloads > 100:
 		return fmt.Errorf("-reloads %d: want 1 to 100", o.reloads)
 	case o.edits < 1 || o.edits > 100:
@@ -377,7 +363,7 @@ func editUnderLoad(ctx context.Context, s *server, dir string, edits int, nonce 
 // /_PLUGINS counts per version.
 func memoryPerReload(ctx context.Context, s *server, dir string, edits, reloads int, nonce string) ([]row, error) {
 	rssMeasure := fmt.Sprintf("RSS growth per reload, over %d", reloads)
-	before, rssErr := rss(s.cmd.Process.Pid)
+	before, rssErr := rss(s.Cmd.Process.Pid)
 	for i := edits + 1; i <= edits+reloads; i++ {
 		if _, err := edit(ctx, s, dir, i, nonce, nil); err != nil {
 			return nil, err
@@ -390,7 +376,7 @@ func memoryPerReload(ctx context.Context, s *server, dir string, edits, reloads 
 	case rssErr != nil:
 		return nil, rssErr
 	default:
-		after, err := rss(s.cmd.Process.Pid)
+		after, err := rss(s.Cmd.Process.Pid)
 		if err != nil {
 			return nil, err
 		}
@@ -456,26 +442,16 @@ func pluginDir(name string, src []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("temp dir: %w", err)
 	}
-	if err := errors.Join(os.Mkdir(filepath.Join(dir, "src"), 0o755),
-		os.WriteFile(filepath.Join(dir, "src", name+".go"), src, 0o644),
-		os.WriteFile(filepath.Join(dir, "prest.toml"), nil, 0o644)); err != nil {
+	if err := benchproc.PluginDir(dir, map[string][]byte{name + ".go": src}); err != nil {
 		os.RemoveAll(dir)
-		return "", fmt.Errorf("plugin dir: %w", err)
+		return "", err
 	}
 	return dir, nil
 }
 
-// environ is this process's environment for plugind on dir: an empty
-// explicit config file keeps a stray ./prest.toml and the caller's PREST_*
-// variables out; the artifact cache is dir/cache.
-func environ(dir string, extra ...string) []string {
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "PREST_") || strings.HasPrefix(kv, "PORT=")
-	})
-	env = append(env, "PREST_CONF="+filepath.Join(dir, "prest.toml"), "PREST_PLUGINPATH="+dir,
-		"PREST_PLUGINS_CACHEDIR="+filepath.Join(dir, "cache"))
-	return append(env, extra...)
-}
+// cacheEnv puts plugind's artifact cache in dir/cache, for builds and
+// servers on dir alike.
+func cacheEnv(dir string) string { return "PREST_PLUGINS_CACHEDIR=" + filepath.Join(dir, "cache") }
 
 // built is the outcome of one `plugind build`.
 type built struct {
@@ -490,7 +466,7 @@ func build(ctx context.Context, bin, dir, name string, limit time.Duration, extr
 	logPath := filepath.Join(dir, "build.log")
 	defer func() {
 		if err != nil {
-			printTail(logPath, 20)
+			benchproc.PrintTail("lifebench", "build.log", logPath, 20)
 		}
 	}()
 	logFile, err := os.Create(logPath)
@@ -502,7 +478,7 @@ func build(ctx context.Context, bin, dir, name string, limit time.Duration, extr
 	defer cancel()
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, "build", name)
-	cmd.Env = environ(dir, extra...)
+	cmd.Env = benchproc.Env(dir, append([]string{cacheEnv(dir)}, extra...)...)
 	cmd.Stdout, cmd.Stderr = io.MultiWriter(&out, logFile), logFile
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) } // plugind stops its go build
 	cmd.WaitDelay = 10 * time.Second
@@ -540,14 +516,10 @@ func parseBuild(out, name string, b built) (built, error) {
 	return b, fmt.Errorf("plugind build: no built or cached line for %s in %q", name, out)
 }
 
-// server is a running plugind child process.
+// server is a running plugind child process with its own client.
 type server struct {
-	cmd     *exec.Cmd
-	base    string // http://127.0.0.1:PORT
-	client  *http.Client
-	started time.Time     // just before the process started
-	exited  chan struct{} // closed once the process has exited
-	waitErr error         // cmd.Wait's result, set before exited closes
+	*benchproc.Server
+	client *http.Client
 }
 
 // withServer starts plugind on dir with extra environment, with its output
@@ -557,87 +529,33 @@ func withServer(ctx context.Context, bin, dir, logName string, extra []string, f
 	logPath := filepath.Join(dir, logName)
 	defer func() {
 		if err != nil {
-			printTail(logPath, 20)
+			benchproc.PrintTail("lifebench", logName, logPath, 20)
 		}
 	}()
-	s, err := startServer(bin, dir, logPath, extra)
+	ports, err := benchproc.FreePorts(1)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, s.stop()) }() // runs before printTail
+	p, err := benchproc.Start(bin, dir, ports[0], logPath, append([]string{cacheEnv(dir)}, extra...)...)
+	if err != nil {
+		return err
+	}
+	s := &server{Server: p, client: &http.Client{
+		Timeout:   requestTimeout,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 2 * loadClients, DisableCompression: true},
+	}}
+	defer func() { // runs before printTail
+		s.client.CloseIdleConnections()
+		err = errors.Join(err, s.Stop())
+	}()
 	return f(s)
-}
-
-// startServer starts the binary on a free port of 127.0.0.1.
-func startServer(bin, dir, logPath string, extra []string) (*server, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("free port: %w", err)
-	}
-	addr := ln.Addr().(*net.TCPAddr)
-	ln.Close()
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("server log: %w", err)
-	}
-	defer logFile.Close() // the child has its own descriptor
-
-	cmd := exec.Command(bin)
-	cmd.Env = environ(dir, append([]string{"PREST_HTTP_HOST=127.0.0.1", "PREST_HTTP_PORT=" + strconv.Itoa(addr.Port)}, extra...)...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	s := &server{
-		cmd:  cmd,
-		base: "http://" + addr.String(),
-		client: &http.Client{
-			Timeout:   requestTimeout,
-			Transport: &http.Transport{MaxIdleConnsPerHost: 2 * loadClients, DisableCompression: true},
-		},
-		exited: make(chan struct{}),
-	}
-	s.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start server: %w", err)
-	}
-	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
-	return s, nil
-}
-
-// stop sends SIGTERM and waits for the exit, killing after stopTimeout.
-func (s *server) stop() error {
-	defer s.client.CloseIdleConnections()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("stop server: %w", err)
-	}
-	select {
-	case <-s.exited:
-	case <-time.After(stopTimeout):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-		return fmt.Errorf("server still running %s after SIGTERM; killed it", stopTimeout)
-	}
-	if s.waitErr != nil {
-		return fmt.Errorf("server exit: %w", s.waitErr)
-	}
-	return nil
 }
 
 // get requests path and returns the status and body.
 func (s *server) get(ctx context.Context, path string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
+	resp, body, err := benchproc.Get(ctx, s.client, s.URL(path), "")
 	if err != nil {
 		return 0, nil, err
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	switch {
-	case err != nil:
-		return 0, nil, err
-	case len(body) > maxBody:
-		return 0, nil, fmt.Errorf("GET %s: body longer than %d bytes", path, maxBody)
 	}
 	return resp.StatusCode, body, nil
 }
@@ -659,33 +577,23 @@ func (s *server) waitAnswer(ctx context.Context, want string, limit time.Duratio
 // poll GETs path every pollEvery until done accepts an answer, the server
 // exits or limit passes. It returns the time since the server started.
 func (s *server) poll(ctx context.Context, path string, limit time.Duration, done func(int, []byte) bool, c *counts) (time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
-	for {
+	err := s.Poll(ctx, limit, pollEvery, func(ctx context.Context) (bool, error) {
 		code, body, err := s.get(ctx, path)
 		if c != nil && ctx.Err() == nil {
 			c.count(code, err, true)
 		}
 		if err == nil && done(code, body) {
-			return time.Since(s.started), nil
+			return true, nil
 		}
-		last := fmt.Sprintf("status %d: %q", code, bytes.TrimSpace(body))
-		if err != nil {
-			last = err.Error()
+		if err == nil {
+			err = fmt.Errorf("status %d: %q", code, bytes.TrimSpace(body))
 		}
-		select {
-		case <-s.exited:
-			return 0, fmt.Errorf("server exited (%v); last GET %s: %s", s.waitErr, path, last)
-		case <-ctx.Done():
-			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return 0, fmt.Errorf("GET %s: %w", path, ctx.Err())
-			}
-			return 0, fmt.Errorf("GET %s: no expected answer within %s; last: %s", path, limit, last)
-		case <-tick.C:
-		}
+		return false, fmt.Errorf("GET %s: %w", path, err)
+	})
+	if err != nil {
+		return 0, err
 	}
+	return time.Since(s.Started), nil
 }
 
 // pluginInfo is the part of a /_PLUGINS entry lifebench reads.
@@ -835,27 +743,3 @@ func fmtDurs(ds []time.Duration) string {
 }
 
 func fmtMiB(b float64) string { return fmt.Sprintf("%.2f MiB", b/(1<<20)) }
-
-// printTail prints the last n lines of a log to stderr, reading only the
-// end of it: the access log has a line per request.
-func printTail(path string, n int) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return // the process was never started
-	} else if err != nil {
-		fmt.Fprintln(os.Stderr, "lifebench: log:", err)
-		return
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > 64<<10 {
-		_, _ = f.Seek(-64<<10, io.SeekEnd)
-	}
-	data, _ := io.ReadAll(f)
-	if len(bytes.TrimSpace(data)) == 0 {
-		fmt.Fprintf(os.Stderr, "lifebench: %s is empty\n", filepath.Base(path))
-		return
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	lines = lines[max(0, len(lines)-n):]
-	fmt.Fprintf(os.Stderr, "lifebench: last %d lines of %s:\n%s\n", len(lines), filepath.Base(path), strings.Join(lines, "\n"))
-}

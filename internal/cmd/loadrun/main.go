@@ -48,24 +48,22 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/plugind/plugind/internal/benchproc"
 )
 
 const (
 	readyTimeout  = 30 * time.Second
 	warmupTimeout = 3 * time.Minute // the first plugin build can take ~40 s
-	stopTimeout   = 30 * time.Second
-	maxBody       = 1 << 20
-	targetRatio   = 0.80 // plugin path with the default chain / plain handler
+	targetRatio   = 0.80            // plugin path with the default chain / plain handler
 
 	// The ABI phase: -slow's handlers and the plain one sleep abiSleep.
 	abiConns       = 64
@@ -111,23 +109,11 @@ func main() {
 	flag.IntVar(&o.conns, "connections", 50, "wrk connections: 1 to 1000")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads: 1 to 64, at most -connections")
 	flag.Parse()
-	if err := o.check(); err != nil {
-		fmt.Fprintln(os.Stderr, "loadrun:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "loadrun:", err)
-		os.Exit(1)
-	}
+	benchproc.Main("loadrun", o.check(), func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func (o options) check() error {
 	switch {
-	case flag.NArg() > 0:
-		return fmt.Errorf("unexpected arguments %q", flag.Args())
 	case o.duration < time.Second || o.duration > 5*time.Minute || o.duration%time.Second != 0:
 		return fmt.Errorf("-duration %s: want whole seconds from 1s to 5m", o.duration)
 	case o.rounds < 1 || o.rounds > 20:
@@ -161,13 +147,13 @@ func run(ctx context.Context, o options) (err error) {
 		err = errors.Join(err, stopAll(servers))
 		if err != nil {
 			for _, s := range servers {
-				printTail(s.name, s.logPath, 20)
+				benchproc.PrintTail("loadrun", "the "+s.name+" server's log", s.logPath, 20)
 			}
 		}
 	}()
 
 	instances := []instance{pluginInstance, bareInstance, authInstance}
-	ports, err := freePorts(len(instances))
+	ports, err := benchproc.FreePorts(len(instances))
 	if err != nil {
 		return err
 	}
@@ -246,7 +232,7 @@ func pathPhase(ctx context.Context, wrk string, o options, plugin, bare *server)
 // neither.
 func checkChain(ctx context.Context, s *server, h http.Header, want bool) error {
 	headers := h.Get("X-Content-Type-Options") != ""
-	_, _, err := get(ctx, s.url("/metrics"), "")
+	_, _, err := get(ctx, s.URL("/metrics"), "")
 	if metrics := err == nil; headers != want || metrics != want {
 		return fmt.Errorf("%s: security headers %t, metrics %t (%v): want %t for both", s.name, headers, metrics, err, want)
 	}
@@ -260,7 +246,7 @@ func authPhase(ctx context.Context, wrk string, o options, plugin, authed *serve
 	if _, _, err := authed.warm(ctx, o.path); err != nil {
 		return err
 	}
-	_, _, err := get(ctx, authed.url(o.path), "")
+	_, _, err := get(ctx, authed.URL(o.path), "")
 	var se *statusError
 	if !errors.As(err, &se) || se.code != http.StatusUnauthorized {
 		got := "status 200"
@@ -319,81 +305,38 @@ type instance struct {
 	header string   // "Name: value" sent with every request, "" for none
 }
 
-// server is a running plugind child process.
+// server is a plugind instance's running server.
 type server struct {
+	*benchproc.Server
 	name, header string // the instance's
-	cmd          *exec.Cmd
-	addr         string
 	logPath      string
-	exited       chan struct{} // closed once the process has exited
-	waitErr      error         // cmd.Wait's result, set before exited closes
-}
-
-// freePorts returns n distinct free ports on 127.0.0.1, holding each open
-// until all are found.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // startServer copies the plugin sources srcs into dir/src and starts bin
-// as in on port with its output in dir/plugind.log. An empty explicit
-// config file keeps a stray ./prest.toml and the caller's PREST_*
-// variables out.
+// as in on port with its output in dir/plugind.log.
 func startServer(bin, dir string, port int, in instance, srcs []string) (*server, error) {
-	conf := filepath.Join(dir, "prest.toml")
-	if err := os.MkdirAll(filepath.Join(dir, "src"), 0o755); err != nil {
-		return nil, fmt.Errorf("%s: plugin dir: %w", in.name, err)
-	}
-	if err := os.WriteFile(conf, nil, 0o644); err != nil {
-		return nil, fmt.Errorf("%s: plugin dir: %w", in.name, err)
-	}
+	files := map[string][]byte{}
 	for _, src := range srcs {
 		data, err := os.ReadFile(src)
 		if err != nil {
 			return nil, fmt.Errorf("plugin source: %w", err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, "src", filepath.Base(src)), data, 0o644); err != nil {
-			return nil, fmt.Errorf("%s: plugin dir: %w", in.name, err)
-		}
+		files[filepath.Base(src)] = data
+	}
+	if err := benchproc.PluginDir(dir, files); err != nil {
+		return nil, fmt.Errorf("%s: %w", in.name, err)
 	}
 	logPath := filepath.Join(dir, "plugind.log")
-	logFile, err := os.Create(logPath)
+	p, err := benchproc.Start(bin, dir, port, logPath, in.env...)
 	if err != nil {
-		return nil, fmt.Errorf("%s: server log: %w", in.name, err)
+		return nil, fmt.Errorf("%s: %w", in.name, err)
 	}
-	defer logFile.Close() // the child has its own descriptor
-
-	cmd := exec.Command(bin)
-	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "PREST_") || strings.HasPrefix(kv, "PORT=")
-	}), "PREST_CONF="+conf, "PREST_PLUGINPATH="+dir,
-		"PREST_HTTP_HOST=127.0.0.1", "PREST_HTTP_PORT="+strconv.Itoa(port))
-	cmd.Env = append(cmd.Env, in.env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("%s: start server: %w", in.name, err)
-	}
-	s := &server{name: in.name, header: in.header, cmd: cmd, logPath: logPath,
-		addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), exited: make(chan struct{})}
-	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
-	return s, nil
+	return &server{Server: p, name: in.name, header: in.header, logPath: logPath}, nil
 }
-
-// url is the server's URL for path.
-func (s *server) url(path string) string { return "http://" + s.addr + path }
 
 // target is path on s, named name in the report.
 func (s *server) target(name, path string) target {
-	return target{name: name, url: s.url(path), header: s.header}
+	return target{name: name, url: s.URL(path), header: s.header}
 }
 
 // ready waits for /readyz to answer 200, then for the build cache
@@ -417,7 +360,7 @@ func (s *server) ready(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.name, err)
 	}
-	fmt.Printf("%s: ready on %s, build cache warm-up %s, after %s\n", s.name, s.addr, rd.WarmUp, time.Since(start).Round(time.Millisecond))
+	fmt.Printf("%s: ready on %s, build cache warm-up %s, after %s\n", s.name, s.Addr, rd.WarmUp, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -429,7 +372,7 @@ func (s *server) warm(ctx context.Context, path string) ([]byte, http.Header, er
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: plugin not serving: %w", s.name, err)
 	}
-	fmt.Printf("%s: %s: 200 after %s, %d-byte %s body\n", s.name, s.url(path), time.Since(start).Round(time.Millisecond), len(body), header.Get("Content-Type"))
+	fmt.Printf("%s: %s: 200 after %s, %d-byte %s body\n", s.name, s.URL(path), time.Since(start).Round(time.Millisecond), len(body), header.Get("Content-Type"))
 	return body, header, nil
 }
 
@@ -438,36 +381,14 @@ func stopAll(servers []*server) error {
 	errs := make([]error, len(servers))
 	var wg sync.WaitGroup
 	for i, s := range servers {
-		wg.Go(func() { errs[i] = s.stop() })
+		wg.Go(func() {
+			if err := s.Stop(); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", s.name, err)
+			}
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// stop sends SIGTERM and waits for the exit, killing after stopTimeout.
-// A server that has already exited is an error: something else stopped it.
-func (s *server) stop() error {
-	select {
-	case <-s.exited:
-		return fmt.Errorf("%s: the server exited before the end of the run (%s)", s.name, s.cmd.ProcessState)
-	default:
-	}
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-		return fmt.Errorf("%s: stop server: %w; killed it", s.name, err)
-	}
-	select {
-	case <-s.exited:
-	case <-time.After(stopTimeout):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-		return fmt.Errorf("%s: server still running %s after SIGTERM; killed it", s.name, stopTimeout)
-	}
-	if s.waitErr != nil {
-		return fmt.Errorf("%s: server exit: %w", s.name, s.waitErr)
-	}
-	return nil
 }
 
 // poll GETs path until it answers 200 and done, if not nil, accepts its
@@ -475,55 +396,39 @@ func (s *server) stop() error {
 // answer that will not change (4xx, 501), when the server exits or when
 // limit passes.
 func (s *server) poll(ctx context.Context, path string, limit time.Duration, done func(body []byte) error) ([]byte, http.Header, error) {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	url := s.url(path)
-	for {
-		body, header, err := get(ctx, url, s.header)
+	url := s.URL(path)
+	var body []byte
+	var header http.Header
+	err := s.Poll(ctx, limit, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
+		var err error
+		body, header, err = get(ctx, url, s.header)
 		var se *statusError
 		switch {
 		case err == nil && done != nil:
-			if err = done(body); err == nil {
-				return body, header, nil
-			}
-		case err == nil:
-			return body, header, nil
+			err = done(body)
 		case errors.As(err, &se) && (se.code < 500 || se.code == http.StatusNotImplemented):
-			return nil, nil, fmt.Errorf("GET %s: %w", url, err)
+			return true, fmt.Errorf("GET %s: %w", url, err)
 		}
-		select {
-		case <-s.exited:
-			return nil, nil, fmt.Errorf("server exited (%v); last GET %s: %w", s.waitErr, url, err)
-		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("no 200 within %s (%v); last GET %s: %w", limit, ctx.Err(), url, err)
-		case <-time.After(200 * time.Millisecond):
+		if err != nil {
+			return false, fmt.Errorf("GET %s: %w", url, err)
 		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
+	return body, header, nil
 }
 
 // get GETs url with header ("Name: value", "" for none) and returns the
 // answer's body and header, or a *statusError for any status but 200.
 func get(ctx context.Context, url, header string) ([]byte, http.Header, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, body, err := benchproc.Get(ctx, http.DefaultClient, url, header)
 	if err != nil {
 		return nil, nil, err
 	}
-	if name, value, ok := strings.Cut(header, ":"); ok {
-		req.Header.Set(name, strings.TrimSpace(value))
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	switch {
-	case err != nil:
-		return nil, nil, err
-	case resp.StatusCode != http.StatusOK:
+	if resp.StatusCode != http.StatusOK {
 		return nil, nil, &statusError{resp.StatusCode, string(bytes.TrimSpace(body))}
-	case len(body) > maxBody:
-		return nil, nil, fmt.Errorf("body longer than %d bytes", maxBody)
 	}
 	return body, resp.Header, nil
 }
@@ -735,28 +640,4 @@ func median[T float64 | time.Duration](v []T) T {
 		return s[n/2]
 	}
 	return (s[n/2-1] + s[n/2]) / 2
-}
-
-// printTail prints the last n lines of server name's log to stderr,
-// reading only the end of it: the access log has a line per request.
-func printTail(name, path string, n int) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return // the server was never started
-	} else if err != nil {
-		fmt.Fprintf(os.Stderr, "loadrun: %s server log: %v\n", name, err)
-		return
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > 64<<10 {
-		_, _ = f.Seek(-64<<10, io.SeekEnd)
-	}
-	data, _ := io.ReadAll(f)
-	if len(bytes.TrimSpace(data)) == 0 {
-		fmt.Fprintf(os.Stderr, "loadrun: the %s server's log is empty\n", name)
-		return
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	lines = lines[max(0, len(lines)-n):]
-	fmt.Fprintf(os.Stderr, "loadrun: last %d lines of the %s server's log:\n%s\n", len(lines), name, strings.Join(lines, "\n"))
 }
