@@ -39,7 +39,7 @@ type Config struct {
 type Authenticator struct {
 	global    [][32]byte
 	plugin    map[string][][32]byte
-	any       [][32]byte // every key, for routes of no plugin's
+	any       [][32]byte // every key: Enabled
 	jwtKey    []byte
 	parser    *jwt.Parser
 	whitelist []*regexp.Regexp
@@ -58,7 +58,7 @@ func New(cfg Config) (*Authenticator, error) {
 		for _, k := range keys {
 			if k != "" {
 				h := sha256.Sum256([]byte(k))
-				a.plugin[name] = append(a.plugin[name], h)
+				a.plugin[strings.ToLower(name)] = append(a.plugin[strings.ToLower(name)], h)
 				a.any = append(a.any, h)
 			}
 		}
@@ -82,15 +82,15 @@ func (a *Authenticator) Enabled() bool {
 	return len(a.any) > 0 || a.parser != nil
 }
 
-// Check authenticates r for plugin ("" for routes of no plugin's; the
-// admin listing and other server routes accept any configured key).
+// Check authenticates r for plugin ("" for routes of no plugin's).
+// Plugin scopes are case-insensitive, as configuration keys are: the keys
+// of [plugin.report] guard /_PLUGIN/Report/... too. Routes of no plugin
+// accept the global keys (and tokens) only: a plugin's key opens its
+// plugin, not the server's listing, tasks or event stream.
 func (a *Authenticator) Check(r *http.Request, plugin string) error {
-	keys, scoped := a.plugin[plugin]
+	keys, scoped := a.plugin[strings.ToLower(plugin)]
 	if !scoped {
 		keys = a.global
-		if plugin == "" {
-			keys = a.any
-		}
 	}
 	if len(keys) == 0 && a.parser == nil {
 		return nil // nothing configured for this scope

@@ -97,6 +97,7 @@ type Bus struct {
 	handlers  map[string]handler
 	staged    map[string]*staging // by owner: registrations not yet live
 	live      map[string]bool     // owners with live registrations
+	retired   map[string]bool     // owners committed over or dropped: refused
 }
 
 type staging struct {
@@ -112,6 +113,7 @@ func New(observe func(Message)) *Bus {
 		handlers:  make(map[string]handler),
 		staged:    make(map[string]*staging),
 		live:      make(map[string]bool),
+		retired:   make(map[string]bool),
 	}
 }
 
@@ -176,6 +178,9 @@ func contain(f func() error) (err error) {
 func (b *Bus) Subscribe(owner, name string, fn Listener) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.retired[owner] {
+		return fmt.Errorf("%w: %s", ErrClosed, owner)
+	}
 	if s, ok := b.staged[owner]; ok {
 		s.listeners[name] = append(s.listeners[name], fn)
 		return nil
@@ -191,6 +196,9 @@ func (b *Bus) Subscribe(owner, name string, fn Listener) error {
 func (b *Bus) Handle(owner, name string, fn Handler) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.retired[owner] {
+		return fmt.Errorf("%w: %s", ErrClosed, owner)
+	}
 	if s, ok := b.staged[owner]; ok {
 		if _, dup := s.handlers[name]; dup {
 			return fmt.Errorf("%w: %s", ErrDuplicateHandler, name)
@@ -210,6 +218,7 @@ func (b *Bus) Handle(owner, name string, fn Handler) error {
 func (b *Bus) Stage(owner string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	delete(b.retired, owner) // a version made current again
 	b.staged[owner] = &staging{listeners: make(map[string][]Listener), handlers: make(map[string]Handler)}
 }
 
@@ -231,6 +240,7 @@ func (b *Bus) Commit(owner, replaced string) error {
 	}
 	if replaced != "" {
 		b.removeLocked(replaced)
+		b.retired[replaced] = true
 	}
 	b.removeLocked(owner) // a re-activated version starts afresh
 	for name, fns := range s.listeners {
@@ -248,12 +258,14 @@ func (b *Bus) Commit(owner, replaced string) error {
 	return nil
 }
 
-// Drop removes owner's registrations, staged and live.
+// Drop removes owner's registrations, staged and live, and refuses its
+// later ones (a goroutine a dropped version left running) with ErrClosed.
 func (b *Bus) Drop(owner string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.staged, owner)
 	b.removeLocked(owner)
+	b.retired[owner] = true
 }
 
 func (b *Bus) removeLocked(owner string) {

@@ -126,6 +126,13 @@ func TestStagedRegistrations(t *testing.T) {
 	if _, err := b.Dispatch(ctx, "q", nil); !errors.Is(err, bus.ErrHandlerNotFound) {
 		t.Errorf("after Drop: %v", err)
 	}
+	// A replaced or dropped version cannot register again (a goroutine it
+	// left running): its listener would hear events meant for its successor.
+	for _, retired := range []string{"p@1", "p@2"} {
+		if err := b.Subscribe(retired, "e", func(context.Context, []byte) error { return nil }); !errors.Is(err, bus.ErrClosed) {
+			t.Errorf("%s registered after it was retired: %v", retired, err)
+		}
+	}
 	if err := b.Client("p@3", false).Subscribe("e", nil); !errors.Is(err, sdk.ErrRegisterInInit) {
 		t.Errorf("a request client registered: %v", err)
 	}

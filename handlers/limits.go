@@ -143,17 +143,36 @@ var errTimeout = errors.New("plugin did not answer in time")
 // serveWithTimeout runs serve with r's context ending after d. The
 // response is buffered: if serve finishes in time it is sent as written,
 // otherwise the client gets 504 while serve runs on, writing into the
-// void. Streaming responses do not stream under a timeout.
-func serveWithTimeout(w http.ResponseWriter, r *http.Request, d time.Duration, serve func(http.ResponseWriter, *http.Request) error) error {
+// void. Streaming responses do not stream under a timeout. release runs
+// when serve returns, however late: a handler that outlives its timeout
+// still holds its concurrency slot. A handler's http.ErrAbortHandler is
+// re-raised on the caller's goroutine, where net/http expects it, as
+// http.TimeoutHandler does.
+func serveWithTimeout(w http.ResponseWriter, r *http.Request, d time.Duration, serve func(http.ResponseWriter, *http.Request) error, release func()) error {
 	ctx, cancel := context.WithTimeout(r.Context(), d)
 	defer cancel()
 	tw := &bufferedWriter{header: make(http.Header)}
-	done := make(chan error, 1)
-	go func() { done <- serve(tw, r.WithContext(ctx)) }()
+	type outcome struct {
+		err   error
+		abort any
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		defer release()
+		defer func() {
+			if v := recover(); v != nil {
+				done <- outcome{abort: v} // only http.ErrAbortHandler gets here
+			}
+		}()
+		done <- outcome{err: serve(tw, r.WithContext(ctx))}
+	}()
 	select {
-	case err := <-done:
-		if err != nil {
-			return err
+	case o := <-done:
+		if o.abort != nil {
+			panic(o.abort)
+		}
+		if o.err != nil {
+			return o.err
 		}
 		tw.copyTo(w)
 		return nil

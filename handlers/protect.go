@@ -81,13 +81,13 @@ func (s *Server) corsHandler(next http.Handler) http.Handler {
 	}
 	perPlugin := make(map[string]http.Handler, len(s.PluginCORS))
 	for name, p := range s.PluginCORS {
-		perPlugin[name] = wrap(p)
+		perPlugin[strings.ToLower(name)] = wrap(p) // configuration keys are case-insensitive
 	}
 	if global == nil && len(perPlugin) == 0 {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h, ok := perPlugin[pluginOf(r.URL.Path)]; ok {
+		if h, ok := perPlugin[strings.ToLower(pluginOf(r.URL.Path))]; ok {
 			h.ServeHTTP(w, r)
 		} else if global != nil {
 			global.ServeHTTP(w, r)

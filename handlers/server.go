@@ -67,6 +67,10 @@ type Server struct {
 	Tasks TaskStore
 	// Events, if set, streams bus traffic at GET /_EVENTS (SSE).
 	Events EventStream
+	// Closing, if set, is closed when the server starts shutting down:
+	// long-lived responses (the event stream) end then, rather than hold
+	// up the graceful shutdown.
+	Closing <-chan struct{}
 
 	states states
 }
@@ -244,16 +248,15 @@ func (s *Server) plugin(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err)
 			return
 		}
-		defer release()
 		r = st.withEnv(r, file, vars)
 		rec, ok := w.(*recorder)
 		if !ok {
 			rec = &recorder{ResponseWriter: w}
 		}
 		if st.Timeout > 0 {
-			err = serveWithTimeout(rec, r, st.Timeout, h.ServeHTTP)
+			err = serveWithTimeout(rec, r, st.Timeout, h.ServeHTTP, release)
 		} else {
-			err = h.ServeHTTP(rec, r)
+			err = func() error { defer release(); return h.ServeHTTP(rec, r) }()
 		}
 		if err != nil {
 			if rec.started() {

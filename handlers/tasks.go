@@ -76,7 +76,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = rc.Flush()
-	for m := range stream {
+	for {
+		var m bus.Message
+		select {
+		case msg, ok := <-stream:
+			if !ok {
+				return
+			}
+			m = msg
+		case <-s.Closing: // nil: never
+			return
+		}
 		data, _ := json.Marshal(struct {
 			Kind      bus.Kind        `json:"kind"`
 			Name      string          `json:"name"`

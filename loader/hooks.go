@@ -2,15 +2,14 @@ package loader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/plugind/plugind/sdk"
 )
-
-// hookTimeout bounds Init and Close hooks.
-const hookTimeout = 30 * time.Second
 
 // BusRegistry is the part of the bus the loader drives (*bus.Bus).
 type BusRegistry interface {
@@ -29,8 +28,8 @@ func owner(name string, v *version) string {
 }
 
 // env is what a plugin's hooks see through the sdk; with a bus, its
-// registrations belong to version v.
-func (l *Loader) env(name string, v *version) *sdk.Env {
+// registrations (Init's alone) belong to version v.
+func (l *Loader) env(name string, v *version, registrations bool) *sdk.Env {
 	settings, secrets := l.settings(name)
 	env := &sdk.Env{
 		Plugin:   name,
@@ -39,7 +38,7 @@ func (l *Loader) env(name string, v *version) *sdk.Env {
 		Log:      l.log.With().Str("plugin", name).Logger(),
 	}
 	if l.bus != nil {
-		env.Bus = l.bus.Client(owner(name, v), true)
+		env.Bus = l.bus.Client(owner(name, v), registrations)
 	}
 	if l.tasks != nil {
 		env.Tasks = l.tasks(name)
@@ -65,7 +64,7 @@ func (l *Loader) commit(name string, v, cur *version) error {
 // makes the version unavailable with that message.
 func (l *Loader) activate(name string, v *version) (err error) {
 	a := v.art
-	env := l.env(name, v)
+	env := l.env(name, v, true)
 	if l.bus != nil {
 		l.bus.Stage(owner(name, v)) // live at commit, when v becomes current
 	}
@@ -78,20 +77,44 @@ func (l *Loader) activate(name string, v *version) (err error) {
 	if a.hooks.init == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(sdk.NewContext(l.ctx, env), hookTimeout)
+	ctx, cancel := context.WithTimeout(sdk.NewContext(l.ctx, env), l.hookTimeout)
 	defer cancel()
 	defer func() {
-		if p := recover(); p != nil {
-			err = newError(ErrInit, name, fmt.Errorf("panic: %v", p), "plugin %q: Init panicked", name)
-		}
 		if err != nil && l.bus != nil {
 			l.bus.Drop(owner(name, v)) // what Init registered goes with it
 		}
 	}()
-	if err := a.hooks.init(ctx, env.Settings); err != nil {
+	if err := runHook(ctx, func(ctx context.Context) error { return a.hooks.init(ctx, env.Settings) }); err != nil {
+		if errors.Is(err, errHookTimeout) {
+			return newError(ErrInit, name, context.DeadlineExceeded, "plugin %q: Init did not return within %s", name, l.hookTimeout)
+		}
 		return newError(ErrInit, name, err, "plugin %q: Init failed: %v", name, err)
 	}
 	return nil
+}
+
+// errHookTimeout: a hook outlived its context. It runs on; we stop waiting.
+var errHookTimeout = errors.New("hook did not return in time")
+
+// runHook runs a plugin hook, waiting for it no longer than ctx lasts: a
+// hook that blocks must not hold up a reload or a shutdown forever. A
+// panic in it is returned.
+func runHook(ctx context.Context, hook func(context.Context) error) error {
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- fmt.Errorf("panic: %v", p)
+			}
+		}()
+		done <- hook(ctx)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return errHookTimeout
+	}
 }
 
 // retire runs the Close hook of a version that stopped serving, in the
@@ -101,7 +124,7 @@ func (l *Loader) retire(name string, v *version) {
 		return
 	}
 	go func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), hookTimeout)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), l.hookTimeout)
 		defer cancel()
 		if err := l.closeVersion(ctx, name, v); err != nil {
 			l.log.Warn().Str("plugin", name).Err(err).Msg("plugin Close failed")
@@ -109,58 +132,50 @@ func (l *Loader) retire(name string, v *version) {
 	}()
 }
 
-// closeVersion runs v's Close hook, containing a panic.
-func (l *Loader) closeVersion(ctx context.Context, name string, v *version) (err error) {
+// closeVersion runs v's Close hook, bounded by ctx, containing a panic.
+func (l *Loader) closeVersion(ctx context.Context, name string, v *version) error {
 	if v.art.hooks.close == nil {
 		return nil
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("plugin %q: Close panicked: %v", name, p)
-		}
-	}()
-	if err := v.art.hooks.close(sdk.NewContext(ctx, l.env(name, v))); err != nil {
+	if err := runHook(sdk.NewContext(ctx, l.env(name, v, false)), v.art.hooks.close); err != nil {
 		return fmt.Errorf("plugin %q: Close: %w", name, err)
 	}
 	return nil
 }
 
-// Health runs the Health hook of every serving plugin that has one, each
-// bounded by timeout, and returns each one's result ("ok" or the error).
+// Health runs the Health hook of every serving plugin that has one, all
+// at once, each bounded by timeout, and returns each one's result ("ok" or
+// the error).
 func (l *Loader) Health(ctx context.Context, timeout time.Duration) map[string]string {
+	var mu sync.Mutex // guards out
 	out := make(map[string]string)
+	var wg sync.WaitGroup
 	for _, e := range l.entries() {
 		v := e.cur.Load()
 		if v == nil || v.art.hooks.health == nil {
 			continue
 		}
-		out[e.name] = l.health(ctx, e.name, v, timeout)
+		wg.Go(func() {
+			status := l.health(ctx, e.name, v, timeout)
+			mu.Lock()
+			out[e.name] = status
+			mu.Unlock()
+		})
 	}
+	wg.Wait()
 	return out
 }
 
-func (l *Loader) health(ctx context.Context, name string, v *version, timeout time.Duration) (status string) {
-	ctx, cancel := context.WithTimeout(sdk.NewContext(ctx, l.env(name, v)), timeout)
+func (l *Loader) health(ctx context.Context, name string, v *version, timeout time.Duration) string {
+	ctx, cancel := context.WithTimeout(sdk.NewContext(ctx, l.env(name, v, false)), timeout)
 	defer cancel()
-	done := make(chan string, 1)
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				done <- fmt.Sprintf("Health panicked: %v", p)
-			}
-		}()
-		if err := v.art.hooks.health(ctx); err != nil {
-			done <- err.Error()
-			return
-		}
-		done <- "ok"
-	}()
-	select {
-	case s := <-done:
-		return s
-	case <-ctx.Done():
+	switch err := runHook(ctx, v.art.hooks.health); {
+	case errors.Is(err, errHookTimeout):
 		return fmt.Sprintf("Health did not answer within %s", timeout)
+	case err != nil:
+		return err.Error()
 	}
+	return "ok"
 }
 
 // Middleware loads plugin file and returns its middleware fn: the symbol

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,9 @@ type Options struct {
 	Bus BusRegistry
 	// Tasks, if set, gives plugins a task runner.
 	Tasks func(plugin string) sdk.Tasks
+	// HookTimeout bounds the wait for Init and Close hooks; 0 means 30 s.
+	// A hook that outlives it runs on, unwaited for.
+	HookTimeout time.Duration
 	// LoadCheck opens each new artifact in a child process first. nil
 	// opens artifacts directly: an init that panics or blocks can then
 	// hang the server.
@@ -73,26 +77,27 @@ type Options struct {
 // source content that produced it: the same source fails at once, a
 // changed one is built again.
 type Loader struct {
-	log        zerolog.Logger
-	src        sourceFinder
-	host       HostBuild
-	hostID     string
-	moduleDir  string
-	cacheDir   string
-	builder    *builder
-	buildWait  time.Duration
-	reload     bool
-	maxBytes   int64
-	refuse     bool
-	loadCheck  LoadChecker
-	legacyWait time.Duration
-	settings   func(name string) (map[string]any, map[string]string)
-	onEvent    func(Event)
-	bus        BusRegistry
-	tasks      func(plugin string) sdk.Tasks
-	flight     singleflight.Group
-	ctx        context.Context // ended by Close; bounds builds and watching
-	cancel     context.CancelFunc
+	log         zerolog.Logger
+	src         sourceFinder
+	host        HostBuild
+	hostID      string
+	moduleDir   string
+	cacheDir    string
+	builder     *builder
+	buildWait   time.Duration
+	reload      bool
+	maxBytes    int64
+	refuse      bool
+	loadCheck   LoadChecker
+	legacyWait  time.Duration
+	settings    func(name string) (map[string]any, map[string]string)
+	onEvent     func(Event)
+	bus         BusRegistry
+	hookTimeout time.Duration
+	tasks       func(plugin string) sdk.Tasks
+	flight      singleflight.Group
+	ctx         context.Context // ended by Close; bounds builds and watching
+	cancel      context.CancelFunc
 
 	mu      sync.RWMutex // guards plugins
 	plugins map[string]*entry
@@ -148,6 +153,9 @@ func New(opts Options) (*Loader, error) {
 	if opts.BuildWait <= 0 {
 		opts.BuildWait = time.Minute
 	}
+	if opts.HookTimeout <= 0 {
+		opts.HookTimeout = 30 * time.Second
+	}
 	if opts.LegacyWait <= 0 {
 		opts.LegacyWait = 30 * time.Second
 	}
@@ -164,25 +172,26 @@ func New(opts Options) (*Loader, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Loader{
-		log:        opts.Log,
-		src:        src,
-		host:       *host,
-		hostID:     host.Identity(),
-		cacheDir:   cacheDir,
-		buildWait:  opts.BuildWait,
-		reload:     opts.Reload,
-		maxBytes:   opts.MaxLoadedBytes,
-		refuse:     opts.RefuseOverBudget,
-		loadCheck:  opts.LoadCheck,
-		legacyWait: opts.LegacyWait,
-		settings:   opts.Settings,
-		onEvent:    opts.Notify,
-		bus:        opts.Bus,
-		tasks:      opts.Tasks,
-		ctx:        ctx,
-		cancel:     cancel,
-		plugins:    make(map[string]*entry),
-		artifacts:  make(map[string]*artifact),
+		log:         opts.Log,
+		src:         src,
+		host:        *host,
+		hostID:      host.Identity(),
+		cacheDir:    cacheDir,
+		buildWait:   opts.BuildWait,
+		reload:      opts.Reload,
+		maxBytes:    opts.MaxLoadedBytes,
+		refuse:      opts.RefuseOverBudget,
+		loadCheck:   opts.LoadCheck,
+		legacyWait:  opts.LegacyWait,
+		settings:    opts.Settings,
+		onEvent:     opts.Notify,
+		bus:         opts.Bus,
+		hookTimeout: opts.HookTimeout,
+		tasks:       opts.Tasks,
+		ctx:         ctx,
+		cancel:      cancel,
+		plugins:     make(map[string]*entry),
+		artifacts:   make(map[string]*artifact),
 	}
 	if l.moduleDir, err = l.findModule(opts.ModuleDir, opts.Go); err != nil {
 		cancel()
@@ -571,7 +580,9 @@ func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Durat
 	}
 	if l.loadCheck != nil && !fileExists(marker) {
 		if err := l.loadCheck(ctx, path); err != nil {
-			return 0, newError(ErrInit, src.Name, err, "plugin %q cannot be loaded: %v", src.Name, err)
+			// The child's message may name the artifact's path: not for clients.
+			msg := strings.ReplaceAll(err.Error(), path, filepath.Base(path))
+			return 0, newError(ErrInit, src.Name, err, "plugin %q cannot be loaded: %s", src.Name, msg)
 		}
 		_ = os.WriteFile(marker, nil, 0o644)
 	}

@@ -393,3 +393,15 @@ func TestPrebuiltLibrary(t *testing.T) {
 		t.Errorf("listing: %+v", i)
 	}
 }
+
+func TestBlockingInitIsNotWaitedForForever(t *testing.T) {
+	l, _ := newLoaderWith(t, plugintest.PluginPath(t, "inithook"), func(o *loader.Options) { o.HookTimeout = 200 * time.Millisecond })
+	began := time.Now()
+	_, err := call(t, l, "inithook", "Hello")
+	if !errors.Is(err, loader.ErrInit) || !strings.Contains(err.Error(), "Init did not return within 200ms") || time.Since(began) > 30*time.Second {
+		t.Errorf("a blocking Init: %v after %s", err, time.Since(began))
+	}
+	if i := info(t, l, "inithook"); i.Building {
+		t.Error("the plugin stays building")
+	}
+}

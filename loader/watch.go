@@ -110,5 +110,10 @@ func (l *Loader) refresh(name string) {
 	if l.ctx.Err() != nil || l.lookup(name) == nil {
 		return
 	}
-	_, _, _ = l.flight.Do(name, func() (any, error) { return l.update(name) })
+	update := func() (any, error) { return l.update(name) }
+	if _, _, shared := l.flight.Do(name, update); shared {
+		// Joined an update that started before this change: it may have
+		// read the source before it; look again (cheap if it did not).
+		_, _, _ = l.flight.Do(name, update)
+	}
 }

@@ -176,6 +176,11 @@ func TestEventStream(t *testing.T) {
 			if !strings.Contains(line, `"payload":{"item":"tea"}`) || !strings.Contains(line, `"delivered":1`) {
 				t.Errorf("event line %s", line)
 			}
+			// An open stream does not hold up the shutdown.
+			began := time.Now()
+			if err := srv.stop(); err != nil || time.Since(began) > 5*time.Second {
+				t.Errorf("shutdown with a stream open: %v after %s", err, time.Since(began))
+			}
 			return
 		}
 	}

@@ -57,7 +57,9 @@ type eventQueue struct {
 	log  zerolog.Logger
 	ch   chan queued
 	done chan struct{}
-	once sync.Once
+
+	mu     sync.Mutex // guards closed, and sends on ch against its close
+	closed bool
 }
 
 type queued struct {
@@ -80,13 +82,18 @@ func (q *eventQueue) run() {
 	}
 }
 
-// emit queues an event; a full queue drops it with a warning.
+// emit queues an event; after close, or with the queue full, it is
+// dropped (the latter with a warning).
 func (q *eventQueue) emit(name string, v any) {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return
 	}
-	defer func() { recover() }() // emitted after close: dropped
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
 	select {
 	case q.ch <- queued{name, data}:
 	default:
@@ -96,6 +103,11 @@ func (q *eventQueue) emit(name string, v any) {
 
 // close publishes what is queued and stops.
 func (q *eventQueue) close() {
-	q.once.Do(func() { close(q.ch) })
+	q.mu.Lock()
+	if !q.closed {
+		q.closed = true
+		close(q.ch)
+	}
+	q.mu.Unlock()
 	<-q.done
 }

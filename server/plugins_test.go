@@ -244,4 +244,12 @@ maxbodybytes = 10
 	if got := srv.do(t, "POST", "/_PLUGIN/slow/Body", "small"); got.status != 200 || got.body != "5" {
 		t.Errorf("a small body: %d %s", got.status, got.body)
 	}
+	// http.ErrAbortHandler under a timeout (in a goroutine of the server's)
+	// aborts the response, not the process.
+	if _, err := http.Get(srv.url + "/_PLUGIN/slow/Abort"); err == nil {
+		t.Error("an aborted response arrived whole")
+	}
+	if got := srv.do(t, "GET", "/_PLUGIN/slow/Standard?d=0s", ""); got.status != 200 {
+		t.Errorf("after an abort: %d", got.status)
+	}
 }

@@ -49,6 +49,7 @@ type Server struct {
 	tap     *bus.Tap       // /_EVENTS
 	events  *eventQueue    // server events on the bus
 	tasks   *tasks.Manager // plugins' background tasks
+	closing chan struct{}  // closed when shutdown begins
 	state   atomic.Int32   // a state
 	warmup  atomic.Value   // string: "off", "running", "done", "failed"
 }
@@ -107,7 +108,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 	if len(cfg.Unknown) > 0 {
 		log.Warn().Strs("keys", cfg.Unknown).Msg("configuration keys not used by plugind are ignored")
 	}
-	s := &Server{cfg: cfg, log: log, tap: &bus.Tap{}}
+	s := &Server{cfg: cfg, log: log, tap: &bus.Tap{}, closing: make(chan struct{})}
 	s.warmup.Store("off")
 	s.metrics = metrics.New(func() []loader.Stat { return s.loader.Stats() })
 	s.bus = bus.New(func(m bus.Message) {
@@ -275,13 +276,13 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 		h.Metrics, h.MetricsPath = s.metrics, cfg.Metrics.Path
 	}
 	if cfg.Bus.Events {
-		h.Events = s.tap
+		h.Events, h.Closing = s.tap, s.closing
 	}
 	return h.Handler()
 }
 
 func (s *Server) ready(ctx context.Context) handlers.Readiness {
-	rd := handlers.Readiness{WarmUp: s.warmup.Load().(string), Plugins: s.loader.Health(ctx, 2*time.Second)}
+	rd := handlers.Readiness{WarmUp: s.warmup.Load().(string), Plugins: s.loader.Health(ctx, time.Second)}
 	switch state(s.state.Load()) {
 	case starting:
 		rd.Status = "starting"
@@ -324,6 +325,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	srv.SetKeepAlivesEnabled(hc.KeepAlive)
+	srv.RegisterOnShutdown(func() { close(s.closing) })
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
 	served := make(chan error, 1)

@@ -80,6 +80,7 @@ type Options struct {
 	Log         zerolog.Logger
 	OnFinish    func(Task) // optional: metrics, the bus
 	sweepPeriod time.Duration
+	workerWait  time.Duration // after the grace period, for tasks to heed cancellation
 }
 
 // Manager runs tasks. It is safe for concurrent use.
@@ -112,6 +113,9 @@ func Open(opts Options) (*Manager, error) {
 	}
 	if opts.sweepPeriod <= 0 {
 		opts.sweepPeriod = time.Minute
+	}
+	if opts.workerWait <= 0 {
+		opts.workerWait = 5 * time.Second
 	}
 	db, err := bolt.Open(filepath.Join(opts.Dir, "tasks.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
@@ -216,6 +220,7 @@ func (m *Manager) work() {
 func (m *Manager) execute(t *Task) {
 	ctx, cancel := context.WithCancel(m.ctx)
 	if m.opts.Timeout > 0 {
+		cancel()
 		ctx, cancel = context.WithTimeout(m.ctx, m.opts.Timeout)
 	}
 	defer cancel()
@@ -276,8 +281,9 @@ func (m *Manager) finish(t *Task, result []byte, err error) {
 	if err := m.put(rec); err != nil {
 		m.opts.Log.Warn().Err(err).Str("task", t.ID).Msg("storing a finished task")
 	}
-	m.mu.Lock()
-	*t = rec
+	m.mu.Lock() // the outcome only: a worker may still read t.run
+	t.State, t.Result, t.Progress, t.Error = rec.State, rec.Result, rec.Progress, rec.Error
+	t.Finished, t.ExpiresAt, t.cancel = rec.Finished, rec.ExpiresAt, nil
 	m.mu.Unlock()
 	m.opts.Log.Info().Str("plugin", t.Plugin).Str("task", t.ID).Str("name", t.Name).Str("state", string(rec.State)).Msg("task finished")
 	if m.opts.OnFinish != nil {
@@ -388,7 +394,15 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}()
 	<-idle
 	m.stop() // cancels what still runs; queued tasks stay queued...
-	m.wg.Wait()
+	// A task that ignores its context keeps its worker: wait a moment, not
+	// for ever, then record it interrupted all the same.
+	workers := make(chan struct{})
+	go func() { m.wg.Wait(); close(workers) }()
+	select {
+	case <-workers:
+	case <-time.After(m.opts.workerWait):
+		m.opts.Log.Warn().Msg("tasks ignore their cancelled context; recording them interrupted")
+	}
 	m.mu.Lock()
 	var left []*Task
 	for _, t := range m.tasks {

@@ -211,3 +211,23 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+func TestShutdownDoesNotWaitForTasksThatIgnoreCancellation(t *testing.T) {
+	dir := t.TempDir()
+	m := open(t, dir, func(o *Options) { o.workerWait = 100 * time.Millisecond })
+	stuck := make(chan struct{})
+	defer close(stuck)
+	id, _ := m.Start("p", "deaf", func(context.Context, func(float64)) ([]byte, error) { <-stuck; return nil, nil })
+	wait(t, m, id, Running)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	if err := m.Shutdown(ctx); err != nil || time.Since(began) > 5*time.Second {
+		t.Fatalf("Shutdown: %v after %s", err, time.Since(began))
+	}
+	again := open(t, dir, nil)
+	defer again.Shutdown(context.Background())
+	if got, _ := again.Get(id); got.State != Interrupted {
+		t.Errorf("a task that ignored cancellation: %+v", got)
+	}
+}

@@ -44,3 +44,8 @@ func POSTBodyHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprintf(w, "%d", n)
 }
+
+// GETAbortHandler aborts its response the way httputil.ReverseProxy does.
+func GETAbortHandler(w http.ResponseWriter, r *http.Request) {
+	panic(http.ErrAbortHandler)
+}
