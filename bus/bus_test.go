@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/plugind/plugind/bus"
+	"github.com/plugind/plugind/internal/plugintest"
 	"github.com/plugind/plugind/sdk"
 )
 
@@ -153,24 +154,13 @@ func TestSwapUnderLoad(t *testing.T) {
 	register(0)
 	b.Commit(owner(0), "")
 
-	stop := make(chan struct{})
 	var published atomic.Int64
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if err := b.Publish(ctx, "tick", nil); err != nil {
-					t.Error(err)
-				}
-				published.Add(1)
-			}
-		})
-	}
+	stop := plugintest.Busy(4, func() {
+		if err := b.Publish(ctx, "tick", nil); err != nil {
+			t.Error(err)
+		}
+		published.Add(1)
+	})
 	for v := 1; v <= versions; v++ {
 		for seen := published.Load(); published.Load() < seen+50; {
 			runtime.Gosched() // let events flow between swaps
@@ -180,8 +170,7 @@ func TestSwapUnderLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if published.Load() < versions*50 || delivered.Load() != published.Load() {
 		t.Errorf("%d events published across %d swaps, %d deliveries: want exactly one each", published.Load(), versions, delivered.Load())
 	}

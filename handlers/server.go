@@ -124,6 +124,10 @@ func (s *Server) Handler() http.Handler {
 	}
 	// Probes and metrics do not go through middleware plugins: a load
 	// balancer has no API key a plugin would know.
+	var metricsHandler http.Handler // built once, not per scrape
+	if s.Metrics != nil {
+		metricsHandler = s.Metrics.Handler()
+	}
 	routes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/healthz":
@@ -131,7 +135,7 @@ func (s *Server) Handler() http.Handler {
 		case r.URL.Path == "/readyz":
 			s.readyz(w, r)
 		case s.Metrics != nil && r.URL.Path == s.MetricsPath:
-			s.Metrics.Handler().ServeHTTP(w, r)
+			metricsHandler.ServeHTTP(w, r)
 		default:
 			app.ServeHTTP(w, r)
 		}

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -79,26 +78,15 @@ func TestHotReload(t *testing.T) {
 	}
 
 	// Callers keep calling through every change: none may fail.
-	stop := make(chan struct{})
 	var calls, failures atomic.Int64
 	var firstFailure atomic.Value
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				calls.Add(1)
-				if body, err := call(t, l, "v", "V"); err != nil || (body != "one" && body != "two") {
-					failures.Add(1)
-					firstFailure.CompareAndSwap(nil, fmt.Sprintf("%q %v", body, err))
-				}
-			}
-		})
-	}
+	stop := plugintest.Busy(4, func() {
+		calls.Add(1)
+		if body, err := call(t, l, "v", "V"); err != nil || (body != "one" && body != "two") {
+			failures.Add(1)
+			firstFailure.CompareAndSwap(nil, fmt.Sprintf("%q %v", body, err))
+		}
+	})
 
 	plugintest.WriteFile(t, src, "v.go", versionSource(t, nonce, "two"))
 	eventually(t, "the edit to be served", func() bool { b, _ := call(t, l, "v", "V"); return b == "two" })
@@ -115,8 +103,7 @@ func TestHotReload(t *testing.T) {
 	builds := len(logs.Events(map[string]any{"plugin": "v", "message": "plugin build started"}))
 	plugintest.WriteFile(t, src, "v.go", versionSource(t, nonce, "one"))
 	eventually(t, "the revert to be served", func() bool { b, _ := call(t, l, "v", "V"); return b == "one" })
-	close(stop)
-	wg.Wait()
+	stop()
 
 	if n := len(logs.Events(map[string]any{"plugin": "v", "message": "plugin build started"})); n != builds {
 		t.Errorf("reverting ran %d builds, want none", n-builds)

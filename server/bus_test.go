@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -92,10 +91,10 @@ func Init(ctx context.Context) error {
 	})
 }
 
-func GETVersionHandler() int { return %d }
+func GETVersionHandler() string { return "%d" }
 `, nonce, version, version)
 	}
-	plugintest.WriteFile(t, src, "sub.go", strings.Replace(sub(1), "func GETVersionHandler() int { return 1 }", "func GETVersionHandler() string { return \"1\" }", 1))
+	plugintest.WriteFile(t, src, "sub.go", sub(1))
 	srv := startWith(t, dir, func(c *config.Config) { c.Plugins.Reload = config.ReloadOnChange })
 	srv.do(t, "GET", "/_PLUGIN/tally/Count", "")
 	if got := srv.do(t, "GET", "/_PLUGIN/sub/Version", ""); got.body != "1" {
@@ -104,34 +103,23 @@ func GETVersionHandler() int { return %d }
 	before := srv.do(t, "GET", "/_PLUGIN/tally/Count", "").body
 
 	var ticks, failures atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := client.Post(srv.url+"/_PLUGIN/pub/Tick", "", nil)
-				if err != nil {
-					failures.Add(1)
-					continue
-				}
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					ticks.Add(1)
-				} else {
-					failures.Add(1)
-				}
-			}
-		})
-	}
+	stop := plugintest.Busy(4, func() {
+		resp, err := client.Post(srv.url+"/_PLUGIN/pub/Tick", "", nil)
+		if err != nil {
+			failures.Add(1)
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			ticks.Add(1)
+		} else {
+			failures.Add(1)
+		}
+	})
 	for v := 2; v <= 3; v++ {
 		time.Sleep(200 * time.Millisecond)
-		plugintest.WriteFile(t, src, "sub.go", strings.Replace(sub(v), fmt.Sprintf("func GETVersionHandler() int { return %d }", v), fmt.Sprintf("func GETVersionHandler() string { return \"%d\" }", v), 1))
+		plugintest.WriteFile(t, src, "sub.go", sub(v))
 		deadline := time.Now().Add(20 * time.Second)
 		for srv.do(t, "GET", "/_PLUGIN/sub/Version", "").body != fmt.Sprint(v) {
 			if time.Now().After(deadline) {
@@ -141,8 +129,7 @@ func GETVersionHandler() int { return %d }
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stop()
 	var b, after int64
 	fmt.Sscan(before, &b)
 	fmt.Sscan(srv.do(t, "GET", "/_PLUGIN/tally/Count", "").body, &after)

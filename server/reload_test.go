@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,31 +28,20 @@ func TestEditUnderLoadFailsNoRequest(t *testing.T) {
 		t.Fatalf("v1: %d %s", got.status, got.body)
 	}
 
-	stop := make(chan struct{})
 	var requests, failed atomic.Int64
-	var wg sync.WaitGroup
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
-	for range 8 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				requests.Add(1)
-				resp, err := client.Get(srv.url + "/_PLUGIN/v/V")
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-				}
-			}
-		})
-	}
+	stop := plugintest.Busy(8, func() {
+		requests.Add(1)
+		resp, err := client.Get(srv.url + "/_PLUGIN/v/V")
+		if err != nil {
+			failed.Add(1)
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			failed.Add(1)
+		}
+	})
 	edited := time.Now()
 	plugintest.WriteFile(t, src, "v.go", source("two"))
 	for srv.do(t, "GET", "/_PLUGIN/v/V", "").body != "two" {
@@ -64,8 +52,7 @@ func TestEditUnderLoadFailsNoRequest(t *testing.T) {
 	}
 	t.Logf("edit -> new code in %s", time.Since(edited).Round(time.Millisecond))
 	time.Sleep(100 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stop()
 	if failed.Load() != 0 || requests.Load() < 100 {
 		t.Errorf("%d of %d requests failed during the reload", failed.Load(), requests.Load())
 	}

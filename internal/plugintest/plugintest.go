@@ -133,3 +133,26 @@ func (l *Log) Events(match map[string]any) []map[string]any {
 	}
 	return out
 }
+
+// Busy calls f from n goroutines, again and again, until the returned
+// stop is called; stop waits for them. For "under load" tests.
+func Busy(n int, f func()) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+					f()
+				}
+			}
+		})
+	}
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}

@@ -162,11 +162,7 @@ func run(ctx context.Context, o options) error {
 
 // coldBuild times `plugind build hello` with an empty GOCACHE.
 func coldBuild(ctx context.Context, o options) ([]row, error) {
-	src, err := os.ReadFile(o.src)
-	if err != nil {
-		return nil, fmt.Errorf("plugin source: %w", err)
-	}
-	dir, err := pluginDir("hello", src)
+	dir, _, err := helloDir(o)
 	if err != nil {
 		return nil, err
 	}
@@ -185,11 +181,7 @@ func coldBuild(ctx context.Context, o options) ([]row, error) {
 // warmBuild reports the median of plugind's build durations for sources
 // that differ by a comment, after one untimed build warms GOCACHE.
 func warmBuild(ctx context.Context, o options) ([]row, error) {
-	src, err := os.ReadFile(o.src)
-	if err != nil {
-		return nil, fmt.Errorf("plugin source: %w", err)
-	}
-	dir, err := pluginDir("hello", src)
+	dir, src, err := helloDir(o)
 	if err != nil {
 		return nil, err
 	}
@@ -224,11 +216,7 @@ func warmBuild(ctx context.Context, o options) ([]row, error) {
 // firstCall builds hello with `plugind build`, then restarts a server on
 // that cache and times readiness and the first request, each time.
 func firstCall(ctx context.Context, o options) ([]row, error) {
-	src, err := os.ReadFile(o.src)
-	if err != nil {
-		return nil, fmt.Errorf("plugin source: %w", err)
-	}
-	dir, err := pluginDir("hello", src)
+	dir, _, err := helloDir(o)
 	if err != nil {
 		return nil, err
 	}
@@ -437,6 +425,17 @@ func newNonce() string { return strconv.FormatInt(time.Now().UnixNano(), 36) }
 
 // pluginDir makes a temporary plugin directory holding src/NAME.go and an
 // empty config file. The caller removes it.
+// helloDir makes a plugin dir holding -src as hello.go, and returns the
+// source too.
+func helloDir(o options) (dir string, src []byte, err error) {
+	src, err = os.ReadFile(o.src)
+	if err != nil {
+		return "", nil, fmt.Errorf("plugin source: %w", err)
+	}
+	dir, err = pluginDir("hello", src)
+	return dir, src, err
+}
+
 func pluginDir(name string, src []byte) (string, error) {
 	dir, err := os.MkdirTemp("", "lifebench-")
 	if err != nil {
