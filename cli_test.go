@@ -110,29 +110,58 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-// TestBuildAnywhere runs the installed binary away from its source tree:
-// it writes its own build module pinned to its dependency versions, and
-// its plugins, zerolog-importing ones included, load.
+// TestBuildAnywhere runs the server away from its source tree. A binary
+// built with -trimpath (as releases are) records no source path: it
+// writes its own build module pinned to its dependency versions, and its
+// plugins, zerolog-importing ones included, load. A binary built without
+// it must build plugins from the very tree it was compiled from, whatever
+// the working directory, or a plugin importing sdk is "a different version
+// of package" to plugin.Open.
 func TestBuildAnywhere(t *testing.T) {
-	bin := buildBinary(t)
-	elsewhere := t.TempDir()
-	dir := plugintest.PluginPath(t, "hello")
-	plugintest.WriteFile(t, filepath.Join(dir, "src"), "logs.go", plugintest.Unique(t,
-		"package main\n\nimport \"github.com/rs/zerolog\"\n\nfunc GETLevelHandler() string { return zerolog.InfoLevel.String() }\n"))
-	plugintest.WriteFile(t, filepath.Join(dir, "src"), "alien.go", plugintest.Unique(t,
-		"package main\n\nimport \"github.com/google/uuid\"\n\nfunc GETIDHandler() string { return uuid.NewString() }\n"))
-	p := startBinaryIn(t, elsewhere, bin, dir, "PREST_PLUGINS_CACHEDIR="+filepath.Join(elsewhere, "cache"))
-	if !slices.ContainsFunc(p.seen, func(ev map[string]any) bool {
-		return strings.HasPrefix(fmt.Sprint(ev["message"]), "no source tree of the server")
-	}) {
-		t.Fatalf("the server found a source tree from %s: %v", elsewhere, p.seen)
+	tests := []struct {
+		name     string
+		env      []string // for go build
+		pinned   bool     // whether the server writes its own module
+		fixtures []string
+		want     map[string]string // path -> part of a 200 body
+	}{
+		{
+			name:     "an installed release",
+			env:      []string{"GOFLAGS=-trimpath"},
+			pinned:   true,
+			fixtures: []string{"hello"},
+			want:     map[string]string{"/_PLUGIN/hello/Hello": `"msg":"Hello plugin caller!"`, "/_PLUGIN/logs/Level": "info"},
+		},
+		{
+			name:     "a binary of this source tree",
+			fixtures: []string{"sdkuser"},
+			want:     map[string]string{"/_PLUGIN/sdkuser/Env": `"plugin":"sdkuser"`, "/_PLUGIN/logs/Level": "info"},
+		},
 	}
-	for path, want := range map[string]string{"/_PLUGIN/hello/Hello": `"msg":"Hello plugin caller!"`, "/_PLUGIN/logs/Level": "info"} {
-		if status, body := get(t, p.url+path); status != 200 || !strings.Contains(body, want) {
-			t.Errorf("%s: %d %s", path, status, body)
-		}
-	}
-	if status, body := get(t, p.url+"/_PLUGIN/alien/ID"); status != 500 || !strings.Contains(body, "github.com/google/uuid") {
-		t.Errorf("a plugin importing a module the server lacks: %d %s", status, body)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bin := buildBinary(t, tt.env...)
+			elsewhere := t.TempDir()
+			dir := plugintest.PluginPath(t, tt.fixtures...)
+			plugintest.WriteFile(t, filepath.Join(dir, "src"), "logs.go", plugintest.Unique(t,
+				"package main\n\nimport \"github.com/rs/zerolog\"\n\nfunc GETLevelHandler() string { return zerolog.InfoLevel.String() }\n"))
+			plugintest.WriteFile(t, filepath.Join(dir, "src"), "alien.go", plugintest.Unique(t,
+				"package main\n\nimport \"github.com/google/uuid\"\n\nfunc GETIDHandler() string { return uuid.NewString() }\n"))
+			p := startBinaryIn(t, elsewhere, bin, dir, "PREST_PLUGINS_CACHEDIR="+filepath.Join(elsewhere, "cache"))
+			pinned := slices.ContainsFunc(p.seen, func(ev map[string]any) bool {
+				return strings.HasPrefix(fmt.Sprint(ev["message"]), "no source tree of the server")
+			})
+			if pinned != tt.pinned {
+				t.Fatalf("started in %s, the server wrote its own module: %v, want %v: %v", elsewhere, pinned, tt.pinned, p.seen)
+			}
+			for path, want := range tt.want {
+				if status, body := get(t, p.url+path); status != 200 || !strings.Contains(body, want) {
+					t.Errorf("%s: %d %s", path, status, body)
+				}
+			}
+			if status, body := get(t, p.url+"/_PLUGIN/alien/ID"); status != 500 || !strings.Contains(body, "github.com/google/uuid") {
+				t.Errorf("a plugin importing a module the server lacks: %d %s", status, body)
+			}
+		})
 	}
 }

@@ -156,3 +156,40 @@ func TestImportOfAModuleTheServerLacks(t *testing.T) {
 		t.Error("the compiler ran for an import the server cannot provide")
 	}
 }
+
+// TestCheckoutsShareACache: two checkouts of the server at different paths
+// share a plugin cache (as CI's checkout shares a developer's). Built
+// without -trimpath, package sdk from the other checkout is "a different
+// version of package" to plugin.Open, so the other checkout's artifact of
+// the same source must not be handed to this one.
+func TestCheckoutsShareACache(t *testing.T) {
+	other := t.TempDir()
+	sdkFiles, _ := filepath.Glob(filepath.Join(plugintest.Root(), "sdk", "*.go"))
+	if err := os.Mkdir(filepath.Join(other, "sdk"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := plugintest.Root()
+	for _, f := range append([]string{filepath.Join(root, "go.mod"), filepath.Join(root, "go.sum")}, sdkFiles...) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(root, f)
+		plugintest.WriteFile(t, filepath.Join(other, filepath.Dir(rel)), filepath.Base(rel), string(data))
+	}
+	dir := plugintest.PluginPath(t, "sdkuser")
+	cache := t.TempDir()
+	checked := func(o *loader.Options) {
+		o.CacheDir = cache
+		o.LoadCheck = loader.ExecLoadCheck(os.Args[0], time.Minute)
+	}
+	elsewhere, _ := newLoaderWith(t, dir, func(o *loader.Options) { checked(o); o.ModuleDir = other })
+	_, err := elsewhere.Build(context.Background(), "sdkuser")
+	if err == nil || strings.Count(err.Error(), "different version of package github.com/plugind/plugind/sdk") != 1 || strings.Contains(err.Error(), cache) {
+		t.Fatalf("a plugin built in another checkout: %v; want plugin.Open's refusal, said once and without the cache's path", err)
+	}
+	here, _ := newLoaderWith(t, dir, checked)
+	if res, err := here.Build(context.Background(), "sdkuser"); err != nil || res.Duration == 0 {
+		t.Fatalf("this checkout's build: %+v, %v; want a build of its own that loads", res, err)
+	}
+}

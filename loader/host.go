@@ -1,16 +1,19 @@
 package loader
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/modfile"
 
@@ -116,6 +119,34 @@ func (h HostBuild) Identity() string {
 	return hex.EncodeToString(sum.Sum(nil))
 }
 
+// Trimpath reports whether h was built with -trimpath.
+func (h HostBuild) Trimpath() bool { return slices.Contains(h.Flags, "-trimpath") }
+
+// sourcePaths is what, besides h.Identity, decides whether a plugin built
+// in moduleDir can be opened by h. Without -trimpath the compiler records
+// the absolute paths of a package's sources in its export data, whose hash
+// plugin.Open compares: package sdk from another checkout, or zerolog from
+// another module cache, is "a different version of package" although not
+// a byte of its source differs. So those paths belong in the artifact key,
+// or a cache shared between checkouts hands out artifacts that cannot be
+// opened. With -trimpath they are left out and nothing is recorded.
+func (h HostBuild) sourcePaths(ctx context.Context, goCmd, moduleDir string) string {
+	if h.Trimpath() {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goCmd, "env", "GOROOT", "GOMODCACHE")
+	cmd.Dir = moduleDir
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	out, err := cmd.Output()
+	if err != nil {
+		// No go command: nothing can be built, so no key is wrong.
+		out = nil
+	}
+	return "module " + moduleDir + "\n" + string(out)
+}
+
 // FindModuleDir finds the source tree of module: the first directory
 // holding a go.mod that declares it, walking up from each start.
 func FindModuleDir(module string, starts ...string) (string, error) {
@@ -142,4 +173,10 @@ func FindModuleDir(module string, starts ...string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no source tree of module %s above %s: run plugind from it or set plugins.moduledir", module, strings.Join(starts, " or "))
+}
+
+// hashOf is s's SHA-256 in hex.
+func hashOf(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }

@@ -1,8 +1,13 @@
 package loader
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -70,5 +75,66 @@ func TestRelativeDiagnostics(t *testing.T) {
 	b = &builder{moduleDir: "/home/u/plugind", srcDir: "/srv/plugins/src"}
 	if got := b.relative("/srv/plugins/src/a.go:1:1: bad\n"); got != "a.go:1:1: bad" {
 		t.Errorf("relative outside the module = %q", got)
+	}
+}
+
+func TestSourcePaths(t *testing.T) {
+	dir := t.TempDir()
+	modCache, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		flags []string
+		want  bool // whether the module dir is part of the key
+	}{
+		{"without -trimpath paths are compiled in", []string{"-race"}, true},
+		{"with -trimpath they are not", []string{"-race", "-trimpath"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := HostBuild{Flags: tt.flags}.sourcePaths(t.Context(), "go", dir)
+			if strings.Contains(got, dir) != tt.want {
+				t.Errorf("sourcePaths = %q; module dir in it: want %v", got, tt.want)
+			}
+			if tt.want && !strings.Contains(got, strings.TrimSpace(string(modCache))) {
+				t.Errorf("sourcePaths = %q lacks the module cache", got)
+			}
+		})
+	}
+}
+
+// TestHostModuleSelf: a server away from its source tree requires its own
+// module only at a version the module proxy can serve; any other version
+// is left out with a note, and the server still starts.
+func TestHostModuleSelf(t *testing.T) {
+	tests := []struct {
+		name, version string
+		self          bool   // whether go.mod requires the server's module
+		note          string // part of the note; "" for none
+	}{
+		{"a source build", "(devel)", false, ""},
+		{"a dirty build", "v0.0.0-20261122103742-a088f323c666+dirty", false, "is not a module version"},
+		{"a commit never published", "v0.0.0-20261122103742-a088f323c666", false, "cannot be downloaded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host := HostBuild{GoVersion: runtime.Version(), Module: "github.com/plugind/plugind", ModuleVersion: tt.version}
+			dir, note, err := hostModule(t.Context(), "go", t.TempDir(), host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (tt.note == "") != (note == "") || !strings.Contains(note, tt.note) {
+				t.Errorf("note = %q, want one containing %q", note, tt.note)
+			}
+			data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(string(data), host.Module+" "); got != tt.self {
+				t.Errorf("go.mod requires the server's module: %v, want %v:\n%s", got, tt.self, data)
+			}
+		})
 	}
 }

@@ -69,7 +69,15 @@ func summarize(out string, err error) string {
 // returns here: the runtime prints it and exits.
 func LoadCheckMain(path string, stderr io.Writer) int {
 	if _, err := openArtifact("", path); err != nil {
-		fmt.Fprintln(stderr, strings.TrimPrefix(err.Error(), `plugin "": `))
+		// The cause alone: the parent names the plugin.
+		msg := err.Error()
+		if e, ok := errors.AsType[*Error](err); ok {
+			msg = strings.TrimPrefix(e.Msg, `plugin "": `)
+			if e.Err != nil {
+				msg = e.Err.Error()
+			}
+		}
+		fmt.Fprintln(stderr, msg)
 		return 1
 	}
 	return 0

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -25,8 +26,9 @@ type Options struct {
 	SrcDir   string // plugin sources
 	CacheDir string // built artifacts
 	// ModuleDir is the module plugins are built in. "" finds the server's
-	// own source tree above the working directory or the executable, and
-	// failing that writes a module pinned to the server's dependency
+	// own source tree: where it was compiled from (without -trimpath), or
+	// above the working directory or the executable; failing that it
+	// writes a module pinned to the server's dependency
 	// versions (see hostModule).
 	ModuleDir    string
 	Go           string        // go command; "" means "go"
@@ -197,6 +199,9 @@ func New(opts Options) (*Loader, error) {
 		cancel()
 		return nil, err
 	}
+	if paths := host.sourcePaths(ctx, opts.Go, l.moduleDir); paths != "" {
+		l.hostID = hashOf(l.hostID + "\n" + paths)
+	}
 	l.builder = &builder{
 		goCmd:     opts.Go,
 		moduleDir: l.moduleDir,
@@ -222,7 +227,7 @@ func (l *Loader) findModule(configured, goCmd string) (string, error) {
 	}
 	wd, _ := os.Getwd()
 	exe, _ := os.Executable()
-	dir, err := FindModuleDir(l.host.Module, wd, filepath.Dir(exe))
+	dir, err := FindModuleDir(l.host.Module, compiledFrom(l.host), wd, filepath.Dir(exe))
 	if err == nil {
 		return dir, nil
 	}
@@ -230,11 +235,28 @@ func (l *Loader) findModule(configured, goCmd string) (string, error) {
 	if err := os.MkdirAll(l.cacheDir, 0o755); err != nil {
 		return "", fmt.Errorf("plugin cache directory: %w", err)
 	}
-	dir, err = hostModule(l.ctx, goCmd, l.cacheDir, l.host)
+	dir, note, err := hostModule(l.ctx, goCmd, l.cacheDir, l.host)
 	if err != nil {
 		return "", err
 	}
+	if note != "" {
+		l.log.Warn().Str("module", dir).Msg(note)
+	}
 	return dir, nil
+}
+
+// compiledFrom is the directory this package was compiled from, as the
+// binary records it, when that matters and can be trusted: without
+// -trimpath, plugins must be built from the very source tree the server
+// was (see HostBuild.sourcePaths), whatever the working directory. It is ""
+// under -trimpath (a module-relative path is recorded) and for a release
+// built from the module cache, which hostModule serves.
+func compiledFrom(host HostBuild) string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok || !filepath.IsAbs(file) || host.Trimpath() || (host.ModuleVersion != "" && host.ModuleVersion != "(devel)") {
+		return ""
+	}
+	return filepath.Dir(file)
 }
 
 // ModuleDir is the module plugins are built in.
@@ -581,8 +603,8 @@ func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Durat
 	if l.loadCheck != nil && !fileExists(marker) {
 		if err := l.loadCheck(ctx, path); err != nil {
 			// The child's message may name the artifact's path: not for clients.
-			msg := strings.ReplaceAll(err.Error(), path, filepath.Base(path))
-			return 0, newError(ErrInit, src.Name, err, "plugin %q cannot be loaded: %s", src.Name, msg)
+			msg := strings.ReplaceAll(err.Error(), filepath.Dir(path)+string(filepath.Separator), "")
+			return 0, newError(ErrInit, src.Name, nil, "plugin %q cannot be loaded: %s", src.Name, msg)
 		}
 		_ = os.WriteFile(marker, nil, 0o644)
 	}
