@@ -158,13 +158,18 @@ func serveWithTimeout(w http.ResponseWriter, r *http.Request, d time.Duration, s
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		defer release()
+		var o outcome
+		// The slot is released before the caller hears the outcome: a
+		// client that has its answer may send the next request at once,
+		// and must not find its own finished request still counted.
 		defer func() {
-			if v := recover(); v != nil {
-				done <- outcome{abort: v} // only http.ErrAbortHandler gets here
-			}
+			release()
+			done <- o
 		}()
-		done <- outcome{err: serve(tw, r.WithContext(ctx))}
+		defer func() {
+			o.abort = recover() // only http.ErrAbortHandler gets here
+		}()
+		o.err = serve(tw, r.WithContext(ctx))
 	}()
 	select {
 	case o := <-done:
