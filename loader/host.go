@@ -138,7 +138,7 @@ func (h HostBuild) sourcePaths(ctx context.Context, goCmd, moduleDir string) str
 	defer cancel()
 	cmd := exec.CommandContext(ctx, goCmd, "env", "GOROOT", "GOMODCACHE")
 	cmd.Dir = moduleDir
-	cmd.Env = append(os.Environ(), "GOWORK=off")
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOTOOLCHAIN=local")
 	out, err := cmd.Output()
 	if err != nil {
 		// No go command: nothing can be built, so no key is wrong.
