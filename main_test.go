@@ -28,7 +28,10 @@ func buildBinary(t *testing.T, env ...string) string {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(t.TempDir(), "plugind")
-	args := []string{"build", "-o", bin}
+	// -buildvcs=auto is go's default, whatever GOFLAGS this machine sets:
+	// a binary built in a git checkout records a pseudo-version, as a
+	// user's does.
+	args := []string{"build", "-buildvcs=auto", "-o", bin}
 	for _, f := range host.Flags {
 		if slices.Contains(env, "CGO_ENABLED=0") && slices.Contains([]string{"-race", "-msan", "-asan"}, f) {
 			continue // they need cgo; without it no plugin loads anyway

@@ -61,7 +61,12 @@ func Compatible(path string, host HostBuild) ([]Difference, error) {
 	for _, p := range paths {
 		ours, ok := host.Deps[p]
 		if p == host.Module {
-			ours, ok = host.ModuleVersion, true
+			// A plugin built in the server's source tree has it as
+			// "(devel)": a build of files records no VCS version, while
+			// the server's may (go build stamps one in a git checkout).
+			// Its packages' source is in the artifact's key instead (the
+			// sdk fingerprint, and the tree's path without -trimpath).
+			ours, ok = host.ModuleVersion, theirDeps[p] != "(devel)"
 		}
 		if ok && ours != theirDeps[p] {
 			diffs = append(diffs, Difference{What: "module " + p, Plugin: theirDeps[p], Server: ours})

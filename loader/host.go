@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/modfile"
+	"golang.org/x/mod/module"
 
 	"github.com/plugind/plugind/sdk"
 )
@@ -127,24 +128,56 @@ func (h HostBuild) Trimpath() bool { return slices.Contains(h.Flags, "-trimpath"
 // the absolute paths of a package's sources in its export data, whose hash
 // plugin.Open compares: package sdk from another checkout, or zerolog from
 // another module cache, is "a different version of package" although not
-// a byte of its source differs. So those paths belong in the artifact key,
-// or a cache shared between checkouts hands out artifacts that cannot be
-// opened. With -trimpath they are left out and nothing is recorded.
-func (h HostBuild) sourcePaths(ctx context.Context, goCmd, moduleDir string) string {
+// a byte of its source differs. So the tree the server was compiled from,
+// the tree plugins are built in and the module cache belong in the
+// artifact key, or a cache shared between checkouts hands out artifacts
+// that cannot be opened. (GOROOT does not: the compiler records the
+// standard library's paths relative to it.) With -trimpath nothing is
+// recorded and the result is "".
+func (h HostBuild) sourcePaths(ctx context.Context, goCmd, moduleDir string) (string, error) {
 	if h.Trimpath() {
-		return ""
+		return "", nil
 	}
+	paths := "compiled " + compiledDir() + "\nmodule " + moduleDir + "\n"
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goCmd, "env", "GOROOT", "GOMODCACHE")
+	cmd := exec.CommandContext(ctx, goCmd, "env", "GOMODCACHE")
 	cmd.Dir = moduleDir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOTOOLCHAIN=local")
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-mod=readonly")
 	out, err := cmd.Output()
 	if err != nil {
-		// No go command: nothing can be built, so no key is wrong.
-		out = nil
+		return paths, fmt.Errorf("%s env GOMODCACHE: %w", goCmd, err)
 	}
-	return "module " + moduleDir + "\n" + string(out)
+	return paths + "modcache " + string(out), nil
+}
+
+// compiledDir is the directory of this file as the binary records it, or
+// "" when that is not an absolute path (built with -trimpath).
+func compiledDir() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok || !filepath.IsAbs(file) {
+		return ""
+	}
+	return filepath.Dir(file)
+}
+
+// compiledFrom is where to look first for the server's source tree: the
+// directory it was compiled from, when that names a tree of its own. It is
+// "" under -trimpath (nothing recorded, and paths make no difference) and
+// for a binary built from the module cache (`go install module@version`),
+// whose plugins hostModule builds against that same module.
+func compiledFrom(host HostBuild) string {
+	dir := compiledDir()
+	if dir == "" || host.Trimpath() || inModuleCache(host.Module, dir) {
+		return ""
+	}
+	return dir
+}
+
+// inModuleCache reports whether dir lies in a module cache's copy of mod.
+func inModuleCache(mod, dir string) bool {
+	esc, err := module.EscapePath(mod)
+	return err == nil && strings.Contains(filepath.ToSlash(dir), "/"+esc+"@")
 }
 
 // FindModuleDir finds the source tree of module: the first directory

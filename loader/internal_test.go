@@ -87,54 +87,72 @@ func TestSourcePaths(t *testing.T) {
 	tests := []struct {
 		name  string
 		flags []string
-		want  bool // whether the module dir is part of the key
+		want  []string // in the result; nil: the result is ""
 	}{
-		{"without -trimpath paths are compiled in", []string{"-race"}, true},
-		{"with -trimpath they are not", []string{"-race", "-trimpath"}, false},
+		{"without -trimpath paths are compiled in", []string{"-race"}, []string{dir, compiledDir(), strings.TrimSpace(string(modCache))}},
+		{"with -trimpath they are not", []string{"-race", "-trimpath"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := HostBuild{Flags: tt.flags}.sourcePaths(t.Context(), "go", dir)
-			if strings.Contains(got, dir) != tt.want {
-				t.Errorf("sourcePaths = %q; module dir in it: want %v", got, tt.want)
+			got, err := HostBuild{Flags: tt.flags}.sourcePaths(t.Context(), "go", dir)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if tt.want && !strings.Contains(got, strings.TrimSpace(string(modCache))) {
-				t.Errorf("sourcePaths = %q lacks the module cache", got)
+			if (got == "") != (tt.want == nil) {
+				t.Errorf("sourcePaths = %q, want paths: %v", got, tt.want != nil)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("sourcePaths = %q lacks %q", got, w)
+				}
 			}
 		})
+	}
+	if _, err := (HostBuild{}).sourcePaths(t.Context(), filepath.Join(dir, "no-go"), dir); err == nil {
+		t.Error("a missing go command went unreported")
 	}
 }
 
 // TestHostModuleSelf: a server away from its source tree requires its own
-// module only at a version the module proxy can serve; any other version
-// is left out with a note, and the server still starts.
+// module only where that gives plugins its very sdk (a canonical version,
+// built with -trimpath here, since this test binary was compiled from a
+// source tree) and the proxy serves it; otherwise it is left out with a
+// note saying why, and the server still starts.
 func TestHostModuleSelf(t *testing.T) {
+	trimpath := []string{"-trimpath"}
 	tests := []struct {
 		name, version string
-		self          bool   // whether go.mod requires the server's module
-		note          string // part of the note; "" for none
+		flags         []string
+		note          string // part of the note
 	}{
-		{"a source build", "(devel)", false, ""},
-		{"a dirty build", "v0.0.0-20261122103742-a088f323c666+dirty", false, "is not a module version"},
-		{"a commit never published", "v0.0.0-20261122103742-a088f323c666", false, "cannot be downloaded"},
+		{"a development build", "(devel)", nil, "development build"},
+		{"a dirty build", "v0.0.0-20261122103742-a088f323c666+dirty", trimpath, "is not a module version"},
+		{"a commit never published", "v0.0.0-20261122103742-a088f323c666", trimpath, "cannot be downloaded"},
+		{"a release built without -trimpath elsewhere", "v0.0.0-20261122103742-a088f323c666", nil, "without -trimpath"},
 	}
+	cache := t.TempDir()
+	dirs := make(map[string]string)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			host := HostBuild{GoVersion: runtime.Version(), Module: "github.com/plugind/plugind", ModuleVersion: tt.version}
-			dir, note, err := hostModule(t.Context(), "go", t.TempDir(), host)
+			host := HostBuild{GoVersion: runtime.Version(), Module: "github.com/plugind/plugind", ModuleVersion: tt.version, Flags: tt.flags}
+			dir, note, err := hostModule(t.Context(), "go", cache, host)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (tt.note == "") != (note == "") || !strings.Contains(note, tt.note) {
+			if !strings.Contains(note, tt.note) || !strings.Contains(note, "cannot import") {
 				t.Errorf("note = %q, want one containing %q", note, tt.note)
 			}
 			data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := strings.Contains(string(data), host.Module+" "); got != tt.self {
-				t.Errorf("go.mod requires the server's module: %v, want %v:\n%s", got, tt.self, data)
+			if strings.Contains(string(data), host.Module+" ") {
+				t.Errorf("go.mod requires the server's module:\n%s", data)
 			}
+			dirs[tt.name] = dir
 		})
+	}
+	if len(dirs) == len(tests) && dirs["a development build"] != dirs["a dirty build"] {
+		t.Error("equal go.mod files got two module directories")
 	}
 }

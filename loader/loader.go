@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -199,7 +198,12 @@ func New(opts Options) (*Loader, error) {
 		cancel()
 		return nil, err
 	}
-	if paths := host.sourcePaths(ctx, opts.Go, l.moduleDir); paths != "" {
+	paths, err := host.sourcePaths(ctx, opts.Go, l.moduleDir)
+	if err != nil {
+		// Builds will most likely fail too, and say why.
+		l.log.Warn().Err(err).Msg("cannot name the module cache for artifact keys")
+	}
+	if paths != "" {
 		l.hostID = hashOf(l.hostID + "\n" + paths)
 	}
 	l.builder = &builder{
@@ -223,6 +227,10 @@ func (l *Loader) findModule(configured, goCmd string) (string, error) {
 		if !fileExists(filepath.Join(dir, "go.mod")) {
 			return "", fmt.Errorf("plugins.moduledir %s has no go.mod", configured)
 		}
+		if tree, err := FindModuleDir(l.host.Module, compiledFrom(l.host)); err == nil && tree != dir {
+			l.log.Warn().Str("moduledir", dir).Str("compiled_from", tree).
+				Msg("this server was built without -trimpath from another source tree: plugins importing its packages (sdk) will not load; build it with -trimpath or point plugins.moduledir at that tree")
+		}
 		return dir, nil
 	}
 	wd, _ := os.Getwd()
@@ -243,20 +251,6 @@ func (l *Loader) findModule(configured, goCmd string) (string, error) {
 		l.log.Warn().Str("module", dir).Msg(note)
 	}
 	return dir, nil
-}
-
-// compiledFrom is the directory this package was compiled from, as the
-// binary records it, when that matters and can be trusted: without
-// -trimpath, plugins must be built from the very source tree the server
-// was (see HostBuild.sourcePaths), whatever the working directory. It is ""
-// under -trimpath (a module-relative path is recorded) and for a release
-// built from the module cache, which hostModule serves.
-func compiledFrom(host HostBuild) string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok || !filepath.IsAbs(file) || host.Trimpath() || (host.ModuleVersion != "" && host.ModuleVersion != "(devel)") {
-		return ""
-	}
-	return filepath.Dir(file)
 }
 
 // ModuleDir is the module plugins are built in.
@@ -602,7 +596,9 @@ func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Durat
 	}
 	if l.loadCheck != nil && !fileExists(marker) {
 		if err := l.loadCheck(ctx, path); err != nil {
-			// The child's message may name the artifact's path: not for clients.
+			// The child's message may name the artifact's path: not for
+			// clients. It is the whole cause, so none is chained (Error
+			// would say it twice).
 			msg := strings.ReplaceAll(err.Error(), filepath.Dir(path)+string(filepath.Separator), "")
 			return 0, newError(ErrInit, src.Name, nil, "plugin %q cannot be loaded: %s", src.Name, msg)
 		}

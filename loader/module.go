@@ -15,49 +15,59 @@ import (
 	"golang.org/x/mod/module"
 )
 
-// hostModule writes, once per host build, a Go module that requires
-// exactly the modules linked into the server, at the versions its build
-// information records, and returns its directory. Plugins built in it
-// share the server's dependency versions although no source tree of the
-// server is at hand (an installed binary). The module belongs to plugind:
-// making its go.sum is the only time a go command may edit a go.mod.
+// hostModule writes a Go module that requires exactly the modules linked
+// into the server, at the versions its build information records, and
+// returns its directory. Plugins built in it share the server's dependency
+// versions although no source tree of the server is at hand (an installed
+// binary). The module belongs to plugind: making its go.sum is the only
+// time a go command may edit a go.mod. Its directory is named by its
+// go.mod, so a server with other dependencies gets another one.
 //
-// A released server's own module is required too, so plugins can import
-// its sdk. A version the module proxy cannot serve (a "+dirty" build, a
-// commit never pushed) is left out rather than failing the start: note
-// then says that plugins cannot import the server's packages.
-func hostModule(ctx context.Context, goCmd, dir string, host HostBuild) (moduleDir, note string, err error) {
-	dir = filepath.Join(dir, "module-"+host.Identity()[:16])
-	if _, err := os.Stat(filepath.Join(dir, "go.sum")); err == nil {
-		return dir, "", nil
-	}
+// The server's own module is required too when that gives plugins the
+// very sdk the server has: a release built with -trimpath, or one built
+// from the module cache. Otherwise, or when the module proxy cannot serve
+// it, it is left out rather than failing the start, and note says that
+// plugins cannot import the server's packages, and why.
+func hostModule(ctx context.Context, goCmd, cacheDir string, host HostBuild) (moduleDir, note string, err error) {
+	const cannot = "plugins cannot import the server's own packages (sdk): "
 	v := host.ModuleVersion
-	requireSelf := v != "" && v != "(devel)" && module.Check(host.Module, v) == nil && module.CanonicalVersion(v) == v
-	if !requireSelf && v != "" && v != "(devel)" {
-		note = fmt.Sprintf("the server's own version %s is not a module version: plugins cannot import its packages (sdk)", v)
+	requireSelf := false
+	switch {
+	case host.Module == "":
+	case v == "" || v == "(devel)":
+		note = cannot + "a development build away from its source tree; set plugins.moduledir to that tree"
+	case module.Check(host.Module, v) != nil || module.CanonicalVersion(v) != v:
+		note = fmt.Sprintf(cannot+"its version %s is not a module version; set plugins.moduledir to its source tree", v)
+	case !host.Trimpath() && !inModuleCache(host.Module, compiledDir()):
+		note = cannot + "it was built without -trimpath from a source tree that is not here; build it with -trimpath or set plugins.moduledir to that tree"
+	default:
+		requireSelf = true
 	}
-	err = writeHostModule(ctx, goCmd, dir, host, requireSelf)
-	if err != nil && requireSelf {
-		if err2 := writeHostModule(ctx, goCmd, dir, host, false); err2 == nil {
-			return dir, fmt.Sprintf("the server's own module %s@%s cannot be downloaded, so plugins cannot import its packages (sdk): %v", host.Module, v, err), nil
+	if requireSelf {
+		dir, err := writeHostModule(ctx, goCmd, cacheDir, host, true)
+		if err == nil {
+			return dir, "", nil
 		}
+		note = fmt.Sprintf(cannot+"%s@%s cannot be downloaded: %v", host.Module, v, err)
 	}
+	dir, err := writeHostModule(ctx, goCmd, cacheDir, host, false)
 	if err != nil {
 		return "", "", err
 	}
 	return dir, note, nil
 }
 
-// writeHostModule writes hostModule's module into dir, with the server's
-// own module required if requireSelf.
-func writeHostModule(ctx context.Context, goCmd, dir string, host HostBuild, requireSelf bool) error {
+// writeHostModule writes hostModule's module, with the server's own
+// module required if requireSelf, into cacheDir unless it is there, and
+// returns its directory.
+func writeHostModule(ctx context.Context, goCmd, cacheDir string, host HostBuild, requireSelf bool) (string, error) {
 	f := &modfile.File{}
 	if err := f.AddModuleStmt("plugind.local/plugins"); err != nil {
-		return err
+		return "", err
 	}
 	goVersion := strings.TrimPrefix(host.GoVersion, "go")
 	if err := f.AddGoStmt(goVersion); err != nil {
-		return fmt.Errorf("go version %s: %w", host.GoVersion, err)
+		return "", fmt.Errorf("go version %s: %w", host.GoVersion, err)
 	}
 	paths := make([]string, 0, len(host.Deps))
 	for p := range host.Deps {
@@ -67,33 +77,37 @@ func writeHostModule(ctx context.Context, goCmd, dir string, host HostBuild, req
 	for _, p := range paths {
 		version, replacement, replaced := strings.Cut(host.Deps[p], " => ")
 		if err := f.AddRequire(p, version); err != nil {
-			return err
+			return "", err
 		}
 		if replaced {
 			newPath, newVersion, _ := strings.Cut(replacement, " ")
 			if err := f.AddReplace(p, "", newPath, newVersion); err != nil {
-				return err
+				return "", err
 			}
 		}
 	}
 	if requireSelf {
 		if err := f.AddRequire(host.Module, host.ModuleVersion); err != nil {
-			return err
+			return "", err
 		}
 	}
 	f.Cleanup()
 	data, err := f.Format()
 	if err != nil {
-		return err
+		return "", err
+	}
+	dir := filepath.Join(cacheDir, "module-"+hashOf(string(data))[:16])
+	if fileExists(filepath.Join(dir, "go.sum")) {
+		return dir, nil
 	}
 
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".module-*")
+	tmp, err := os.MkdirTemp(cacheDir, ".module-*")
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer os.RemoveAll(tmp)
 	if err := os.WriteFile(filepath.Join(tmp, "go.mod"), data, 0o644); err != nil {
-		return err
+		return "", err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -103,17 +117,17 @@ func writeHostModule(ctx context.Context, goCmd, dir string, host HostBuild, req
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("preparing the plugin build module (go mod download): %w\n%s", err, strings.TrimSpace(out.String()))
+		return "", fmt.Errorf("preparing the plugin build module (go mod download): %w\n%s", err, strings.TrimSpace(out.String()))
 	}
 	if !fileExists(filepath.Join(tmp, "go.sum")) { // a server with no dependencies
 		if err := os.WriteFile(filepath.Join(tmp, "go.sum"), nil, 0o644); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if err := os.Rename(tmp, dir); err != nil && !fileExists(filepath.Join(dir, "go.sum")) {
-		return err
+		return "", err
 	}
-	return nil
+	return dir, nil
 }
 
 func fileExists(path string) bool {

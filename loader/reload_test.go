@@ -257,6 +257,16 @@ func TestCompatibility(t *testing.T) {
 		t.Fatalf("a plugin built like the server: %v %v", diffs, err)
 	}
 
+	// go build stamps a server built in a git checkout with a VCS version;
+	// a plugin built in that tree records the module as "(devel)", and
+	// must not be refused for it (its sdk source is in the key).
+	stamped := host
+	stamped.ModuleVersion = "v0.0.0-20261122111152-8efe79c8da45+dirty"
+	withSDK := buildWith(t, root, filepath.Join(root, "testdata", "plugins", "sdkuser.go"), host.Flags...)
+	if diffs, err := loader.Compatible(withSDK, stamped); err != nil || len(diffs) != 0 {
+		t.Errorf("an sdk plugin built in the tree of a VCS-stamped server: %v %v", diffs, err)
+	}
+
 	trim := buildWith(t, root, hello, append(host.Flags, "-trimpath")...)
 	diffs, _ := loader.Compatible(trim, host)
 	if len(diffs) != 1 || diffs[0].String() != "-trimpath: plugin true, server (none)" {
