@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gorilla/mux"
 	"github.com/rs/zerolog"
 
 	"github.com/plugind/plugind/internal/plugintest"
@@ -189,4 +190,31 @@ func mustUnescape(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return req.URL.Path
+}
+
+func TestMatchPluginRoute(t *testing.T) {
+	tests := []struct {
+		path     string
+		file, fn string // "" when the route must not match
+	}{
+		{"/_PLUGIN/hello/Hello", "hello", "Hello"},
+		{"/_PLUGIN/a-b_c/X9", "a-b_c", "X9"},
+		{"/_PLUGIN/..bad/Hello", "..bad", "Hello"}, // matched; the handler refuses the name
+		{"/_PLUGIN/hello", "", ""},
+		{"/_PLUGIN/hello/", "", ""},
+		{"/_PLUGIN//Hello", "", ""},
+		{"/_PLUGIN/a/b/c", "", ""},
+		{"/_PLUGINS", "", ""},
+		{"/_PLUGINx/a/b", "", ""},
+		{"/other/a/b", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			var m mux.RouteMatch
+			ok := matchPluginRoute(httptest.NewRequest("GET", tt.path, nil), &m)
+			if ok != (tt.file != "") || ok && (m.Vars["file"] != tt.file || m.Vars["func"] != tt.fn || len(m.Vars) != 2) {
+				t.Errorf("match = %v, vars %v; want file %q func %q", ok, m.Vars, tt.file, tt.fn)
+			}
+		})
+	}
 }

