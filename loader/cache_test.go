@@ -183,12 +183,23 @@ func TestCheckoutsShareACache(t *testing.T) {
 		o.CacheDir = cache
 		o.LoadCheck = loader.ExecLoadCheck(os.Args[0], time.Minute)
 	}
-	elsewhere, _ := newLoaderWith(t, dir, func(o *loader.Options) { checked(o); o.ModuleDir = other })
+	elsewhere, elsewhereLogs := newLoaderWith(t, dir, func(o *loader.Options) { checked(o); o.ModuleDir = other })
+	warned := func(logs *plugintest.Log) bool {
+		return slices.ContainsFunc(logs.Events(map[string]any{"level": "warn", "moduledir": other}), func(ev map[string]any) bool {
+			return strings.Contains(fmt.Sprint(ev["message"]), "without -trimpath from another source tree")
+		})
+	}
+	if !warned(elsewhereLogs) {
+		t.Errorf("building plugins in another checkout went unwarned: %s", elsewhereLogs)
+	}
 	_, err := elsewhere.Build(context.Background(), "sdkuser")
 	if err == nil || strings.Count(err.Error(), "different version of package github.com/plugind/plugind/sdk") != 1 || strings.Contains(err.Error(), cache) {
 		t.Fatalf("a plugin built in another checkout: %v; want plugin.Open's refusal, said once and without the cache's path", err)
 	}
-	here, _ := newLoaderWith(t, dir, checked)
+	here, hereLogs := newLoaderWith(t, dir, checked)
+	if len(hereLogs.Events(map[string]any{"level": "warn"})) != 0 {
+		t.Errorf("a warning building in the server's own tree: %s", hereLogs)
+	}
 	if res, err := here.Build(context.Background(), "sdkuser"); err != nil || res.Duration == 0 {
 		t.Fatalf("this checkout's build: %+v, %v; want a build of its own that loads", res, err)
 	}

@@ -227,16 +227,14 @@ func (l *Loader) findModule(configured, goCmd string) (string, error) {
 		if !fileExists(filepath.Join(dir, "go.mod")) {
 			return "", fmt.Errorf("plugins.moduledir %s has no go.mod", configured)
 		}
-		if tree, err := FindModuleDir(l.host.Module, compiledFrom(l.host)); err == nil && tree != dir {
-			l.log.Warn().Str("moduledir", dir).Str("compiled_from", tree).
-				Msg("this server was built without -trimpath from another source tree: plugins importing its packages (sdk) will not load; build it with -trimpath or point plugins.moduledir at that tree")
-		}
+		l.warnOtherTree(dir)
 		return dir, nil
 	}
 	wd, _ := os.Getwd()
 	exe, _ := os.Executable()
 	dir, err := FindModuleDir(l.host.Module, compiledFrom(l.host), wd, filepath.Dir(exe))
 	if err == nil {
+		l.warnOtherTree(dir) // the tree it was compiled from is gone
 		return dir, nil
 	}
 	l.log.Info().Str("reason", err.Error()).Msg("no source tree of the server: building plugins in a module pinned to its dependency versions")
@@ -251,6 +249,25 @@ func (l *Loader) findModule(configured, goCmd string) (string, error) {
 		l.log.Warn().Str("module", dir).Msg(note)
 	}
 	return dir, nil
+}
+
+// warnOtherTree warns when plugins are to be built in dir although the
+// server was built without -trimpath from another tree: its packages (sdk)
+// compiled there are, to plugin.Open, other packages.
+func (l *Loader) warnOtherTree(dir string) {
+	compiled := compiledFrom(l.host)
+	if compiled == "" {
+		return
+	}
+	tree, err := FindModuleDir(l.host.Module, compiled)
+	if err == nil && tree == dir {
+		return
+	}
+	if err != nil {
+		tree = compiled
+	}
+	l.log.Warn().Str("moduledir", dir).Str("compiled_from", tree).
+		Msg("this server was built without -trimpath from another source tree: plugins importing its packages (sdk) will not load; build it with -trimpath or build plugins in that tree (plugins.moduledir)")
 }
 
 // ModuleDir is the module plugins are built in.
