@@ -144,7 +144,7 @@ func doctorCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withLoader(cmd, environ, stderr, func(cfg config.Config, l *loader.Loader, host loader.HostBuild) error {
-				problems := loader.CheckToolchain(cmd.Context(), cfg.Plugins.Go, host)
+				problems := l.ToolchainProblems()
 				fmt.Fprintf(stdout, "server      %s %s, built with %s %s\n", host.Module, host.ModuleVersion, host.GoVersion, strings.Join(host.Flags, " "))
 				fmt.Fprintf(stdout, "platform    %s, plugins supported: %v\n", strings.Join(host.Env, " "), loader.Supported)
 				fmt.Fprintf(stdout, "module      plugins are built in %s\n", l.ModuleDir())

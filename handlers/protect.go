@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/klauspost/compress/gzhttp"
@@ -105,23 +104,17 @@ func (s *Server) securityHeaders(next http.Handler) http.Handler {
 	if !s.SecurityHeaders {
 		return next
 	}
-	// The keys are canonical already, and each response gets one copy of
-	// the values (a handler may edit its headers in place), not one
-	// allocation per header: this runs on every request.
-	keys := []string{"X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy", "Cross-Origin-Resource-Policy"}
-	values := []string{"nosniff", "DENY", "no-referrer", "same-origin"}
-	if s.CSP != "" {
-		keys, values = append(keys, "Content-Security-Policy"), append(values, s.CSP)
-	}
-	const hsts = "max-age=63072000; includeSubDomains"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		vs := slices.Clone(values)
-		for i, k := range keys {
-			h[k] = vs[i : i+1 : i+1]
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		if s.CSP != "" {
+			h.Set("Content-Security-Policy", s.CSP)
 		}
 		if r.TLS != nil {
-			h["Strict-Transport-Security"] = []string{hsts}
+			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 		}
 		next.ServeHTTP(w, r)
 	})

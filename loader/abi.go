@@ -159,10 +159,8 @@ const lockYields = 100
 
 // lock takes the legacy lock, waiting at most wait (and while ctx lasts).
 func (a *artifact) lock(ctx context.Context, wait time.Duration) bool {
-	select {
-	case a.sem <- struct{}{}:
+	if a.tryLock() {
 		return true
-	default:
 	}
 	deadline := time.Now().Add(wait)
 	for range lockYields {
@@ -170,10 +168,8 @@ func (a *artifact) lock(ctx context.Context, wait time.Duration) bool {
 			return false
 		}
 		runtime.Gosched()
-		select {
-		case a.sem <- struct{}{}:
+		if a.tryLock() {
 			return true
-		default:
 		}
 	}
 	t := time.NewTimer(time.Until(deadline))
@@ -185,6 +181,16 @@ func (a *artifact) lock(ctx context.Context, wait time.Duration) bool {
 	case <-ctx.Done():
 	}
 	return false
+}
+
+// tryLock takes the legacy lock if it is free.
+func (a *artifact) tryLock() bool {
+	select {
+	case a.sem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
 }
 
 func (a *artifact) unlock() { <-a.sem }

@@ -1,19 +1,16 @@
 package loader
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
-	"time"
 
 	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/module"
@@ -132,23 +129,13 @@ func (h HostBuild) Trimpath() bool { return slices.Contains(h.Flags, "-trimpath"
 // the tree plugins are built in and the module cache belong in the
 // artifact key, or a cache shared between checkouts hands out artifacts
 // that cannot be opened. (GOROOT does not: the compiler records the
-// standard library's paths relative to it.) With -trimpath nothing is
-// recorded and the result is "".
-func (h HostBuild) sourcePaths(ctx context.Context, goCmd, moduleDir string) (string, error) {
+// standard library's paths relative to it.) modCache is GOMODCACHE. With
+// -trimpath nothing is recorded and the result is "".
+func (h HostBuild) sourcePaths(moduleDir, modCache string) string {
 	if h.Trimpath() {
-		return "", nil
+		return ""
 	}
-	paths := "compiled " + compiledDir() + "\nmodule " + moduleDir + "\n"
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goCmd, "env", "GOMODCACHE")
-	cmd.Dir = moduleDir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-mod=readonly")
-	out, err := cmd.Output()
-	if err != nil {
-		return paths, fmt.Errorf("%s env GOMODCACHE: %w", goCmd, err)
-	}
-	return paths + "modcache " + string(out), nil
+	return "compiled " + compiledDir() + "\nmodule " + moduleDir + "\nmodcache " + modCache + "\n"
 }
 
 // compiledDir is the directory of this file as the binary records it, or

@@ -79,25 +79,17 @@ func TestRelativeDiagnostics(t *testing.T) {
 }
 
 func TestSourcePaths(t *testing.T) {
-	dir := t.TempDir()
-	modCache, err := exec.Command("go", "env", "GOMODCACHE").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
 	tests := []struct {
 		name  string
 		flags []string
 		want  []string // in the result; nil: the result is ""
 	}{
-		{"without -trimpath paths are compiled in", []string{"-race"}, []string{dir, compiledDir(), strings.TrimSpace(string(modCache))}},
+		{"without -trimpath paths are compiled in", []string{"-race"}, []string{"/src/tree", compiledDir(), "/cache/mod"}},
 		{"with -trimpath they are not", []string{"-race", "-trimpath"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := HostBuild{Flags: tt.flags}.sourcePaths(t.Context(), "go", dir)
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := HostBuild{Flags: tt.flags}.sourcePaths("/src/tree", "/cache/mod")
 			if (got == "") != (tt.want == nil) {
 				t.Errorf("sourcePaths = %q, want paths: %v", got, tt.want != nil)
 			}
@@ -108,8 +100,28 @@ func TestSourcePaths(t *testing.T) {
 			}
 		})
 	}
-	if _, err := (HostBuild{}).sourcePaths(t.Context(), filepath.Join(dir, "no-go"), dir); err == nil {
-		t.Error("a missing go command went unreported")
+}
+
+// TestToolchain: one go env tells the toolchain's version, C compiler and
+// module cache; a missing go command is reported as such.
+func TestToolchain(t *testing.T) {
+	modCache, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readToolchain(t.Context(), "go")
+	if got.err != nil || got.goPath == "" || got.version != runtime.Version() || got.modCache != strings.TrimSpace(string(modCache)) {
+		t.Errorf("readToolchain(go) = %+v; want %s and GOMODCACHE %s", got, runtime.Version(), modCache)
+	}
+	l := &Loader{tool: readToolchain(t.Context(), "no-such-go"), host: HostBuild{GoVersion: runtime.Version()}, builder: &builder{goCmd: "no-such-go"}}
+	if p := l.ToolchainProblems(); len(p) == 0 || !strings.Contains(p[len(p)-1], `"no-such-go" is not on PATH`) {
+		t.Errorf("problems without a go command: %q", p)
+	}
+	l = &Loader{tool: toolchain{goPath: "/x/go", version: "go1.0", modCache: "/m"}, host: HostBuild{GoVersion: runtime.Version()}, builder: &builder{goCmd: "go"}}
+	if p := l.ToolchainProblems(); !slices.ContainsFunc(p, func(s string) bool {
+		return strings.Contains(s, "/x/go is go1.0 but the server was built with "+runtime.Version())
+	}) {
+		t.Errorf("problems with another Go version: %q", p)
 	}
 }
 

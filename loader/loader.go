@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -85,6 +86,7 @@ type Loader struct {
 	moduleDir   string
 	cacheDir    string
 	builder     *builder
+	tool        toolchain // read once at New
 	buildWait   time.Duration
 	reload      bool
 	maxBytes    int64
@@ -198,12 +200,8 @@ func New(opts Options) (*Loader, error) {
 		cancel()
 		return nil, err
 	}
-	paths, err := host.sourcePaths(ctx, opts.Go, l.moduleDir)
-	if err != nil {
-		// Builds will most likely fail too, and say why.
-		l.log.Warn().Err(err).Msg("cannot name the module cache for artifact keys")
-	}
-	if paths != "" {
+	l.tool = readToolchain(ctx, opts.Go)
+	if paths := host.sourcePaths(l.moduleDir, l.tool.modCache); paths != "" {
 		l.hostID = hashOf(l.hostID + "\n" + paths)
 	}
 	l.builder = &builder{
@@ -219,6 +217,20 @@ func New(opts Options) (*Loader, error) {
 
 // findModule picks the module plugins are built in.
 func (l *Loader) findModule(configured, goCmd string) (string, error) {
+	// Without -trimpath, only the tree the server was compiled from has
+	// packages (sdk) that plugin.Open takes for the server's own. own is
+	// that tree, "" if it is gone or paths do not matter (compiled "").
+	compiled, own := compiledFrom(l.host), ""
+	if compiled != "" {
+		own, _ = FindModuleDir(l.host.Module, compiled)
+	}
+	warnIfNotOwn := func(dir string) {
+		if compiled == "" || dir == own {
+			return
+		}
+		l.log.Warn().Str("moduledir", dir).Str("compiled_from", cmp.Or(own, compiled)).
+			Msg("this server was built without -trimpath from another source tree: plugins importing its packages (sdk) will not load; build it with -trimpath or build plugins in that tree (plugins.moduledir)")
+	}
 	if configured != "" {
 		dir, err := filepath.Abs(configured)
 		if err != nil {
@@ -227,14 +239,17 @@ func (l *Loader) findModule(configured, goCmd string) (string, error) {
 		if !fileExists(filepath.Join(dir, "go.mod")) {
 			return "", fmt.Errorf("plugins.moduledir %s has no go.mod", configured)
 		}
-		l.warnOtherTree(dir)
+		warnIfNotOwn(dir)
 		return dir, nil
+	}
+	if own != "" {
+		return own, nil
 	}
 	wd, _ := os.Getwd()
 	exe, _ := os.Executable()
-	dir, err := FindModuleDir(l.host.Module, compiledFrom(l.host), wd, filepath.Dir(exe))
+	dir, err := FindModuleDir(l.host.Module, wd, filepath.Dir(exe))
 	if err == nil {
-		l.warnOtherTree(dir) // the tree it was compiled from is gone
+		warnIfNotOwn(dir)
 		return dir, nil
 	}
 	l.log.Info().Str("reason", err.Error()).Msg("no source tree of the server: building plugins in a module pinned to its dependency versions")
@@ -249,25 +264,6 @@ func (l *Loader) findModule(configured, goCmd string) (string, error) {
 		l.log.Warn().Str("module", dir).Msg(note)
 	}
 	return dir, nil
-}
-
-// warnOtherTree warns when plugins are to be built in dir although the
-// server was built without -trimpath from another tree: its packages (sdk)
-// compiled there are, to plugin.Open, other packages.
-func (l *Loader) warnOtherTree(dir string) {
-	compiled := compiledFrom(l.host)
-	if compiled == "" {
-		return
-	}
-	tree, err := FindModuleDir(l.host.Module, compiled)
-	if err == nil && tree == dir {
-		return
-	}
-	if err != nil {
-		tree = compiled
-	}
-	l.log.Warn().Str("moduledir", dir).Str("compiled_from", tree).
-		Msg("this server was built without -trimpath from another source tree: plugins importing its packages (sdk) will not load; build it with -trimpath or build plugins in that tree (plugins.moduledir)")
 }
 
 // ModuleDir is the module plugins are built in.

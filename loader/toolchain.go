@@ -9,31 +9,56 @@ import (
 	"time"
 )
 
-// CheckToolchain reports what is missing to build plugins here: the go
+// toolchain is what the go command plugins are built with says of itself,
+// read once when a Loader starts: one `go env` serves both the toolchain
+// check and the artifact key.
+type toolchain struct {
+	goPath   string // the go command found on PATH; "" if none is
+	version  string // GOVERSION
+	cc       string // CC; "" if unset
+	modCache string // GOMODCACHE
+	err      error  // why go env could not be read
+}
+
+// readToolchain runs `go env` with the environment builds run with.
+func readToolchain(ctx context.Context, goCmd string) toolchain {
+	goPath, err := exec.LookPath(goCmd)
+	if err != nil {
+		return toolchain{err: err}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goPath, "env", "GOVERSION", "CC", "GOMODCACHE")
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-mod=readonly")
+	out, err := cmd.Output()
+	if err != nil {
+		return toolchain{goPath: goPath, err: fmt.Errorf("%s env: %w", goPath, err)}
+	}
+	// One line per variable, empty for an unset one.
+	f := append(strings.Split(strings.TrimRight(string(out), "\n"), "\n"), "", "", "")
+	return toolchain{goPath: goPath, version: f[0], cc: f[1], modCache: f[2]}
+}
+
+// ToolchainProblems reports what is missing to build plugins here: the go
 // command, a toolchain of the server's Go version, a C compiler (plugins
 // need cgo). An empty result means nothing is.
-func CheckToolchain(ctx context.Context, goCmd string, host HostBuild) []string {
+func (l *Loader) ToolchainProblems() []string {
 	var problems []string
 	if !Supported {
 		problems = append(problems, unsupportedReason)
 	}
-	goPath, err := exec.LookPath(goCmd)
-	if err != nil {
-		return append(problems, fmt.Sprintf("the go command %q is not on PATH: plugins cannot be built (install Go %s or set plugins.go)", goCmd, host.GoVersion))
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, goPath, "env", "GOVERSION", "CC").Output()
-	if err != nil {
-		return append(problems, fmt.Sprintf("%s env failed: %v", goPath, err))
-	}
-	fields := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if v := fields[0]; v != host.GoVersion {
-		problems = append(problems, fmt.Sprintf("%s is %s but the server was built with %s: plugins it builds will not load; put %s on PATH or set plugins.go", goPath, v, host.GoVersion, host.GoVersion))
+	t, host := l.tool, l.host
+	switch {
+	case t.goPath == "":
+		return append(problems, fmt.Sprintf("the go command %q is not on PATH: plugins cannot be built (install Go %s or set plugins.go)", l.builder.goCmd, host.GoVersion))
+	case t.err != nil:
+		return append(problems, t.err.Error())
+	case t.version != host.GoVersion:
+		problems = append(problems, fmt.Sprintf("%s is %s but the server was built with %s: plugins it builds will not load; put %s on PATH or set plugins.go", t.goPath, t.version, host.GoVersion, host.GoVersion))
 	}
 	cc := os.Getenv("CC")
-	if cc == "" && len(fields) > 1 {
-		cc = fields[1]
+	if cc == "" {
+		cc = t.cc
 	}
 	if cc == "" {
 		cc = "gcc"

@@ -130,7 +130,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 		return nil, fmt.Errorf("tasks.dir: %w", err)
 	}
 	s.tasks = tm
-	l, host, err := NewLoader(cfg, log, func(o *loader.Options) {
+	l, _, err := NewLoader(cfg, log, func(o *loader.Options) {
 		o.Notify = s.pluginEvent
 		o.Bus = s.bus
 		o.Tasks = tm.For
@@ -158,7 +158,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 			return nil, err
 		}
 	}
-	for _, p := range loader.CheckToolchain(ctx, cfg.Plugins.Go, host) {
+	for _, p := range l.ToolchainProblems() {
 		log.Warn().Str("problem", p).Msg("plugins cannot be built or loaded here")
 	}
 	plugins, skipped, err := l.Discover()
