@@ -71,16 +71,19 @@ type PluginConfig struct {
 	Settings map[string]any `mapstructure:"settings"`
 	// Timeout bounds one call: past it the client gets 504 (0: none).
 	Timeout time.Duration `mapstructure:"timeout"`
-	// MaxConcurrency bounds concurrent standard-ABI calls; further
-	// requests get 429 at once (0: no bound).
+	// MaxConcurrency bounds concurrent calls (for a prestd-ABI plugin,
+	// those running and those waiting for it); further requests get 429
+	// at once (0: no bound).
 	MaxConcurrency int `mapstructure:"maxconcurrency"`
 	// Methods, if set, are the only methods served; others get 405.
 	Methods []string `mapstructure:"methods"`
 	// MaxBodyBytes bounds request bodies: larger ones get 413 (0: none).
 	MaxBodyBytes int64 `mapstructure:"maxbodybytes"`
-	// APIKeys, if set, are the keys this plugin accepts, instead of
-	// auth.apikeys.
+	// APIKeys, if set, are the keys this plugin accepts besides the
+	// operator keys (auth.apikeys).
 	APIKeys []string `mapstructure:"apikeys"`
+	// JWT lets a plugin with keys of its own accept tokens too.
+	JWT bool `mapstructure:"jwt"`
 	// CORS, if AllowOrigin is set, replaces the global CORS for this
 	// plugin.
 	CORS CORS `mapstructure:"cors"`

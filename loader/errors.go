@@ -14,6 +14,7 @@ var (
 	ErrBuild            = errors.New("plugin build failed")
 	ErrOpen             = errors.New("plugin could not be loaded")
 	ErrSignature        = errors.New("unsupported handler signature")
+	ErrStatus           = errors.New("invalid status")
 	ErrPanic            = errors.New("plugin panicked")
 	ErrIncompatible     = errors.New("plugin built for a different server")
 	ErrInit             = errors.New("plugin failed to initialise")
@@ -40,6 +41,13 @@ type Error struct {
 	Output string
 	// Stack is the goroutine stack at a panic (ErrPanic).
 	Stack []byte
+	// Detail is text the plugin wrote (a panic's value, an Init error, a
+	// load check's output): for the log, and for operators and debug
+	// mode, never for every client.
+	Detail string
+	// Site is where a panic happened, as file.go:line of the plugin's
+	// source (ErrPanic), when the stack shows it.
+	Site string
 }
 
 func (e *Error) Error() string {
