@@ -49,6 +49,8 @@ var statuses = []struct {
 	{loader.ErrUnsupported, http.StatusNotImplemented},
 	{loader.ErrBuilding, http.StatusServiceUnavailable},
 	{loader.ErrBusy, http.StatusServiceUnavailable},
+	{loader.ErrRestarting, http.StatusServiceUnavailable},
+	{loader.ErrCrashed, http.StatusBadGateway},
 	{context.Canceled, statusClientClosed}, // before the timeouts: the client left first
 	{loader.ErrTimeout, http.StatusGatewayTimeout},
 	{errTimeout, http.StatusGatewayTimeout},
@@ -104,7 +106,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if len(le.Allowed) > 0 {
 			w.Header().Set("Allow", strings.Join(le.Allowed, ", "))
 		}
-		if errors.Is(err, loader.ErrBuilding) || errors.Is(err, loader.ErrBusy) {
+		if errors.Is(err, loader.ErrBuilding) || errors.Is(err, loader.ErrBusy) || errors.Is(err, loader.ErrRestarting) {
 			w.Header().Set("Retry-After", "1")
 		}
 	case errors.As(err, &lim):

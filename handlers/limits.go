@@ -215,6 +215,9 @@ func serveWithTimeout(w http.ResponseWriter, r *http.Request, d time.Duration, s
 		if o.abort != nil {
 			panic(o.abort)
 		}
+		if err := r.Context().Err(); err != nil {
+			return fmt.Errorf("waiting for plugin %q: %w", plugin, err) // the client left; the handler saw it
+		}
 		if o.err != nil {
 			return o.err
 		}

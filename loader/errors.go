@@ -23,6 +23,11 @@ var (
 	ErrTimeout          = errors.New("plugin did not answer in time")
 	ErrOverBudget       = errors.New("plugin memory budget exceeded")
 	ErrUnsupported      = errors.New("plugins are not supported on this platform")
+	// ErrCrashed is an isolated plugin's process dying under a call (502);
+	// ErrRestarting a call while it restarts, or stays down after a crash
+	// loop (503 with Retry-After).
+	ErrCrashed    = errors.New("plugin process crashed")
+	ErrRestarting = errors.New("plugin process is restarting")
 )
 
 // Error is the loader's error. Msg is safe to show a client: it names
