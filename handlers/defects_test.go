@@ -24,8 +24,10 @@ type funcHandler struct {
 
 func (h *funcHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) error { return h.serve(w, r) }
 
-func (p funcPlugins) Resolve(context.Context, string, string, string) (Handler, error) { return p.h, nil }
-func (p funcPlugins) List() []loader.Info                                             { return nil }
+func (p funcPlugins) Resolve(context.Context, string, string, string) (Handler, error) {
+	return p.h, nil
+}
+func (p funcPlugins) List() []loader.Info { return nil }
 
 func servePlugin(serve func(http.ResponseWriter, *http.Request) error) funcPlugins {
 	return funcPlugins{&funcHandler{serve}}
@@ -240,4 +242,3 @@ func TestChunkedBodyOverTheLimit(t *testing.T) {
 		})
 	}
 }
-
