@@ -71,9 +71,8 @@ type PluginConfig struct {
 	Settings map[string]any `mapstructure:"settings"`
 	// Timeout bounds one call: past it the client gets 504 (0: none).
 	Timeout time.Duration `mapstructure:"timeout"`
-	// MaxConcurrency bounds concurrent calls (for a prestd-ABI plugin,
-	// those running and those waiting for it); further requests get 429
-	// at once (0: no bound).
+	// MaxConcurrency bounds concurrent standard-ABI calls; further
+	// requests get 429 at once (0: no bound).
 	MaxConcurrency int `mapstructure:"maxconcurrency"`
 	// Methods, if set, are the only methods served; others get 405.
 	Methods []string `mapstructure:"methods"`

@@ -119,16 +119,25 @@ func (st *pluginState) admit(r *http.Request, w http.ResponseWriter, plugin stri
 
 // wrap returns h behind the plugin's limits, composed once per handler
 // (one per version and function), not per request: the concurrency bound
-// and the timeout, then the sdk's view of the plugin on the request.
+// (for handlers that run concurrently: a prestd-ABI handler reports
+// Concurrent() false and queues for its plugin within legacywait) and the
+// timeout, then the sdk's view of the plugin on the request.
 func (st *pluginState) wrap(h Handler) Handler {
 	if c, ok := st.composed.Load(h); ok {
 		return c.(Handler)
 	}
 	inner := st.withEnv(h)
+	bounded := st.slots != nil
+	if c, ok := h.(interface{ Concurrent() bool }); ok && !c.Concurrent() {
+		bounded = false // one call at a time already, with its own wait bound
+	}
 	var c Handler = HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		release, err := st.acquire()
-		if err != nil {
-			return err
+		release := func() {}
+		if bounded {
+			var err error
+			if release, err = st.acquire(); err != nil {
+				return err
+			}
 		}
 		if st.Timeout > 0 {
 			return serveWithTimeout(w, r, st.Timeout, inner.ServeHTTP, release, st.name)

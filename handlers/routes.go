@@ -171,12 +171,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 // check at a time: probes read the last results, so a probe storm runs
 // no hook and starts no goroutine of its own.
 type healthCache struct {
-	check func(context.Context) map[string]string
-	ttl   time.Duration
-	group singleflight.Group
+	check      func(context.Context) map[string]string
+	ttl        time.Duration
+	generation func() uint64 // nil: results age by ttl alone
+	group      singleflight.Group
 
-	mu   sync.Mutex // guards at, last
+	mu   sync.Mutex // guards at, gen, last
 	at   time.Time
+	gen  uint64 // generation of last
 	last map[string]string
 }
 
@@ -191,10 +193,14 @@ func (c *healthCache) get(ctx context.Context) map[string]string {
 	if ttl <= 0 {
 		ttl = 5 * time.Second
 	}
+	var gen uint64
+	if c.generation != nil {
+		gen = c.generation()
+	}
 	c.mu.Lock()
-	at, last := c.at, c.last
+	at, cached, last := c.at, c.gen, c.last
 	c.mu.Unlock()
-	if !at.IsZero() && time.Since(at) < ttl {
+	if !at.IsZero() && time.Since(at) < ttl && cached == gen {
 		return last
 	}
 	ch := c.group.DoChan("health", func() (any, error) {
@@ -204,7 +210,7 @@ func (c *healthCache) get(ctx context.Context) map[string]string {
 		defer cancel()
 		m := c.check(ctx)
 		c.mu.Lock()
-		c.at, c.last = time.Now(), m
+		c.at, c.gen, c.last = time.Now(), gen, m
 		c.mu.Unlock()
 		return m, nil
 	})

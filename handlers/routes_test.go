@@ -185,9 +185,10 @@ func TestMiddlewareScope(t *testing.T) {
 // time.
 func TestReadyzPluginHealth(t *testing.T) {
 	var checks atomic.Int32
+	var gen atomic.Uint64
 	release := make(chan struct{})
 	a, _ := auth.New(auth.Config{APIKeys: []string{"op-key"}})
-	s := &Server{Plugins: &okPlugins{}, Log: zerolog.Nop(), Auth: a, HealthTTL: time.Hour,
+	s := &Server{Plugins: &okPlugins{}, Log: zerolog.Nop(), Auth: a, HealthTTL: time.Hour, Generation: gen.Load,
 		Health: func(ctx context.Context) map[string]string {
 			checks.Add(1)
 			<-release
@@ -224,6 +225,11 @@ func TestReadyzPluginHealth(t *testing.T) {
 	}
 	if n := checks.Load(); n != 1 {
 		t.Errorf("%d health checks for 21 probes within the TTL, want 1", n)
+	}
+	gen.Add(1) // a plugin loaded: the cached results are stale
+	probe("")
+	if n := checks.Load(); n != 2 {
+		t.Errorf("%d health checks after a change, want 2", n)
 	}
 }
 

@@ -66,6 +66,9 @@ type Server struct {
 	// one check runs at a time, however many probes arrive.
 	Health    func(ctx context.Context) map[string]string
 	HealthTTL time.Duration
+	// Generation, if set, changes whenever plugins load, reload or go:
+	// cached health results older than a change are not served.
+	Generation func() uint64
 	// Setup returns a plugin's settings, secrets and limits; nil: none.
 	Setup func(name string) PluginSetup
 	// Configured names the plugins with configured limits: they are
@@ -136,7 +139,7 @@ func (s *Server) Handler() http.Handler {
 	if s.Auth == nil {
 		s.Auth, _ = auth.New(auth.Config{}) // no credentials: cannot fail
 	}
-	s.health.check, s.health.ttl = s.Health, s.HealthTTL
+	s.health.check, s.health.ttl, s.health.generation = s.Health, s.HealthTTL, s.Generation
 	for _, name := range s.Configured {
 		s.state(name)
 	}

@@ -201,6 +201,10 @@ func (a *artifact) tryLock() bool {
 
 func (a *artifact) unlock() { <-a.sem }
 
+// Concurrent reports whether calls may run at the same time: not for
+// prestd's ABI, whose calls share the plugin's globals.
+func (h *Handler) Concurrent() bool { return h.ABI == ABIStandard }
+
 // ServeHTTP serves r with the handler, through either ABI, and returns
 // what went wrong instead of answering it: the HTTP layer maps errors to
 // statuses in one place. A panic is returned as ErrPanic, except
@@ -308,10 +312,12 @@ func PanicError(plugin, msg string, v any) *Error {
 func panicSite(stack []byte) string {
 	lines := strings.Split(string(stack), "\n")
 	for i, l := range lines {
-		if !strings.HasPrefix(l, "panic(") || i+2 >= len(lines) {
+		// panic(...), its file, then the function that panicked and
+		// its file: "\t/dir/file.go:12 +0x1d".
+		if !strings.HasPrefix(l, "panic(") || i+3 >= len(lines) {
 			continue
 		}
-		loc := strings.TrimSpace(lines[i+2]) // "\t/dir/file.go:12 +0x1d"
+		loc := strings.TrimSpace(lines[i+3])
 		loc, _, _ = strings.Cut(loc, " ")
 		file, line, ok := strings.Cut(loc, ".go:")
 		if !ok {
