@@ -34,7 +34,21 @@ func (s *Server) plugin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	err = st.wrap(h).ServeHTTP(w, r)
+	if format := renderer(r); format != "" {
+		// prestd's ?_renderer: the answer is buffered (bounded like one
+		// under a timeout) and rendered as prestd renders it.
+		buf := &bufferedWriter{header: make(http.Header), plugin: info.file}
+		err = st.wrap(h).ServeHTTP(buf, r)
+		if err == nil && buf.overflow {
+			err = fmt.Errorf("%w: plugin %q wrote more than %d bytes, the most an answer rendered by ?_renderer may buffer", errBufferFull, info.file, MaxBufferedBytes)
+		}
+		if err == nil && !info.bodyTooLarge.Load() {
+			render(w, buf, format)
+			return
+		}
+	} else {
+		err = st.wrap(h).ServeHTTP(w, r)
+	}
 	if info.bodyTooLarge.Load() {
 		switch {
 		case !info.started():
