@@ -45,7 +45,7 @@ func (b *builder) build(ctx context.Context, src Source, out string) (err error)
 	args = append(args, src.Files...)
 	cmd := exec.CommandContext(ctx, b.goCmd, args...)
 	cmd.Dir = b.moduleDir
-	cmd.Env = append(os.Environ(), b.host.Env...)
+	cmd.Env = append(goEnviron(), b.host.Env...)
 	cmd.Env = append(cmd.Env,
 		"GOWORK=off",            // a go.work above the module silently changes versions
 		"GOFLAGS=-mod=readonly", // never edit go.mod; drops the caller's GOFLAGS
@@ -106,7 +106,9 @@ func missingModule(out string) string {
 	for _, marker := range []string{"no required module provides package ", "cannot find module providing package "} {
 		if _, rest, ok := strings.Cut(out, marker); ok {
 			pkg, _, _ := strings.Cut(rest, ";")
-			return strings.Fields(pkg + " ")[0]
+			if f := strings.Fields(pkg); len(f) > 0 {
+				return f[0]
+			}
 		}
 	}
 	return ""

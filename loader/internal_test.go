@@ -168,3 +168,18 @@ func TestHostModuleSelf(t *testing.T) {
 		t.Error("equal go.mod files got two module directories")
 	}
 }
+
+// TestMissingModule: the package named after the go command's marker, and
+// nothing (never a panic) when the marker names none.
+func TestMissingModule(t *testing.T) {
+	for out, want := range map[string]string{
+		"x.go:3:8: no required module provides package github.com/google/uuid; to add it:": "github.com/google/uuid",
+		"x.go:3:8: no required module provides package ; to add it":                        "",
+		"x.go:3:8: no required module provides package ":                                   "",
+		"x.go:5:9: undefined: y": "",
+	} {
+		if got := missingModule(out); got != want {
+			t.Errorf("missingModule(%q) = %q, want %q", out, got, want)
+		}
+	}
+}
