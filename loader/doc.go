@@ -5,7 +5,9 @@
 // # What a plugin is
 //
 // A plugin named NAME is the file SRC/NAME.go or the folder SRC/NAME/ (its
-// non-test .go files, filtered by build constraints), package main. It
+// non-test .go files, filtered by build constraints), package main. Names
+// beginning with '_' are ignored (see Ignored), as the go command ignores
+// such files. It
 // exports handlers named {METHOD}{Func}Handler with one of these
 // signatures:
 //

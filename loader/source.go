@@ -51,8 +51,12 @@ func newSourceFinder(dir string, h HostBuild) (sourceFinder, error) {
 	return sourceFinder{dir: abs, ctxt: ctxt}, nil
 }
 
-// find returns the source of the plugin name, which must be valid.
+// find returns the source of the plugin name, which must be valid. It
+// is where Ignored names are refused: every way to a plugin passes here.
 func (f sourceFinder) find(name string) (Source, error) {
+	if Ignored(name) {
+		return Source{}, newError(ErrNotFound, name, nil, "plugin %q not found", name)
+	}
 	file := filepath.Join(f.dir, name+".go")
 	folder := filepath.Join(f.dir, name)
 	fi, ferr := os.Stat(file)
@@ -120,7 +124,7 @@ func (f sourceFinder) discover() (found []Source, skipped []string, err error) {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if strings.HasPrefix(n, ".") || strings.HasPrefix(n, "_") {
+		if strings.HasPrefix(n, ".") {
 			continue
 		}
 		name, isGo := strings.CutSuffix(n, ".go")
@@ -140,7 +144,7 @@ func (f sourceFinder) discover() (found []Source, skipped []string, err error) {
 		s, err := f.find(name)
 		if err != nil {
 			if errors.Is(err, ErrNotFound) {
-				continue // a folder without Go files
+				continue // a folder without Go files, an Ignored name
 			}
 			return found, skipped, err
 		}
@@ -153,7 +157,9 @@ func (f sourceFinder) discover() (found []Source, skipped []string, err error) {
 		if !ValidName(name) || slices.ContainsFunc(found, func(s Source) bool { return s.Name == name }) {
 			continue
 		}
-		found = append(found, Source{Name: name, Kind: KindPrebuilt, Files: []string{so}})
+		if s, err := f.find(name); err == nil && s.Kind == KindPrebuilt {
+			found = append(found, s)
+		}
 	}
 	return found, skipped, nil
 }
