@@ -278,7 +278,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) (err error) 
 }
 
 func (h *Handler) panicError(v any) error {
-	e := newError(ErrPanic, h.Plugin, fmt.Errorf("panic: %v", v), "plugin %q: %s panicked", h.Plugin, h.Symbol)
+	e := pluginError(ErrPanic, h.Plugin, fmt.Sprint(v), fmt.Errorf("panic: %v", v), "plugin %q: %s panicked", h.Plugin, h.Symbol)
 	e.Stack = debug.Stack()
 	return e
 }

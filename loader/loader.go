@@ -609,15 +609,30 @@ func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Durat
 	}
 	if l.loadCheck != nil && !fileExists(marker) {
 		if err := l.loadCheck(ctx, path); err != nil {
-			// The child's message may name the artifact's path: not for
-			// clients. It is the whole cause, so none is chained (Error
-			// would say it twice).
-			msg := strings.ReplaceAll(err.Error(), filepath.Dir(path)+string(filepath.Separator), "")
-			return 0, newError(ErrInit, src.Name, nil, "plugin %q cannot be loaded: %s", src.Name, msg)
+			return 0, l.loadCheckFailed(src.Name, path, err)
 		}
 		_ = os.WriteFile(marker, nil, 0o644)
 	}
 	return dur, nil
+}
+
+// loadCheckFailed is the error for an artifact at path that failed the
+// load check with err. The child's report may name the artifact's path:
+// not for clients. It is the whole cause, so none is chained (Error
+// would say it twice). A checker's plain error is taken for the
+// plugin's text: it may carry what the plugin printed.
+func (l *Loader) loadCheckFailed(name, path string, err error) *Error {
+	unpath := func(s string) string {
+		return strings.ReplaceAll(s, filepath.Dir(path)+string(filepath.Separator), "")
+	}
+	lc, ok := errors.AsType[*LoadCheckError](err)
+	if !ok {
+		lc = &LoadCheckError{Reason: "the load check failed", Detail: err.Error()}
+	}
+	if lc.Detail == "" {
+		return newError(ErrInit, name, nil, "plugin %q cannot be loaded: %s", name, unpath(lc.Reason))
+	}
+	return pluginError(ErrInit, name, unpath(lc.Detail), nil, "plugin %q cannot be loaded: %s", name, unpath(lc.Reason))
 }
 
 // build runs the compiler and logs the outcome.
