@@ -164,14 +164,16 @@ func (f sourceFinder) discover() (found []Source, skipped []string, err error) {
 	return found, skipped, nil
 }
 
-// key is the content address of src's artifact: its files' contents, the
-// module's go.mod and go.sum and the host's build identity. File names are
-// left out on purpose: the go command derives a file build's package path
-// from content alone, so equal content must map to one artifact, or the
-// second plugin.Open fails with "plugin already loaded".
+// keyFor is the content address of src's artifact: the plugin's name,
+// its files' contents, the module's go.mod and go.sum and the host's
+// build identity. The name is in it because every build stamps it into
+// the package path (see builder.build): equal sources under two names are
+// two artifacts, two package paths, two instances with globals of their
+// own. File names are not: the go command derives a file build's package
+// path from the content it compiles.
 func keyFor(src Source, moduleDir, hostID string) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "plugind artifact v1\nhost %s\n", hostID)
+	fmt.Fprintf(h, "plugind artifact v2\nplugin %s\nhost %s\n", src.Name, hostID)
 	for _, name := range []string{"go.mod", "go.sum"} {
 		data, err := os.ReadFile(filepath.Join(moduleDir, name))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
