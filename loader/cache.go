@@ -86,7 +86,7 @@ func (l *Loader) Build(ctx context.Context, name string) (BuildResult, error) {
 	if err := l.checkSource(src); err != nil {
 		return BuildResult{Name: name}, err
 	}
-	k, err := keyFor(src, l.moduleDir, l.hostID)
+	k, err := l.key(src)
 	if err != nil {
 		return BuildResult{Name: name}, newError(ErrBuild, name, err, "plugin %q: cannot read its source", name)
 	}
@@ -148,7 +148,7 @@ func (l *Loader) Cached(name string) (key string, cached bool, err error) {
 	if err != nil {
 		return "", false, err
 	}
-	if key, err = keyFor(src, l.moduleDir, l.hostID); err != nil {
+	if key, err = l.key(src); err != nil {
 		return "", false, err
 	}
 	return key, fileExists(l.artifactPath(key)), nil

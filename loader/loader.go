@@ -108,7 +108,30 @@ type Loader struct {
 	amu         sync.Mutex // guards artifacts and loadedBytes
 	artifacts   map[string]*artifact
 	loadedBytes int64
+
+	kmu      sync.Mutex // guards prebuilt
+	prebuilt map[string]prebuiltKey
+
+	// retryMin and retryMax bound the backoff after a failure that may
+	// pass (see failure).
+	retryMin, retryMax time.Duration
+	onHash             func(path string) // tests: a source file is being hashed
 }
+
+// prebuiltKey is a prebuilt library's content address, remembered with
+// the size and modification time it had.
+type prebuiltKey struct {
+	size int64
+	mod  time.Time
+	key  string
+}
+
+// Backoff after a failure that may pass: the first retry after
+// retryFirst, each next after twice as long, at most retryCap.
+const (
+	retryFirst = 5 * time.Second
+	retryCap   = 5 * time.Minute
+)
 
 // entry is one plugin's life in the loader.
 type entry struct {
@@ -131,10 +154,23 @@ type version struct {
 	buildDur time.Duration // 0 when it came from the cache
 }
 
+// failure is a failed attempt to load a plugin's source. It stands for
+// that source: one that fails for good (a compiler error, a refused
+// artifact, an Init error) until the source changes; one that may pass (a
+// timeout, a missing go command, the memory budget) also until retry,
+// after a backoff that doubles with each consecutive failure of the same
+// source, from retryFirst to retryCap.
 type failure struct {
-	key string // content address of the source that failed
-	err error
-	at  time.Time
+	key   string // content address of the source that failed
+	err   error
+	at    time.Time
+	retry time.Time // zero: until the source changes
+	tries int       // consecutive failures that may pass, of this key
+}
+
+// stands reports whether f still answers for content k at now.
+func (f *failure) stands(k string, now time.Time) bool {
+	return f != nil && f.key == k && (f.retry.IsZero() || now.Before(f.retry))
 }
 
 // New returns a Loader.
@@ -195,6 +231,9 @@ func New(opts Options) (*Loader, error) {
 		cancel:      cancel,
 		plugins:     make(map[string]*entry),
 		artifacts:   make(map[string]*artifact),
+		prebuilt:    make(map[string]prebuiltKey),
+		retryMin:    retryFirst,
+		retryMax:    retryCap,
 	}
 	if l.moduleDir, err = l.findModule(opts.ModuleDir, opts.Go); err != nil {
 		cancel()
@@ -411,7 +450,7 @@ func (l *Loader) update(name string) (*version, error) {
 		// any case: Go reopens the same path as the same plugin.
 		return cur, nil
 	}
-	k, err := keyFor(src, l.moduleDir, l.hostID)
+	k, err := l.key(src)
 	if err != nil {
 		return nil, newError(ErrBuild, name, err, "plugin %q: cannot read its source", name)
 	}
@@ -420,7 +459,7 @@ func (l *Loader) update(name string) (*version, error) {
 	}
 	log := l.log.With().Str("plugin", name).Logger()
 	e.mu.Lock()
-	if f := e.failure; f != nil && f.key == k {
+	if f := e.failure; f.stands(k, time.Now()) {
 		e.mu.Unlock()
 		if cur != nil {
 			return cur, nil
@@ -488,14 +527,71 @@ func (l *Loader) failed(e *entry, k string, cur *version, err error) (*version, 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.building = false
-	if permanent(err) {
-		e.failure = &failure{key: k, err: err, at: time.Now()}
+	if l.ctx.Err() == nil || !errors.Is(err, context.Canceled) { // not stopped by Close
+		now := time.Now()
+		f := &failure{key: k, err: err, at: now}
+		if !permanent(err) {
+			f.tries = 1
+			if prev := e.failure; prev != nil && prev.key == k && !prev.retry.IsZero() {
+				f.tries = prev.tries + 1
+			}
+			f.retry = now.Add(l.backoff(f.tries))
+		}
+		e.failure = f
 	}
 	if cur != nil {
 		l.log.Warn().Str("plugin", e.name).Err(err).Msg("plugin reload failed; the last good version keeps serving")
 		return cur, nil
 	}
 	return nil, err
+}
+
+// backoff is how long a failure that may pass stands after its n-th
+// consecutive occurrence.
+func (l *Loader) backoff(n int) time.Duration {
+	d := l.retryMin
+	for ; n > 1 && d < l.retryMax; n-- {
+		d *= 2
+	}
+	return min(d, l.retryMax)
+}
+
+// key is the content address of src (keyFor). A prebuilt library's is
+// remembered by path, size and modification time: it is megabytes to
+// hash, and one that was refused is asked for again and again.
+func (l *Loader) key(src Source) (string, error) {
+	if src.Kind != KindPrebuilt {
+		return l.hashKey(src)
+	}
+	path := src.Files[0]
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	l.kmu.Lock()
+	p, ok := l.prebuilt[path]
+	l.kmu.Unlock()
+	if ok && p.size == fi.Size() && p.mod.Equal(fi.ModTime()) {
+		return p.key, nil
+	}
+	k, err := l.hashKey(src)
+	if err != nil {
+		return "", err
+	}
+	l.kmu.Lock()
+	l.prebuilt[path] = prebuiltKey{size: fi.Size(), mod: fi.ModTime(), key: k}
+	l.kmu.Unlock()
+	return k, nil
+}
+
+// hashKey computes keyFor(src).
+func (l *Loader) hashKey(src Source) (string, error) {
+	if l.onHash != nil {
+		for _, f := range src.Files {
+			l.onHash(f)
+		}
+	}
+	return keyFor(src, l.moduleDir, l.hostID)
 }
 
 // entryFor returns the entry of name, creating it. Entries exist only for
@@ -609,15 +705,30 @@ func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Durat
 	}
 	if l.loadCheck != nil && !fileExists(marker) {
 		if err := l.loadCheck(ctx, path); err != nil {
-			// The child's message may name the artifact's path: not for
-			// clients. It is the whole cause, so none is chained (Error
-			// would say it twice).
-			msg := strings.ReplaceAll(err.Error(), filepath.Dir(path)+string(filepath.Separator), "")
-			return 0, newError(ErrInit, src.Name, nil, "plugin %q cannot be loaded: %s", src.Name, msg)
+			return 0, l.loadCheckFailed(src.Name, path, err)
 		}
 		_ = os.WriteFile(marker, nil, 0o644)
 	}
 	return dur, nil
+}
+
+// loadCheckFailed is the error for an artifact at path that failed the
+// load check with err. The child's report may name the artifact's path:
+// not for clients. It is the whole cause, so none is chained (Error
+// would say it twice). A checker's plain error is taken for the
+// plugin's text: it may carry what the plugin printed.
+func (l *Loader) loadCheckFailed(name, path string, err error) *Error {
+	unpath := func(s string) string {
+		return strings.ReplaceAll(s, filepath.Dir(path)+string(filepath.Separator), "")
+	}
+	lc, ok := errors.AsType[*LoadCheckError](err)
+	if !ok {
+		lc = &LoadCheckError{Reason: "the load check failed", Detail: err.Error()}
+	}
+	if lc.Detail == "" {
+		return newError(ErrInit, name, nil, "plugin %q cannot be loaded: %s", name, unpath(lc.Reason))
+	}
+	return pluginError(ErrInit, name, unpath(lc.Detail), nil, "plugin %q cannot be loaded: %s", name, unpath(lc.Reason))
 }
 
 // build runs the compiler and logs the outcome.
