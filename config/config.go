@@ -161,6 +161,8 @@ type Tasks struct {
 	Queue     int           `mapstructure:"queue"`
 	Timeout   time.Duration `mapstructure:"timeout"`
 	Retention time.Duration `mapstructure:"retention"`
+	// MaxFinished caps the finished tasks kept; the oldest go first.
+	MaxFinished int `mapstructure:"maxfinished"`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -295,6 +297,7 @@ var defaults = map[string]any{
 	"tasks.queue":                          64,
 	"tasks.timeout":                        "10m",
 	"tasks.retention":                      "1h",
+	"tasks.maxfinished":                    1000,
 	"metrics.path":                         "/metrics",
 }
 
@@ -458,6 +461,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: tasks.workers must be positive and tasks.queue not negative, got %d and %d", c.Tasks.Workers, c.Tasks.Queue)
 	case c.Tasks.Timeout < 0 || c.Tasks.Retention <= 0:
 		return fmt.Errorf("config: tasks.timeout must not be negative and tasks.retention must be positive, got %s and %s", c.Tasks.Timeout, c.Tasks.Retention)
+	case c.Tasks.MaxFinished <= 0:
+		return fmt.Errorf("config: tasks.maxfinished must be positive, got %d", c.Tasks.MaxFinished)
 	case c.Lifecycle.ServerShutdownTimeout < 0:
 		return fmt.Errorf("config: lifecycle.serverShutdownTimeout must not be negative, got %s", c.Lifecycle.ServerShutdownTimeout)
 	}

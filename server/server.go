@@ -123,7 +123,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 	}
 	tm, err := tasks.Open(tasks.Options{
 		Dir: cfg.Tasks.Dir, Workers: cfg.Tasks.Workers, QueueSize: cfg.Tasks.Queue,
-		Timeout: cfg.Tasks.Timeout, Retention: cfg.Tasks.Retention, Log: log,
+		Timeout: cfg.Tasks.Timeout, Retention: cfg.Tasks.Retention, MaxFinished: cfg.Tasks.MaxFinished, Log: log,
 		OnFinish: func(t tasks.Task) { s.metrics.TaskFinished(t.Plugin, string(t.State)) },
 	})
 	if err != nil {
