@@ -51,7 +51,7 @@ func openBolt(dir string, lockWait time.Duration) (*boltStore, error) {
 		return nil, &LockedError{Dir: dir, PID: holder(filepath.Join(dir, "tasks.pid"))}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("tasks store: %w", err)
+		return nil, fmt.Errorf("tasks.dir: %w", err)
 	}
 	s := &boltStore{db: db, pidFile: filepath.Join(dir, "tasks.pid")}
 	// Written once the lock is ours; renamed into place so a reader never
@@ -59,11 +59,11 @@ func openBolt(dir string, lockWait time.Duration) (*boltStore, error) {
 	tmp := s.pidFile + ".tmp"
 	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("tasks store: %w", err)
+		return nil, fmt.Errorf("tasks.dir: %w", err)
 	}
 	if err := os.Rename(tmp, s.pidFile); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("tasks store: %w", err)
+		return nil, fmt.Errorf("tasks.dir: %w", err)
 	}
 	return s, nil
 }
@@ -249,4 +249,17 @@ func (s *boltStore) recover(_ context.Context, now time.Time, retention time.Dur
 		}
 		return trim(tb, eb, n, keep)
 	})
+}
+
+// cancel: a bbolt file is one process's, which runs all its unfinished
+// tasks, so a task not running here has finished or is unknown.
+func (s *boltStore) cancel(ctx context.Context, id string) (Task, error) {
+	t, err := s.get(ctx, id)
+	switch {
+	case err != nil:
+		return Task{}, err
+	case t.State.finished():
+		return t, ErrFinished
+	}
+	return t, fmt.Errorf("tasks: task %s is %s but not run by this process", id, t.State)
 }

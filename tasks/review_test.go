@@ -22,6 +22,9 @@ import (
 // The helper process of TestLockedStoreNamesItsHolder: it holds the store
 // in TASKS_TEST_HOLD until its stdin closes.
 func TestMain(m *testing.M) {
+	if dsn := os.Getenv("TASKS_TEST_PGOWNER"); dsn != "" {
+		pgOwner(dsn)
+	}
 	if dir := os.Getenv("TASKS_TEST_HOLD"); dir != "" {
 		mgr, err := Open(Options{Dir: dir, Log: zerolog.Nop()})
 		if err != nil {

@@ -86,9 +86,15 @@ func (t *Task) record() Task {
 // Options.MaxFinished is not set.
 const DefaultMaxFinished = 1000
 
+// DefaultLease is Options.Lease when not set.
+const DefaultLease = 15 * time.Second
+
 // Options configure a Manager.
 type Options struct {
+	Store       string        // "bolt" (default): a file in Dir; "postgres": a database at DSN, shared by replicas
 	Dir         string        // where tasks.db lives
+	DSN         string        // the PostgreSQL database
+	Lease       time.Duration // postgres: a dead replica's tasks read interrupted within it; 0: DefaultLease
 	Workers     int           // tasks running at once
 	QueueSize   int           // tasks waiting beyond those
 	Timeout     time.Duration // per task; 0: none
@@ -108,6 +114,9 @@ type store interface {
 	put(ctx context.Context, rec Task, keep int) error
 	// get reads a record; ErrNotFound when there is none.
 	get(ctx context.Context, id string) (Task, error)
+	// cancel asks for a task another manager runs to be cancelled;
+	// ErrFinished (with the record) when it has finished.
+	cancel(ctx context.Context, id string) (Task, error)
 	// expire deletes finished records past their expiry, and the oldest
 	// beyond keep.
 	expire(ctx context.Context, now time.Time, keep int) error
@@ -160,9 +169,25 @@ func Open(opts Options) (*Manager, error) {
 	if opts.lockWait <= 0 {
 		opts.lockWait = 5 * time.Second
 	}
-	st, err := openBolt(opts.Dir, opts.lockWait)
-	if err != nil {
-		return nil, err
+	if opts.Lease <= 0 {
+		opts.Lease = DefaultLease
+	}
+	var st store
+	switch opts.Store {
+	case "", "bolt":
+		b, err := openBolt(opts.Dir, opts.lockWait)
+		if err != nil {
+			return nil, err
+		}
+		st = b
+	case "postgres":
+		p, err := openPostgres(context.Background(), opts.DSN, opts.Lease, opts.Log)
+		if err != nil {
+			return nil, err
+		}
+		st = p
+	default:
+		return nil, fmt.Errorf("tasks: no store %q (bolt or postgres)", opts.Store)
 	}
 	if err := st.recover(context.Background(), time.Now(), opts.Retention, opts.MaxFinished); err != nil {
 		st.close()
@@ -178,6 +203,10 @@ func Open(opts Options) (*Manager, error) {
 		m.wg.Go(m.work)
 	}
 	m.wg.Go(m.sweep)
+	if p, ok := st.(*pgStore); ok {
+		m.wg.Go(func() { m.keepLeases(p) })
+		m.wg.Go(func() { p.listen(m.ctx, m.cancelHere) })
+	}
 	return m, nil
 }
 
@@ -332,7 +361,16 @@ func (m *Manager) finish(t *Task, result []byte, err error) {
 // seen finished is a task stored finished. When the store refuses, the
 // task keeps its last stored state and the sweeper tries again.
 func (m *Manager) record(t *Task, rec Task) {
-	if err := m.write(rec); err != nil {
+	err := m.write(rec)
+	if errors.Is(err, errSuperseded) { // its end is recorded: forget it
+		m.opts.Log.Warn().Str("plugin", t.Plugin).Str("task", t.ID).Str("state", string(rec.State)).Msg("the task was recorded interrupted meanwhile: its lease had run out")
+		m.mu.Lock()
+		t.unstored, t.cancel = nil, nil
+		delete(m.live, t.ID)
+		m.mu.Unlock()
+		return
+	}
+	if err != nil {
 		m.opts.Log.Error().Err(err).Str("plugin", t.Plugin).Str("task", t.ID).Str("state", string(rec.State)).Msg("storing a finished task; will retry")
 		m.mu.Lock()
 		t.unstored = &rec
@@ -412,14 +450,80 @@ func (m *Manager) Cancel(id string) (Task, error) {
 		return rec, nil
 	}
 	m.mu.Unlock()
-	rec, err := m.Get(id)
-	switch {
-	case err != nil:
-		return Task{}, err
-	case rec.State.finished():
-		return rec, ErrFinished
+	m.storeMu.RLock()
+	defer m.storeMu.RUnlock()
+	if m.storeClosed {
+		return Task{}, ErrStopped
 	}
-	return rec, fmt.Errorf("tasks: task %s is %s but not in this process", id, rec.State)
+	return m.store.cancel(context.Background(), id)
+}
+
+// cancelHere cancels a task if this manager runs it.
+func (m *Manager) cancelHere(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.live[id]; ok && !t.ended {
+		t.cancelling = true
+		if t.cancel != nil {
+			t.cancel()
+		}
+	}
+}
+
+// keepLeases renews the leases of this manager's tasks in a shared store
+// (their progress rides along), picks up cancellations a lost
+// notification did not bring, and records as interrupted the tasks of
+// replicas that stopped renewing theirs.
+func (m *Manager) keepLeases(p *pgStore) {
+	beat := min(time.Second, m.opts.Lease/4)
+	tick := time.NewTicker(beat)
+	defer tick.Stop()
+	var lastSweep time.Time
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case now := <-tick.C:
+			m.heartbeat(p)
+			if now.Sub(lastSweep) >= m.opts.Lease/4 {
+				lastSweep = now
+				if n, err := p.sweepLeases(m.ctx); err != nil && m.ctx.Err() == nil {
+					m.opts.Log.Warn().Err(err).Msg("interrupting the tasks of stopped replicas")
+				} else if n > 0 {
+					m.opts.Log.Warn().Int("tasks", n).Msg("recorded interrupted the tasks of a stopped replica")
+				}
+			}
+		}
+	}
+}
+
+func (m *Manager) heartbeat(p *pgStore) {
+	progress := make(map[string]float64)
+	m.mu.Lock()
+	for id, t := range m.live {
+		if !t.ended {
+			progress[id] = t.Progress
+		}
+	}
+	m.mu.Unlock()
+	if len(progress) == 0 {
+		return
+	}
+	m.storeMu.RLock()
+	defer m.storeMu.RUnlock()
+	if m.storeClosed {
+		return
+	}
+	cancel, lost, err := p.heartbeat(m.ctx, progress)
+	if err != nil {
+		if m.ctx.Err() == nil {
+			m.opts.Log.Warn().Err(err).Msg("renewing task leases")
+		}
+		return
+	}
+	for _, id := range append(cancel, lost...) { // a lost task's late end is refused
+		m.cancelHere(id)
+	}
 }
 
 // sweep forgets expired tasks and retries refused writes.
