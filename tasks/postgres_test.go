@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -217,5 +218,47 @@ func TestPostgresConcurrentSchemaCreation(t *testing.T) {
 	var v int
 	if err := conn.QueryRow(ctx, `SELECT version FROM plugind_schema WHERE component = 'tasks'`).Scan(&v); err != nil || v != len(pgMigrations) {
 		t.Errorf("schema version %d %v, want %d", v, err, len(pgMigrations))
+	}
+}
+
+// A finished record the store refuses (the database is down) leaves the
+// task at its stored state; once the database is back, the sweeper stores
+// it, and OnFinish runs once.
+func TestRefusedEndIsRetried(t *testing.T) {
+	pg := pgtest.Start(t)
+	dsn := pg.NewDatabase(t)
+	var finished atomic.Int32
+	m := openPG(t, dsn, func(o *Options) {
+		o.Lease, o.sweepPeriod = time.Minute, 50*time.Millisecond
+		o.OnFinish = func(Task) { finished.Add(1) }
+	})
+	defer m.Shutdown(context.Background())
+	release := make(chan struct{})
+	id, _ := m.Start("p", "outlives an outage", blocker(release))
+	wait(t, m, id, Running)
+
+	pg.Stop(t)
+	close(release)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		m.mu.Lock()
+		refused := m.live[id] != nil && m.live[id].unstored != nil
+		m.mu.Unlock()
+		if refused {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the task's end was not refused by a stopped database")
+		}
+	}
+	if got, err := m.Get(id); err != nil || got.State != Running {
+		t.Errorf("a task whose end the store refused: %+v %v; want it running, as stored", got, err)
+	}
+
+	pg.Restart(t)
+	if got := wait(t, m, id, Done); string(got.Result) != `"released"` {
+		t.Errorf("the retried record: %+v", got)
+	}
+	if n := finished.Load(); n != 1 {
+		t.Errorf("OnFinish called %d times, want once", n)
 	}
 }

@@ -27,9 +27,14 @@ import (
 // Install says how to get PostgreSQL's server binaries on Debian.
 const Install = "apt-get update && apt-get install -y postgresql"
 
-// Server is a running PostgreSQL server.
+// Server is a PostgreSQL server of one test.
 type Server struct {
-	port int
+	port      int
+	bin, data string
+	run, log  string
+	cred      *syscall.Credential
+	proc      *os.Process
+	exited    chan error // nil while stopped
 }
 
 // Start starts a PostgreSQL server for tb and stops it at tb's cleanup.
@@ -53,8 +58,8 @@ func Start(tb testing.TB) *Server {
 	if err := os.Chmod(base, 0o755); err != nil { // the postgres user goes through it
 		tb.Fatal(err)
 	}
-	data, run := filepath.Join(base, "data"), filepath.Join(base, "run")
-	for _, d := range []string{data, run} {
+	s := &Server{bin: bin, cred: cred, data: filepath.Join(base, "data"), run: filepath.Join(base, "run"), log: filepath.Join(base, "postgres.log")}
+	for _, d := range []string{s.data, s.run} {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			tb.Fatal(err)
 		}
@@ -64,21 +69,30 @@ func Start(tb testing.TB) *Server {
 			}
 		}
 	}
-	initdb := command(cred, filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
+	initdb := command(cred, filepath.Join(bin, "initdb"), "-D", s.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
 	if out, err := initdb.CombinedOutput(); err != nil {
 		tb.Fatalf("pgtest: initdb: %v\n%s", err, out)
 	}
-
-	port, err := freePort()
-	if err != nil {
+	if s.port, err = freePort(); err != nil {
 		tb.Fatal(err)
 	}
-	logFile, err := os.Create(filepath.Join(base, "postgres.log"))
+	tb.Cleanup(func() { s.Stop(tb) })
+	s.Restart(tb)
+	return s
+}
+
+// Restart starts the server again after Stop, on the same port and data.
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	if s.exited != nil {
+		tb.Fatal("pgtest: the server is running")
+	}
+	logFile, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer logFile.Close()
-	srv := command(cred, filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", run,
+	srv := command(s.cred, filepath.Join(s.bin, "postgres"), "-D", s.data, "-p", strconv.Itoa(s.port), "-k", s.run,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off", "-c", "max_connections=200")
 	srv.Stdout, srv.Stderr = logFile, logFile
@@ -87,16 +101,7 @@ func Start(tb testing.TB) *Server {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- srv.Wait() }()
-	s := &Server{port: port}
-	tb.Cleanup(func() {
-		srv.Process.Signal(syscall.SIGINT) // fast shutdown: disconnect clients, stop
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			srv.Process.Kill()
-			<-exited
-		}
-	})
+	s.proc, s.exited = srv.Process, exited
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -104,18 +109,40 @@ func Start(tb testing.TB) *Server {
 		conn, err := pgx.Connect(ctx, s.DSN("postgres"))
 		if err == nil {
 			conn.Close(ctx)
-			return s
+			return
 		}
 		select {
 		case err := <-exited:
-			log, _ := os.ReadFile(logFile.Name())
+			s.exited = nil
+			log, _ := os.ReadFile(s.log)
 			tb.Fatalf("pgtest: postgres exited: %v\n%s", err, log)
 		case <-ctx.Done():
-			log, _ := os.ReadFile(logFile.Name())
+			s.proc.Kill()
+			<-exited
+			s.exited = nil
+			log, _ := os.ReadFile(s.log)
 			tb.Fatalf("pgtest: postgres did not accept connections: %v\n%s", err, log)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// Stop stops the server (clients are disconnected); Restart starts it
+// again.
+func (s *Server) Stop(tb testing.TB) {
+	tb.Helper()
+	if s.exited == nil {
+		return
+	}
+	s.proc.Signal(syscall.SIGINT) // fast shutdown: disconnect clients, stop
+	select {
+	case <-s.exited:
+	case <-time.After(30 * time.Second):
+		tb.Errorf("pgtest: postgres did not stop within 30s; killing it")
+		s.proc.Kill()
+		<-s.exited
+	}
+	s.exited = nil
 }
 
 // DSN is the address of database db, as the superuser.

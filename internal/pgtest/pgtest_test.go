@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-func TestStartServesADatabase(t *testing.T) {
+func TestServerStopsAndRestarts(t *testing.T) {
 	s := Start(t)
 	dsn := s.NewDatabase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -23,6 +23,20 @@ func TestStartServesADatabase(t *testing.T) {
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT 1 + 1").Scan(&n); err != nil || n != 2 {
 		t.Fatalf("SELECT 1 + 1: %d %v", n, err)
+	}
+
+	s.Stop(t)
+	if err := conn.Ping(ctx); err == nil {
+		t.Error("a stopped server answers")
+	}
+	s.Restart(t)
+	again, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("after a restart: %v", err)
+	}
+	defer again.Close(ctx)
+	if err := again.QueryRow(ctx, "SELECT 1 + 1").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("SELECT 1 + 1 after a restart: %d %v", n, err)
 	}
 }
 
