@@ -20,6 +20,24 @@ import (
 
 const testLease = 2 * time.Second
 
+// sharedPG is the PostgreSQL server of this package's tests: started on
+// first use, stopped by TestMain.
+var sharedPG struct {
+	once sync.Once
+	s    *pgtest.Server
+	err  error
+}
+
+// pgDatabase is a new database on the shared server.
+func pgDatabase(t *testing.T) string {
+	t.Helper()
+	sharedPG.once.Do(func() { sharedPG.s, sharedPG.err = pgtest.New() })
+	if sharedPG.err != nil {
+		t.Fatalf("pgtest: %v", sharedPG.err)
+	}
+	return sharedPG.s.NewDatabase(t)
+}
+
 func openPG(t *testing.T, dsn string, set func(*Options)) *Manager {
 	t.Helper()
 	return open(t, "", func(o *Options) {
@@ -59,7 +77,7 @@ func pgOwner(dsn string) {
 // Two replicas on one database: either answers for the other's tasks, and
 // a DELETE through one cancels a task the other runs, at once.
 func TestPostgresReplicasShareTasks(t *testing.T) {
-	dsn := pgtest.Start(t).NewDatabase(t)
+	dsn := pgDatabase(t)
 	a, b := openPG(t, dsn, nil), openPG(t, dsn, nil)
 	defer a.Shutdown(context.Background())
 	defer b.Shutdown(context.Background())
@@ -113,10 +131,38 @@ func TestPostgresReplicasShareTasks(t *testing.T) {
 	wait(t, b, id, Cancelled)
 }
 
+// Without notifications (a listening connection lost), a cancellation
+// reaches the replica running the task with its next heartbeat.
+func TestPostgresCancellationWithoutNotifications(t *testing.T) {
+	dsn := pgDatabase(t)
+	a := openPG(t, dsn, func(o *Options) { o.noListen = true })
+	b := openPG(t, dsn, nil)
+	defer a.Shutdown(context.Background())
+	defer b.Shutdown(context.Background())
+	cancelled := make(chan time.Time, 1)
+	id, _ := a.Start("p", "long", func(ctx context.Context, _ func(float64)) ([]byte, error) {
+		<-ctx.Done()
+		cancelled <- time.Now()
+		return nil, ctx.Err()
+	})
+	wait(t, a, id, Running)
+	asked := time.Now()
+	if _, err := b.Cancel(id); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-cancelled:
+		t.Logf("cancellation reached the other replica's task in %s, by heartbeat", at.Sub(asked))
+	case <-time.After(3 * time.Second):
+		t.Fatal("a task was not cancelled within 3s (a heartbeat is at most 1s) of a DELETE through another replica")
+	}
+	wait(t, b, id, Cancelled)
+}
+
 // A replica killed with SIGKILL cannot record its tasks' end: another
 // records them interrupted once their lease runs out.
 func TestPostgresKilledReplica(t *testing.T) {
-	dsn := pgtest.Start(t).NewDatabase(t)
+	dsn := pgDatabase(t)
 	survivor := openPG(t, dsn, nil) // creates the schema before the owner starts
 	defer survivor.Shutdown(context.Background())
 
@@ -160,7 +206,7 @@ func TestPostgresKilledReplica(t *testing.T) {
 
 // The cap and retention hold across replicas.
 func TestPostgresCapAndRetentionAreFleetWide(t *testing.T) {
-	dsn := pgtest.Start(t).NewDatabase(t)
+	dsn := pgDatabase(t)
 	cap3 := func(o *Options) { o.MaxFinished = 3 }
 	a, b := openPG(t, dsn, cap3), openPG(t, dsn, cap3)
 	defer a.Shutdown(context.Background())
@@ -191,7 +237,7 @@ func TestPostgresCapAndRetentionAreFleetWide(t *testing.T) {
 
 // Replicas starting together create the schema once, without errors.
 func TestPostgresConcurrentSchemaCreation(t *testing.T) {
-	dsn := pgtest.Start(t).NewDatabase(t)
+	dsn := pgDatabase(t)
 	const n = 6
 	var wg sync.WaitGroup
 	errs := make([]error, n)

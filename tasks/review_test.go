@@ -36,7 +36,13 @@ func TestMain(m *testing.M) {
 		mgr.Shutdown(context.Background())
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if sharedPG.s != nil {
+		if err := sharedPG.s.Close(); err != nil {
+			fmt.Println("pgtest:", err)
+		}
+	}
+	os.Exit(code)
 }
 
 func boltDB(m *Manager) *bolt.DB { return m.store.(*boltStore).db }

@@ -5,9 +5,10 @@
 // Concurrency and the queue are bounded (a full queue is ErrQueueFull,
 // 429); each task has a timeout; finished tasks are kept for a retention
 // period, and at most MaxFinished of them (the oldest go first). Records
-// live in a store (a bbolt file by default) and survive restarts; what a
-// Manager reports is what the store accepted: a state whose write failed
-// is not shown. Tasks still running at shutdown get a grace period, then
+// live in a store and survive restarts: a bbolt file, one process's, or a
+// PostgreSQL database shared by replicas, any of which answers for and
+// cancels any task. What a Manager reports is what the store accepted: a
+// state whose write failed is not shown. Tasks still running at shutdown get a grace period, then
 // are cancelled and recorded as interrupted; tasks a crash left queued or
 // running are recorded as interrupted at the next start. A panic in a task
 // is contained and recorded as its error. Every task finishes exactly
@@ -105,6 +106,7 @@ type Options struct {
 	sweepPeriod time.Duration
 	workerWait  time.Duration // after the grace period, for tasks to heed cancellation
 	lockWait    time.Duration // for another process to release the store
+	noListen    bool          // postgres: cancellations come with heartbeats only
 }
 
 // store keeps task records.
@@ -189,7 +191,9 @@ func Open(opts Options) (*Manager, error) {
 	default:
 		return nil, fmt.Errorf("tasks: no store %q (bolt or postgres)", opts.Store)
 	}
-	if err := st.recover(context.Background(), time.Now(), opts.Retention, opts.MaxFinished); err != nil {
+	rctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a schema lock held for ever
+	defer cancel()
+	if err := st.recover(rctx, time.Now(), opts.Retention, opts.MaxFinished); err != nil {
 		st.close()
 		return nil, fmt.Errorf("tasks store: %w", err)
 	}
@@ -205,7 +209,9 @@ func Open(opts Options) (*Manager, error) {
 	m.wg.Go(m.sweep)
 	if p, ok := st.(*pgStore); ok {
 		m.wg.Go(func() { m.keepLeases(p) })
-		m.wg.Go(func() { p.listen(m.ctx, m.cancelHere) })
+		if !opts.noListen {
+			m.wg.Go(func() { p.listen(m.ctx, m.cancelHere) })
+		}
 	}
 	return m, nil
 }

@@ -8,7 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -27,69 +27,116 @@ import (
 // Install says how to get PostgreSQL's server binaries on Debian.
 const Install = "apt-get update && apt-get install -y postgresql"
 
-// Server is a PostgreSQL server of one test.
+// Server is a throwaway PostgreSQL server.
 type Server struct {
-	port      int
-	bin, data string
-	run, log  string
-	cred      *syscall.Credential
-	proc      *os.Process
-	exited    chan error // nil while stopped
+	port            int
+	bin, base, data string
+	run, log        string
+	cred            *syscall.Credential
+	proc            *os.Process
+	exited          chan error // nil while stopped
 }
 
-// Start starts a PostgreSQL server for tb and stops it at tb's cleanup.
-// Run as root, the server runs as the postgres user (PostgreSQL refuses
-// root).
+// Start starts a PostgreSQL server for tb and removes it at tb's cleanup.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	bin, err := binDir(debianBins)
+	s, err := New()
 	if err != nil {
 		tb.Fatalf("pgtest: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Errorf("pgtest: %v", err)
+		}
+	})
+	return s
+}
+
+// New starts a PostgreSQL server; Close stops and removes it. For a
+// server shared by a package's tests (started in TestMain, or on first
+// use); Start suits one test. Run as root, the server runs as the postgres
+// user: PostgreSQL refuses root.
+func New() (*Server, error) {
+	bin, err := binDir(debianBins)
+	if err != nil {
+		return nil, err
 	}
 	cred, err := credential()
 	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
+		return nil, err
 	}
 	base, err := os.MkdirTemp("", "pgtest-")
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
-	tb.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil { // the postgres user goes through it
-		tb.Fatal(err)
+	s := &Server{bin: bin, cred: cred, base: base, data: filepath.Join(base, "data"), run: filepath.Join(base, "run"), log: filepath.Join(base, "postgres.log")}
+	if err := s.init(); err != nil {
+		os.RemoveAll(base)
+		return nil, err
 	}
-	s := &Server{bin: bin, cred: cred, data: filepath.Join(base, "data"), run: filepath.Join(base, "run"), log: filepath.Join(base, "postgres.log")}
+	if err := s.start(); err != nil {
+		os.RemoveAll(base)
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) init() error {
+	if err := os.Chmod(s.base, 0o755); err != nil { // the postgres user goes through it
+		return err
+	}
 	for _, d := range []string{s.data, s.run} {
 		if err := os.Mkdir(d, 0o700); err != nil {
-			tb.Fatal(err)
+			return err
 		}
-		if cred != nil {
-			if err := os.Chown(d, int(cred.Uid), int(cred.Gid)); err != nil {
-				tb.Fatal(err)
+		if s.cred != nil {
+			if err := os.Chown(d, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+				return err
 			}
 		}
 	}
-	initdb := command(cred, filepath.Join(bin, "initdb"), "-D", s.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
+	initdb := command(s.cred, filepath.Join(s.bin, "initdb"), "-D", s.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
 	if out, err := initdb.CombinedOutput(); err != nil {
-		tb.Fatalf("pgtest: initdb: %v\n%s", err, out)
+		return fmt.Errorf("initdb: %w\n%s", err, out)
 	}
-	if s.port, err = freePort(); err != nil {
-		tb.Fatal(err)
+	var err error
+	s.port, err = freePort()
+	return err
+}
+
+// Close stops the server and removes its data.
+func (s *Server) Close() error {
+	err := s.stop()
+	if rerr := os.RemoveAll(s.base); err == nil {
+		err = rerr
 	}
-	tb.Cleanup(func() { s.Stop(tb) })
-	s.Restart(tb)
-	return s
+	return err
+}
+
+// Stop stops the server (clients are disconnected); Restart starts it
+// again.
+func (s *Server) Stop(tb testing.TB) {
+	tb.Helper()
+	if err := s.stop(); err != nil {
+		tb.Errorf("pgtest: %v", err)
+	}
 }
 
 // Restart starts the server again after Stop, on the same port and data.
 func (s *Server) Restart(tb testing.TB) {
 	tb.Helper()
+	if err := s.start(); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+}
+
+func (s *Server) start() error {
 	if s.exited != nil {
-		tb.Fatal("pgtest: the server is running")
+		return errors.New("the server is running")
 	}
 	logFile, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		tb.Fatal(err)
+		return err
 	}
 	defer logFile.Close()
 	srv := command(s.cred, filepath.Join(s.bin, "postgres"), "-D", s.data, "-p", strconv.Itoa(s.port), "-k", s.run,
@@ -97,7 +144,7 @@ func (s *Server) Restart(tb testing.TB) {
 		"-c", "full_page_writes=off", "-c", "max_connections=200")
 	srv.Stdout, srv.Stderr = logFile, logFile
 	if err := srv.Start(); err != nil {
-		tb.Fatalf("pgtest: starting postgres: %v", err)
+		return fmt.Errorf("starting postgres: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- srv.Wait() }()
@@ -109,40 +156,38 @@ func (s *Server) Restart(tb testing.TB) {
 		conn, err := pgx.Connect(ctx, s.DSN("postgres"))
 		if err == nil {
 			conn.Close(ctx)
-			return
+			return nil
 		}
 		select {
-		case err := <-exited:
+		case werr := <-exited:
 			s.exited = nil
 			log, _ := os.ReadFile(s.log)
-			tb.Fatalf("pgtest: postgres exited: %v\n%s", err, log)
+			return fmt.Errorf("postgres exited: %v\n%s", werr, log)
 		case <-ctx.Done():
 			s.proc.Kill()
 			<-exited
 			s.exited = nil
 			log, _ := os.ReadFile(s.log)
-			tb.Fatalf("pgtest: postgres did not accept connections: %v\n%s", err, log)
+			return fmt.Errorf("postgres did not accept connections: %w\n%s", err, log)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-// Stop stops the server (clients are disconnected); Restart starts it
-// again.
-func (s *Server) Stop(tb testing.TB) {
-	tb.Helper()
+func (s *Server) stop() error {
 	if s.exited == nil {
-		return
+		return nil
 	}
+	defer func() { s.exited = nil }()
 	s.proc.Signal(syscall.SIGINT) // fast shutdown: disconnect clients, stop
 	select {
 	case <-s.exited:
+		return nil
 	case <-time.After(30 * time.Second):
-		tb.Errorf("pgtest: postgres did not stop within 30s; killing it")
 		s.proc.Kill()
 		<-s.exited
+		return errors.New("postgres did not stop within 30s: killed")
 	}
-	s.exited = nil
 }
 
 // DSN is the address of database db, as the superuser.
