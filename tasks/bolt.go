@@ -48,7 +48,11 @@ func (e *LockedError) Error() string {
 func openBolt(dir string, lockWait time.Duration) (*boltStore, error) {
 	db, err := bolt.Open(filepath.Join(dir, "tasks.db"), 0o600, &bolt.Options{Timeout: lockWait})
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, &LockedError{Dir: dir, PID: holder(filepath.Join(dir, "tasks.pid"))}
+		abs, aerr := filepath.Abs(dir)
+		if aerr != nil {
+			abs = dir
+		}
+		return nil, &LockedError{Dir: abs, PID: holder(filepath.Join(dir, "tasks.pid"))}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("tasks.dir: %w", err)
