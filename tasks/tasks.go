@@ -87,6 +87,11 @@ func (t *Task) record() Task {
 // Options.MaxFinished is not set.
 const DefaultMaxFinished = 1000
 
+// storeTimeout bounds one store operation: a database that does not
+// answer (a partition, a lock) must not hold a request, a worker or
+// Shutdown for ever.
+const storeTimeout = 10 * time.Second
+
 // DefaultLease is Options.Lease when not set.
 const DefaultLease = 15 * time.Second
 
@@ -419,7 +424,9 @@ func (m *Manager) write(rec Task) error {
 	if m.storeClosed {
 		return ErrStopped
 	}
-	return m.store.put(context.Background(), rec, m.opts.MaxFinished)
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	return m.store.put(ctx, rec, m.opts.MaxFinished)
 }
 
 // Get returns a task's record.
@@ -439,7 +446,9 @@ func (m *Manager) Get(id string) (Task, error) {
 	if m.storeClosed {
 		return Task{}, ErrStopped
 	}
-	return m.store.get(context.Background(), id)
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	return m.store.get(ctx, id)
 }
 
 // Cancel cancels a queued or running task through its context.
@@ -461,7 +470,9 @@ func (m *Manager) Cancel(id string) (Task, error) {
 	if m.storeClosed {
 		return Task{}, ErrStopped
 	}
-	return m.store.cancel(context.Background(), id)
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	return m.store.cancel(ctx, id)
 }
 
 // cancelHere cancels a task if this manager runs it.
@@ -493,7 +504,10 @@ func (m *Manager) keepLeases(p *pgStore) {
 			m.heartbeat(p)
 			if now.Sub(lastSweep) >= m.opts.Lease/4 {
 				lastSweep = now
-				if n, err := p.sweepLeases(m.ctx); err != nil && m.ctx.Err() == nil {
+				ctx, stop := context.WithTimeout(m.ctx, storeTimeout)
+				n, err := p.sweepLeases(ctx)
+				stop()
+				if err != nil && m.ctx.Err() == nil {
 					m.opts.Log.Warn().Err(err).Msg("interrupting the tasks of stopped replicas")
 				} else if n > 0 {
 					m.opts.Log.Warn().Int("tasks", n).Msg("recorded interrupted the tasks of a stopped replica")
@@ -520,7 +534,9 @@ func (m *Manager) heartbeat(p *pgStore) {
 	if m.storeClosed {
 		return
 	}
-	cancel, lost, err := p.heartbeat(m.ctx, progress)
+	ctx, stop := context.WithTimeout(m.ctx, storeTimeout)
+	defer stop()
+	cancel, lost, err := p.heartbeat(ctx, progress)
 	if err != nil {
 		if m.ctx.Err() == nil {
 			m.opts.Log.Warn().Err(err).Msg("renewing task leases")
@@ -553,7 +569,9 @@ func (m *Manager) expire(now time.Time) {
 	if m.storeClosed {
 		return
 	}
-	if err := m.store.expire(context.Background(), now, m.opts.MaxFinished); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := m.store.expire(ctx, now, m.opts.MaxFinished); err != nil {
 		m.opts.Log.Warn().Err(err).Msg("deleting expired tasks")
 	}
 }
