@@ -492,25 +492,26 @@ func (m *Manager) cancelHere(id string) {
 // notification did not bring, and records as interrupted the tasks of
 // replicas that stopped renewing theirs.
 func (m *Manager) keepLeases(p *pgStore) {
+	// A lease is renewed for half the period: a dead owner's expires at
+	// most Lease/2 after its death, and is swept within Lease/4 more.
 	beat := min(time.Second, m.opts.Lease/4)
+	sweepEvery := max(1, int(m.opts.Lease/4/beat)) // beats
 	tick := time.NewTicker(beat)
 	defer tick.Stop()
-	var lastSweep time.Time
-	for {
+	for n := 0; ; n++ {
 		select {
 		case <-m.ctx.Done():
 			return
-		case now := <-tick.C:
+		case <-tick.C:
 			m.heartbeat(p)
-			if now.Sub(lastSweep) >= m.opts.Lease/4 {
-				lastSweep = now
+			if n%sweepEvery == 0 {
 				ctx, stop := context.WithTimeout(m.ctx, storeTimeout)
-				n, err := p.sweepLeases(ctx)
+				swept, err := p.sweepLeases(ctx)
 				stop()
 				if err != nil && m.ctx.Err() == nil {
 					m.opts.Log.Warn().Err(err).Msg("interrupting the tasks of stopped replicas")
-				} else if n > 0 {
-					m.opts.Log.Warn().Int("tasks", n).Msg("recorded interrupted the tasks of a stopped replica")
+				} else if swept > 0 {
+					m.opts.Log.Warn().Int("tasks", swept).Msg("recorded interrupted the tasks of a stopped replica")
 				}
 			}
 		}
