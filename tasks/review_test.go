@@ -59,23 +59,17 @@ func TestRefusedWritesChangeNothing(t *testing.T) {
 
 	boltDB(m).Close() // the disk goes away: every write fails from here
 	close(release)
-	returned := make(chan struct{})
-	m.mu.Lock()
-	task := m.live[id]
-	m.mu.Unlock()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		m.mu.Lock()
-		ended := task.ended
+		refused := m.live[id] != nil && m.live[id].unstored != nil
 		m.mu.Unlock()
-		if ended {
-			close(returned)
+		if refused {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the released task did not end")
+			t.Fatal("the released task's end was not refused")
 		}
 	}
-	<-returned
 	if got, err := m.Get(id); err != nil || got.State != Running || got.Result != nil {
 		t.Errorf("a task whose end the store refused: %+v %v; want it running, as stored", got, err)
 	}
