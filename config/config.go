@@ -158,11 +158,20 @@ type Bus struct {
 
 // Tasks configures plugins' background tasks.
 type Tasks struct {
+	// Store is "bolt" (a file in Dir, one process's) or "postgres" (a
+	// database at DSN, shared by replicas).
+	Store     string        `mapstructure:"store"`
+	DSN       string        `mapstructure:"dsn"`
 	Dir       string        `mapstructure:"dir"` // default <pluginpath>/.plugind/tasks
 	Workers   int           `mapstructure:"workers"`
 	Queue     int           `mapstructure:"queue"`
 	Timeout   time.Duration `mapstructure:"timeout"`
 	Retention time.Duration `mapstructure:"retention"`
+	// MaxFinished caps the finished tasks kept; the oldest go first.
+	MaxFinished int `mapstructure:"maxfinished"`
+	// Lease: with postgres, a replica that dies has its tasks recorded
+	// interrupted within it.
+	Lease time.Duration `mapstructure:"lease"`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -292,11 +301,15 @@ var defaults = map[string]any{
 	"https.key":                            "/etc/certs/cert.key",
 	"metrics.enabled":                      true,
 	"bus.events":                           false,
+	"tasks.store":                          "bolt",
+	"tasks.dsn":                            "",
+	"tasks.lease":                          "15s",
 	"tasks.dir":                            "",
 	"tasks.workers":                        4,
 	"tasks.queue":                          64,
 	"tasks.timeout":                        "10m",
 	"tasks.retention":                      "1h",
+	"tasks.maxfinished":                    1000,
 	"metrics.path":                         "/metrics",
 }
 
@@ -460,6 +473,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: tasks.workers must be positive and tasks.queue not negative, got %d and %d", c.Tasks.Workers, c.Tasks.Queue)
 	case c.Tasks.Timeout < 0 || c.Tasks.Retention <= 0:
 		return fmt.Errorf("config: tasks.timeout must not be negative and tasks.retention must be positive, got %s and %s", c.Tasks.Timeout, c.Tasks.Retention)
+	case c.Tasks.MaxFinished <= 0:
+		return fmt.Errorf("config: tasks.maxfinished must be positive, got %d", c.Tasks.MaxFinished)
+	case c.Tasks.Store != "bolt" && c.Tasks.Store != "postgres":
+		return fmt.Errorf("config: tasks.store must be \"bolt\" or \"postgres\", got %q", c.Tasks.Store)
+	case c.Tasks.Store == "postgres" && c.Tasks.DSN == "":
+		return errors.New("config: tasks.store = \"postgres\" needs tasks.dsn (env PREST_TASKS_DSN)")
+	case c.Tasks.Lease < time.Second:
+		return fmt.Errorf("config: tasks.lease must be at least 1s, got %s", c.Tasks.Lease)
 	case c.Lifecycle.ServerShutdownTimeout < 0:
 		return fmt.Errorf("config: lifecycle.serverShutdownTimeout must not be negative, got %s", c.Lifecycle.ServerShutdownTimeout)
 	}
