@@ -66,6 +66,10 @@ type Options struct {
 	// opens artifacts directly: an init that panics or blocks can then
 	// hang the server.
 	LoadCheck LoadChecker
+	// Prebuilt is prebuilt mode (plugins.build = "off", see prebuilt.go):
+	// serve what `plugind build` made, never run the toolchain, never
+	// write to CacheDir.
+	Prebuilt bool
 	// Host is how the server was built; nil reads the running binary's
 	// build information.
 	Host *HostBuild
@@ -85,6 +89,7 @@ type Loader struct {
 	hostID      string
 	moduleDir   string
 	cacheDir    string
+	prebuilt    bool // plugins.build = "off"
 	builder     *builder
 	tool        toolchain // read once at New
 	buildWait   time.Duration
@@ -180,6 +185,7 @@ func New(opts Options) (*Loader, error) {
 		host:        *host,
 		hostID:      host.Identity(),
 		cacheDir:    cacheDir,
+		prebuilt:    opts.Prebuilt,
 		buildWait:   opts.BuildWait,
 		reload:      opts.Reload,
 		maxBytes:    opts.MaxLoadedBytes,
@@ -196,13 +202,22 @@ func New(opts Options) (*Loader, error) {
 		plugins:     make(map[string]*entry),
 		artifacts:   make(map[string]*artifact),
 	}
-	if l.moduleDir, err = l.findModule(opts.ModuleDir, opts.Go); err != nil {
-		cancel()
-		return nil, err
-	}
-	l.tool = readToolchain(ctx, opts.Go)
-	if paths := host.sourcePaths(l.moduleDir, l.tool.modCache); paths != "" {
-		l.hostID = hashOf(l.hostID + "\n" + paths)
+	if l.prebuilt {
+		// Keys come from the manifest; nothing here may need go.
+		l.moduleDir = opts.ModuleDir
+		l.log.Info().Str("mode", "prebuilt").Str("cache", cacheDir).
+			Msg("plugins.build is off: serving artifacts from plugind build; the go command and a C compiler are never run")
+	} else {
+		if l.moduleDir, err = l.findModule(opts.ModuleDir, opts.Go); err != nil {
+			cancel()
+			return nil, err
+		}
+		l.tool = readToolchain(ctx, opts.Go)
+		if paths := host.sourcePaths(l.moduleDir, l.tool.modCache); paths != "" {
+			l.hostID = hashOf(l.hostID + "\n" + paths)
+		}
+		l.log.Info().Str("mode", "auto").Str("cache", cacheDir).Str("go", cmp.Or(l.tool.goPath, opts.Go)).
+			Msg("plugins.build is auto: plugins are built on demand")
 	}
 	l.builder = &builder{
 		goCmd:     opts.Go,
@@ -411,9 +426,9 @@ func (l *Loader) update(name string) (*version, error) {
 		// any case: Go reopens the same path as the same plugin.
 		return cur, nil
 	}
-	k, err := keyFor(src, l.moduleDir, l.hostID)
+	k, err := l.key(src)
 	if err != nil {
-		return nil, newError(ErrBuild, name, err, "plugin %q: cannot read its source", name)
+		return nil, err
 	}
 	if cur != nil && cur.key == k {
 		return cur, nil
@@ -537,7 +552,8 @@ func (l *Loader) unroute(name string) {
 func permanent(err error) bool {
 	var execErr *exec.Error
 	return !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
-		!errors.As(err, &execErr) && !errors.Is(err, ErrOverBudget)
+		!errors.As(err, &execErr) && !errors.Is(err, ErrOverBudget) &&
+		!errors.Is(err, ErrNotBuilt) // plugind build may fill a shared cache later
 }
 
 // load returns a loaded version of src with content address k: the one
@@ -581,16 +597,18 @@ func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Durat
 	if src.Kind == KindPrebuilt {
 		// Checked where it lies; its marker lives in the cache.
 		path, err = src.Files[0], nil
-		if err := os.MkdirAll(l.cacheDir, 0o755); err != nil {
+		if err := os.MkdirAll(l.cacheDir, 0o755); err != nil && !l.prebuilt {
 			return 0, newError(ErrOpen, src.Name, err, "plugin %q: cannot create the artifact directory", src.Name)
 		}
 	}
 	switch {
 	case err == nil:
-		if src.Kind != KindPrebuilt {
+		if src.Kind != KindPrebuilt && !l.prebuilt {
 			now := time.Now()
 			_ = os.Chtimes(path, now, now) // recently used: kept by Prune
 		}
+	case errors.Is(err, fs.ErrNotExist) && l.prebuilt:
+		return 0, l.notBuilt(src.Name, nil, "its artifact is missing from the cache")
 	case errors.Is(err, fs.ErrNotExist):
 		if dur, err = l.build(ctx, src, path); err != nil {
 			return 0, err
@@ -615,7 +633,9 @@ func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Durat
 			msg := strings.ReplaceAll(err.Error(), filepath.Dir(path)+string(filepath.Separator), "")
 			return 0, newError(ErrInit, src.Name, nil, "plugin %q cannot be loaded: %s", src.Name, msg)
 		}
-		_ = os.WriteFile(marker, nil, 0o644)
+		if !l.prebuilt {
+			_ = os.WriteFile(marker, nil, 0o644)
+		}
 	}
 	return dur, nil
 }
