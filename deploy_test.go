@@ -235,10 +235,11 @@ func (p *proc) logged(msg string) bool {
 }
 
 // TestSharedCacheTwoServers: two servers on one artifact cache (a shared
-// volume) build the same new plugin at the same moment; both serve it,
-// the cache holds one whole, compatible artifact for it and no
-// temporary files, and a third server starting on that cache loads the
-// artifact without building.
+// volume) build the same new plugin at the same moment; both serve it;
+// every artifact visible in the cache while they build is whole (its
+// build information reads and matches the server's); afterwards the
+// cache holds one artifact for it and no temporary files; and a third
+// server starting on that cache loads it without building.
 func TestSharedCacheTwoServers(t *testing.T) {
 	bin := buildBinary(t)
 	cache := t.TempDir()
@@ -246,9 +247,35 @@ func TestSharedCacheTwoServers(t *testing.T) {
 	start := func() *proc {
 		pp := plugintest.PluginPath(t) // its own tasks store: bbolt is one process's
 		plugintest.WriteFile(t, filepath.Join(pp, "src"), "shout.go", src)
-		return startBinaryIn(t, plugintest.Root(), bin, pp, "PREST_PLUGINS_CACHEDIR="+cache)
+		// No warm-up: both start building at the first request.
+		return startBinaryIn(t, plugintest.Root(), bin, pp, "PREST_PLUGINS_CACHEDIR="+cache, "PREST_PLUGINS_WARMUP=false")
 	}
 	a, b := start(), start()
+	host, err := loader.HostBuildInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A reader of the cache, as a third process would be, for as long as
+	// the builds run.
+	stop, halfRead := make(chan struct{}), make(chan []string, 1)
+	go func() {
+		var bad []string
+		defer func() { halfRead <- bad }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			sos, _ := filepath.Glob(filepath.Join(cache, "*.so"))
+			for _, so := range sos {
+				if diffs, err := loader.Compatible(so, host); err != nil || len(diffs) > 0 {
+					bad = append(bad, fmt.Sprintf("%s: %v %v", filepath.Base(so), err, diffs))
+				}
+			}
+		}
+	}()
 
 	var wg sync.WaitGroup
 	results := make([]string, 8)
@@ -272,16 +299,21 @@ func TestSharedCacheTwoServers(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	close(stop)
+	if bad := <-halfRead; len(bad) > 0 {
+		t.Errorf("artifacts read while the servers built: %v", bad)
+	}
+	for _, p := range []*proc{a, b} {
+		if ev := p.waitFor(t, "plugin build finished"); ev["plugin"] != "shout" || ev["ok"] != true {
+			t.Errorf("each server builds the plugin itself, at once: %v", ev)
+		}
+	}
 	for i, r := range results {
 		if r != "200 SHARED" {
 			t.Errorf("request %d: %s", i, r)
 		}
 	}
 
-	host, err := loader.HostBuildInfo()
-	if err != nil {
-		t.Fatal(err)
-	}
 	entries, err := os.ReadDir(cache)
 	if err != nil {
 		t.Fatal(err)
