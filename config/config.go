@@ -182,6 +182,11 @@ type Metrics struct {
 
 // Plugins configures how plugins are built and loaded.
 type Plugins struct {
+	// Build is "auto" (build plugins on demand with the go command) or
+	// "off" (prebuilt mode: never run the go command or a C compiler;
+	// serve only what `plugind build` put in the cache, which may be
+	// read-only).
+	Build string `mapstructure:"build"`
 	// CacheDir receives built artifacts; default PluginPath/.plugind.
 	CacheDir string `mapstructure:"cachedir"`
 	// ModuleDir is the Go module plugins are built in, so that they share
@@ -221,6 +226,12 @@ type Plugins struct {
 	SecretsFile string `mapstructure:"secretsfile"`
 }
 
+// Build values.
+const (
+	BuildAuto = "auto"
+	BuildOff  = "off"
+)
+
 // Reload values.
 const (
 	ReloadOnChange = "on-change"
@@ -256,6 +267,7 @@ var defaults = map[string]any{
 	"debug":                                false,
 	"http.host":                            "0.0.0.0",
 	"http.port":                            3000,
+	"plugins.build":                        BuildAuto,
 	"plugins.cachedir":                     "",
 	"plugins.moduledir":                    "",
 	"plugins.go":                           "go",
@@ -412,6 +424,11 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 	if cfg.HTTP.WriteTimeout == 0 {
 		cfg.HTTP.WriteTimeout = time.Duration(cfg.HTTP.Timeout) * time.Second
 	}
+	if cfg.Tasks.Dir == "" && cfg.Plugins.Build == BuildOff {
+		// The default lies in the plugin path, which prebuilt mode
+		// never writes to (it may be read-only, as in an image).
+		return cfg, errors.New(`config: tasks.dir must be set with plugins.build = "off": the default, <pluginpath>/.plugind/tasks, is in the plugin directory, which prebuilt mode never writes to; point it at a writable directory (env PREST_TASKS_DIR)`)
+	}
 	if cfg.Tasks.Dir == "" {
 		cfg.Tasks.Dir = filepath.Join(cfg.PluginPath, ".plugind", "tasks")
 	}
@@ -434,6 +451,8 @@ func (c Config) Validate() error {
 		return errors.New("config: pluginpath must not be empty")
 	case c.HTTP.Port < 0 || c.HTTP.Port > 65535:
 		return fmt.Errorf("config: http.port %d is out of range 0-65535", c.HTTP.Port)
+	case c.Plugins.Build != BuildAuto && c.Plugins.Build != BuildOff:
+		return fmt.Errorf("config: plugins.build must be %q or %q, got %q", BuildAuto, BuildOff, c.Plugins.Build)
 	case c.Plugins.Go == "":
 		return errors.New("config: plugins.go must name the go command")
 	case c.Plugins.BuildTimeout <= 0:

@@ -232,6 +232,25 @@ on = true
 			},
 		},
 		{name: "reload value", env: map[string]string{"PREST_PLUGINS_RELOAD": "sometimes"}, wantErr: "plugins.reload"},
+		{name: "build value", env: map[string]string{"PREST_PLUGINS_BUILD": "never", "PREST_TASKS_DIR": "/var/lib/plugind"}, wantErr: "plugins.build"},
+		{name: "prebuilt mode needs a tasks dir", env: map[string]string{"PREST_PLUGINS_BUILD": "off"}, wantErr: "tasks.dir"},
+		{
+			name: "prebuilt mode",
+			env:  map[string]string{"PREST_PLUGINS_BUILD": "off", "PREST_TASKS_DIR": "/var/lib/plugind/tasks"},
+			check: func(t *testing.T, c config.Config) {
+				if c.Plugins.Build != config.BuildOff || c.Tasks.Dir != "/var/lib/plugind/tasks" {
+					t.Errorf("build %q tasks.dir %q", c.Plugins.Build, c.Tasks.Dir)
+				}
+			},
+		},
+		{
+			name: "build defaults to auto",
+			check: func(t *testing.T, c config.Config) {
+				if c.Plugins.Build != config.BuildAuto {
+					t.Errorf("build = %q", c.Plugins.Build)
+				}
+			},
+		},
 		{name: "misspelt plugin key", env: map[string]string{"PREST_CONF": filepath.Join(dir, "badkey.toml")}, wantErr: "plugin.hello.timout"},
 		{name: "plugin table name", env: map[string]string{"PREST_CONF": filepath.Join(dir, "badname.toml")}, wantErr: "plugin"},
 		{name: "lower-case method", env: map[string]string{"PREST_CONF": filepath.Join(dir, "badmethod.toml")}, wantErr: "plugin.hello.methods"},

@@ -39,7 +39,10 @@ func (b *builder) build(ctx context.Context, src Source, out string) (err error)
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return newError(ErrBuild, src.Name, err, "plugin %q: cannot create the artifact directory", src.Name)
 	}
-	tmp := fmt.Sprintf("%s.%d.tmp", out, time.Now().UnixNano())
+	// Unique across processes sharing the cache (a shared volume): each
+	// writes its own file and renames it into place, so a reader sees a
+	// whole artifact or none.
+	tmp := fmt.Sprintf("%s.%d.%d.tmp", out, os.Getpid(), time.Now().UnixNano())
 	defer os.Remove(tmp)
 	overlay, stamped, err := stamp(src, filepath.Dir(out))
 	if err != nil {

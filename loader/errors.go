@@ -23,6 +23,9 @@ var (
 	ErrTimeout          = errors.New("plugin did not answer in time")
 	ErrOverBudget       = errors.New("plugin memory budget exceeded")
 	ErrUnsupported      = errors.New("plugins are not supported on this platform")
+	// ErrNotBuilt is a plugin a prebuilt-mode server has no artifact for
+	// (503: plugind build makes one).
+	ErrNotBuilt = errors.New("plugin is not built")
 	// ErrCrashed is an isolated plugin's process dying under a call (502);
 	// ErrRestarting a call while it restarts, or stays down after a crash
 	// loop (503 with Retry-After).

@@ -66,6 +66,10 @@ type Options struct {
 	// opens artifacts directly: an init that panics or blocks can then
 	// hang the server.
 	LoadCheck LoadChecker
+	// Prebuilt is prebuilt mode (plugins.build = "off", see prebuilt.go):
+	// serve what `plugind build` made, never run the toolchain, never
+	// write to CacheDir.
+	Prebuilt bool
 	// Host is how the server was built; nil reads the running binary's
 	// build information.
 	Host *HostBuild
@@ -85,6 +89,7 @@ type Loader struct {
 	hostID      string
 	moduleDir   string
 	cacheDir    string
+	prebuilt    bool // plugins.build = "off"
 	builder     *builder
 	tool        toolchain // read once at New
 	buildWait   time.Duration
@@ -109,8 +114,8 @@ type Loader struct {
 	artifacts   map[string]*artifact
 	loadedBytes int64
 
-	kmu      sync.Mutex // guards prebuilt
-	prebuilt map[string]prebuiltKey
+	kmu     sync.Mutex // guards libKeys
+	libKeys map[string]prebuiltKey // by path
 
 	// retryMin and retryMax bound the backoff after a failure that may
 	// pass (see failure).
@@ -216,6 +221,7 @@ func New(opts Options) (*Loader, error) {
 		host:        *host,
 		hostID:      host.Identity(),
 		cacheDir:    cacheDir,
+		prebuilt:    opts.Prebuilt,
 		buildWait:   opts.BuildWait,
 		reload:      opts.Reload,
 		maxBytes:    opts.MaxLoadedBytes,
@@ -231,17 +237,26 @@ func New(opts Options) (*Loader, error) {
 		cancel:      cancel,
 		plugins:     make(map[string]*entry),
 		artifacts:   make(map[string]*artifact),
-		prebuilt:    make(map[string]prebuiltKey),
+		libKeys:     make(map[string]prebuiltKey),
 		retryMin:    retryFirst,
 		retryMax:    retryCap,
 	}
-	if l.moduleDir, err = l.findModule(opts.ModuleDir, opts.Go); err != nil {
-		cancel()
-		return nil, err
-	}
-	l.tool = readToolchain(ctx, opts.Go)
-	if paths := host.sourcePaths(l.moduleDir, l.tool.modCache); paths != "" {
-		l.hostID = hashOf(l.hostID + "\n" + paths)
+	if l.prebuilt {
+		// Keys come from the manifest; nothing here may need go.
+		l.moduleDir = opts.ModuleDir
+		l.log.Info().Str("mode", "prebuilt").Str("cache", cacheDir).
+			Msg("plugins.build is off: serving artifacts from plugind build; the go command and a C compiler are never run")
+	} else {
+		if l.moduleDir, err = l.findModule(opts.ModuleDir, opts.Go); err != nil {
+			cancel()
+			return nil, err
+		}
+		l.tool = readToolchain(ctx, opts.Go)
+		if paths := host.sourcePaths(l.moduleDir, l.tool.modCache); paths != "" {
+			l.hostID = hashOf(l.hostID + "\n" + paths)
+		}
+		l.log.Info().Str("mode", "auto").Str("cache", cacheDir).Str("go", cmp.Or(l.tool.goPath, opts.Go)).
+			Msg("plugins.build is auto: plugins are built on demand")
 	}
 	l.builder = &builder{
 		goCmd:     opts.Go,
@@ -452,7 +467,7 @@ func (l *Loader) update(name string) (*version, error) {
 	}
 	k, err := l.key(src)
 	if err != nil {
-		return nil, newError(ErrBuild, name, err, "plugin %q: cannot read its source", name)
+		return nil, err
 	}
 	if cur != nil && cur.key == k {
 		return cur, nil
@@ -556,20 +571,17 @@ func (l *Loader) backoff(n int) time.Duration {
 	return min(d, l.retryMax)
 }
 
-// key is the content address of src (keyFor). A prebuilt library's is
-// remembered by path, size and modification time: it is megabytes to
-// hash, and one that was refused is asked for again and again.
-func (l *Loader) key(src Source) (string, error) {
-	if src.Kind != KindPrebuilt {
-		return l.hashKey(src)
-	}
+// libraryKey is the content address of a prebuilt library, remembered by
+// path, size and modification time: it is megabytes to hash, and one that
+// was refused is asked for again and again.
+func (l *Loader) libraryKey(src Source) (string, error) {
 	path := src.Files[0]
 	fi, err := os.Stat(path)
 	if err != nil {
 		return "", err
 	}
 	l.kmu.Lock()
-	p, ok := l.prebuilt[path]
+	p, ok := l.libKeys[path]
 	l.kmu.Unlock()
 	if ok && p.size == fi.Size() && p.mod.Equal(fi.ModTime()) {
 		return p.key, nil
@@ -579,7 +591,7 @@ func (l *Loader) key(src Source) (string, error) {
 		return "", err
 	}
 	l.kmu.Lock()
-	l.prebuilt[path] = prebuiltKey{size: fi.Size(), mod: fi.ModTime(), key: k}
+	l.libKeys[path] = prebuiltKey{size: fi.Size(), mod: fi.ModTime(), key: k}
 	l.kmu.Unlock()
 	return k, nil
 }
@@ -590,6 +602,14 @@ func (l *Loader) hashKey(src Source) (string, error) {
 		for _, f := range src.Files {
 			l.onHash(f)
 		}
+	}
+	if l.prebuilt && src.Kind == KindPrebuilt {
+		// No module tree to read here: the library and the host alone.
+		sh, err := sourceHash(src)
+		if err != nil {
+			return "", err
+		}
+		return hashOf("prebuilt library\n" + l.hostID + "\n" + sh), nil
 	}
 	return keyFor(src, l.moduleDir, l.hostID)
 }
@@ -633,7 +653,8 @@ func (l *Loader) unroute(name string) {
 func permanent(err error) bool {
 	var execErr *exec.Error
 	return !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
-		!errors.As(err, &execErr) && !errors.Is(err, ErrOverBudget)
+		!errors.As(err, &execErr) && !errors.Is(err, ErrOverBudget) &&
+		!errors.Is(err, ErrNotBuilt) // plugind build may fill a shared cache later
 }
 
 // load returns a loaded version of src with content address k: the one
@@ -677,16 +698,18 @@ func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Durat
 	if src.Kind == KindPrebuilt {
 		// Checked where it lies; its marker lives in the cache.
 		path, err = src.Files[0], nil
-		if err := os.MkdirAll(l.cacheDir, 0o755); err != nil {
+		if err := os.MkdirAll(l.cacheDir, 0o755); err != nil && !l.prebuilt {
 			return 0, newError(ErrOpen, src.Name, err, "plugin %q: cannot create the artifact directory", src.Name)
 		}
 	}
 	switch {
 	case err == nil:
-		if src.Kind != KindPrebuilt {
+		if src.Kind != KindPrebuilt && !l.prebuilt {
 			now := time.Now()
 			_ = os.Chtimes(path, now, now) // recently used: kept by Prune
 		}
+	case errors.Is(err, fs.ErrNotExist) && l.prebuilt:
+		return 0, l.notBuilt(src.Name, nil, "its artifact is missing from the cache")
 	case errors.Is(err, fs.ErrNotExist):
 		if dur, err = l.build(ctx, src, path); err != nil {
 			return 0, err
@@ -707,7 +730,9 @@ func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Durat
 		if err := l.loadCheck(ctx, path); err != nil {
 			return 0, l.loadCheckFailed(src.Name, path, err)
 		}
-		_ = os.WriteFile(marker, nil, 0o644)
+		if !l.prebuilt {
+			_ = os.WriteFile(marker, nil, 0o644)
+		}
 	}
 	return dur, nil
 }

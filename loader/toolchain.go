@@ -48,6 +48,9 @@ func (l *Loader) ToolchainProblems() []string {
 	if !Supported {
 		problems = append(problems, unsupportedReason)
 	}
+	if l.prebuilt {
+		return problems // prebuilt mode needs neither go nor a C compiler
+	}
 	t, host := l.tool, l.host
 	switch {
 	case t.goPath == "":

@@ -85,6 +85,7 @@ func NewLoader(cfg config.Config, log zerolog.Logger, extend func(*loader.Option
 			return cfg.Plugin(name).Settings, cfg.Secrets(name)
 		},
 		LoadCheck: check,
+		Prebuilt:  cfg.Plugins.Build == config.BuildOff,
 		Host:      &host,
 		Log:       log,
 	}
@@ -210,7 +211,7 @@ func (s *Server) background(ctx context.Context) {
 	if !loader.Supported {
 		return
 	}
-	if s.cfg.Plugins.WarmUp {
+	if s.cfg.Plugins.WarmUp && !s.loader.Prebuilt() { // prebuilt: no go command to warm
 		s.warmup.Store("running")
 		if err := s.loader.WarmUp(ctx); err != nil {
 			s.warmup.Store("failed")
