@@ -77,6 +77,9 @@ func (l *Loader) activate(name string, v *version) (err error) {
 	prev, done := v.turn()
 	if !l.await(name, prev) {
 		go func() { <-prev; done() }() // the next step waits for that one too
+		if l.isClosed() {
+			return closedError(name)
+		}
 		return newError(ErrInit, name, context.DeadlineExceeded, "plugin %q: its last Init or Close did not return within %s; not initialising it again meanwhile", name, l.hookTimeout)
 	}
 	defer func() {
@@ -133,7 +136,8 @@ func (v *version) turn() (prev <-chan struct{}, done func()) {
 }
 
 // await waits for prev, the step before a version's next, at most the
-// hook timeout, and reports whether it returned.
+// hook timeout and while the Loader is open, and reports whether it
+// returned.
 func (l *Loader) await(name string, prev <-chan struct{}) bool {
 	if prev == nil {
 		return true
@@ -150,8 +154,9 @@ func (l *Loader) await(name string, prev <-chan struct{}) bool {
 	case <-prev:
 		return true
 	case <-t.C:
-		return false
+	case <-l.ctx.Done():
 	}
+	return false
 }
 
 // errHookTimeout: a hook outlived its context. It runs on; we stop waiting.
