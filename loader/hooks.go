@@ -232,9 +232,10 @@ func (l *Loader) closeVersion(ctx context.Context, name string, v *version, prev
 }
 
 // Health runs the Health hook of every serving plugin that has one, all
-// at once, each bounded by timeout, and returns each one's status: "ok",
-// HealthFailing, or that it did not answer in time. What a failing hook
-// said is the plugin's text: List has it, for operators (HealthDetail).
+// at once, each bounded by timeout, and returns each one's result: "ok",
+// "Health did not answer within ...", or the error the hook returned.
+// That error is the plugin's text, which may hold anything: show a result
+// other than "ok" to operators only (others may be told "failing").
 func (l *Loader) Health(ctx context.Context, timeout time.Duration) map[string]string {
 	var mu sync.Mutex // guards out
 	out := make(map[string]string)
@@ -245,7 +246,7 @@ func (l *Loader) Health(ctx context.Context, timeout time.Duration) map[string]s
 			continue
 		}
 		wg.Go(func() {
-			status, _ := l.health(ctx, e.name, v, timeout)
+			status := l.health(ctx, e.name, v, timeout)
 			mu.Lock()
 			out[e.name] = status
 			mu.Unlock()
@@ -255,22 +256,16 @@ func (l *Loader) Health(ctx context.Context, timeout time.Duration) map[string]s
 	return out
 }
 
-// HealthFailing is the status of a Health hook that returned an error
-// (or panicked).
-const HealthFailing = "failing"
-
-// health runs v's Health hook and returns its status and, if it failed,
-// the error it returned: the plugin's text.
-func (l *Loader) health(ctx context.Context, name string, v *version, timeout time.Duration) (status, detail string) {
+func (l *Loader) health(ctx context.Context, name string, v *version, timeout time.Duration) string {
 	ctx, cancel := context.WithTimeout(sdk.NewContext(ctx, l.env(name, v, false)), timeout)
 	defer cancel()
 	switch err := runHook(ctx, v.art.hooks.health); {
 	case errors.Is(err, errHookTimeout):
-		return fmt.Sprintf("Health did not answer within %s", timeout), ""
+		return fmt.Sprintf("Health did not answer within %s", timeout)
 	case err != nil:
-		return HealthFailing, err.Error()
+		return err.Error()
 	}
-	return "ok", ""
+	return "ok"
 }
 
 // Middleware loads plugin file and returns its middleware fn: the symbol
