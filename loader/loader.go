@@ -125,7 +125,7 @@ type Loader struct {
 	artifacts   map[string]*artifact
 	loadedBytes int64
 
-	kmu     sync.Mutex // guards libKeys
+	kmu     sync.Mutex             // guards libKeys
 	libKeys map[string]prebuiltKey // by path
 
 	// retryMin and retryMax bound the backoff after a failure that may
