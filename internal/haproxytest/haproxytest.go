@@ -202,6 +202,42 @@ func (p *Proxy) Log() string {
 // States maps each server's name to its state as HAProxy's statistics
 // report it: "UP", "DOWN", "MAINT"...
 func (p *Proxy) States(ctx context.Context) (map[string]string, error) {
+	rows, err := p.stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	states := map[string]string{}
+	for _, row := range rows {
+		if row["pxname"] == "be" && row["svname"] != "BACKEND" && row["svname"] != "FRONTEND" {
+			states[row["svname"]] = row["status"]
+		}
+	}
+	return states, nil
+}
+
+// Retries reports how many times HAProxy has retried a request to the
+// servers and how many of those retries went to another server.
+func (p *Proxy) Retries(ctx context.Context) (retries, redispatches int64, err error) {
+	rows, err := p.stats(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, row := range rows {
+		if row["pxname"] == "be" && row["svname"] == "BACKEND" {
+			retries, err1 := strconv.ParseInt(row["wretr"], 10, 64)
+			redispatches, err2 := strconv.ParseInt(row["wredis"], 10, 64)
+			if err := errors.Join(err1, err2); err != nil {
+				return 0, 0, fmt.Errorf("stats: %w", err)
+			}
+			return retries, redispatches, nil
+		}
+	}
+	return 0, 0, errors.New("stats: no backend row")
+}
+
+// stats reads HAProxy's statistics (CSV), a row per proxy and server,
+// each a map from column name to value.
+func (p *Proxy) stats(ctx context.Context) ([]map[string]string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.statsAddr+"/stats;csv;norefresh", nil)
 	if err != nil {
 		return nil, err
@@ -216,28 +252,28 @@ func (p *Proxy) States(ctx context.Context) (map[string]string, error) {
 	}
 	r := csv.NewReader(resp.Body)
 	r.FieldsPerRecord = -1
-	rows, err := r.ReadAll()
+	records, err := r.ReadAll()
 	if err != nil {
 		return nil, fmt.Errorf("stats: %w", err)
 	}
-	if len(rows) == 0 {
+	if len(records) == 0 {
 		return nil, errors.New("stats: empty")
 	}
-	col := map[string]int{}
-	for i, name := range rows[0] {
-		col[strings.TrimPrefix(name, "# ")] = i
+	head := records[0]
+	if len(head) > 0 {
+		head[0] = strings.TrimPrefix(head[0], "# ")
 	}
-	px, sv, st := col["pxname"], col["svname"], col["status"]
-	if st == 0 {
-		return nil, fmt.Errorf("stats: no status column in %q", rows[0])
-	}
-	states := map[string]string{}
-	for _, row := range rows[1:] {
-		if len(row) > st && row[px] == "be" && row[sv] != "BACKEND" {
-			states[row[sv]] = row[st]
+	rows := make([]map[string]string, 0, len(records)-1)
+	for _, rec := range records[1:] {
+		row := map[string]string{}
+		for i, v := range rec {
+			if i < len(head) {
+				row[head[i]] = v
+			}
 		}
+		rows = append(rows, row)
 	}
-	return states, nil
+	return rows, nil
 }
 
 // Await waits, for at most limit, until HAProxy reports server name in

@@ -85,10 +85,20 @@ func TestProxy(t *testing.T) {
 	t.Run("a connection closed without an answer is retried elsewhere", func(t *testing.T) {
 		a.drop.Store(true)
 		defer a.drop.Store(false)
+		before, _, err := p.Retries(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
 		for range 4 {
 			if body, _ := get(t, p, "/drop"); body != "b" {
 				t.Errorf("answered by %s, want b", body)
 			}
+		}
+		// Round robin moves on with each redispatch: how many of the 4
+		// went to a first depends on where it stood.
+		after, redispatched, err := p.Retries(t.Context())
+		if err != nil || after <= before || redispatched != after {
+			t.Errorf("retries %d -> %d, redispatches %d (%v): want the requests a dropped retried on b", before, after, redispatched, err)
 		}
 	})
 
