@@ -69,10 +69,11 @@ func TestFleet(t *testing.T) {
 	})
 
 	bin := buildBinary(t)
-	// One cache for the fleet, the one test binaries share: artifacts
-	// are content-addressed, and plugind build reuses what other tests
-	// built with the same binary.
-	cache := plugintest.CacheDir()
+	// One cache for the fleet, as a shared volume or an image's layer
+	// would be. Its own: the build records plugind build writes beside
+	// the artifacts name plugins, not binaries, and other test binaries
+	// share plugintest.CacheDir.
+	cache := t.TempDir()
 	pp := plugintest.PluginPath(t, "hello", "jobs")
 	prebuild(t, bin, pp, cache)
 
