@@ -166,7 +166,6 @@ func start(dir string, cfg Config) (*Proxy, error) {
 	// -db: in the foreground, a single process that SIGTERM stops.
 	p.cmd = exec.Command(bin, "-db", "-f", conf)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting haproxy: %w", err)
 	}
