@@ -51,6 +51,9 @@ const (
 // tasks between them. Its t.Logf lines are the figures of README
 // "Deploying".
 func TestFleet(t *testing.T) {
+	if err := haproxytest.Check(); err != nil {
+		t.Fatal(err) // before the builds: a missing package fails at once
+	}
 	var ports []int // of every server the test starts: free again at its end
 	t.Cleanup(func() { portsFree(t, ports) })
 

@@ -61,6 +61,18 @@ type Proxy struct {
 	waitErr   error
 }
 
+// Check reports an error naming the package to install when there is no
+// haproxy binary to run, so that a test can fail before it sets up
+// anything else.
+func Check() error {
+	_, err := binary(debianBinary)
+	return err
+}
+
+// debianBinary is where Debian's haproxy package puts the binary, in a
+// directory a user's PATH may lack.
+const debianBinary = "/usr/sbin/haproxy"
+
 // Start starts HAProxy for tb with cfg and stops it at tb's cleanup.
 func Start(tb testing.TB, cfg Config) *Proxy {
 	tb.Helper()
@@ -113,7 +125,7 @@ frontend stats
 `))
 
 func start(dir string, cfg Config) (*Proxy, error) {
-	bin, err := binary("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
+	bin, err := binary(debianBinary)
 	if err != nil {
 		return nil, err
 	}
