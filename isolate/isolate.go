@@ -1,0 +1,708 @@
+// Package isolate runs plugins in processes of their own. A plugin's
+// source, unchanged, is built as an executable with a generated main
+// (package child serves its handlers over HTTP on a Unix socket); the
+// Manager starts it with an allow-listed environment, waits until it is
+// healthy, reverse-proxies calls to it, forwards its output to the log,
+// restarts it with exponential backoff when it crashes, leaves it down
+// after a crash loop, and replaces it on reload without dropping calls.
+//
+// Route plugs a Manager into the HTTP layer beside the in-process loader:
+// isolated plugins get the same limits, errors and sdk as in-process
+// ones, and a crash in one ends only its own process.
+package isolate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/plugind/plugind/isolate/child"
+	"github.com/plugind/plugind/loader"
+)
+
+// Options configure a Manager.
+type Options struct {
+	// Find returns a plugin's source (see SourceFinder).
+	Find func(name string) (loader.Source, error)
+	// ModuleDir is the module programs are built in: the loader's
+	// (loader.Loader.ModuleDir), so that sdk and the plugin's imports
+	// resolve as for in-process builds.
+	ModuleDir string
+	// CacheDir holds built programs, under CacheDir/isolate.
+	CacheDir string
+	Go       string // go command; "" means "go"
+	// Tags are the server's build tags: they select a folder's files.
+	Tags         string
+	BuildTimeout time.Duration // bound on one build; 0: 5 minutes
+	// BuildWait bounds how long a call waits for a build and a start
+	// before it is answered ErrBuilding; 0: one minute.
+	BuildWait time.Duration
+	// Settings returns a plugin's settings and secrets; nil: none.
+	Settings func(name string) (map[string]any, map[string]string)
+	// Processes returns how many children serve a plugin (at least 1).
+	Processes func(name string) int
+	// StartTimeout bounds exec to healthy, Init included; 0: 30 s.
+	StartTimeout time.Duration
+	// HookTimeout bounds Init and Close in the child; 0: 30 s.
+	HookTimeout time.Duration
+	// Grace is how long a retired process has to finish its calls, and
+	// then to exit after SIGTERM, before SIGKILL; 0: 10 s.
+	Grace time.Duration
+	// MinBackoff and MaxBackoff bound the wait before a restart, doubling
+	// from one to the other; 0: 100 ms and 30 s.
+	MinBackoff, MaxBackoff time.Duration
+	// CrashLoop crashes within CrashWindow leave a plugin down until its
+	// next reload; 0: 5 within a minute.
+	CrashLoop   int
+	CrashWindow time.Duration
+	// RetryFailed is how long a failed build or start is answered from
+	// memory before the next call tries again; 0: 5 s.
+	RetryFailed time.Duration
+	Log         zerolog.Logger
+}
+
+// SourceFinder finds one plugin's source through l's discovery, so that
+// files are selected (tests out, build constraints applied) as for the
+// in-process loader.
+func SourceFinder(l *loader.Loader) func(name string) (loader.Source, error) {
+	return func(name string) (loader.Source, error) {
+		if !loader.ValidName(name) {
+			return loader.Source{}, &loader.Error{Kind: loader.ErrBadName, Plugin: name, Msg: fmt.Sprintf("invalid plugin name %q", name)}
+		}
+		found, _, err := l.Discover()
+		if err != nil {
+			return loader.Source{}, &loader.Error{Kind: loader.ErrNotFound, Plugin: name, Err: err, Msg: fmt.Sprintf("plugin %q not found", name)}
+		}
+		for _, s := range found {
+			if s.Name == name {
+				return s, nil
+			}
+		}
+		return loader.Source{}, &loader.Error{Kind: loader.ErrNotFound, Plugin: name, Msg: fmt.Sprintf("plugin %q not found", name)}
+	}
+}
+
+// Manager runs isolated plugins. It is safe for concurrent use.
+type Manager struct {
+	opts    Options
+	log     zerolog.Logger
+	builder *builder
+	ctx     context.Context // ended by Close
+	cancel  context.CancelFunc
+
+	mu      sync.Mutex
+	plugins map[string]*plugin
+	closed  bool
+}
+
+// New returns a Manager; nothing starts until a plugin is called.
+func New(opts Options) (*Manager, error) {
+	if opts.Find == nil || opts.ModuleDir == "" || opts.CacheDir == "" {
+		return nil, errors.New("isolate: Find, ModuleDir and CacheDir are required")
+	}
+	defaults := []struct {
+		d   *time.Duration
+		def time.Duration
+	}{
+		{&opts.BuildTimeout, 5 * time.Minute}, {&opts.BuildWait, time.Minute}, {&opts.StartTimeout, 30 * time.Second},
+		{&opts.HookTimeout, 30 * time.Second}, {&opts.Grace, 10 * time.Second}, {&opts.MinBackoff, 100 * time.Millisecond},
+		{&opts.MaxBackoff, 30 * time.Second}, {&opts.CrashWindow, time.Minute}, {&opts.RetryFailed, 5 * time.Second},
+	}
+	for _, d := range defaults {
+		if *d.d <= 0 {
+			*d.d = d.def
+		}
+	}
+	if opts.CrashLoop <= 0 {
+		opts.CrashLoop = 5
+	}
+	if opts.Go == "" {
+		opts.Go = "go"
+	}
+	if opts.Settings == nil {
+		opts.Settings = func(string) (map[string]any, map[string]string) { return nil, nil }
+	}
+	if opts.Processes == nil {
+		opts.Processes = func(string) int { return 1 }
+	}
+	dir, err := filepath.Abs(filepath.Join(opts.CacheDir, "isolate"))
+	if err != nil {
+		return nil, fmt.Errorf("isolate: cache directory: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("isolate: cache directory: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{
+		opts: opts, log: opts.Log, ctx: ctx, cancel: cancel,
+		builder: &builder{goCmd: opts.Go, moduleDir: opts.ModuleDir, dir: dir, tags: opts.Tags,
+			timeout: opts.BuildTimeout, slot: make(chan struct{}, 1)},
+		plugins: make(map[string]*plugin),
+	}, nil
+}
+
+// Resolve returns the handler of method+fn+"Handler" in plugin name,
+// building and starting the plugin on its first call.
+func (m *Manager) Resolve(ctx context.Context, name, fn, method string) (*Handler, error) {
+	switch {
+	case !loader.ValidName(name):
+		return nil, &loader.Error{Kind: loader.ErrBadName, Msg: fmt.Sprintf("invalid plugin name: use 1 to %d letters, digits, '_' or '-'", loader.MaxNameLen)}
+	case !loader.ValidFunc(fn):
+		return nil, &loader.Error{Kind: loader.ErrBadName, Plugin: name, Msg: fmt.Sprintf("invalid function name: use 1 to %d letters, digits or '_'", loader.MaxNameLen)}
+	case !loader.ValidMethod(method):
+		return nil, &loader.Error{Kind: loader.ErrMethodNotAllowed, Plugin: name, Msg: "method not allowed"}
+	}
+	p, err := m.plugin(name)
+	if err != nil {
+		return nil, err
+	}
+	g, err := p.serving(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if method == "HEAD" {
+		method = "GET"
+	}
+	symbol := method + fn + "Handler"
+	info, ok := g.prog.model.symbol(symbol)
+	if !ok {
+		var allowed []string
+		for _, h := range g.prog.model.handlers {
+			if h.Func == fn {
+				allowed = append(allowed, h.Method)
+				if h.Method == "GET" {
+					allowed = append(allowed, "HEAD")
+				}
+			}
+		}
+		if len(allowed) > 0 {
+			order := []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} // the loader's
+			slices.SortFunc(allowed, func(a, b string) int { return slices.Index(order, a) - slices.Index(order, b) })
+			return nil, &loader.Error{Kind: loader.ErrMethodNotAllowed, Plugin: name, Allowed: allowed,
+				Msg: fmt.Sprintf("plugin %q has no %s handler for %s", name, method, fn)}
+		}
+		return nil, &loader.Error{Kind: loader.ErrNoHandler, Plugin: name, Msg: fmt.Sprintf("plugin %q has no handler %s", name, symbol)}
+	}
+	if info.ABI == loader.ABIUnsupported {
+		return nil, &loader.Error{Kind: loader.ErrSignature, Plugin: name,
+			Msg: fmt.Sprintf("plugin %q: %s has type %s; want func() string, func() (string, int) or func(http.ResponseWriter, *http.Request)", name, symbol, info.Signature)}
+	}
+	return p.handler(symbol, info.ABI), nil
+}
+
+
+// plugin returns name's record, made on first use.
+func (m *Manager) plugin(name string) (*plugin, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, &loader.Error{Kind: loader.ErrRestarting, Plugin: name, Msg: fmt.Sprintf("plugin %q: the server is shutting down", name)}
+	}
+	p := m.plugins[name]
+	if p == nil {
+		p = &plugin{m: m, name: name, log: m.log.With().Str("plugin", name).Logger(), handlers: make(map[string]*Handler)}
+		m.plugins[name] = p
+	}
+	return p, nil
+}
+
+// Reload builds plugin name's source again and, if it changed, starts
+// the new program, waits until it is healthy, switches calls to it and
+// drains and stops the old processes. A plugin left down by a crash loop
+// starts again. A plugin never called is left alone.
+func (m *Manager) Reload(ctx context.Context, name string) error {
+	m.mu.Lock()
+	p := m.plugins[name]
+	m.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.reload(ctx)
+}
+
+// Close stops every plugin process: calls in flight complete (bounded by
+// the grace), then each child gets SIGTERM and runs its Close hook.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	ps := make([]*plugin, 0, len(m.plugins))
+	for _, p := range m.plugins {
+		ps = append(ps, p)
+	}
+	m.mu.Unlock()
+	m.cancel()
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Go(func() { p.shutdown() })
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("isolate: stopping plugin processes: %w", ctx.Err())
+	}
+}
+
+// Health runs the Health hook of every serving isolated plugin that has
+// one, each bounded by timeout; a plugin left down reports why.
+func (m *Manager) Health(ctx context.Context, timeout time.Duration) map[string]string {
+	m.mu.Lock()
+	ps := make([]*plugin, 0, len(m.plugins))
+	for _, p := range m.plugins {
+		ps = append(ps, p)
+	}
+	m.mu.Unlock()
+	var mu sync.Mutex
+	out := make(map[string]string)
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Go(func() {
+			status := p.health(ctx, timeout)
+			if status == "" {
+				return
+			}
+			mu.Lock()
+			out[p.name] = status
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// Info describes plugin name for listings, or false if it was never
+// called. Its State is "failed" while it is down, with the crash reason
+// in LastError.
+func (m *Manager) Info(name string) (loader.Info, bool) {
+	m.mu.Lock()
+	p := m.plugins[name]
+	m.mu.Unlock()
+	if p == nil {
+		return loader.Info{}, false
+	}
+	return p.info(), true
+}
+
+// Stat is a plugin's processes, for tests and benchmarks.
+type Stat struct {
+	PIDs          []int
+	ExecToHealthy []time.Duration
+	Crashes       int
+	Down          bool
+}
+
+// Stat reports plugin name's serving processes.
+func (m *Manager) Stat(name string) Stat {
+	m.mu.Lock()
+	p := m.plugins[name]
+	m.mu.Unlock()
+	if p == nil {
+		return Stat{}
+	}
+	p.mu.Lock()
+	st := Stat{Crashes: p.crashTotal, Down: p.down != ""}
+	g := p.gen
+	p.mu.Unlock()
+	if g != nil {
+		for i := range g.slots {
+			if pr := g.slots[i].Load(); pr != nil {
+				st.PIDs = append(st.PIDs, pr.pid)
+				st.ExecToHealthy = append(st.ExecToHealthy, pr.healthy)
+			}
+		}
+	}
+	return st
+}
+
+// plugin is one isolated plugin: its current generation of processes,
+// its failures and crashes.
+type plugin struct {
+	m    *Manager
+	name string
+	log  zerolog.Logger
+
+	mu         sync.Mutex
+	gen        *generation // serving; nil before the first start
+	starting   chan struct{}
+	failure    error // the last failed build or start
+	failedAt   time.Time
+	crashes    []time.Time // within the crash window
+	crashTotal int
+	down       string // the crash loop's last reason; "" while serving
+	downAt     time.Time
+	handlers   map[string]*Handler
+	rr         atomic.Uint64
+}
+
+func (p *plugin) handler(symbol string, abi loader.ABI) *Handler {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h := p.handlers[symbol]
+	if h == nil || h.abi != abi {
+		h = &Handler{p: p, symbol: symbol, abi: abi}
+		p.handlers[symbol] = h
+	}
+	return h
+}
+
+// serving returns the serving generation, starting the plugin if it has
+// none, waiting for that at most the build wait.
+func (p *plugin) serving(ctx context.Context) (*generation, error) {
+	p.mu.Lock()
+	if g := p.gen; g != nil {
+		p.mu.Unlock()
+		return g, nil
+	}
+	if p.failure != nil && time.Since(p.failedAt) < p.m.opts.RetryFailed {
+		err := p.failure
+		p.mu.Unlock()
+		return nil, err
+	}
+	ch := p.starting
+	if ch == nil {
+		ch = make(chan struct{})
+		p.starting = ch
+		go p.start(ch)
+	}
+	p.mu.Unlock()
+	t := time.NewTimer(p.m.opts.BuildWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+		return nil, &loader.Error{Kind: loader.ErrBuilding, Plugin: p.name, Msg: fmt.Sprintf("plugin %q is still being built and started; try again", p.name)}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for plugin %q to start: %w", p.name, ctx.Err())
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gen != nil {
+		return p.gen, nil
+	}
+	return nil, p.failure
+}
+
+// start builds and starts the first generation, then closes ch.
+func (p *plugin) start(ch chan struct{}) {
+	g, err := p.launch(p.m.ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	defer close(ch)
+	p.starting = nil
+	if err != nil {
+		p.failure, p.failedAt = err, time.Now()
+		ev := p.log.Error().Err(err)
+		var le *loader.Error
+		if errors.As(err, &le) && le.Output != "" {
+			ev = ev.Str("output", le.Output)
+		}
+		ev.Msg("isolated plugin cannot start")
+		return
+	}
+	p.failure, p.gen = nil, g
+}
+
+// launch builds the source and starts a generation of processes, each
+// healthy before it returns.
+func (p *plugin) launch(ctx context.Context) (*generation, error) {
+	src, err := p.m.opts.Find(p.name)
+	if err != nil {
+		return nil, err
+	}
+	began := time.Now()
+	prog, err := p.m.builder.build(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	p.log.Debug().Dur("took", time.Since(began)).Str("hash", prog.key[:16]).Msg("isolated plugin built")
+	n := max(1, p.m.opts.Processes(p.name))
+	g := &generation{p: p, prog: prog, at: time.Now(), slots: make([]atomic.Pointer[proc], n), stop: make(chan struct{})}
+	settings, secrets := p.m.opts.Settings(p.name)
+	g.cfg = child.Config{Settings: settings, Secrets: secrets, HookTimeout: p.m.opts.HookTimeout}
+	first := make([]*proc, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { first[i], errs[i] = startProc(ctx, p.name, prog.exe, g.cfg, p.m.opts.StartTimeout, p.m.log) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, pr := range first {
+			if pr != nil {
+				go pr.stop(p.m.opts.Grace)
+			}
+		}
+		var le *loader.Error
+		if errors.As(err, &le) {
+			return nil, le
+		}
+		return nil, err
+	}
+	for i, pr := range first {
+		g.slots[i].Store(pr)
+		go g.supervise(i, pr)
+	}
+	return g, nil
+}
+
+// reload replaces the serving generation with one built from the current
+// source, once every new process is healthy.
+func (p *plugin) reload(ctx context.Context) error {
+	g, err := p.launch(ctx)
+	if err != nil {
+		p.log.Error().Err(err).Msg("isolated plugin reload failed; the previous version keeps serving")
+		return err
+	}
+	p.mu.Lock()
+	old := p.gen
+	p.gen, p.failure, p.down, p.crashes = g, nil, "", nil
+	p.mu.Unlock()
+	p.log.Info().Str("hash", g.prog.key[:16]).Int("processes", len(g.slots)).Msg("isolated plugin reloaded")
+	if old != nil {
+		old.retire(p.m.opts.Grace)
+	}
+	return nil
+}
+
+// shutdown stops the plugin's processes for good.
+func (p *plugin) shutdown() {
+	p.mu.Lock()
+	g := p.gen
+	p.mu.Unlock()
+	if g != nil {
+		g.retire(p.m.opts.Grace)
+	}
+}
+
+// pick chooses the least busy serving process of the current generation,
+// round robin among equals, and counts a call into it.
+func (p *plugin) pick() (*proc, error) {
+	p.mu.Lock()
+	g, down := p.gen, p.down
+	p.mu.Unlock()
+	if down != "" {
+		return nil, &loader.Error{Kind: loader.ErrRestarting, Plugin: p.name, Detail: down,
+			Msg: fmt.Sprintf("plugin %q is down after %d crashes within %s; it starts again when reloaded", p.name, p.m.opts.CrashLoop, p.m.opts.CrashWindow)}
+	}
+	if g == nil {
+		return nil, &loader.Error{Kind: loader.ErrRestarting, Plugin: p.name, Msg: fmt.Sprintf("plugin %q is not running; try again", p.name)}
+	}
+	for range 2 {
+		var best *proc
+		bestLoad := 0
+		n := len(g.slots)
+		start := int(p.rr.Add(1) % uint64(n))
+		for i := range n {
+			pr := g.slots[(start+i)%n].Load()
+			if pr == nil || pr.gone() {
+				continue
+			}
+			if l := pr.load(); best == nil || l < bestLoad {
+				best, bestLoad = pr, l
+			}
+		}
+		if best == nil {
+			break
+		}
+		if best.acquire() {
+			return best, nil
+		}
+	}
+	return nil, &loader.Error{Kind: loader.ErrRestarting, Plugin: p.name, Msg: fmt.Sprintf("plugin %q is restarting after a crash; try again", p.name)}
+}
+
+// overdue is told that a call on pr outlived its timeout. A legacy call
+// holds the child's lock for as long as it runs, so the child is killed
+// and restarted; otherwise it is killed only if it stops answering.
+func (p *plugin) overdue(pr *proc, abi loader.ABI) {
+	if abi == loader.ABILegacy {
+		p.log.Warn().Int("pid", pr.pid).Msg("a legacy call outlived the plugin's timeout: restarting its process")
+		pr.kill("a legacy call outlived the plugin's timeout")
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(p.m.ctx, time.Second)
+		defer cancel()
+		if err := pr.ping(ctx); err != nil && !pr.gone() {
+			p.log.Warn().Int("pid", pr.pid).Err(err).Msg("plugin process stopped answering: restarting it")
+			pr.kill("it stopped answering")
+		}
+	}()
+}
+
+// crashed records a crash; it reports whether that makes a crash loop,
+// which leaves the plugin down.
+func (p *plugin) crashed(reason string) (loop bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	p.crashTotal++
+	p.crashes = slices.DeleteFunc(append(p.crashes, now), func(t time.Time) bool { return now.Sub(t) > p.m.opts.CrashWindow })
+	if len(p.crashes) >= p.m.opts.CrashLoop {
+		p.down, p.downAt = reason, now
+		return true
+	}
+	return false
+}
+
+func (p *plugin) isDown() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.down != ""
+}
+
+func (p *plugin) health(ctx context.Context, timeout time.Duration) string {
+	p.mu.Lock()
+	g, down := p.gen, p.down
+	p.mu.Unlock()
+	if down != "" {
+		return "down after a crash loop: " + down
+	}
+	if g == nil || !g.prog.model.health {
+		return ""
+	}
+	for i := range g.slots {
+		if pr := g.slots[i].Load(); pr != nil && !pr.gone() {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			return pr.health(ctx)
+		}
+	}
+	return "restarting"
+}
+
+func (p *plugin) info() loader.Info {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := loader.Info{Name: p.name, State: loader.StateUnbuilt, Versions: []loader.VersionInfo{}}
+	if g := p.gen; g != nil {
+		i.Kind, i.State, i.Hash, i.Handlers = g.prog.kind, loader.StateReady, g.prog.key[:16], g.prog.model.handlers
+		i.Versions = append(i.Versions, loader.VersionInfo{Hash: g.prog.key[:16], LoadedAt: g.at, Current: true})
+	}
+	if p.starting != nil {
+		i.Building = true
+		if p.gen == nil {
+			i.State = loader.StateBuilding
+		}
+	}
+	switch {
+	case p.down != "":
+		i.State, i.LastError = loader.StateFailed, "down after a crash loop: "+p.down
+		at := p.downAt
+		i.FailedAt = &at
+	case p.failure != nil && p.gen == nil:
+		i.State = loader.StateFailed
+		var le *loader.Error
+		if errors.As(p.failure, &le) {
+			i.LastError = le.Msg
+			if le.Detail != "" {
+				i.LastError += ": " + le.Detail
+			}
+		} else {
+			i.LastError = "internal error"
+		}
+		at := p.failedAt
+		i.FailedAt = &at
+	}
+	return i
+}
+
+// generation is one build of a plugin running in one or more processes.
+// Each slot is supervised: a process that exits unbidden is restarted
+// with backoff until the plugin is in a crash loop or the generation
+// retires.
+type generation struct {
+	p     *plugin
+	prog  *program
+	cfg   child.Config
+	at    time.Time
+	slots []atomic.Pointer[proc]
+	stop  chan struct{} // closed at retirement
+	once  sync.Once
+}
+
+func (g *generation) stopped() bool {
+	select {
+	case <-g.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// supervise keeps slot i served, starting from pr.
+func (g *generation) supervise(i int, pr *proc) {
+	p, opts := g.p, g.p.m.opts
+	backoff := opts.MinBackoff
+	for {
+		select {
+		case <-pr.exited:
+		case <-g.stop:
+			return // retire stops the processes
+		}
+		g.slots[i].CompareAndSwap(pr, nil)
+		if g.stopped() {
+			return
+		}
+		reason := pr.reason()
+		if time.Since(pr.started) > opts.CrashWindow {
+			backoff = opts.MinBackoff // it ran well for a while: not a loop
+		}
+		if p.crashed(reason) {
+			p.log.Error().Int("pid", pr.pid).Str("reason", reason).Msg("plugin process crashed again: down until the plugin is reloaded")
+			return
+		}
+		p.log.Error().Int("pid", pr.pid).Str("reason", reason).Dur("restart_in", backoff).Msg("plugin process crashed; restarting it")
+		for {
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-g.stop:
+				t.Stop()
+				return
+			}
+			backoff = min(2*backoff, opts.MaxBackoff)
+			next, err := startProc(p.m.ctx, p.name, g.prog.exe, g.cfg, opts.StartTimeout, p.m.log)
+			if err == nil {
+				pr = next
+				break
+			}
+			if g.stopped() {
+				return
+			}
+			if p.crashed(err.Error()) {
+				p.log.Error().Err(err).Msg("plugin process cannot restart: down until the plugin is reloaded")
+				return
+			}
+			p.log.Error().Err(err).Dur("restart_in", backoff).Msg("plugin process failed to restart")
+		}
+		g.slots[i].Store(pr)
+		if g.stopped() { // retired while it started: retire missed it
+			pr.stop(opts.Grace)
+			return
+		}
+	}
+}
+
+// retire stops the generation: no restarts, calls in flight complete,
+// then each process is stopped.
+func (g *generation) retire(grace time.Duration) {
+	g.once.Do(func() { close(g.stop) })
+	var wg sync.WaitGroup
+	for i := range g.slots {
+		if pr := g.slots[i].Load(); pr != nil {
+			wg.Go(func() { pr.stop(grace) })
+		}
+	}
+	wg.Wait()
+}
