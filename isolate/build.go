@@ -37,8 +37,8 @@ type program struct {
 type builder struct {
 	goCmd     string
 	moduleDir string
-	dir       string   // <cachedir>/isolate
-	tags      string   // the server's -tags, which select a folder's files
+	dir       string // <cachedir>/isolate
+	tags      string // the server's -tags, which select a folder's files
 	timeout   time.Duration
 	flight    singleflight.Group
 	slot      chan struct{}

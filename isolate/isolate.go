@@ -198,7 +198,6 @@ func (m *Manager) Resolve(ctx context.Context, name, fn, method string) (*Handle
 	return p.handler(symbol, info.ABI), nil
 }
 
-
 // plugin returns name's record, made on first use.
 func (m *Manager) plugin(name string) (*plugin, error) {
 	m.mu.Lock()
@@ -297,6 +296,7 @@ func (m *Manager) Info(name string) (loader.Info, bool) {
 type Stat struct {
 	PIDs          []int
 	ExecToHealthy []time.Duration
+	InFlight      int // calls in the serving processes
 	Crashes       int
 	Down          bool
 }
@@ -318,6 +318,7 @@ func (m *Manager) Stat(name string) Stat {
 			if pr := g.slots[i].Load(); pr != nil {
 				st.PIDs = append(st.PIDs, pr.pid)
 				st.ExecToHealthy = append(st.ExecToHealthy, pr.healthy)
+				st.InFlight += pr.load()
 			}
 		}
 	}

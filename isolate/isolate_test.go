@@ -275,3 +275,241 @@ func concurrently(n int, f func(i int)) {
 	}
 	wg.Wait()
 }
+
+// TestCrashes: however the process dies under a call, that call gets 502
+// JSON, the next ones 503 with Retry-After while it restarts, and then
+// it serves again from a new process.
+func TestCrashes(t *testing.T) {
+	h := newHarness(t, config{isolated: []string{"crashy"}, opts: func(o *isolate.Options) {
+		o.MinBackoff, o.MaxBackoff, o.CrashLoop = 500*time.Millisecond, time.Second, 100
+	}}, "crashy")
+	cases := []struct {
+		name, path, reason string
+	}{
+		{"panic in a goroutine", "/_PLUGIN/crashy/GoPanic", "boom in a goroutine"},
+		{"os.Exit", "/_PLUGIN/crashy/Exit", "exit status 7"},
+		{"SIGKILL (as the OOM killer)", "/_PLUGIN/crashy/Signal?sig=KILL", "signal: killed"},
+		{"SIGSEGV", "/_PLUGIN/crashy/Signal?sig=SEGV", "SIGSEGV"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := h.waitFor(t, "/_PLUGIN/crashy/Ok", http.StatusOK, 10*time.Second).body
+			a := h.get(t, c.path)
+			if a.status != http.StatusBadGateway || !strings.Contains(errorOf(t, a)["error"].(string), "crashed") {
+				t.Fatalf("the call in flight got %d %s; want 502 crashed", a.status, a.body)
+			}
+			next := h.get(t, "/_PLUGIN/crashy/Ok")
+			if next.status != http.StatusServiceUnavailable || next.header.Get("Retry-After") == "" {
+				t.Fatalf("the next call got %d (Retry-After %q) %s; want 503 with Retry-After", next.status, next.header.Get("Retry-After"), next.body)
+			}
+			after := h.waitFor(t, "/_PLUGIN/crashy/Ok", http.StatusOK, 10*time.Second).body
+			if after == before {
+				t.Fatalf("served by the same process (%s) after a crash", after)
+			}
+			evs := h.log.Events(map[string]any{"plugin": "crashy", "message": "plugin process crashed; restarting it"})
+			if len(evs) == 0 || !strings.Contains(evs[len(evs)-1]["reason"].(string), c.reason) {
+				t.Fatalf("the crash's logged reason %v lacks %q", evs, c.reason)
+			}
+		})
+	}
+}
+
+// TestOtherPluginsKeepServing crashes an isolated plugin again and again
+// while an in-process plugin is called without pause: not one of those
+// calls may fail.
+func TestOtherPluginsKeepServing(t *testing.T) {
+	const crashes = 20
+	h := newHarness(t, config{isolated: []string{"crashy"}, opts: func(o *isolate.Options) {
+		o.MinBackoff, o.MaxBackoff, o.CrashLoop = 10*time.Millisecond, 20*time.Millisecond, 1000
+	}}, "crashy", "hello")
+	h.waitFor(t, "/_PLUGIN/hello/Hello", http.StatusOK, plugintest.BuildWait)
+	var mu sync.Mutex
+	calls, failures := 0, []string{}
+	stop := plugintest.Busy(4, func() {
+		resp, err := http.Get(h.url + "/_PLUGIN/hello/Hello")
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if err != nil {
+			failures = append(failures, err.Error())
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			failures = append(failures, resp.Status)
+		}
+	})
+	for i := range crashes {
+		h.waitFor(t, "/_PLUGIN/crashy/Ok", http.StatusOK, 10*time.Second)
+		path := []string{"/_PLUGIN/crashy/Exit", "/_PLUGIN/crashy/GoPanic", "/_PLUGIN/crashy/Signal?sig=KILL"}[i%3]
+		if a := h.get(t, path); a.status != http.StatusBadGateway {
+			t.Fatalf("crash %d: %d %s; want 502", i, a.status, a.body)
+		}
+	}
+	h.waitFor(t, "/_PLUGIN/crashy/Ok", http.StatusOK, 10*time.Second)
+	stop()
+	if got := h.m.Stat("crashy").Crashes; got != crashes {
+		t.Errorf("%d crashes counted; want %d", got, crashes)
+	}
+	t.Logf("%d calls to the in-process plugin across %d crashes", calls, crashes)
+	if len(failures) > 0 || calls == 0 {
+		t.Fatalf("%d of %d calls to the in-process plugin failed: %v", len(failures), calls, failures[:min(5, len(failures))])
+	}
+}
+
+// TestCrashLoop: crashes in quick succession leave the plugin down, with
+// the last crash's reason in the listing and the health report, until it
+// is reloaded.
+func TestCrashLoop(t *testing.T) {
+	h := newHarness(t, config{isolated: []string{"crashy"}, opts: func(o *isolate.Options) {
+		o.MinBackoff, o.MaxBackoff, o.CrashLoop, o.CrashWindow = 10*time.Millisecond, 20*time.Millisecond, 3, time.Minute
+	}}, "crashy")
+	for i := range 3 {
+		h.waitFor(t, "/_PLUGIN/crashy/Ok", http.StatusOK, 10*time.Second)
+		if a := h.get(t, "/_PLUGIN/crashy/Exit"); a.status != http.StatusBadGateway {
+			t.Fatalf("crash %d: %d %s", i, a.status, a.body)
+		}
+	}
+	a := h.get(t, "/_PLUGIN/crashy/Ok")
+	if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" || !strings.Contains(a.body, "down after 3 crashes") {
+		t.Fatalf("after a crash loop: %d %s; want 503 down", a.status, a.body)
+	}
+	var info loader.Info
+	plugins := isolate.Route(h.inner, h.m, func(n string) bool { return n == "crashy" }).List()
+	for _, i := range plugins {
+		if i.Name == "crashy" {
+			info = i
+		}
+	}
+	if info.State != loader.StateFailed || !strings.Contains(info.LastError, "exit status 7") || info.FailedAt == nil {
+		t.Fatalf("listing: state %s, last error %q; want failed with exit status 7", info.State, info.LastError)
+	}
+	if hs := h.m.Health(context.Background(), time.Second); !strings.Contains(hs["crashy"], "exit status 7") {
+		t.Fatalf("health report %v lacks the crash reason", hs)
+	}
+	if err := h.m.Reload(context.Background(), "crashy"); err != nil {
+		t.Fatal(err)
+	}
+	if a := h.get(t, "/_PLUGIN/crashy/Ok"); a.status != http.StatusOK {
+		t.Fatalf("after reload: %d %s", a.status, a.body)
+	}
+}
+
+// TestHungChild: a legacy call past the plugin's timeout holds the
+// child's lock forever, so the child is killed and restarted; a standard
+// call past it leaves a child that still answers alone.
+func TestHungChild(t *testing.T) {
+	h := newHarness(t, config{isolated: []string{"crashy", "slow"}, timeout: map[string]time.Duration{"crashy": 300 * time.Millisecond, "slow": 300 * time.Millisecond},
+		opts: func(o *isolate.Options) { o.MinBackoff = 10 * time.Millisecond }}, "crashy", "slow")
+	before := h.waitFor(t, "/_PLUGIN/crashy/Ok", http.StatusOK, 10*time.Second).body
+	if a := h.get(t, "/_PLUGIN/crashy/Stuck"); a.status != http.StatusGatewayTimeout {
+		t.Fatalf("stuck call: %d %s; want 504", a.status, a.body)
+	}
+	if after := h.waitFor(t, "/_PLUGIN/crashy/Ok", http.StatusOK, 10*time.Second).body; after == before {
+		t.Fatal("the child holding a stuck legacy call was not replaced")
+	}
+	if a := h.get(t, "/_PLUGIN/slow/Standard?d=1ms"); a.status != http.StatusOK {
+		t.Fatalf("%d %s", a.status, a.body)
+	}
+	pids := h.m.Stat("slow").PIDs
+	if a := h.get(t, "/_PLUGIN/slow/Standard?d=5s"); a.status != http.StatusGatewayTimeout {
+		t.Fatalf("slow standard call: %d %s; want 504", a.status, a.body)
+	}
+	if a := h.get(t, "/_PLUGIN/slow/Standard?d=1ms"); a.status != http.StatusOK {
+		t.Fatalf("%d %s", a.status, a.body)
+	}
+	if got := h.m.Stat("slow").PIDs; len(pids) != 1 || !slices.Equal(got, pids) {
+		t.Fatalf("a child that still answers was restarted: %v -> %v", pids, got)
+	}
+}
+
+// TestReloadDrains: a reload starts the new version, switches to it when
+// it is healthy and lets the old one finish its calls before stopping
+// it; no call fails meanwhile.
+func TestReloadDrains(t *testing.T) {
+	h := newHarness(t, config{isolated: []string{"slow"}}, "slow")
+	if a := h.get(t, "/_PLUGIN/slow/Legacy"); a.status != http.StatusOK || a.body != "slept" {
+		t.Fatalf("%d %s", a.status, a.body)
+	}
+	old := h.m.Stat("slow").PIDs
+	inflight := make(chan answer, 1)
+	go func() { inflight <- h.get(t, "/_PLUGIN/slow/Legacy?d=1500ms") }()
+	// Wait until the call is in flight in the old process.
+	for deadline := time.Now().Add(10 * time.Second); h.m.Stat("slow").InFlight != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the call never got in flight")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, with a bound
+	}
+	src, err := os.ReadFile(filepath.Join(h.src, "slow.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugintest.WriteFile(t, h.src, "slow.go", strings.Replace(string(src), `return "slept"`, `return "slept v2"`, 1))
+	var failed []string
+	var mu sync.Mutex
+	stop := plugintest.Busy(2, func() {
+		a := h.get(t, "/_PLUGIN/slow/Standard?d=1ms")
+		if a.status != http.StatusOK {
+			mu.Lock()
+			failed = append(failed, a.body)
+			mu.Unlock()
+		}
+	})
+	if err := h.m.Reload(context.Background(), "slow"); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	select {
+	case a := <-inflight:
+		if a.status != http.StatusOK || a.body != "slept" {
+			t.Fatalf("the call in flight across the reload got %d %s; want the old version's 200 slept", a.status, a.body)
+		}
+	default:
+		t.Fatal("Reload returned before the old process's call in flight completed")
+	}
+	if a := h.get(t, "/_PLUGIN/slow/Legacy"); a.body != "slept v2" {
+		t.Fatalf("after the reload: %d %s; want the new version", a.status, a.body)
+	}
+	if now := h.m.Stat("slow").PIDs; slices.Equal(now, old) {
+		t.Fatalf("same process %v after the reload", now)
+	}
+	for _, pid := range old {
+		if err := syscallKill0(pid); err == nil {
+			t.Errorf("the old process %d is still running", pid)
+		}
+	}
+	if len(failed) > 0 {
+		t.Fatalf("%d calls failed during the reload: %v", len(failed), failed[:min(3, len(failed))])
+	}
+}
+
+// TestProcessesSpread: N children of a legacy plugin serve N calls at
+// once, where one child would serve them one after another.
+func TestProcessesSpread(t *testing.T) {
+	const n, d = 3, 800 * time.Millisecond
+	h := newHarness(t, config{isolated: []string{"crashy"}, processes: map[string]int{"crashy": n}}, "crashy")
+	h.waitFor(t, "/_PLUGIN/crashy/Ok", http.StatusOK, 10*time.Second)
+	if got := len(h.m.Stat("crashy").PIDs); got != n {
+		t.Fatalf("%d processes; want %d", got, n)
+	}
+	bodies := make([]string, n)
+	began := time.Now()
+	concurrently(n, func(i int) {
+		a := h.get(t, "/_PLUGIN/crashy/Slow?d="+d.String())
+		if a.status != http.StatusOK {
+			t.Errorf("%d %s", a.status, a.body)
+		}
+		bodies[i] = a.body
+	})
+	took := time.Since(began)
+	slices.Sort(bodies)
+	if distinct := len(slices.Compact(bodies)); distinct != n {
+		t.Errorf("calls went to %d processes; want %d", distinct, n)
+	}
+	if took > d*n*2/3 {
+		t.Fatalf("%d calls of %s took %s: not concurrent", n, d, took)
+	}
+	t.Logf("%d legacy calls of %s on %d processes took %s", n, d, n, took)
+}

@@ -9,11 +9,12 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// tailLines is how many of a child's last stderr lines a crash reason
-// quotes; maxLine bounds one forwarded line.
+// keptLines of a child's stderr are kept; a crash reason quotes at most
+// quoteLines of them; maxLine bounds one forwarded line.
 const (
-	tailLines = 10
-	maxLine   = 8 << 10
+	keptLines  = quoteLines
+	quoteLines = 10
+	maxLine    = 8 << 10
 )
 
 // lineLog is an io.Writer that forwards a child's output to the server's
@@ -29,6 +30,7 @@ type lineLog struct {
 	mu      sync.Mutex
 	partial []byte
 	ring    []string
+	crash   []string // the start of the last crash report
 }
 
 func newLineLog(log zerolog.Logger, stream string, level zerolog.Level) *lineLog {
@@ -91,17 +93,34 @@ func (l *lineLog) emit(line []byte) {
 }
 
 func (l *lineLog) keep(s string) {
-	if len(l.ring) == tailLines {
+	switch {
+	case crashStart(s):
+		l.crash = append(l.crash[:0], s)
+	case len(l.crash) > 0 && len(l.crash) < quoteLines:
+		l.crash = append(l.crash, s)
+	}
+	if len(l.ring) == keptLines {
 		l.ring = append(l.ring[:0], l.ring[1:]...)
 	}
 	l.ring = append(l.ring, s)
 }
 
-// tail is the last lines, oldest first.
+// tail quotes what the child wrote last: the start of its last panic or
+// fatal error (the Go runtime's own account of a crash, above a goroutine
+// dump that may run to hundreds of lines), else its last lines.
 func (l *lineLog) tail() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return strings.Join(l.ring, "\n")
+	if len(l.crash) > 0 {
+		return strings.Join(l.crash, "\n")
+	}
+	return strings.Join(l.ring[max(0, len(l.ring)-quoteLines):], "\n")
+}
+
+// crashStart reports whether s starts the Go runtime's account of a crash.
+func crashStart(s string) bool {
+	return strings.HasPrefix(s, "panic: ") || strings.HasPrefix(s, "fatal error: ") ||
+		strings.HasPrefix(s, "unexpected signal") || (strings.HasPrefix(s, "SIG") && strings.Contains(s, ": "))
 }
 
 // last is the last line.
