@@ -332,6 +332,8 @@ type plugin struct {
 	name string
 	log  zerolog.Logger
 
+	reloading sync.Mutex // one reload at a time
+
 	mu         sync.Mutex
 	gen        *generation // serving; nil before the first start
 	starting   chan struct{}
@@ -410,12 +412,26 @@ func (p *plugin) start(ch chan struct{}) {
 		ev.Msg("isolated plugin cannot start")
 		return
 	}
-	p.failure, p.gen = nil, g
+	p.failure = nil
+	if p.gen != nil { // a reload got there first
+		go g.retire(p.m.opts.Grace)
+		return
+	}
+	p.gen = g
 }
 
 // launch builds the source and starts a generation of processes, each
 // healthy before it returns.
 func (p *plugin) launch(ctx context.Context) (*generation, error) {
+	prog, err := p.build(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p.startGeneration(ctx, prog)
+}
+
+// build builds the plugin's current source (a cache hit if unchanged).
+func (p *plugin) build(ctx context.Context) (*program, error) {
 	src, err := p.m.opts.Find(p.name)
 	if err != nil {
 		return nil, err
@@ -426,6 +442,11 @@ func (p *plugin) launch(ctx context.Context) (*generation, error) {
 		return nil, err
 	}
 	p.log.Debug().Dur("took", time.Since(began)).Str("hash", prog.key[:16]).Msg("isolated plugin built")
+	return prog, nil
+}
+
+// startGeneration starts prog's processes.
+func (p *plugin) startGeneration(ctx context.Context, prog *program) (*generation, error) {
 	n := max(1, p.m.opts.Processes(p.name))
 	g := &generation{p: p, prog: prog, at: time.Now(), slots: make([]atomic.Pointer[proc], n), stop: make(chan struct{})}
 	settings, secrets := p.m.opts.Settings(p.name)
@@ -459,7 +480,21 @@ func (p *plugin) launch(ctx context.Context) (*generation, error) {
 // reload replaces the serving generation with one built from the current
 // source, once every new process is healthy.
 func (p *plugin) reload(ctx context.Context) error {
-	g, err := p.launch(ctx)
+	p.reloading.Lock()
+	defer p.reloading.Unlock()
+	prog, err := p.build(ctx)
+	if err == nil {
+		p.mu.Lock()
+		same := p.gen != nil && p.gen.prog.key == prog.key && p.down == ""
+		p.mu.Unlock()
+		if same {
+			return nil // unchanged and serving: nothing to do
+		}
+	}
+	var g *generation
+	if err == nil {
+		g, err = p.startGeneration(ctx, prog)
+	}
 	if err != nil {
 		p.log.Error().Err(err).Msg("isolated plugin reload failed; the previous version keeps serving")
 		return err
