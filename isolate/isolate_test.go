@@ -42,7 +42,7 @@ type config struct {
 	opts      func(*isolate.Options)
 }
 
-func newHarness(t *testing.T, c config, fixtures ...string) *harness {
+func newHarness(t testing.TB, c config, fixtures ...string) *harness {
 	t.Helper()
 	dir := plugintest.PluginPath(t, fixtures...)
 	log := &plugintest.Log{}
@@ -112,7 +112,7 @@ func (h *harness) get(t testing.TB, path string) answer {
 }
 
 // waitFor polls path until it answers want, at most bound.
-func (h *harness) waitFor(t *testing.T, path string, want int, bound time.Duration) answer {
+func (h *harness) waitFor(t testing.TB, path string, want int, bound time.Duration) answer {
 	t.Helper()
 	deadline := time.Now().Add(bound)
 	for {

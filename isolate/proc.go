@@ -153,7 +153,7 @@ func (pr *proc) waitReady(ctx context.Context, timeout time.Duration) error {
 			return fmt.Errorf("not ready within %s: %w", timeout, ctx.Err())
 		case <-t.C:
 		}
-		pause = min(2*pause, 20*time.Millisecond)
+		pause = min(2*pause, 5*time.Millisecond) // a dial to a missing socket is cheap
 	}
 }
 
