@@ -513,3 +513,13 @@ func TestProcessesSpread(t *testing.T) {
 	}
 	t.Logf("%d legacy calls of %s on %d processes took %s", n, d, n, took)
 }
+
+// TestNoBusInAProcess: the bus and tasks answer an isolated plugin with
+// the sdk's documented errors, ErrNoBus and ErrNoTasks.
+func TestNoBusInAProcess(t *testing.T) {
+	h := newHarness(t, config{isolated: []string{"nobus"}}, "nobus")
+	a := h.get(t, "/_PLUGIN/nobus/Try")
+	if a.status != http.StatusOK || strings.TrimSpace(a.body) != `{"no_bus":true,"no_tasks":true}` {
+		t.Fatalf("%d %s; want both documented errors", a.status, a.body)
+	}
+}
