@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -20,9 +23,27 @@ import (
 	"github.com/plugind/plugind/sdk"
 )
 
-// protocolVersion is part of every program's key: a change to package
-// child or to the generated main must bump it so programs are rebuilt.
-const protocolVersion = "1"
+// childSources are package child's files: part of every program's key,
+// so that a server with a changed child protocol rebuilds its programs.
+//
+//go:embed child/*.go
+var childSources embed.FS
+
+// protocolVersion is part of every program's key; bump it when the
+// generator changes what it writes (the generated main is in the key too).
+const protocolVersion = "2"
+
+// childFingerprint hashes childSources.
+var childFingerprint = sync.OnceValue(func() string {
+	h := sha256.New()
+	names, _ := fs.Glob(childSources, "child/*.go")
+	for _, n := range names { // sorted by Glob
+		data, _ := childSources.ReadFile(n)
+		fmt.Fprintf(h, "%s %d\n", n, len(data))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+})
 
 // program is a plugin built as an executable.
 type program struct {
@@ -60,7 +81,7 @@ func (b *builder) build(ctx context.Context, src loader.Source) (*program, error
 	}
 	files := make(map[string][]byte, len(src.Files))
 	h := sha256.New()
-	fmt.Fprintf(h, "plugind isolate %s\n%s\n%s\n%s\n%s\n", protocolVersion, runtime.Version(), b.moduleDir, b.tags, sdk.Fingerprint())
+	fmt.Fprintf(h, "plugind isolate %s\n%s\n%s\n%s\n%s\n%s\n", protocolVersion, runtime.Version(), b.moduleDir, b.tags, sdk.Fingerprint(), childFingerprint())
 	for _, f := range src.Files {
 		data, err := os.ReadFile(f)
 		if err != nil {

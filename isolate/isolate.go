@@ -53,6 +53,9 @@ type Options struct {
 	StartTimeout time.Duration
 	// HookTimeout bounds Init and Close in the child; 0: 30 s.
 	HookTimeout time.Duration
+	// LegacyWait bounds how long a prestd-ABI call waits in a child for
+	// the call before it (ErrBusy); 0: 30 s, as plugins.legacywait.
+	LegacyWait time.Duration
 	// Grace is how long a retired process has to finish its calls, and
 	// then to exit after SIGTERM, before SIGKILL; 0: 10 s.
 	Grace time.Duration
@@ -113,7 +116,7 @@ func New(opts Options) (*Manager, error) {
 		def time.Duration
 	}{
 		{&opts.BuildTimeout, 5 * time.Minute}, {&opts.BuildWait, time.Minute}, {&opts.StartTimeout, 30 * time.Second},
-		{&opts.HookTimeout, 30 * time.Second}, {&opts.Grace, 10 * time.Second}, {&opts.MinBackoff, 100 * time.Millisecond},
+		{&opts.HookTimeout, 30 * time.Second}, {&opts.LegacyWait, 30 * time.Second}, {&opts.Grace, 10 * time.Second}, {&opts.MinBackoff, 100 * time.Millisecond},
 		{&opts.MaxBackoff, 30 * time.Second}, {&opts.CrashWindow, time.Minute}, {&opts.RetryFailed, 5 * time.Second},
 	}
 	for _, d := range defaults {
@@ -413,7 +416,10 @@ func (p *plugin) start(ch chan struct{}) {
 		return
 	}
 	p.failure = nil
-	if p.gen != nil { // a reload got there first
+	// A reload got there first, or the manager closed meanwhile (Close
+	// cancels before it looks at p.gen under p.mu: one of the two sees
+	// the other).
+	if p.gen != nil || p.m.ctx.Err() != nil {
 		go g.retire(p.m.opts.Grace)
 		return
 	}
@@ -450,7 +456,7 @@ func (p *plugin) startGeneration(ctx context.Context, prog *program) (*generatio
 	n := max(1, p.m.opts.Processes(p.name))
 	g := &generation{p: p, prog: prog, at: time.Now(), slots: make([]atomic.Pointer[proc], n), stop: make(chan struct{})}
 	settings, secrets := p.m.opts.Settings(p.name)
-	g.cfg = child.Config{Settings: settings, Secrets: secrets, HookTimeout: p.m.opts.HookTimeout}
+	g.cfg = child.Config{Settings: settings, Secrets: secrets, HookTimeout: p.m.opts.HookTimeout, LegacyWait: p.m.opts.LegacyWait}
 	first := make([]*proc, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -500,6 +506,11 @@ func (p *plugin) reload(ctx context.Context) error {
 		return err
 	}
 	p.mu.Lock()
+	if p.m.ctx.Err() != nil { // closed meanwhile
+		p.mu.Unlock()
+		g.retire(p.m.opts.Grace)
+		return p.m.ctx.Err()
+	}
 	old := p.gen
 	p.gen, p.failure, p.down, p.crashes = g, nil, "", nil
 	p.mu.Unlock()

@@ -39,6 +39,7 @@ type config struct {
 	secrets   map[string]map[string]string
 	processes map[string]int
 	timeout   map[string]time.Duration
+	maxBody   map[string]int64
 	opts      func(*isolate.Options)
 }
 
@@ -75,7 +76,7 @@ func newHarness(t testing.TB, c config, fixtures ...string) *harness {
 		Log:     logger,
 		Setup: func(name string) handlers.PluginSetup {
 			s, sec := settings(name)
-			return handlers.PluginSetup{Settings: s, Secrets: sec, Timeout: c.timeout[name]}
+			return handlers.PluginSetup{Settings: s, Secrets: sec, Timeout: c.timeout[name], MaxBodyBytes: c.maxBody[name]}
 		},
 	}
 	srv := httptest.NewServer(hs.Handler())
@@ -521,5 +522,61 @@ func TestNoBusInAProcess(t *testing.T) {
 	a := h.get(t, "/_PLUGIN/nobus/Try")
 	if a.status != http.StatusOK || strings.TrimSpace(a.body) != `{"no_bus":true,"no_tasks":true}` {
 		t.Fatalf("%d %s; want both documented errors", a.status, a.body)
+	}
+}
+
+// TestRequestsAsInProcess: the limits the server enforces around any
+// plugin hold for an isolated one (a body over the limit is 413, not a
+// crash), and the plugin sees the client's Host and address.
+func TestRequestsAsInProcess(t *testing.T) {
+	h := newHarness(t, config{isolated: []string{"slow", "crashy"}, maxBody: map[string]int64{"slow": 10}}, "slow", "crashy")
+	// Chunked, so that the limit is met while the body streams to the child.
+	h.get(t, "/_PLUGIN/slow/Standard?d=1ms") // started
+	began := time.Now()
+	resp, err := http.Post(h.url+"/_PLUGIN/slow/Body", "text/plain", io.MultiReader(strings.NewReader(strings.Repeat("x", 100))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a body over the limit: %d %s; want 413", resp.StatusCode, body)
+	}
+	if took := time.Since(began); took > time.Second {
+		t.Fatalf("413 took %s: the broken upload was taken for a crash and waited on", took)
+	}
+	if a := h.get(t, "/_PLUGIN/slow/Standard?d=1ms"); a.status != http.StatusOK {
+		t.Fatalf("after a body over the limit: %d %s", a.status, a.body)
+	}
+	if st := h.m.Stat("slow"); st.Crashes != 0 {
+		t.Fatalf("%d crashes counted for a body over the limit", st.Crashes)
+	}
+	host, remote, _ := strings.Cut(h.get(t, "/_PLUGIN/crashy/Who").body, " ")
+	if want := strings.TrimPrefix(h.url, "http://"); host != want || !strings.HasPrefix(remote, "127.0.0.1:") {
+		t.Fatalf("the plugin sees Host %q and RemoteAddr %q; want %q and the client's loopback address", host, remote, want)
+	}
+}
+
+// TestLegacyBusy: a prestd-ABI call waits for the one before it in its
+// process at most the legacy wait, then gets 503 as in-process.
+func TestLegacyBusy(t *testing.T) {
+	h := newHarness(t, config{isolated: []string{"crashy"}, opts: func(o *isolate.Options) { o.LegacyWait = 200 * time.Millisecond }}, "crashy")
+	h.waitFor(t, "/_PLUGIN/crashy/Ok", http.StatusOK, 10*time.Second)
+	first := make(chan answer, 1)
+	go func() { first <- h.get(t, "/_PLUGIN/crashy/Slow?d=2s") }()
+	// The call holds the child's lock once it says so on stdout.
+	started := map[string]any{"plugin": "crashy", "stream": "stdout", "message": "slow call started"}
+	for deadline := time.Now().Add(10 * time.Second); len(h.log.Events(started)) != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the first call never started")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, with a bound
+	}
+	a := h.get(t, "/_PLUGIN/crashy/Slow?d=1ms")
+	if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" || !strings.Contains(a.body, "busy") {
+		t.Fatalf("a call behind a slow one: %d %s; want 503 busy", a.status, a.body)
+	}
+	if a := <-first; a.status != http.StatusOK {
+		t.Fatalf("the slow call: %d %s", a.status, a.body)
 	}
 }

@@ -35,7 +35,7 @@ func newProxy(pr *proc) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
-			r.Out.Host = "plugin"
+			r.Out.Host = r.In.Host // the plugin sees the Host the client sent
 			h := r.Out.Header
 			for k := range h {
 				if strings.HasPrefix(k, "X-Plugind-") { // canonical form; a client's own are dropped
@@ -48,6 +48,7 @@ func newProxy(pr *proc) *httputil.ReverseProxy {
 			h.Set(child.HeaderFile, env["file"])
 			h.Set(child.HeaderFunc, env["func"])
 			h.Set(child.HeaderRequestID, sdk.RequestID(r.In.Context()))
+			h.Set(child.HeaderRemote, r.In.RemoteAddr)
 		},
 		Transport:     pr.tr,
 		FlushInterval: -1, // a plugin's flushes reach the client
@@ -67,6 +68,8 @@ func newProxy(pr *proc) *httputil.ReverseProxy {
 				e.Kind = loader.ErrStatus
 			case child.ErrKindNoHandler:
 				e.Kind = loader.ErrNoHandler
+			case child.ErrKindBusy:
+				e.Kind = loader.ErrBusy
 			}
 			return e
 		},
@@ -111,6 +114,10 @@ func (h *Handler) failed(r *http.Request, pr *proc, err error) error {
 	var le *loader.Error
 	if errors.As(err, &le) {
 		return le // the child's own answer: a panic, a bad status
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return err // the body went over the plugin's limit: 413, not a crash
 	}
 	if ctxErr := r.Context().Err(); ctxErr != nil {
 		if errors.Is(ctxErr, context.DeadlineExceeded) {

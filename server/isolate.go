@@ -36,8 +36,9 @@ func newIsolated(cfg config.Config, l *loader.Loader, log zerolog.Logger) (*isol
 		Settings: func(name string) (map[string]any, map[string]string) {
 			return cfg.Plugin(name).Settings, cfg.Secrets(name)
 		},
-		Processes: func(name string) int { return cfg.Plugin(name).Processes },
-		Log:       log,
+		Processes:  func(name string) int { return cfg.Plugin(name).Processes },
+		LegacyWait: cfg.Plugins.LegacyWait,
+		Log:        log,
 	})
 	if err != nil {
 		return nil, err

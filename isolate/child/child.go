@@ -56,6 +56,7 @@ const (
 	HeaderFunc      = "X-Plugind-Func"
 	HeaderRequestID = "X-Plugind-Request-Id"
 	HeaderError     = "X-Plugind-Error"
+	HeaderRemote    = "X-Plugind-Remote-Addr" // the client's address, as r.RemoteAddr
 )
 
 // Paths of the protocol.
@@ -69,6 +70,7 @@ const (
 	ErrKindPanic     = "panic"
 	ErrKindStatus    = "status"
 	ErrKindNoHandler = "nohandler"
+	ErrKindBusy      = "busy"
 )
 
 // Exit codes the server reads as something other than a crash.
@@ -83,6 +85,9 @@ type Config struct {
 	Secrets  map[string]string `json:"secrets"`
 	// HookTimeout bounds Init and Close; 0: 30 s.
 	HookTimeout time.Duration `json:"hook_timeout"`
+	// LegacyWait bounds a prestd-ABI call's wait for the one before it;
+	// 0: 30 s.
+	LegacyWait time.Duration `json:"legacy_wait"`
 }
 
 // Failure is the body of a call that failed in the child.
@@ -147,6 +152,9 @@ func run(p Plugin, log zerolog.Logger) error {
 	}
 	if cfg.HookTimeout <= 0 {
 		cfg.HookTimeout = 30 * time.Second
+	}
+	if cfg.LegacyWait <= 0 {
+		cfg.LegacyWait = 30 * time.Second
 	}
 	s := &server{p: p, name: name, log: log, cfg: cfg, sem: make(chan struct{}, 1)}
 	if p.Settings != nil {
@@ -230,7 +238,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	vars := map[string]string{"file": h.Get(HeaderFile), "func": h.Get(HeaderFunc)}
 	env := s.env(h.Get(HeaderRequestID))
 	env.Vars = vars
-	for _, k := range []string{HeaderSymbol, HeaderFile, HeaderFunc, HeaderRequestID} {
+	if addr := h.Get(HeaderRemote); addr != "" {
+		r.RemoteAddr = addr
+	}
+	for _, k := range []string{HeaderSymbol, HeaderFile, HeaderFunc, HeaderRequestID, HeaderRemote} {
 		h.Del(k)
 	}
 	r = r.WithContext(sdk.NewContext(r.Context(), env))
@@ -317,10 +328,15 @@ func (s *server) standard(w http.ResponseWriter, r *http.Request, symbol string,
 }
 
 func (s *server) legacy(w http.ResponseWriter, r *http.Request, symbol string, vars map[string]string, f func() (string, int)) {
+	t := time.NewTimer(s.cfg.LegacyWait)
+	defer t.Stop()
 	select {
 	case s.sem <- struct{}{}:
 	case <-r.Context().Done():
 		return // the server gave up; nobody reads the answer
+	case <-t.C:
+		fail(w, ErrKindBusy, Failure{Msg: fmt.Sprintf("plugin %q is busy with another call; try again", s.name)})
+		return
 	}
 	defer func() { <-s.sem }()
 	body, status, v := s.callLegacy(vars, r.URL.Query(), f)

@@ -5,6 +5,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -48,8 +49,10 @@ func GETStuckHandler() string {
 }
 
 // GETSlowHandler is a legacy call that sleeps ?d= and names its process.
+// It says on stdout when it has started.
 func GETSlowHandler() string {
 	d, _ := time.ParseDuration(strings.Join(URLQuery["d"], ""))
+	fmt.Println("slow call started")
 	time.Sleep(d)
 	return itoa(os.Getpid())
 }
@@ -62,4 +65,9 @@ func GETEnvHandler(w http.ResponseWriter, r *http.Request) {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// GETWhoHandler answers the Host the client sent and its address.
+func GETWhoHandler(w http.ResponseWriter, r *http.Request) {
+	io.WriteString(w, r.Host+" "+r.RemoteAddr)
 }
