@@ -2,9 +2,15 @@ package isolate_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/debug"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -89,4 +95,60 @@ func BenchmarkExecToHealthy(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "exec-to-healthy-µs")
+}
+
+// BenchmarkReloadMemory reloads an isolated plugin with a new source per
+// iteration and reports the memory the server and its children hold
+// afterwards against before: an old version's memory leaves with its
+// process.
+func BenchmarkReloadMemory(b *testing.B) {
+	h := newHarness(b, config{isolated: []string{"slow"}}, "slow")
+	h.waitFor(b, "/_PLUGIN/slow/Legacy", http.StatusOK, plugintest.BuildWait)
+	src, err := os.ReadFile(filepath.Join(h.src, "slow.go"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rss := func() (server, children int64) {
+		debug.FreeOSMemory() // what is garbage is not kept
+		server = rssOf(b, "self")
+		for _, pid := range h.m.Stat("slow").PIDs {
+			children += rssOf(b, strconv.Itoa(pid))
+		}
+		return server, children
+	}
+	s0, c0 := rss()
+	i := 0
+	for b.Loop() {
+		i++
+		plugintest.WriteFile(b, h.src, "slow.go", fmt.Sprintf("%s\n// version %d %d\n", src, i, time.Now().UnixNano()))
+		if err := h.m.Reload(context.Background(), "slow"); err != nil {
+			b.Fatal(err)
+		}
+		if a := h.get(b, "/_PLUGIN/slow/Legacy"); a.status != http.StatusOK {
+			b.Fatalf("%d %s", a.status, a.body)
+		}
+	}
+	s1, c1 := rss()
+	b.ReportMetric(float64(s1+c1-s0-c0)/1024/float64(b.N), "KB-kept/reload")
+	b.ReportMetric(float64(s0+c0)/1024, "KB-before")
+	b.ReportMetric(float64(s1+c1)/1024, "KB-after")
+	if n := len(h.m.Stat("slow").PIDs); n != 1 {
+		b.Fatalf("%d processes after the reloads; want 1", n)
+	}
+}
+
+// rssOf reads VmRSS (bytes) of /proc/<pid>/status.
+func rssOf(b *testing.B, pid string) int64 {
+	data, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	b.Fatalf("no VmRSS for %s", pid)
+	return 0
 }
