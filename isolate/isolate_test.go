@@ -580,3 +580,34 @@ func TestLegacyBusy(t *testing.T) {
 		t.Fatalf("the slow call: %d %s", a.status, a.body)
 	}
 }
+
+// TestWatchReloads: with Watch on, an edited source of an isolated plugin
+// that has been called is built and swapped in by itself.
+func TestWatchReloads(t *testing.T) {
+	h := newHarness(t, config{isolated: []string{"slow"}}, "slow")
+	if err := h.m.Watch(h.src); err != nil {
+		t.Fatal(err)
+	}
+	if a := h.get(t, "/_PLUGIN/slow/Legacy"); a.body != "slept" {
+		t.Fatalf("%d %s", a.status, a.body)
+	}
+	src, err := os.ReadFile(filepath.Join(h.src, "slow.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugintest.WriteFile(t, h.src, "slow.go", strings.Replace(string(src), `return "slept"`, `return "slept, watched"`, 1))
+	deadline := time.Now().Add(plugintest.BuildWait)
+	for {
+		a := h.get(t, "/_PLUGIN/slow/Legacy")
+		if a.status != http.StatusOK {
+			t.Fatalf("during the reload: %d %s", a.status, a.body)
+		}
+		if a.body == "slept, watched" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the edit was not picked up")
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition, with a bound
+	}
+}
