@@ -203,10 +203,18 @@ func (m *Manager) Resolve(ctx context.Context, name, fn, method string) (*Handle
 
 // plugin returns name's record, made on first use.
 func (m *Manager) plugin(name string) (*plugin, error) {
+	if p, err := m.existing(name); p != nil || err != nil {
+		return p, err
+	}
+	// Records are made only for plugins that exist, so that calls for
+	// random names cannot grow the map. Find reads the disk: not under mu.
+	if _, err := m.opts.Find(name); err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, &loader.Error{Kind: loader.ErrRestarting, Plugin: name, Msg: fmt.Sprintf("plugin %q: the server is shutting down", name)}
+		return nil, errClosed(name)
 	}
 	p := m.plugins[name]
 	if p == nil {
@@ -214,6 +222,20 @@ func (m *Manager) plugin(name string) (*plugin, error) {
 		m.plugins[name] = p
 	}
 	return p, nil
+}
+
+// existing returns name's record if it has one.
+func (m *Manager) existing(name string) (*plugin, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errClosed(name)
+	}
+	return m.plugins[name], nil
+}
+
+func errClosed(name string) error {
+	return &loader.Error{Kind: loader.ErrRestarting, Plugin: name, Msg: fmt.Sprintf("plugin %q: the server is shutting down", name)}
 }
 
 // Reload builds plugin name's source again and, if it changed, starts
@@ -392,10 +414,14 @@ func (p *plugin) serving(ctx context.Context) (*generation, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.gen != nil {
+	switch {
+	case p.gen != nil:
 		return p.gen, nil
+	case p.failure != nil:
+		return nil, p.failure
 	}
-	return nil, p.failure
+	// Started as the manager closed: its processes were stopped.
+	return nil, &loader.Error{Kind: loader.ErrRestarting, Plugin: p.name, Msg: fmt.Sprintf("plugin %q: the server is shutting down", p.name)}
 }
 
 // start builds and starts the first generation, then closes ch.

@@ -611,3 +611,23 @@ func TestWatchReloads(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // polling a condition, with a bound
 	}
 }
+
+// TestUnknownNames: a name with no source is 404 and leaves no record:
+// calls for random names cannot grow the manager.
+func TestUnknownNames(t *testing.T) {
+	h := newHarness(t, config{isolated: []string{"nope", "crashy"}}, "crashy")
+	for range 3 {
+		if a := h.get(t, "/_PLUGIN/nope/Hello"); a.status != http.StatusNotFound {
+			t.Fatalf("%d %s; want 404", a.status, a.body)
+		}
+	}
+	if _, ok := h.m.Info("nope"); ok {
+		t.Fatal("a plugin without source got a record")
+	}
+	if a := h.get(t, "/_PLUGIN/crashy/Ok"); a.status != http.StatusOK {
+		t.Fatalf("%d %s", a.status, a.body)
+	}
+	if _, ok := h.m.Info("crashy"); !ok {
+		t.Fatal("a called plugin has no record")
+	}
+}
