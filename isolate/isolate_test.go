@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -477,7 +478,7 @@ func TestReloadDrains(t *testing.T) {
 		t.Fatalf("same process %v after the reload", now)
 	}
 	for _, pid := range old {
-		if err := syscallKill0(pid); err == nil {
+		if err := syscall.Kill(pid, 0); err == nil {
 			t.Errorf("the old process %d is still running", pid)
 		}
 	}
@@ -629,5 +630,28 @@ func TestUnknownNames(t *testing.T) {
 	}
 	if _, ok := h.m.Info("crashy"); !ok {
 		t.Fatal("a called plugin has no record")
+	}
+}
+
+// TestStoppedChild: a child that stops answering (here SIGSTOPped) is
+// killed once a call outlives its timeout, and restarted.
+func TestStoppedChild(t *testing.T) {
+	h := newHarness(t, config{isolated: []string{"crashy"}, timeout: map[string]time.Duration{"crashy": 300 * time.Millisecond},
+		opts: func(o *isolate.Options) { o.MinBackoff = 10 * time.Millisecond }}, "crashy")
+	before := h.waitFor(t, "/_PLUGIN/crashy/Ok", http.StatusOK, 10*time.Second).body
+	pids := h.m.Stat("crashy").PIDs
+	if err := syscall.Kill(pids[0], syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if a := h.get(t, "/_PLUGIN/crashy/Ok"); a.status != http.StatusGatewayTimeout {
+		t.Fatalf("a call to a stopped child: %d %s; want 504", a.status, a.body)
+	}
+	after := h.waitFor(t, "/_PLUGIN/crashy/Ok", http.StatusOK, 10*time.Second).body
+	if after == before {
+		t.Fatal("the stopped child was not replaced")
+	}
+	evs := h.log.Events(map[string]any{"plugin": "crashy", "message": "plugin process crashed; restarting it"})
+	if len(evs) != 1 || !strings.Contains(evs[0]["reason"].(string), "stopped answering") {
+		t.Fatalf("crash log %v; want one naming that it stopped answering", evs)
 	}
 }
