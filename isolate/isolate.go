@@ -317,6 +317,7 @@ func (m *Manager) Info(name string) (loader.Info, bool) {
 
 // Stat is a plugin's processes, for tests and benchmarks.
 type Stat struct {
+	Program       string // the serving executable
 	PIDs          []int
 	ExecToHealthy []time.Duration
 	InFlight      int // calls in the serving processes
@@ -337,6 +338,7 @@ func (m *Manager) Stat(name string) Stat {
 	g := p.gen
 	p.mu.Unlock()
 	if g != nil {
+		st.Program = g.prog.exe
 		for i := range g.slots {
 			if pr := g.slots[i].Load(); pr != nil {
 				st.PIDs = append(st.PIDs, pr.pid)

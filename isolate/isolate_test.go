@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -249,7 +251,7 @@ func TestEnvironmentAllowList(t *testing.T) {
 			t.Errorf("the child sees %s", kv)
 		}
 	}
-	allowed := []string{"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ", "GOMAXPROCS", "GOMEMLIMIT", "GOGC", "GODEBUG", "GOTRACEBACK", "PLUGIND_PLUGIN", "PLUGIND_SOCKET", "PLUGIND_CONFIG"}
+	allowed := []string{"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ", "GOMAXPROCS", "GOMEMLIMIT", "GOGC", "GODEBUG", "GOTRACEBACK", "PLUGIND_PLUGIN", "PLUGIND_SOCKET", "PLUGIND_CONFIG", "PLUGIND_PARENT"}
 	for _, n := range names {
 		if !slices.Contains(allowed, n) {
 			t.Errorf("the child's environment has %s, which is not allow-listed", n)
@@ -653,5 +655,39 @@ func TestStoppedChild(t *testing.T) {
 	evs := h.log.Events(map[string]any{"plugin": "crashy", "message": "plugin process crashed; restarting it"})
 	if len(evs) != 1 || !strings.Contains(evs[0]["reason"].(string), "stopped answering") {
 		t.Fatalf("crash log %v; want one naming that it stopped answering", evs)
+	}
+}
+
+// TestOrphanExits: a child whose server is gone (killed without stopping
+// it) exits by itself rather than hold its socket and memory.
+func TestOrphanExits(t *testing.T) {
+	h := newHarness(t, config{isolated: []string{"crashy"}}, "crashy")
+	h.waitFor(t, "/_PLUGIN/crashy/Ok", http.StatusOK, 10*time.Second)
+	sock := filepath.Join(t.TempDir(), "s")
+	// sh starts the program, waits until it serves (its socket exists),
+	// and exits, orphaning it.
+	sh := exec.Command("sh", "-c", `PLUGIND_PARENT=$$ "$0" >/dev/null 2>&1 &
+		for i in $(seq 1000); do [ -S "$1" ] && break; sleep 0.01; done
+		[ -S "$1" ] || exit 1
+		echo $!`, h.m.Stat("crashy").Program, sock)
+	sh.Env = []string{"PLUGIND_SOCKET=" + sock, "PLUGIND_PLUGIN=orphan", "PATH=" + os.Getenv("PATH")}
+	out, err := sh.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		state, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil || strings.Contains(string(state), ") Z ") {
+			return // gone, or a zombie waiting for its new parent
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the orphaned child %d still runs: %s", pid, state)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition, with a bound
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,7 +41,8 @@ func childEnv(name, sock, config string) []string {
 			env = append(env, k+"="+v)
 		}
 	}
-	return append(env, child.EnvPlugin+"="+name, child.EnvSocket+"="+sock, child.EnvConfig+"="+config)
+	return append(env, child.EnvPlugin+"="+name, child.EnvSocket+"="+sock, child.EnvConfig+"="+config,
+		child.EnvParent+"="+strconv.Itoa(os.Getpid()))
 }
 
 // proc is one running child process.

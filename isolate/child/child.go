@@ -47,6 +47,7 @@ const (
 	EnvSocket = "PLUGIND_SOCKET" // the Unix socket to listen on
 	EnvPlugin = "PLUGIND_PLUGIN" // the plugin's name
 	EnvConfig = "PLUGIND_CONFIG" // a 0600 JSON file of Config; removed once read
+	EnvParent = "PLUGIND_PARENT" // the server's pid: the child exits when it is gone
 )
 
 // Headers of the protocol.
@@ -203,8 +204,11 @@ func run(p Plugin, log zerolog.Logger) error {
 // gone (killed without the chance to stop its children): an orphan
 // would hold its socket and memory for nothing.
 func exitWithParent(log zerolog.Logger) {
-	parent := os.Getppid()
-	for range time.Tick(time.Second) {
+	parent, err := strconv.Atoi(os.Getenv(EnvParent))
+	if err != nil {
+		parent = os.Getppid()
+	}
+	for ; ; time.Sleep(time.Second) {
 		if os.Getppid() != parent {
 			log.Warn().Msg("plugind is gone; exiting")
 			os.Exit(0)
