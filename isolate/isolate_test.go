@@ -410,8 +410,17 @@ func TestHungChild(t *testing.T) {
 	if a := h.get(t, "/_PLUGIN/crashy/Stuck"); a.status != http.StatusGatewayTimeout {
 		t.Fatalf("stuck call: %d %s; want 504", a.status, a.body)
 	}
-	if after := h.waitFor(t, "/_PLUGIN/crashy/Ok", http.StatusOK, 10*time.Second).body; after == before {
-		t.Fatal("the child holding a stuck legacy call was not replaced")
+	// The child is killed once the proxy sees the call's deadline pass,
+	// which may be just after the client got its 504: until then other
+	// calls may still reach it.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if a := h.get(t, "/_PLUGIN/crashy/Ok"); a.status == http.StatusOK && a.body != before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the child holding a stuck legacy call was not replaced")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition, with a bound
 	}
 	if a := h.get(t, "/_PLUGIN/slow/Standard?d=1ms"); a.status != http.StatusOK {
 		t.Fatalf("%d %s", a.status, a.body)
@@ -645,12 +654,32 @@ func TestStoppedChild(t *testing.T) {
 	if err := syscall.Kill(pids[0], syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// A signal is delivered when its target next runs: wait until the
+	// child is stopped.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pids[0]) + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(stat), ") T ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the child did not stop: %s", stat)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, with a bound
+	}
 	if a := h.get(t, "/_PLUGIN/crashy/Ok"); a.status != http.StatusGatewayTimeout {
 		t.Fatalf("a call to a stopped child: %d %s; want 504", a.status, a.body)
 	}
-	after := h.waitFor(t, "/_PLUGIN/crashy/Ok", http.StatusOK, 10*time.Second).body
-	if after == before {
-		t.Fatal("the stopped child was not replaced")
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if a := h.get(t, "/_PLUGIN/crashy/Ok"); a.status == http.StatusOK && a.body != before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stopped child was not replaced")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition, with a bound
 	}
 	evs := h.log.Events(map[string]any{"plugin": "crashy", "message": "plugin process crashed; restarting it"})
 	if len(evs) != 1 || !strings.Contains(evs[0]["reason"].(string), "stopped answering") {
