@@ -86,6 +86,13 @@ type PluginConfig struct {
 	// CORS, if AllowOrigin is set, replaces the global CORS for this
 	// plugin.
 	CORS CORS `mapstructure:"cors"`
+	// Isolation overrides plugins.isolation for this plugin ("": the
+	// default).
+	Isolation string `mapstructure:"isolation"`
+	// Processes is how many children serve an isolated plugin (0: one);
+	// calls go to the least busy, lifting a prestd-ABI plugin's one call
+	// at a time.
+	Processes int `mapstructure:"processes"`
 }
 
 // HTTP configures the listener.
@@ -224,12 +231,23 @@ type Plugins struct {
 	LegacyWait time.Duration `mapstructure:"legacywait"`
 	// SecretsFile is a TOML file of plugin secrets: [<name>] key = "...".
 	SecretsFile string `mapstructure:"secretsfile"`
+	// Isolation is where plugins run: "inprocess" (a .so in the server),
+	// "process" (an executable of their own, see package isolate) or
+	// "auto" (in a process where .so plugins cannot load).
+	Isolation string `mapstructure:"isolation"`
 }
 
 // Build values.
 const (
 	BuildAuto = "auto"
 	BuildOff  = "off"
+)
+
+// Isolation values.
+const (
+	IsolationInProcess = "inprocess"
+	IsolationProcess   = "process"
+	IsolationAuto      = "auto"
 )
 
 // Reload values.
@@ -282,6 +300,7 @@ var defaults = map[string]any{
 	"plugins.refuseoverbudget":             false,
 	"plugins.legacywait":                   "30s",
 	"plugins.secretsfile":                  "",
+	"plugins.isolation":                    IsolationInProcess,
 	"lifecycle.servershutdowntimeout":      "20s",
 	"lifecycle.startuprequestpausetimeout": "5s",
 	"lifecycle.servershutdowndelay":        "0s",
@@ -470,6 +489,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: plugins.memorybudgetmb must not be negative, got %d", c.Plugins.MemoryBudgetMB)
 	case c.Plugins.LegacyWait <= 0:
 		return fmt.Errorf("config: plugins.legacywait must be positive, got %s", c.Plugins.LegacyWait)
+	case !slices.Contains([]string{IsolationInProcess, IsolationProcess, IsolationAuto}, c.Plugins.Isolation):
+		return fmt.Errorf("config: plugins.isolation must be %q, %q or %q, got %q", IsolationInProcess, IsolationProcess, IsolationAuto, c.Plugins.Isolation)
 	case c.HTTP.Timeout <= 0:
 		return fmt.Errorf("config: http.timeout must be a positive number of seconds, got %d", c.HTTP.Timeout)
 	case c.HTTP.ReadHeaderTimeout <= 0 || c.HTTP.ReadTimeout <= 0 || c.HTTP.WriteTimeout <= 0 || c.HTTP.IdleTimeout <= 0:
@@ -525,6 +546,10 @@ func (c Config) Validate() error {
 			return fmt.Errorf("config: %s.maxconcurrency must not be negative, got %d", key, p.MaxConcurrency)
 		case p.MaxBodyBytes < 0:
 			return fmt.Errorf("config: %s.maxbodybytes must not be negative, got %d", key, p.MaxBodyBytes)
+		case p.Isolation != "" && !slices.Contains([]string{IsolationInProcess, IsolationProcess, IsolationAuto}, p.Isolation):
+			return fmt.Errorf("config: %s.isolation must be %q, %q or %q, got %q", key, IsolationInProcess, IsolationProcess, IsolationAuto, p.Isolation)
+		case p.Processes < 0:
+			return fmt.Errorf("config: %s.processes must not be negative, got %d", key, p.Processes)
 		}
 		for _, m := range p.Methods {
 			if m == "" || strings.ToUpper(m) != m || strings.ContainsFunc(m, func(r rune) bool { return r < 'A' || r > 'Z' }) {

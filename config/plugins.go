@@ -9,7 +9,7 @@ import (
 )
 
 // pluginKeys are the keys a [plugin.<name>] table may hold.
-var pluginKeys = []string{"settings", "timeout", "maxconcurrency", "methods", "maxbodybytes", "apikeys", "jwt", "cors"}
+var pluginKeys = []string{"settings", "timeout", "maxconcurrency", "methods", "maxbodybytes", "apikeys", "jwt", "cors", "isolation", "processes"}
 
 // loadPlugins reads the [plugin.<name>] tables and the plugin secrets.
 func (c *Config) loadPlugins(v *viper.Viper, env map[string]string) error {
@@ -60,6 +60,15 @@ func (c *Config) loadPlugins(v *viper.Viper, env map[string]string) error {
 // Plugin returns the [plugin.<name>] table of name (zero if none).
 func (c Config) Plugin(name string) PluginConfig {
 	return c.PluginConfigs[strings.ToLower(name)]
+}
+
+// Isolation is where plugin name runs: its [plugin.<name>] isolation, or
+// plugins.isolation.
+func (c Config) Isolation(name string) string {
+	if i := c.Plugin(name).Isolation; i != "" {
+		return i
+	}
+	return c.Plugins.Isolation
 }
 
 // Secrets returns plugin name's secrets, keys lower-cased: the secrets

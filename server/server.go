@@ -23,6 +23,7 @@ import (
 	"github.com/plugind/plugind/bus"
 	"github.com/plugind/plugind/config"
 	"github.com/plugind/plugind/handlers"
+	"github.com/plugind/plugind/isolate"
 	"github.com/plugind/plugind/loader"
 	"github.com/plugind/plugind/metrics"
 	"github.com/plugind/plugind/tasks"
@@ -52,6 +53,8 @@ type Server struct {
 	closing chan struct{}  // closed when shutdown begins
 	state   atomic.Int32   // a state
 	warmup  atomic.Value   // string: "off", "running", "done", "failed"
+
+	isolated *isolate.Manager // plugins in processes of their own
 }
 
 // NewLoader makes the loader cfg describes, for the server and for the
@@ -142,6 +145,10 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 		return nil, err
 	}
 	s.loader = l
+	if s.isolated, err = newIsolated(cfg, l, log); err != nil {
+		tm.Shutdown(ctx)
+		return nil, err
+	}
 	pluginKeys := make(map[string][]string)
 	pluginJWT := make(map[string]bool)
 	for name, p := range cfg.PluginConfigs {
@@ -248,11 +255,11 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 		}
 	}
 	h := &handlers.Server{
-		Plugins:     handlers.Loader(s.loader),
+		Plugins:     s.plugins(),
 		Log:         s.log,
 		Debug:       cfg.Debug,
 		Ready:       s.ready,
-		Health:      func(ctx context.Context) map[string]string { return s.loader.Health(ctx, time.Second) },
+		Health:      s.health,
 		Generation:  s.loader.ListGeneration,
 		Middleware:  middleware,
 		Configured:  slices.Collect(maps.Keys(cfg.PluginConfigs)),
@@ -353,6 +360,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		cctx, cancel := context.WithTimeout(context.Background(), s.cfg.Lifecycle.ServerShutdownTimeout)
 		defer cancel()
 		_ = s.loader.Close(cctx)
+		s.closeIsolated(cctx)
 		_ = s.tasks.Shutdown(cctx)
 		s.events.close()
 		return err
@@ -391,6 +399,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := s.loader.Close(cctx); err != nil {
 		s.log.Warn().Err(err).Msg("plugin Close hooks failed")
 	}
+	s.closeIsolated(cctx)
 	s.events.close()
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)

@@ -1,0 +1,75 @@
+package config_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/plugind/plugind/config"
+)
+
+// TestIsolation reads plugins.isolation and a plugin's own isolation and
+// processes, and refuses values that are not modes.
+func TestIsolation(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	writeFile(t, good, `
+[plugins]
+isolation = "process"
+
+[plugin.legacy]
+processes = 4
+
+[plugin.fast]
+isolation = "inprocess"
+`)
+	badMode := filepath.Join(dir, "badmode.toml")
+	writeFile(t, badMode, "[plugin.x]\nisolation = \"container\"\n")
+	badN := filepath.Join(dir, "badn.toml")
+	writeFile(t, badN, "[plugin.x]\nprocesses = -1\n")
+	tests := []struct {
+		name    string
+		env     []string
+		check   func(t *testing.T, c config.Config)
+		wantErr string
+	}{
+		{name: "default", check: func(t *testing.T, c config.Config) {
+			if got := c.Isolation("any"); got != config.IsolationInProcess {
+				t.Errorf("Isolation = %q; want inprocess", got)
+			}
+		}},
+		{name: "file", env: []string{"PREST_CONF=" + good}, check: func(t *testing.T, c config.Config) {
+			if c.Isolation("legacy") != "process" || c.Isolation("fast") != "inprocess" || c.Plugin("legacy").Processes != 4 {
+				t.Errorf("isolation %q %q, processes %d", c.Isolation("legacy"), c.Isolation("fast"), c.Plugin("legacy").Processes)
+			}
+		}},
+		{name: "environment", env: []string{"PREST_PLUGINS_ISOLATION=auto"}, check: func(t *testing.T, c config.Config) {
+			if c.Isolation("x") != config.IsolationAuto {
+				t.Errorf("Isolation = %q; want auto", c.Isolation("x"))
+			}
+		}},
+		{name: "bad default", env: []string{"PREST_PLUGINS_ISOLATION=docker"}, wantErr: "plugins.isolation"},
+		{name: "bad plugin mode", env: []string{"PREST_CONF=" + badMode}, wantErr: "plugin.x.isolation"},
+		{name: "negative processes", env: []string{"PREST_CONF=" + badN}, wantErr: "plugin.x.processes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			config.AddFlags(fs)
+			c, err := config.Load(fs, tt.env)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v; want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}

@@ -1,0 +1,71 @@
+package isolate_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plugind/plugind/internal/benchproc"
+	"github.com/plugind/plugind/internal/plugintest"
+)
+
+// TestCgoFreeServer: a plugind built with CGO_ENABLED=0 cannot open .so
+// plugins at all; with isolation = "auto" it serves them in processes.
+func TestCgoFreeServer(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "plugind")
+	build := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".")
+	build.Dir = plugintest.Root()
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building plugind with CGO_ENABLED=0: %v\n%s", err, out)
+	}
+	dir := plugintest.PluginPath(t, "hello")
+	if err := benchproc.PluginDir(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := benchproc.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(t.TempDir(), "plugind.log")
+	srv, err := benchproc.Start(bin, dir, ports[0], logPath,
+		"PREST_PLUGINS_ISOLATION=auto", "PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_PLUGINS_WARMUP=false",
+		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_TASKS_DIR="+t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	err = srv.Poll(context.Background(), 2*time.Minute, 50*time.Millisecond, func(ctx context.Context) (bool, error) {
+		resp, b, err := benchproc.Get(ctx, http.DefaultClient, srv.URL("/_PLUGIN/hello/Hello?a=1"), "")
+		if err != nil {
+			return false, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return false, &statusError{resp.StatusCode, string(b)}
+		}
+		body = string(b)
+		return true, nil
+	})
+	if stopErr := srv.Stop(); stopErr != nil {
+		t.Error(stopErr)
+	}
+	if err != nil {
+		log, _ := os.ReadFile(logPath)
+		t.Fatalf("%v\nlog:\n%s", err, log)
+	}
+	if !strings.Contains(body, `"url_query":{"a":["1"]}`) {
+		t.Fatalf("hello from a cgo-free server: %s", body)
+	}
+}
+
+type statusError struct {
+	status int
+	body   string
+}
+
+func (e *statusError) Error() string { return http.StatusText(e.status) + ": " + e.body }

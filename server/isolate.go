@@ -1,0 +1,84 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/plugind/plugind/config"
+	"github.com/plugind/plugind/handlers"
+	"github.com/plugind/plugind/isolate"
+	"github.com/plugind/plugind/loader"
+)
+
+// newIsolated makes the manager of the plugins that run in processes of
+// their own (plugins.isolation, plugin.<name>.isolation), built in the
+// loader's module and cached beside its artifacts. Nothing starts until
+// such a plugin is called.
+func newIsolated(cfg config.Config, l *loader.Loader, log zerolog.Logger) (*isolate.Manager, error) {
+	host, _ := loader.HostBuildInfo()
+	var tags string
+	for _, f := range host.Flags {
+		if t, ok := strings.CutPrefix(f, "-tags="); ok {
+			tags = t
+		}
+	}
+	m, err := isolate.New(isolate.Options{
+		Find:         isolate.SourceFinder(l),
+		ModuleDir:    l.ModuleDir(),
+		CacheDir:     cfg.Plugins.CacheDir,
+		Go:           cfg.Plugins.Go,
+		Tags:         tags,
+		BuildTimeout: cfg.Plugins.BuildTimeout,
+		BuildWait:    cfg.Plugins.BuildWait,
+		Settings: func(name string) (map[string]any, map[string]string) {
+			return cfg.Plugin(name).Settings, cfg.Secrets(name)
+		},
+		Processes:  func(name string) int { return cfg.Plugin(name).Processes },
+		LegacyWait: cfg.Plugins.LegacyWait,
+		Log:        log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Plugins.Reload == config.ReloadOnChange {
+		if err := m.Watch(cfg.SrcDir()); err != nil {
+			log.Warn().Err(err).Msg("hot reload is off for isolated plugins: cannot watch plugin sources")
+		}
+	}
+	return m, nil
+}
+
+// isolated reports whether plugin name runs in a process: configured so,
+// or "auto" where .so plugins cannot load (no cgo, another platform).
+// "auto" does not yet detect a dependency version conflict.
+func isolated(cfg config.Config, name string) bool {
+	switch cfg.Isolation(name) {
+	case config.IsolationProcess:
+		return true
+	case config.IsolationAuto:
+		return !loader.Supported
+	}
+	return false
+}
+
+// plugins resolves isolated plugins through the manager, the others
+// in-process.
+func (s *Server) plugins() handlers.Plugins {
+	return isolate.Route(handlers.Loader(s.loader), s.isolated, func(name string) bool { return isolated(s.cfg, name) })
+}
+
+// health is every plugin's Health hook result, in-process and isolated
+// (an isolated plugin down after a crash loop reports why).
+func (s *Server) health(ctx context.Context) map[string]string {
+	return isolate.Health(s.loader.Health(ctx, time.Second), s.isolated.Health(ctx, time.Second))
+}
+
+// closeIsolated stops the isolated plugins' processes, bounded by ctx.
+func (s *Server) closeIsolated(ctx context.Context) {
+	if err := s.isolated.Close(ctx); err != nil {
+		s.log.Warn().Err(err).Msg("stopping isolated plugin processes")
+	}
+}

@@ -1,0 +1,82 @@
+package server_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/plugind/plugind/internal/plugintest"
+	"github.com/plugind/plugind/loader"
+)
+
+// TestIsolatedPlugins: plugins configured isolation = "process" run in
+// processes of their own beside in-process ones, are listed, survive a
+// crash of their process, and are stopped (Close hook included) when the
+// server stops.
+func TestIsolatedPlugins(t *testing.T) {
+	dir := plugintest.PluginPath(t, "crashy", "hooks", "hello")
+	marker := filepath.Join(t.TempDir(), "closed")
+	srv := startConfig(t, loadConfig(t, dir, `
+[plugin.crashy]
+isolation = "process"
+
+[plugin.hooks]
+isolation = "process"
+
+[plugin.hooks.settings]
+close_marker = "`+marker+`"
+greeting = "hey"
+`))
+	ok := srv.do(t, "GET", "/_PLUGIN/crashy/Ok", "")
+	pid, err := strconv.Atoi(strings.TrimPrefix(ok.body, "ok "))
+	if ok.status != http.StatusOK || err != nil || pid == os.Getpid() {
+		t.Fatalf("isolated call: %d %s; want ok from another process", ok.status, ok.body)
+	}
+	if a := srv.do(t, "GET", "/_PLUGIN/hooks/State", ""); a.status != http.StatusOK || !strings.Contains(a.body, `"greeting":"hey"`) || !strings.Contains(a.body, `"inits":1`) {
+		t.Fatalf("isolated legacy plugin with hooks: %d %s", a.status, a.body)
+	}
+	if a := srv.do(t, "GET", "/_PLUGIN/hello/Hello", ""); a.status != http.StatusOK {
+		t.Fatalf("in-process plugin beside isolated ones: %d %s", a.status, a.body)
+	}
+	if a := srv.do(t, "GET", "/_PLUGIN/crashy/Exit", ""); a.status != http.StatusBadGateway || a.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("crash: %d %s", a.status, a.body)
+	}
+	var list struct{ Plugins []loader.Info }
+	if err := json.Unmarshal([]byte(srv.do(t, "GET", "/_PLUGINS", "").body), &list); err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]loader.State{}
+	for _, i := range list.Plugins {
+		states[i.Name] = i.State
+	}
+	if states["hooks"] != loader.StateReady || states["hello"] != loader.StateReady {
+		t.Fatalf("listing states %v", states)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a := srv.do(t, "GET", "/_PLUGIN/crashy/Ok", "")
+		if a.status == http.StatusOK {
+			pid, _ = strconv.Atoi(strings.TrimPrefix(a.body, "ok "))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the crashed plugin did not come back")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition, with a bound
+	}
+	if err := srv.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("the isolated plugin's Close hook did not run at shutdown: %v", err)
+	}
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Errorf("process %d outlived the server", pid)
+	}
+}
