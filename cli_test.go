@@ -20,7 +20,7 @@ func plugind(t *testing.T, bin, dir, pluginPath, cache string, args ...string) (
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PREST_PLUGINPATH="+pluginPath, "PREST_PLUGINS_CACHEDIR="+cache, "PREST_CONF=",
-		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_PLUGINS_LOADCHECKTIMEOUT=2m")
+		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_HTTP_WRITETIMEOUT="+plugintest.WriteTimeout.String(), "PREST_PLUGINS_LOADCHECKTIMEOUT=2m")
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -66,7 +66,7 @@ func startBinaryIn(t *testing.T, dir, bin, pluginPath string, env ...string) *pr
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PREST_PLUGINPATH="+pluginPath, "PREST_HTTP_HOST=127.0.0.1", "PREST_HTTP_PORT=0",
 		"PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_CONF=", "PORT=",
-		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_PLUGINS_LOADCHECKTIMEOUT=2m")
+		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_HTTP_WRITETIMEOUT="+plugintest.WriteTimeout.String(), "PREST_PLUGINS_LOADCHECKTIMEOUT=2m")
 	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
