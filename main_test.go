@@ -251,10 +251,15 @@ func startDev(t *testing.T, bin, pluginPath string, env ...string) *devProc {
 	return p
 }
 
-// waitLine returns the first line not seen yet that contains want.
+// waitLine returns the first line not seen yet that contains want. It
+// gives up, saying what was printed, before the test binary's deadline.
 func (p *devProc) waitLine(t *testing.T, want string) string {
 	t.Helper()
-	timeout := time.After(plugintest.BuildWait)
+	wait := plugintest.BuildWait
+	if d, ok := t.Deadline(); ok {
+		wait = min(wait, time.Until(d)-10*time.Second)
+	}
+	timeout := time.After(wait)
 	for {
 		select {
 		case line, ok := <-p.lines:
@@ -283,14 +288,13 @@ func TestBinaryDev(t *testing.T) {
 	plugintest.WriteFile(t, src, "note.go", note(`"v1"`))
 	p := startDev(t, buildBinary(t), dir)
 
+	admin := p.waitLine(t, "admin    http://127.0.0.1:")
 	line := p.waitLine(t, "/_PLUGIN/note/Note'")
 	_, quoted, _ := strings.Cut(line, "curl '")
 	url, _, _ := strings.Cut(quoted, "'")
-	if !strings.HasPrefix(url, "http://127.0.0.1:") {
-		t.Fatalf("banner curl line %q", line)
+	if base, ok := strings.CutSuffix(url, "/_PLUGIN/note/Note"); !ok || !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(admin, base+"/_ADMIN/") {
+		t.Fatalf("banner: %q, %q", admin, line)
 	}
-	base := strings.TrimSuffix(url, "/_PLUGIN/note/Note")
-	p.waitLine(t, "admin    "+base+"/_ADMIN/")
 
 	if status, body := get(t, url); status != 200 || body != "v1" {
 		t.Fatalf("first call: %d %q", status, body)
@@ -308,7 +312,7 @@ func TestBinaryDev(t *testing.T) {
 
 	plugintest.WriteFile(t, src, "note.go", note("undefinedName"))
 	failed := p.waitLine(t, "note: build failed: ")
-	if !strings.Contains(failed, "note: build failed: note.go:5:") || !strings.Contains(failed, "undefined: undefinedName") {
+	if !strings.Contains(failed, "note: build failed: note.go:4:") || !strings.Contains(failed, "undefined: undefinedName") {
 		t.Errorf("build failure line %q", failed)
 	}
 	if status, body := get(t, url); status != 200 || body != "v2" {
