@@ -179,6 +179,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Opt
 	if err := cfg.CheckSecretEnv(names); err != nil {
 		_ = l.Close(ctx)
 		_ = tm.Shutdown(ctx)
+		s.events.close()
 		return nil, err
 	}
 	for _, p := range plugins {
