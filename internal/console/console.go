@@ -19,17 +19,20 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// durationFields are the field names whose numbers are durations in
-// zerolog.DurationFieldUnit (what Dur writes), besides names ending in
-// "_duration". They are the names plugind logs durations under.
-var durationFields = map[string]bool{"duration": true, "delay": true, "timeout": true, "elapsed": true, "wait": true}
+// isDuration reports whether a number in field is a duration in
+// zerolog.DurationFieldUnit (what Dur writes): the names plugind logs
+// durations under, and any ending in "_duration".
+func isDuration(field string) bool {
+	switch field {
+	case "duration", "delay", "timeout", "elapsed", "wait":
+		return true
+	}
+	return strings.HasSuffix(field, "_duration")
+}
 
-// blockFields are multi-line text printed below the event's line, in this
-// order, instead of as one quoted field.
-var blockFields = []string{"output", "stack"}
-
-// fieldsOrder puts what a plugin author looks for first.
-var fieldsOrder = []string{"plugin", "func", "method", "path", "status", "duration"}
+// Multi-line text fields, printed below the event's line in this order
+// instead of as one quoted field.
+const outputField, stackField = "output", "stack"
 
 // Writer formats events for people and writes one line (and any blocks)
 // per event to its output.
@@ -48,8 +51,8 @@ func NewWriter(out io.Writer, color bool) Writer {
 		Out:           out,
 		NoColor:       !color,
 		TimeFormat:    "15:04:05",
-		FieldsOrder:   fieldsOrder,
-		FieldsExclude: blockFields,
+		FieldsOrder:   []string{"plugin", "func", "method", "path", "status", "duration"}, // what an author looks for first
+		FieldsExclude: []string{outputField, stackField},
 		FormatPrepare: prepare,
 		FormatExtra:   blocks,
 	}}
@@ -82,7 +85,7 @@ func (o levelOut) Write(p []byte) (int, error) { return o.w.WriteLevel(o.l, p) }
 func prepare(evt map[string]any) error {
 	for k, v := range evt {
 		n, ok := v.(json.Number)
-		if !ok || !(durationFields[k] || strings.HasSuffix(k, "_duration")) {
+		if !ok || !isDuration(k) {
 			continue
 		}
 		f, err := n.Float64()
@@ -92,7 +95,7 @@ func prepare(evt map[string]any) error {
 		// A json.Number is written as it is: "450µs" unquoted.
 		evt[k] = json.Number(Duration(time.Duration(f * float64(zerolog.DurationFieldUnit))))
 	}
-	if s, _ := evt["stack"].(string); s != "" {
+	if s, _ := evt[stackField].(string); s != "" {
 		if e, ok := evt[zerolog.ErrorFieldName]; ok {
 			msg, _ := evt[zerolog.MessageFieldName].(string)
 			if msg != "" {
@@ -107,7 +110,7 @@ func prepare(evt map[string]any) error {
 
 // blocks writes the multi-line fields below the line, indented.
 func blocks(evt map[string]any, buf *bytes.Buffer) error {
-	for _, k := range blockFields {
+	for _, k := range []string{outputField, stackField} {
 		s, _ := evt[k].(string)
 		if s = strings.TrimRight(s, "\n"); s == "" {
 			continue
