@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -363,7 +364,10 @@ func TestBinaryStartUp(t *testing.T) {
 		for _, name := range []string{"a", "a_b"} {
 			plugintest.WriteFile(t, filepath.Join(dir, "src"), name+".go", "package main\n")
 		}
-		cmd := exec.Command(bin)
+		// Bounded: a server that does not refuse would serve on.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin)
 		cmd.Env = append(os.Environ(), "PREST_PLUGINPATH="+dir, "PREST_CONF=", "PREST_HTTP_PORT=0", "PREST_PLUGIN_A_B_KEY=x")
 		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), `PREST_PLUGIN_A_B_KEY is ambiguous: it is "b_key" of plugin "a" and "key" of plugin "a_b"`) {
