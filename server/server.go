@@ -85,6 +85,7 @@ func NewLoader(cfg config.Config, log zerolog.Logger, extend func(*loader.Option
 			return cfg.Plugin(name).Settings, cfg.Secrets(name)
 		},
 		LoadCheck: check,
+		Prebuilt:  cfg.Plugins.Build == config.BuildOff,
 		Host:      &host,
 		Log:       log,
 	}
@@ -122,16 +123,17 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Opt
 		}
 	})
 	s.events = newEventQueue(s.bus, log)
-	if err := os.MkdirAll(cfg.Tasks.Dir, 0o700); err != nil {
+	if err := os.MkdirAll(cfg.Tasks.Dir, 0o700); err != nil && cfg.Tasks.Store != "postgres" {
 		return nil, fmt.Errorf("tasks.dir: %w", err)
 	}
 	tm, err := tasks.Open(tasks.Options{
+		Store: cfg.Tasks.Store, DSN: cfg.Tasks.DSN, Lease: cfg.Tasks.Lease,
 		Dir: cfg.Tasks.Dir, Workers: cfg.Tasks.Workers, QueueSize: cfg.Tasks.Queue,
-		Timeout: cfg.Tasks.Timeout, Retention: cfg.Tasks.Retention, Log: log,
+		Timeout: cfg.Tasks.Timeout, Retention: cfg.Tasks.Retention, MaxFinished: cfg.Tasks.MaxFinished, Log: log,
 		OnFinish: func(t tasks.Task) { s.metrics.TaskFinished(t.Plugin, string(t.State)) },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("tasks.dir: %w", err)
+		return nil, fmt.Errorf("tasks: %w", err)
 	}
 	s.tasks = tm
 	l, _, err := NewLoader(cfg, log, func(o *loader.Options) {
@@ -148,13 +150,15 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Opt
 	}
 	s.loader = l
 	pluginKeys := make(map[string][]string)
+	pluginJWT := make(map[string]bool)
 	for name, p := range cfg.PluginConfigs {
 		if len(p.APIKeys) > 0 {
 			pluginKeys[name] = p.APIKeys
 		}
+		pluginJWT[name] = p.JWT
 	}
 	s.auth, err = auth.New(auth.Config{
-		APIKeys: cfg.Auth.APIKeys, PluginKeys: pluginKeys,
+		APIKeys: cfg.Auth.APIKeys, PluginKeys: pluginKeys, PluginJWT: pluginJWT,
 		JWTKey: cfg.JWT.Key, JWTAlgo: cfg.JWT.Algo, JWTDefault: cfg.JWT.Default, Whitelist: cfg.JWT.Whitelist,
 	})
 	if err != nil {
@@ -224,7 +228,7 @@ func (s *Server) background(ctx context.Context) {
 	if !loader.Supported {
 		return
 	}
-	if s.cfg.Plugins.WarmUp {
+	if s.cfg.Plugins.WarmUp && !s.loader.Prebuilt() { // prebuilt: no go command to warm
 		s.warmup.Store("running")
 		if err := s.loader.WarmUp(ctx); err != nil {
 			s.warmup.Store("failed")
@@ -261,10 +265,11 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 		}
 	}
 	h := &handlers.Server{
-		Plugins:     s.loader,
+		Plugins:     handlers.Loader(s.loader),
 		Log:         s.log,
 		Debug:       cfg.Debug,
 		Ready:       s.ready,
+		Health:      func(ctx context.Context) map[string]string { return s.loader.Health(ctx, time.Second) },
 		Middleware:  middleware,
 		Configured:  slices.Collect(maps.Keys(cfg.PluginConfigs)),
 		Auth:        s.auth,
@@ -299,7 +304,7 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 }
 
 func (s *Server) ready(ctx context.Context) handlers.Readiness {
-	rd := handlers.Readiness{WarmUp: s.warmup.Load().(string), Plugins: s.loader.Health(ctx, time.Second)}
+	rd := handlers.Readiness{WarmUp: s.warmup.Load().(string)}
 	switch state(s.state.Load()) {
 	case starting:
 		rd.Status = "starting"
