@@ -328,30 +328,32 @@ func TestBinaryDev(t *testing.T) {
 
 // TestBinaryStartUp checks what the server says and decides at start:
 // hot reload off in production, prestd 2.x's JWT defaults, and plugin
-// names that would share a secret variable.
+// names that would share a secret variable. A plugin route that names no
+// plugin shows whether JWT guards plugins: 401 before the lookup, else
+// 404, with no build.
 func TestBinaryStartUp(t *testing.T) {
 	bin := buildBinary(t)
 	tests := []struct {
 		name    string
 		env     []string
-		status  int    // of GET /_PLUGINS
+		status  int    // of GET /_PLUGIN/nothere/Hello
 		message string // a log event at start
 	}{
-		{name: "production", status: 200, message: "hot reload off (plugins.reload)"},
-		{name: "a jwt.key alone leaves routes open", env: []string{"PREST_JWT_KEY=secret"}, status: 200},
+		{name: "production", status: 404, message: "hot reload off (plugins.reload)"},
+		{name: "a jwt.key alone leaves routes open", env: []string{"PREST_JWT_KEY=secret"}, status: 404},
 		{name: "jwt.default turns JWT on", env: []string{"PREST_JWT_KEY=secret", "PREST_JWT_DEFAULT=true"}, status: 401},
 		{
 			name:    "debug turns JWT off, with a warning",
 			env:     []string{"PREST_JWT_KEY=secret", "PREST_JWT_DEFAULT=true", "PREST_DEBUG=true"},
-			status:  200,
+			status:  404,
 			message: "debug is on: JWT checking is off (as in prestd); turn debug off to check tokens",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := startBinary(t, bin, plugintest.PluginPath(t), tt.env...)
-			if status, body := get(t, p.url+"/_PLUGINS"); status != tt.status {
-				t.Errorf("/_PLUGINS: %d %s, want %d", status, body, tt.status)
+			if status, body := get(t, p.url+"/_PLUGIN/nothere/Hello"); status != tt.status {
+				t.Errorf("/_PLUGIN/nothere/Hello: %d %s, want %d", status, body, tt.status)
 			}
 			if tt.message != "" && !slices.ContainsFunc(p.seen, func(ev map[string]any) bool { return ev["message"] == tt.message }) {
 				t.Errorf("no %q at start in %v", tt.message, p.seen)
