@@ -49,6 +49,11 @@ test: test-intro vet
 	# the server's, which plugins are built against): manifests checked
 	# against the config, the image build script run and served.
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
+	# The fleet test (build tag fleet, so on its own and last: it measures):
+	# PostgreSQL, three prebuilt replicas and HAProxy on loopback, rolling
+	# restarts under 30 s of load. -v prints its figures.
+	$(GO) vet -tags fleet ./internal/fleettest/
+	$(GO) test -tags fleet -race -count=1 -timeout 10m -v ./internal/fleettest/
 
 # Go benchmarks of the request path, a wrk load run against a plain
 # net/http handler (the ceiling), and the plugin lifecycle: cold and warm

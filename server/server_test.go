@@ -59,7 +59,9 @@ func startConfig(t *testing.T, cfg config.Config) *running {
 	t.Helper()
 	r := startLoose(t, cfg)
 	logs := r.logs
-	deadline := time.Now().Add(10 * time.Second)
+	// Readiness may wait for middleware plugins to build: a bound for a
+	// loaded machine with a cold cache, not an expectation.
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		if resp, err := http.Get(r.url + "/readyz"); err == nil {
 			resp.Body.Close()

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package pgtest starts a throwaway PostgreSQL server for tests: the
 // distribution's own binaries, a fresh data directory and a free loopback
 // port, stopped and removed when the test ends. Tests that need PostgreSQL
