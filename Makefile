@@ -4,17 +4,21 @@
 GO            ?= go
 GOFLAGS_BUILD ?=
 BIN           := bin/plugind
+# Plugins that tests build are cached here, shared by every test binary
+# and run (content-addressed, so sharing is safe): internal/plugintest
+# reads PLUGIND_TEST_CACHE, which make test sets to this.
+TESTCACHE     ?= $(or $(PLUGIND_TEST_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/plugind-test/artifacts)
 
-.PHONY: build run test vet bench fuzz clean
+.PHONY: build run test test-intro vet bench fuzz clean
 
 build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) .
 
+# plugind dev: hot reload, debug, console logs and a banner of curl lines.
+# The first request to a plugin builds it: up to a minute on a fresh
+# machine, about a second after.
 run: build
-	@echo "plugind: serving lib/src on :3000; try:"
-	@echo "  curl 'http://localhost:3000/_PLUGIN/hello/Hello?abc=123'"
-	@echo "(the first request builds the plugin: up to a minute on a fresh machine, about a second after)"
-	./$(BIN)
+	./$(BIN) dev
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^lib/src/'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '^lib/src/'); echo "gofmt needed"; exit 1; }
@@ -26,9 +30,17 @@ vet:
 
 # The race detector runs over everything; plugins in those tests are built
 # with -race too, because the test binary's build settings say so.
-test: vet
-	$(GO) test -race -count=1 -timeout 30m ./...
-	$(GO) test -count=1 -timeout 10m -run 'TestBus|TestDelivery|TestEventStream' ./server/
+test-intro:
+	@echo "make test: plugins built by the tests are cached in $(TESTCACHE)"
+	@echo "make test: the first run fills it (minutes); remove it with make clean or rm -rf $(TESTCACHE)"
+
+# go test prints one line per package as it finishes (in package order).
+test: test-intro vet
+	@echo "make test: 1/3 every package under the race detector"
+	PLUGIND_TEST_CACHE=$(TESTCACHE) $(GO) test -race -count=1 -timeout 30m ./...
+	@echo "make test: 2/3 the bus without the race detector"
+	PLUGIND_TEST_CACHE=$(TESTCACHE) $(GO) test -count=1 -timeout 10m -run 'TestBus|TestDelivery|TestEventStream' ./server/
+	@echo "make test: 3/3 fuzzing plugin names"
 	# A count, not a duration: a duration -fuzztime can fail with "context
 	# deadline exceeded" and no crasher (go.dev/issue/75804, unfixed in 1.26).
 	# 150000 runs take about 10 s here.
@@ -47,10 +59,10 @@ test: vet
 # net/http handler (the ceiling), and the plugin lifecycle: cold and warm
 # builds, first call after restart, edit -> new code, memory per reload.
 bench: build
-	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	@command -v wrk >/dev/null || { echo "make bench: installing wrk, the HTTP load generator (apt-get install wrk)"; apt-get update -qq && apt-get install -y -qq wrk; }
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./server/ ./bus/
 	$(GO) run ./internal/cmd/loadrun -bin $(BIN)
 	$(GO) run ./internal/cmd/lifebench -bin $(BIN)
 
 clean:
-	rm -rf bin lib/.plugind
+	rm -rf bin lib/.plugind "$(TESTCACHE)"

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -20,7 +21,7 @@ func plugind(t *testing.T, bin, dir, pluginPath, cache string, args ...string) (
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PREST_PLUGINPATH="+pluginPath, "PREST_PLUGINS_CACHEDIR="+cache, "PREST_CONF=",
-		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_PLUGINS_LOADCHECKTIMEOUT=2m")
+		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_HTTP_WRITETIMEOUT="+plugintest.WriteTimeout.String(), "PREST_PLUGINS_LOADCHECKTIMEOUT=2m")
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -73,6 +74,10 @@ func TestCommandLine(t *testing.T) {
 	if err != nil || !strings.Contains(out, "ok          plugins can be built and loaded here") || !strings.Contains(out, "compatible with this server") {
 		t.Errorf("doctor: %v\n%s", err, out)
 	}
+	// The go command and C compiler it found, with their versions.
+	if !regexp.MustCompile(`(?m)^go          /\S+/go, go1\.\d+`).MatchString(out) || !regexp.MustCompile(`(?m)^cc          /\S+, \S+`).MatchString(out) {
+		t.Errorf("doctor names no go command or C compiler:\n%s", out)
+	}
 	// An artifact that is not one makes doctor fail and say so.
 	plugintest.WriteFile(t, cache, "0123456789abcdef0123456789abcdef.so", "not ELF")
 	if out, err := plugind(t, bin, root, dir, cache, "doctor"); err == nil || !strings.Contains(out, "PROBLEM") {
@@ -80,11 +85,14 @@ func TestCommandLine(t *testing.T) {
 	}
 	os.Remove(filepath.Join(cache, "0123456789abcdef0123456789abcdef.so"))
 
-	for _, abi := range []string{"legacy", "standard"} {
+	for abi, args := range map[string][]string{"legacy": {"--abi", "legacy"}, "standard": nil} { // standard by default
 		name := "fresh_" + abi
-		if out, err := plugind(t, bin, root, dir, cache, "new", name, "--abi", abi); err != nil || !strings.Contains(out, "/_PLUGIN/"+name+"/Hello") {
+		if out, err := plugind(t, bin, root, dir, cache, append([]string{"new", name}, args...)...); err != nil || !strings.Contains(out, "/_PLUGIN/"+name+"/Hello") {
 			t.Fatalf("new: %v\n%s", err, out)
 		}
+	}
+	if src, err := os.ReadFile(filepath.Join(dir, "src", "fresh_standard.go")); err != nil || !strings.Contains(string(src), "func GETHelloHandler(w http.ResponseWriter, r *http.Request)") || !strings.Contains(string(src), "sdk.Settings(ctx)") {
+		t.Errorf("plugind new without --abi: %v\n%s", err, src)
 	}
 	for _, abi := range []string{"legacy", "standard"} {
 		// The scaffold's own test passes, run as the command says.
@@ -102,10 +110,10 @@ func TestCommandLine(t *testing.T) {
 		t.Errorf("new with a bad name succeeded:\n%s", out)
 	}
 	p := startBinary(t, bin, dir, "PREST_PLUGINS_CACHEDIR="+cache)
-	for _, abi := range []string{"legacy", "standard"} {
+	for abi, want := range map[string]string{"legacy": `"hello":"ada"`, "standard": `{"greeting":"hello","hello":"ada","plugin":"fresh_standard"}`} {
 		status, body := get(t, p.url+"/_PLUGIN/fresh_"+abi+"/Hello?name=ada")
-		if status != 200 || !strings.Contains(body, `"hello":"ada"`) {
-			t.Errorf("scaffolded %s plugin: %d %s", abi, status, body)
+		if status != 200 || !strings.Contains(body, want) {
+			t.Errorf("scaffolded %s plugin: %d %s, want %s", abi, status, body, want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -66,7 +68,7 @@ func startBinaryIn(t *testing.T, dir, bin, pluginPath string, env ...string) *pr
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PREST_PLUGINPATH="+pluginPath, "PREST_HTTP_HOST=127.0.0.1", "PREST_HTTP_PORT=0",
 		"PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_CONF=", "PORT=",
-		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_PLUGINS_LOADCHECKTIMEOUT=2m")
+		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_HTTP_WRITETIMEOUT="+plugintest.WriteTimeout.String(), "PREST_PLUGINS_LOADCHECKTIMEOUT=2m")
 	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -205,4 +207,173 @@ func TestBinaryRefusesInvalidConfig(t *testing.T) {
 			t.Errorf("%s: err %v, output %q; want a failure naming %s", env, err, out, key)
 		}
 	}
+}
+
+// devProc is a running plugind dev: its stdout (the banner) and stderr
+// (console log lines), line by line, in one stream.
+type devProc struct {
+	cmd   *exec.Cmd
+	lines chan string
+	seen  []string
+}
+
+func startDev(t *testing.T, bin, pluginPath string, env ...string) *devProc {
+	t.Helper()
+	cmd := exec.Command(bin, "dev")
+	cmd.Env = append(os.Environ(), "PREST_PLUGINPATH="+pluginPath, "PREST_HTTP_HOST=127.0.0.1", "PREST_HTTP_PORT=0",
+		"PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_CONF=", "PORT=", "PREST_LOG_FORMAT=",
+		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_HTTP_WRITETIMEOUT="+plugintest.WriteTimeout.String(),
+		"PREST_PLUGINS_LOADCHECKTIMEOUT=2m")
+	cmd.Env = append(cmd.Env, env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	p := &devProc{cmd: cmd, lines: make(chan string, 1000)}
+	done := make(chan struct{}, 2)
+	for _, r := range []io.Reader{stdout, stderr} {
+		go func() {
+			sc := bufio.NewScanner(r)
+			for sc.Scan() {
+				p.lines <- sc.Text()
+			}
+			done <- struct{}{}
+		}()
+	}
+	go func() { <-done; <-done; close(p.lines) }()
+	return p
+}
+
+// waitLine returns the first line not seen yet that contains want. It
+// gives up, saying what was printed, before the test binary's deadline.
+func (p *devProc) waitLine(t *testing.T, want string) string {
+	t.Helper()
+	wait := plugintest.BuildWait
+	if d, ok := t.Deadline(); ok {
+		wait = min(wait, time.Until(d)-10*time.Second)
+	}
+	timeout := time.After(wait)
+	for {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("plugind dev exited before printing %q; printed:\n%s", want, strings.Join(p.seen, "\n"))
+			}
+			p.seen = append(p.seen, line)
+			if strings.Contains(line, want) {
+				return line
+			}
+		case <-timeout:
+			t.Fatalf("no line with %q; printed:\n%s", want, strings.Join(p.seen, "\n"))
+		}
+	}
+}
+
+// TestBinaryDev is a plugin author's loop: plugind dev prints where the
+// plugins are, serves one, and says when an edit rebuilt it or did not
+// build.
+func TestBinaryDev(t *testing.T) {
+	dir := plugintest.PluginPath(t)
+	src := filepath.Join(dir, "src")
+	note := func(body string) string {
+		return plugintest.Unique(t, "package main\n\nfunc GETNoteHandler() string { return "+body+" }\n")
+	}
+	plugintest.WriteFile(t, src, "note.go", note(`"v1"`))
+	p := startDev(t, buildBinary(t), dir)
+
+	admin := p.waitLine(t, "admin    http://127.0.0.1:")
+	line := p.waitLine(t, "/_PLUGIN/note/Note'")
+	_, quoted, _ := strings.Cut(line, "curl '")
+	url, _, _ := strings.Cut(quoted, "'")
+	if base, ok := strings.CutSuffix(url, "/_PLUGIN/note/Note"); !ok || !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(admin, base+"/_ADMIN/") {
+		t.Fatalf("banner: %q, %q", admin, line)
+	}
+
+	if status, body := get(t, url); status != 200 || body != "v1" {
+		t.Fatalf("first call: %d %q", status, body)
+	}
+	p.waitLine(t, "note built in ")
+
+	plugintest.WriteFile(t, src, "note.go", note(`"v2"`))
+	rebuilt := p.waitLine(t, "note rebuilt in ")
+	if !regexp.MustCompile(`INF note rebuilt in [0-9.]+(ms|s) `).MatchString(rebuilt) {
+		t.Errorf("rebuild line %q", rebuilt)
+	}
+	if status, body := get(t, url); status != 200 || body != "v2" {
+		t.Errorf("after the edit: %d %q", status, body)
+	}
+
+	plugintest.WriteFile(t, src, "note.go", note("undefinedName"))
+	failed := p.waitLine(t, "note: build failed: ")
+	if !strings.Contains(failed, "note: build failed: note.go:4:") || !strings.Contains(failed, "undefined: undefinedName") {
+		t.Errorf("build failure line %q", failed)
+	}
+	if status, body := get(t, url); status != 200 || body != "v2" {
+		t.Errorf("the last good version serves on: %d %q", status, body)
+	}
+	for _, l := range p.seen {
+		if strings.HasPrefix(l, "{") {
+			t.Errorf("a JSON line in dev's console output: %s", l)
+		}
+	}
+}
+
+// TestBinaryStartUp checks what the server says and decides at start:
+// hot reload off in production, prestd 2.x's JWT defaults, and plugin
+// names that would share a secret variable. A plugin route that names no
+// plugin shows whether JWT guards plugins: 401 before the lookup, else
+// 404, with no build.
+func TestBinaryStartUp(t *testing.T) {
+	bin := buildBinary(t)
+	tests := []struct {
+		name    string
+		env     []string
+		status  int    // of GET /_PLUGIN/nothere/Hello
+		message string // a log event at start
+	}{
+		{name: "production", status: 404, message: "hot reload off (plugins.reload)"},
+		{name: "a jwt.key alone leaves routes open", env: []string{"PREST_JWT_KEY=secret"}, status: 404},
+		{name: "jwt.default turns JWT on", env: []string{"PREST_JWT_KEY=secret", "PREST_JWT_DEFAULT=true"}, status: 401},
+		{
+			name:    "debug turns JWT off, with a warning",
+			env:     []string{"PREST_JWT_KEY=secret", "PREST_JWT_DEFAULT=true", "PREST_DEBUG=true"},
+			status:  404,
+			message: "debug is on: JWT checking is off (as in prestd); turn debug off to check tokens",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := startBinary(t, bin, plugintest.PluginPath(t), tt.env...)
+			if status, body := get(t, p.url+"/_PLUGIN/nothere/Hello"); status != tt.status {
+				t.Errorf("/_PLUGIN/nothere/Hello: %d %s, want %d", status, body, tt.status)
+			}
+			if tt.message != "" && !slices.ContainsFunc(p.seen, func(ev map[string]any) bool { return ev["message"] == tt.message }) {
+				t.Errorf("no %q at start in %v", tt.message, p.seen)
+			}
+		})
+	}
+
+	t.Run("ambiguous secret variable", func(t *testing.T) {
+		dir := plugintest.PluginPath(t)
+		for _, name := range []string{"a", "a_b"} {
+			plugintest.WriteFile(t, filepath.Join(dir, "src"), name+".go", "package main\n")
+		}
+		// Bounded: a server that does not refuse would serve on.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin)
+		cmd.Env = append(os.Environ(), "PREST_PLUGINPATH="+dir, "PREST_CONF=", "PREST_HTTP_PORT=0", "PREST_PLUGIN_A_B_KEY=x")
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), `PREST_PLUGIN_A_B_KEY is ambiguous: it is "b_key" of plugin "a" and "key" of plugin "a_b"`) {
+			t.Errorf("err %v, output %s", err, out)
+		}
+	})
 }

@@ -8,14 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"runtime/debug"
-	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/plugind/plugind/config"
-	"github.com/plugind/plugind/internal/logbuf"
 	"github.com/plugind/plugind/loader"
 	"github.com/plugind/plugind/server"
 )
@@ -40,18 +38,7 @@ var errSilentExit = errors.New("exit 1")
 
 func newRoot(environ []string, stdout, stderr io.Writer) *cobra.Command {
 	serve := func(cmd *cobra.Command, _ []string) error {
-		cfg, err := config.Load(cmd.Flags(), environ)
-		if err != nil {
-			return err
-		}
-		out := logbuf.New(stderr, 64<<10, 100*time.Millisecond)
-		defer out.Close()
-		log := newLogger(out, cfg.Debug)
-		s, err := server.New(cmd.Context(), cfg, log)
-		if err != nil {
-			return err
-		}
-		return s.ListenAndServe(cmd.Context())
+		return runServer(cmd, environ, stdout, stderr, false)
 	}
 	root := &cobra.Command{
 		Use:           "plugind",
@@ -69,6 +56,7 @@ func newRoot(environ []string, stdout, stderr io.Writer) *cobra.Command {
 		RunE:  serve,
 	})
 	root.AddCommand(
+		devCommand(environ, stdout, stderr),
 		buildCommand(environ, stdout, stderr),
 		listCommand(environ, stdout, stderr),
 		doctorCommand(environ, stdout, stderr),
@@ -105,11 +93,42 @@ func newRoot(environ []string, stdout, stderr io.Writer) *cobra.Command {
 	return root
 }
 
-// newLogger is the root logger: JSON, one event per line.
-func newLogger(w io.Writer, debugMode bool) zerolog.Logger {
-	level := zerolog.InfoLevel
-	if debugMode {
-		level = zerolog.DebugLevel
+// runServer serves until ctx ends: plugind serve, or plugind dev when
+// dev is set.
+func runServer(cmd *cobra.Command, environ []string, stdout, stderr io.Writer, dev bool) error {
+	var opts []config.LoadOption
+	if dev {
+		opts = append(opts, config.ForDev())
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+	cfg, err := config.Load(cmd.Flags(), environ, opts...)
+	if err != nil {
+		return err
+	}
+	log, out := newLogger(stderr, cfg.Log.Format, levelFor(cfg))
+	defer out.Close()
+	for _, w := range cfg.Warnings {
+		log.Warn().Msg(w)
+	}
+	if !dev {
+		s, err := server.New(cmd.Context(), cfg, log)
+		if err != nil {
+			return err
+		}
+		if cfg.Plugins.Reload == config.ReloadOff {
+			log.Info().Msg("hot reload off (plugins.reload)")
+		}
+		return s.ListenAndServe(cmd.Context())
+	}
+	events := newDevLog(log)
+	s, err := server.New(cmd.Context(), cfg, log, server.OnPluginEvent(events.event))
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr())
+	if err != nil {
+		return err
+	}
+	out.Flush() // the start-up lines, then the banner
+	printBanner(stdout, cfg, ln.Addr(), s.Plugins())
+	return s.Serve(cmd.Context(), ln)
 }

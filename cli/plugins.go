@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -27,7 +29,8 @@ func withLoader(cmd *cobra.Command, environ []string, stderr io.Writer, run func
 	if err != nil {
 		return err
 	}
-	log := zerolog.New(stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	log, out := newLogger(stderr, cfg.Log.Format, zerolog.WarnLevel)
+	defer out.Close()
 	l, host, err := server.NewLoader(cfg, log, nil)
 	if err != nil {
 		return err
@@ -152,6 +155,9 @@ func doctorCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 					problems = append(problems, notBuilt(l)...)
 				} else {
 					fmt.Fprintln(stdout, "mode        auto (plugins.build = auto): builds plugins on demand")
+					goCmd, cc := toolchainOf(cmd.Context(), cfg.Plugins.Go)
+					fmt.Fprintf(stdout, "go          %s\n", goCmd)
+					fmt.Fprintf(stdout, "cc          %s\n", cc)
 					fmt.Fprintf(stdout, "module      plugins are built in %s\n", l.ModuleDir())
 				}
 				fmt.Fprintf(stdout, "sources     %s\n", cfg.SrcDir())
@@ -180,6 +186,43 @@ func doctorCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 			})
 		},
 	}
+}
+
+// toolchainOf describes the go command plugins are built with and the C
+// compiler cgo uses with it (go env CC): the path of each and the
+// version it reports. The loader names what is missing as problems.
+func toolchainOf(ctx context.Context, goCmd string) (goDesc, ccDesc string) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	// As plugin builds run it: never a toolchain download.
+	env := append(os.Environ(), "GOTOOLCHAIN=local", "GOWORK=off", "GOFLAGS=-mod=readonly")
+	goPath, err := exec.LookPath(goCmd)
+	if err != nil {
+		return fmt.Sprintf("%q not found on PATH", goCmd), "unknown (no go command to ask for CC)"
+	}
+	goDesc = goPath + ", " + firstLine(ctx, env, goPath, "env", "GOVERSION")
+	cc := strings.Fields(firstLine(ctx, env, goPath, "env", "CC"))
+	if len(cc) == 0 {
+		return goDesc, "unknown (go env CC failed)"
+	}
+	ccPath, err := exec.LookPath(cc[0])
+	if err != nil {
+		return goDesc, fmt.Sprintf("%q (go env CC) not found on PATH", cc[0])
+	}
+	return goDesc, ccPath + ", " + firstLine(ctx, env, ccPath, "--version")
+}
+
+// firstLine runs a command and returns the first line of its output, or
+// why there is none.
+func firstLine(ctx context.Context, env []string, name string, args ...string) string {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
+	out, err := cmd.Output()
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	if err != nil && line == "" {
+		return fmt.Sprintf("%s %s failed: %v", filepath.Base(name), strings.Join(args, " "), err)
+	}
+	return line
 }
 
 func newCommand(environ []string, stdout io.Writer) *cobra.Command {
@@ -219,7 +262,7 @@ func newCommand(environ []string, stdout io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&abi, "abi", "legacy", "handler ABI: legacy (prestd's globals) or standard (http.HandlerFunc)")
+	cmd.Flags().StringVar(&abi, "abi", "standard", "handler ABI: standard (http.HandlerFunc, with the sdk) or legacy (prestd's globals)")
 	return cmd
 }
 
@@ -263,11 +306,12 @@ import (
 	"testing"
 )
 
+// Outside plugind the sdk has no settings: the handler's defaults apply.
 func TestGETHelloHandler(t *testing.T) {
 	rec := httptest.NewRecorder()
 	GETHelloHandler(rec, httptest.NewRequest("GET", "/_PLUGIN/%[1]s/Hello?name=ada", nil))
 	var got map[string]string
-	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != 200 || got["hello"] != "ada" {
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != 200 || got["hello"] != "ada" || got["greeting"] != "hello" {
 		t.Fatalf("GETHelloHandler: %%d %%s", rec.Code, rec.Body)
 	}
 }
@@ -307,16 +351,26 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/plugind/plugind/sdk"
 )
 
-// GETHelloHandler answers GET /_PLUGIN/%[1]s/Hello with a greeting.
+// GETHelloHandler answers GET /_PLUGIN/%[1]s/Hello with a greeting. Its
+// word is a setting, in prest.toml:
+//
+//	[plugin.%[1]s.settings]
+//	greeting = "hi"
 func GETHelloHandler(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	name := r.URL.Query().Get("name")
 	if name == "" {
 		name = "world"
 	}
+	greeting := sdk.Settings(ctx).String("greeting", "hello")
+	// The sdk's logger carries the plugin's name and the request id.
+	sdk.Logger(ctx).Debug().Str("name", name).Msg("greeting")
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]string{"hello": name, "plugin": "%[1]s"})
+	json.NewEncoder(w).Encode(map[string]string{"hello": name, "greeting": greeting, "plugin": sdk.Plugin(ctx)})
 }
 `,
 }

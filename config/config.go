@@ -39,15 +39,21 @@ type Config struct {
 	Metrics    Metrics   `mapstructure:"metrics"`
 	Bus        Bus       `mapstructure:"bus"`
 	Tasks      Tasks     `mapstructure:"tasks"`
+	Log        Log       `mapstructure:"log"`
+	Admin      Admin     `mapstructure:"admin"`
 	// Middleware lists middleware plugins, applied in order, the first
 	// outermost (prestd's pluginmiddlewarelist).
 	Middleware []MiddlewareRef `mapstructure:"pluginmiddlewarelist"`
 	// PluginConfigs are the [plugin.<name>] tables, by plugin name.
 	PluginConfigs map[string]PluginConfig `mapstructure:"-"`
-	// secrets are PREST_PLUGIN_<NAME>_<KEY> variables (NAME_KEY -> value)
+	// secrets are PREST_PLUGIN_ variables (the rest of the name -> value)
 	// and the secrets file's tables (name -> key -> value).
 	secretEnv  map[string]string
 	secretFile map[string]map[string]string
+
+	// Warnings are what Load decided that the operator should hear of at
+	// start-up (debug turning JWT checking off, say), one sentence each.
+	Warnings []string `mapstructure:"-"`
 
 	// File is the configuration file that was read, or "" if none was.
 	File string `mapstructure:"-"`
@@ -181,6 +187,26 @@ type Tasks struct {
 	Lease time.Duration `mapstructure:"lease"`
 }
 
+// Log configures the process's log.
+type Log struct {
+	// Format is LogAuto (console on a terminal, else JSON), LogConsole
+	// or LogJSON.
+	Format string `mapstructure:"format"`
+}
+
+// Log formats.
+const (
+	LogAuto    = "auto"
+	LogConsole = "console"
+	LogJSON    = "json"
+)
+
+// Admin configures the /_ADMIN/ web page.
+type Admin struct {
+	// Enabled serves the page (plugind dev turns it on).
+	Enabled bool `mapstructure:"enabled"`
+}
+
 // Metrics configures the Prometheus endpoint.
 type Metrics struct {
 	Enabled bool   `mapstructure:"enabled"`
@@ -205,6 +231,7 @@ type Plugins struct {
 	// BuildTimeout bounds one plugin build.
 	BuildTimeout time.Duration `mapstructure:"buildtimeout"`
 	// BuildWait bounds how long a request waits for a build (then 503).
+	// It must be less than HTTP.WriteTimeout; unset, it is 5/6 of it.
 	BuildWait time.Duration `mapstructure:"buildwait"`
 	// Reload is "on-change" (rebuild and swap in a plugin when its source
 	// changes) or "off" (load once, as prestd). Default: on-change in
@@ -290,7 +317,7 @@ var defaults = map[string]any{
 	"plugins.moduledir":                    "",
 	"plugins.go":                           "go",
 	"plugins.buildtimeout":                 "5m",
-	"plugins.buildwait":                    "60s",
+	"plugins.buildwait":                    "0s", // 5/6 of http.writetimeout: 50 s of prestd's 60
 	"plugins.reload":                       "",
 	"plugins.warmup":                       true,
 	"plugins.prebuild":                     false,
@@ -321,7 +348,7 @@ var defaults = map[string]any{
 	"auth.metrics":                         false,
 	"jwt.key":                              "",
 	"jwt.algo":                             "HS256",
-	"jwt.default":                          true,
+	"jwt.default":                          false, // prestd 2.x
 	"jwt.whitelist":                        []string{`^/auth$`},
 	"cors.alloworigin":                     []string{},
 	"cors.allowmethods":                    []string{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"},
@@ -342,6 +369,8 @@ var defaults = map[string]any{
 	"tasks.retention":                      "1h",
 	"tasks.maxfinished":                    1000,
 	"metrics.path":                         "/metrics",
+	"log.format":                           LogAuto,
+	"admin.enabled":                        false,
 }
 
 // env lists the environment variables of each key, first match wins.
@@ -367,9 +396,25 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.Bool("debug", false, "debug mode: verbose logs, compiler output in error bodies (env PREST_DEBUG)")
 }
 
+// LoadOption changes what Load makes of the configuration.
+type LoadOption func(*loadOptions)
+
+type loadOptions struct {
+	dev bool
+}
+
+// ForDev is plugind dev's configuration: debug, hot reload (on-change)
+// and the admin page on, whatever the file, environment or flags say,
+// and console logs unless log.format says "json".
+func ForDev() LoadOption { return func(o *loadOptions) { o.dev = true } }
+
 // Load reads the configuration. fs may be nil; environ is os.Environ()
 // in production.
-func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
+func Load(fs *pflag.FlagSet, environ []string, opts ...LoadOption) (Config, error) {
+	var o loadOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	env := make(map[string]string, len(environ))
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok {
@@ -424,6 +469,14 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 	} else {
 		cfg.File = file
 	}
+	if o.dev {
+		v.Set("debug", true)
+		v.Set("plugins.reload", ReloadOnChange)
+		v.Set("admin.enabled", true)
+		if strings.EqualFold(v.GetString("log.format"), LogAuto) {
+			v.Set("log.format", LogConsole)
+		}
+	}
 
 	if err := v.Unmarshal(&cfg); err != nil {
 		return cfg, &decodeError{err: err}
@@ -437,11 +490,22 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 			cfg.Plugins.Reload = ReloadOnChange
 		}
 	}
+	if cfg.Debug && cfg.JWT.Default && cfg.JWT.Key != "" {
+		// prestd skips its JWT middleware in debug mode; so does plugind,
+		// but says so.
+		cfg.JWT.Default = false
+		cfg.Warnings = append(cfg.Warnings, "debug is on: JWT checking is off (as in prestd); turn debug off to check tokens")
+	}
 	if cfg.HTTP.ReadTimeout == 0 {
 		cfg.HTTP.ReadTimeout = time.Duration(cfg.HTTP.Timeout) * time.Second
 	}
 	if cfg.HTTP.WriteTimeout == 0 {
 		cfg.HTTP.WriteTimeout = time.Duration(cfg.HTTP.Timeout) * time.Second
+	}
+	if cfg.Plugins.BuildWait == 0 {
+		// A margin under the write timeout, so that the 503 of a request
+		// that waited for a build is written before the connection is cut.
+		cfg.Plugins.BuildWait = cfg.HTTP.WriteTimeout * 5 / 6
 	}
 	if cfg.Tasks.Dir == "" && cfg.Plugins.Build == BuildOff && cfg.Tasks.Store != "postgres" {
 		// The default lies in the plugin path, which prebuilt mode
@@ -479,6 +543,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: plugins.buildtimeout must be positive, got %s", c.Plugins.BuildTimeout)
 	case c.Plugins.BuildWait <= 0:
 		return fmt.Errorf("config: plugins.buildwait must be positive, got %s", c.Plugins.BuildWait)
+	case c.HTTP.WriteTimeout > 0 && c.Plugins.BuildWait >= c.HTTP.WriteTimeout:
+		// The server would cut the connection before the 503 is written.
+		return fmt.Errorf("config: plugins.buildwait (%s) must be less than http.writetimeout (%s, from http.timeout unless set): a request waiting for a build would lose its connection before its 503",
+			c.Plugins.BuildWait, c.HTTP.WriteTimeout)
 	case c.Plugins.Reload != ReloadOnChange && c.Plugins.Reload != ReloadOff:
 		return fmt.Errorf("config: plugins.reload must be %q or %q, got %q", ReloadOnChange, ReloadOff, c.Plugins.Reload)
 	case c.Plugins.LoadCheckTimeout < 0:
@@ -506,6 +574,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: jwt.algo must be HS256, HS384 or HS512, got %q", c.JWT.Algo)
 	case c.HTTPS.Mode && (c.HTTPS.Cert == "" || c.HTTPS.Key == ""):
 		return errors.New("config: https.mode needs https.cert and https.key")
+	case c.Log.Format != LogAuto && c.Log.Format != LogConsole && c.Log.Format != LogJSON:
+		return fmt.Errorf("config: log.format must be %q, %q or %q, got %q", LogAuto, LogConsole, LogJSON, c.Log.Format)
 	case c.Metrics.Enabled && !strings.HasPrefix(c.Metrics.Path, "/"):
 		return fmt.Errorf("config: metrics.path must start with /, got %q", c.Metrics.Path)
 	case c.Lifecycle.StartupRequestPauseTimeout < 0 || c.Lifecycle.ServerShutdownDelay < 0:

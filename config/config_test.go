@@ -78,6 +78,11 @@ enabled = false
 name = "test"
 permissions = ["read"]
 `)
+	// prestd 2.x's own defaults: a key alone does not turn JWT on.
+	prestdKeyOnly := filepath.Join(dir, "prestd-key-only.toml")
+	writeFile(t, prestdKeyOnly, "[jwt]\nkey = \"secret\"\n")
+	devFile := filepath.Join(dir, "dev.toml")
+	writeFile(t, devFile, "debug = false\n[plugins]\nreload = \"off\"\n[admin]\nenabled = false\n")
 	plugins := filepath.Join(dir, "plugins.toml")
 	secrets := filepath.Join(dir, "secrets.toml")
 	writeFile(t, plugins, `
@@ -118,6 +123,7 @@ on = true
 		name    string
 		env     map[string]string
 		args    []string
+		opts    []config.LoadOption
 		check   func(t *testing.T, c config.Config)
 		wantErr string
 	}{
@@ -133,8 +139,73 @@ on = true
 				if c.Lifecycle.ServerShutdownTimeout != 20*time.Second || c.Plugins.BuildTimeout != 5*time.Minute {
 					t.Errorf("durations = %+v", c)
 				}
+				if c.Plugins.BuildWait != 50*time.Second || c.HTTP.WriteTimeout != time.Minute {
+					t.Errorf("default buildwait %s, write timeout %s; want 50s under 1m", c.Plugins.BuildWait, c.HTTP.WriteTimeout)
+				}
+				if c.JWT.Default || c.Admin.Enabled || c.Log.Format != config.LogAuto || c.Plugins.Reload != config.ReloadOff || len(c.Warnings) != 0 {
+					t.Errorf("jwt.default %v, admin.enabled %v, log.format %q, reload %q, warnings %q", c.JWT.Default, c.Admin.Enabled, c.Log.Format, c.Plugins.Reload, c.Warnings)
+				}
 			},
 		},
+		{
+			name: "a prestd jwt.key without jwt.default leaves JWT off",
+			env:  map[string]string{"PREST_CONF": prestdKeyOnly},
+			check: func(t *testing.T, c config.Config) {
+				if c.JWT.Key != "secret" || c.JWT.Default || len(c.Warnings) != 0 {
+					t.Errorf("jwt = %+v, warnings %q", c.JWT, c.Warnings)
+				}
+			},
+		},
+		{
+			name: "debug turns JWT checking off, with a warning",
+			env:  map[string]string{"PREST_CONF": prestdKeyOnly, "PREST_JWT_DEFAULT": "true", "PREST_DEBUG": "true"},
+			check: func(t *testing.T, c config.Config) {
+				if c.JWT.Default || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "JWT checking is off") {
+					t.Errorf("jwt = %+v, warnings %q", c.JWT, c.Warnings)
+				}
+			},
+		},
+		{
+			name: "jwt.default without debug turns JWT on",
+			env:  map[string]string{"PREST_CONF": prestdKeyOnly, "PREST_JWT_DEFAULT": "true"},
+			check: func(t *testing.T, c config.Config) {
+				if !c.JWT.Default || len(c.Warnings) != 0 {
+					t.Errorf("jwt = %+v, warnings %q", c.JWT, c.Warnings)
+				}
+			},
+		},
+		{
+			name: "plugind dev: debug, reload, admin and console logs, whatever the file says",
+			env:  map[string]string{"PREST_CONF": devFile},
+			opts: []config.LoadOption{config.ForDev()},
+			check: func(t *testing.T, c config.Config) {
+				if !c.Debug || c.Plugins.Reload != config.ReloadOnChange || !c.Admin.Enabled || c.Log.Format != config.LogConsole {
+					t.Errorf("dev config: debug %v reload %q admin %v log %q", c.Debug, c.Plugins.Reload, c.Admin.Enabled, c.Log.Format)
+				}
+			},
+		},
+		{
+			name: "plugind dev keeps JSON logs when asked",
+			env:  map[string]string{"PREST_LOG_FORMAT": "json"},
+			opts: []config.LoadOption{config.ForDev()},
+			check: func(t *testing.T, c config.Config) {
+				if c.Log.Format != config.LogJSON {
+					t.Errorf("log.format = %q", c.Log.Format)
+				}
+			},
+		},
+		{
+			name: "buildwait under a longer write timeout",
+			env:  map[string]string{"PREST_PLUGINS_BUILDWAIT": "90s", "PREST_HTTP_TIMEOUT": "120"},
+			check: func(t *testing.T, c config.Config) {
+				if c.Plugins.BuildWait != 90*time.Second || c.HTTP.WriteTimeout != 120*time.Second {
+					t.Errorf("buildwait %s writetimeout %s", c.Plugins.BuildWait, c.HTTP.WriteTimeout)
+				}
+			},
+		},
+		{name: "buildwait at the write timeout", env: map[string]string{"PREST_PLUGINS_BUILDWAIT": "60s"}, wantErr: "plugins.buildwait (1m0s) must be less than http.writetimeout (1m0s"},
+		{name: "buildwait over an explicit write timeout", env: map[string]string{"PREST_HTTP_WRITETIMEOUT": "30s", "PREST_PLUGINS_BUILDWAIT": "40s"}, wantErr: "plugins.buildwait (40s) must be less than http.writetimeout (30s"},
+		{name: "log format", env: map[string]string{"PREST_LOG_FORMAT": "pretty"}, wantErr: "log.format"},
 		{
 			name: "environment",
 			env:  map[string]string{"PREST_PLUGINPATH": "/p", "PREST_HTTP_HOST": "127.0.0.1", "PREST_HTTP_PORT": "4000", "PREST_DEBUG": "true", "PORT": "5000"},
@@ -276,6 +347,12 @@ on = true
 				if c.JWT.Key != "secret" || len(c.JWT.Whitelist) != 2 || c.CORS.AllowOrigin[0] != "https://app.example" || len(c.CORS.AllowHeaders) != 2 {
 					t.Errorf("jwt/cors = %+v %+v", c.JWT, c.CORS)
 				}
+				if c.Plugins.BuildWait != 25*time.Second {
+					t.Errorf("buildwait = %s under a 30 s write timeout, want 25s", c.Plugins.BuildWait)
+				}
+				if c.JWT.Default || len(c.Warnings) != 1 { // its debug = true turns JWT off, as in prestd
+					t.Errorf("jwt.default = %v with debug on, warnings %q", c.JWT.Default, c.Warnings)
+				}
 				for _, k := range []string{"auth.enabled", "auth.table", "auth.type", "cache.enabled", "migrations", "pg.database", "pg.host"} {
 					if !slices.Contains(c.Unknown, k) {
 						t.Errorf("prestd-only key %s not reported as ignored: %v", k, c.Unknown)
@@ -317,7 +394,7 @@ on = true
 			for k, v := range tt.env {
 				environ = append(environ, k+"="+v)
 			}
-			c, err := config.Load(fs, environ)
+			c, err := config.Load(fs, environ, tt.opts...)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(tt.wantErr)) {
 					t.Fatalf("err = %v, want one naming %q", err, tt.wantErr)
@@ -336,5 +413,82 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSecretEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     []string
+		plugins []string
+		want    map[string]map[string]string // plugin -> its secrets
+		wantErr string                       // of CheckSecretEnv
+	}{
+		{
+			name:    "double underscore names the plugin",
+			env:     []string{"PREST_PLUGIN_A__B_KEY=for-a", "PREST_PLUGIN_A_B__KEY=for-a_b"},
+			plugins: []string{"a", "a_b"},
+			want:    map[string]map[string]string{"a": {"b_key": "for-a"}, "a_b": {"key": "for-a_b"}},
+		},
+		{
+			name:    "the older form where it fits one plugin",
+			env:     []string{"PREST_PLUGIN_HELLO_API_TOKEN=t", "PREST_PLUGIN_MY_PLUGIN_KEY=k"},
+			plugins: []string{"hello", "my-plugin"},
+			want:    map[string]map[string]string{"hello": {"api_token": "t"}, "my-plugin": {"key": "k"}},
+		},
+		{
+			name:    "the double-underscore form wins for the same key",
+			env:     []string{"PREST_PLUGIN_HELLO_TOKEN=old", "PREST_PLUGIN_HELLO__TOKEN=new"},
+			plugins: []string{"hello"},
+			want:    map[string]map[string]string{"hello": {"token": "new"}},
+		},
+		{
+			name:    "an older-form variable that fits two plugins",
+			env:     []string{"PREST_PLUGIN_A_B_KEY=x"},
+			plugins: []string{"a_b", "a"},
+			wantErr: `PREST_PLUGIN_A_B_KEY is ambiguous: it is "b_key" of plugin "a" and "key" of plugin "a_b"`,
+		},
+		{
+			name:    "plugins a and a_b without older-form variables",
+			env:     []string{"PREST_PLUGIN_A__KEY=x", "PREST_PLUGIN_A_B__KEY=y"},
+			plugins: []string{"a", "a_b"},
+			want:    map[string]map[string]string{"a": {"key": "x"}, "a_b": {"key": "y"}},
+		},
+		{
+			name:    "two plugins of one NAME",
+			env:     []string{"PREST_PLUGIN_MY_PLUGIN__KEY=x"},
+			plugins: []string{"my_plugin", "my-plugin"},
+			wantErr: `plugins "my-plugin" and "my_plugin" both read PREST_PLUGIN_MY_PLUGIN__KEY`,
+		},
+		{
+			name:    "two plugins of one NAME, no variable for them",
+			env:     []string{"PREST_PLUGIN_OTHER__KEY=x"},
+			plugins: []string{"my_plugin", "my-plugin", "other"},
+			want:    map[string]map[string]string{"my_plugin": {}, "other": {"key": "x"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			c, err := config.Load(nil, tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.CheckSecretEnv(tt.plugins)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("CheckSecretEnv = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, want := range tt.want {
+				if got := c.Secrets(name); !maps.Equal(got, want) {
+					t.Errorf("Secrets(%q) = %v, want %v", name, got, want)
+				}
+			}
+		})
 	}
 }

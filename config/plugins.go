@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -72,20 +73,97 @@ func (c Config) Isolation(name string) string {
 }
 
 // Secrets returns plugin name's secrets, keys lower-cased: the secrets
-// file's [name] table, overridden by PREST_PLUGIN_<NAME>_<KEY> variables
-// (NAME upper-cased, '-' as '_'). A variable also matches a plugin whose
-// name is a prefix of another's: PREST_PLUGIN_A_B_KEY is "b_key" for
-// plugin "a" and "key" for plugin "a_b".
+// file's [name] table, overridden by environment variables. NAME below is
+// the plugin name upper-cased with '-' as '_':
+//
+//   - PREST_PLUGIN_<NAME>__<KEY> (two underscores): the name ends at the
+//     first double underscore, so the variable belongs to one plugin only.
+//   - PREST_PLUGIN_<NAME>_<KEY>, the older form, is read too, but it is
+//     ambiguous when one plugin's NAME followed by '_' begins another's
+//     (PREST_PLUGIN_A_B_KEY fits plugin "a" and plugin "a_b"): CheckSecretEnv
+//     refuses such a variable at start-up. It never holds "__".
+//
+// The double-underscore form wins over the older one for the same key.
 func (c Config) Secrets(name string) map[string]string {
 	out := make(map[string]string)
 	for k, v := range c.secretFile[strings.ToLower(name)] {
 		out[strings.ToLower(k)] = v
 	}
-	prefix := strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "_"
+	env := EnvName(name)
 	for k, v := range c.secretEnv {
-		if key, ok := strings.CutPrefix(k, prefix); ok && key != "" {
-			out[strings.ToLower(key)] = v
+		if key, ok := oldFormKey(k, env); ok {
+			out[key] = v
+		}
+	}
+	for k, v := range c.secretEnv {
+		if n, key, ok := newForm(k); ok && n == env {
+			out[key] = v
 		}
 	}
 	return out
+}
+
+// EnvName is plugin name as it appears in PREST_PLUGIN_<NAME>__<KEY>.
+func EnvName(name string) string {
+	return strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// newForm splits NAME__KEY (the variable without PREST_PLUGIN_).
+func newForm(v string) (name, key string, ok bool) {
+	name, key, ok = strings.Cut(v, "__")
+	if !ok || name == "" || key == "" {
+		return "", "", false
+	}
+	return name, strings.ToLower(key), true
+}
+
+// oldFormKey is the key NAME_KEY (the variable without PREST_PLUGIN_)
+// gives the plugin whose NAME is env, if it is one of its.
+func oldFormKey(v, env string) (string, bool) {
+	if strings.Contains(v, "__") {
+		return "", false
+	}
+	key, ok := strings.CutPrefix(v, env+"_")
+	if !ok || key == "" {
+		return "", false
+	}
+	return strings.ToLower(key), true
+}
+
+// CheckSecretEnv refuses PREST_PLUGIN_ variables that would reach more
+// than one of the plugins names: an older-form variable that fits two
+// plugins, or any variable for two plugins whose names differ only in
+// case or in '-' against '_'. The server calls it with the plugins it
+// finds at start-up.
+func (c Config) CheckSecretEnv(names []string) error {
+	vars := slices.Sorted(maps.Keys(c.secretEnv))
+	names = slices.Sorted(slices.Values(names))
+	byEnv := make(map[string]string) // NAME -> first plugin of that NAME
+	for _, name := range names {
+		env := EnvName(name)
+		other, seen := byEnv[env]
+		if !seen {
+			byEnv[env] = name
+			continue
+		}
+		for _, v := range vars {
+			n, _, isNew := newForm(v)
+			if _, isOld := oldFormKey(v, env); (isNew && n == env) || isOld {
+				return fmt.Errorf("config: plugins %q and %q both read PREST_PLUGIN_%s: rename one of them, or give their secrets in plugins.secretsfile", other, name, v)
+			}
+		}
+	}
+	for _, v := range vars {
+		var claims []string
+		for _, name := range names {
+			if key, ok := oldFormKey(v, EnvName(name)); ok {
+				claims = append(claims, fmt.Sprintf("%q of plugin %q", key, name))
+			}
+		}
+		if len(claims) > 1 {
+			return fmt.Errorf("config: PREST_PLUGIN_%s is ambiguous: it is %s; name the plugin with a double underscore before the key (PREST_PLUGIN_<NAME>__<KEY>)",
+				v, strings.Join(claims, " and "))
+		}
+	}
+	return nil
 }

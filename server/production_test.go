@@ -57,6 +57,7 @@ apikeys = [%q]
 
 [jwt]
 key = %q
+default = true
 
 [plugin.hello]
 apikeys = ["hello-only-key"]

@@ -105,7 +105,11 @@ func NewLoader(cfg config.Config, log zerolog.Logger, extend func(*loader.Option
 // The binary must call loader.RunLoadCheckIfAsked (or handle
 // loader.LoadCheckCommand) first thing, since the server runs itself to
 // check new plugins.
-func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, error) {
+func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Option) (*Server, error) {
+	var so options
+	for _, opt := range opts {
+		opt(&so)
+	}
 	if cfg.File != "" {
 		log.Info().Str("file", cfg.File).Msg("configuration read")
 	}
@@ -137,6 +141,9 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 	s.tasks = tm
 	l, _, err := NewLoader(cfg, log, func(o *loader.Options) {
 		o.Notify = s.pluginEvent
+		if so.onEvent != nil {
+			o.Notify = func(ev loader.Event) { s.pluginEvent(ev); so.onEvent(ev) }
+		}
 		o.Bus = s.bus
 		o.Tasks = tm.For
 	})
@@ -175,6 +182,16 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 	plugins, skipped, err := l.Discover()
 	if err != nil {
 		log.Warn().Err(err).Str("dir", cfg.SrcDir()).Msg("plugin source directory unreadable")
+	}
+	names := make([]string, len(plugins))
+	for i, p := range plugins {
+		names[i] = p.Name
+	}
+	if err := cfg.CheckSecretEnv(names); err != nil {
+		_ = l.Close(ctx)
+		_ = tm.Shutdown(ctx)
+		s.events.close()
+		return nil, err
 	}
 	for _, p := range plugins {
 		log.Info().Str("plugin", p.Name).Str("kind", string(p.Kind)).Msg("plugin registered")

@@ -41,6 +41,10 @@ func CacheDir() string {
 // plugin mode, with several test binaries doing the same at once: minutes.
 const BuildWait = 10 * time.Minute
 
+// WriteTimeout is the HTTP write timeout of tests' servers: configuration
+// requires plugins.buildwait to be less than http.writetimeout.
+const WriteTimeout = BuildWait + time.Minute
+
 // PluginPath makes a plugin path whose src holds copies of the named
 // fixtures (files without ".go", or folders, from testdata/plugins;
 // "hello" is lib/src/hello.go) and returns it.
