@@ -202,6 +202,10 @@ func TestRecordDoesNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { r.Record("hello", 500, 3*time.Millisecond) }); n != 0 {
 		t.Fatalf("Record allocates %v times per call, want 0", n)
 	}
+	end := time.Now()
+	if n := testing.AllocsPerRun(1000, func() { r.RecordAt("hello", 200, time.Millisecond, end) }); n != 0 {
+		t.Fatalf("RecordAt allocates %v times per call, want 0", n)
+	}
 }
 
 func BenchmarkRecord(b *testing.B) {
@@ -213,6 +217,21 @@ func BenchmarkRecord(b *testing.B) {
 		for pb.Next() {
 			d += 1000
 			r.Record("hello", 200, d%time.Second)
+		}
+	})
+}
+
+// BenchmarkRecordAt is the cost without reading the clock.
+func BenchmarkRecordAt(b *testing.B) {
+	r := New(nil)
+	end := time.Now()
+	r.RecordAt("hello", 200, time.Millisecond, end)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		d := time.Duration(0)
+		for pb.Next() {
+			d += 1000
+			r.RecordAt("hello", 200, d%time.Second, end)
 		}
 	})
 }
