@@ -39,6 +39,7 @@ type Config struct {
 	Metrics    Metrics   `mapstructure:"metrics"`
 	Bus        Bus       `mapstructure:"bus"`
 	Tasks      Tasks     `mapstructure:"tasks"`
+	Admin      Admin     `mapstructure:"admin"`
 	// Middleware lists middleware plugins, applied in order, the first
 	// outermost (prestd's pluginmiddlewarelist).
 	Middleware []MiddlewareRef `mapstructure:"pluginmiddlewarelist"`
@@ -152,6 +153,12 @@ type Bus struct {
 	// Events serves GET /_EVENTS, a Server-Sent Events stream of bus
 	// traffic, for debugging (behind auth like every route).
 	Events bool `mapstructure:"events"`
+}
+
+// Admin configures the operator page.
+type Admin struct {
+	// Enabled serves /_ADMIN/ (behind auth like every route).
+	Enabled bool `mapstructure:"enabled"`
 }
 
 // Tasks configures plugins' background tasks.
@@ -290,6 +297,7 @@ var defaults = map[string]any{
 	"https.key":                            "/etc/certs/cert.key",
 	"metrics.enabled":                      true,
 	"bus.events":                           false,
+	"admin.enabled":                        false,
 	"tasks.dir":                            "",
 	"tasks.workers":                        4,
 	"tasks.queue":                          64,

@@ -102,6 +102,11 @@ func (s *Server) access(next http.Handler) http.Handler {
 			}
 			s.Metrics.Request(plugin, fn, r.Method, status, took)
 		}
+		// A plugin that exists: resolved, or failing (a build error) rather
+		// than a name nobody serves.
+		if s.RequestStats != nil && info.plugin != "" && (info.resolved || status >= 500) {
+			s.RequestStats.RecordAt(info.plugin, status, took, start.Add(took))
+		}
 	})
 }
 

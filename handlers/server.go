@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/rs/zerolog"
@@ -72,6 +73,12 @@ type Server struct {
 	// long-lived responses (the event stream) end then, rather than hold
 	// up the graceful shutdown.
 	Closing <-chan struct{}
+	// Admin, if set, serves the operator page under /_ADMIN/;
+	// RequestStats, if set, is told of every plugin request, for it.
+	Admin        http.Handler
+	RequestStats interface {
+		RecordAt(plugin string, status int, d time.Duration, end time.Time)
+	}
 
 	states states
 }
@@ -111,6 +118,10 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Events != nil {
 		r.HandleFunc("/_EVENTS", s.events).Methods(http.MethodGet)
+	}
+	if s.Admin != nil {
+		r.PathPrefix("/_ADMIN/").Handler(s.Admin)
+		r.Handle("/_ADMIN", s.Admin) // redirects to /_ADMIN/
 	}
 	badPath := func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "plugin paths are /_PLUGIN/{file}/{func}, with names of letters, digits, '_' and '-'"})
