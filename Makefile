@@ -33,6 +33,8 @@ test: vet
 	# deadline exceeded" and no crasher (go.dev/issue/75804, unfixed in 1.26).
 	# 150000 runs take about 10 s here.
 	$(GO) test -run '^$$' -fuzz FuzzValidName -fuzztime 150000x ./loader/
+	# The admin page in a real browser (Debian's chromium), its own module.
+	cd test/browser && $(GO) test -count=1 ./...
 
 # Go benchmarks of the request path, a wrk load run against a plain
 # net/http handler (the ceiling), and the plugin lifecycle: cold and warm
