@@ -179,11 +179,15 @@ type pluginView struct {
 	loader.Info
 	Calls     []call
 	LastBuild *Build
-	Builds    []Build
-	Events    []Event
-	HasStats  bool
-	Stats     reqstats.Window
-	Charts    []chart
+	// Superseded: the last build failed, but a version was loaded since
+	// without a build (the source was put back to one loaded before, or
+	// in the artifact cache), and is serving.
+	Superseded bool
+	Builds     []Build
+	Events     []Event
+	HasStats   bool
+	Stats      reqstats.Window
+	Charts     []chart
 }
 
 // call is a handler and a curl line that calls it.
@@ -210,6 +214,11 @@ func (h *handler) data(r *http.Request) pageData {
 			v.Events = h.opts.History.Events(info.Name)
 			if len(v.Builds) > 0 {
 				v.LastBuild, v.Builds = &v.Builds[0], v.Builds[1:]
+				for _, e := range v.Events {
+					if !v.LastBuild.OK && (e.Kind == loader.EventLoaded || e.Kind == loader.EventReloaded) && e.At.After(v.LastBuild.Finished) {
+						v.Superseded = true
+					}
+				}
 			}
 		}
 		if h.opts.Stats != nil {

@@ -229,3 +229,62 @@ func texts(ns []*node) []string {
 	}
 	return out
 }
+
+// TestRevertAfterAFailedBuild: a source put back to a version loaded
+// before (not the one serving) is served without a build; the page says
+// the failed build no longer applies.
+func TestRevertAfterAFailedBuild(t *testing.T) {
+	dir := plugintest.PluginPath(t)
+	src := filepath.Join(dir, "src")
+	hello, err := os.ReadFile(filepath.Join(plugintest.Root(), "lib", "src", "hello.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := plugintest.Unique(t, string(hello))
+	plugintest.WriteFile(t, src, "hello.go", good)
+	hist := admin.NewHistory(src)
+	l, err := loader.New(loader.Options{
+		SrcDir: src, CacheDir: plugintest.CacheDir(), BuildWait: plugintest.BuildWait,
+		Reload: true, Notify: hist.Observe, Log: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(context.Background()) })
+	if _, err := l.Handler(context.Background(), "hello", "Hello", http.MethodGet); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Watch(); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent := func(kind loader.EventKind) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			if ev := hist.Events("hello"); len(ev) > 0 && ev[0].Kind == kind {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s event; history %+v", kind, hist.Events("hello"))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	plugintest.WriteFile(t, src, "hello.go", good+"\n// second\n")
+	waitEvent(loader.EventReloaded)
+	plugintest.WriteFile(t, src, "hello.go", strings.Replace(good, `"Hello plugin caller!"`, "undefinedGreeting", 1))
+	waitEvent(loader.EventBuildFailed)
+
+	srv := httptest.NewServer(admin.New(admin.Options{Plugins: l, History: hist}))
+	defer srv.Close()
+	_, failed := get(t, srv.Client(), srv.URL+"/_ADMIN/plugins")
+	if !strings.Contains(failed, "undefinedGreeting") || strings.Contains(failed, `class="superseded"`) {
+		t.Fatalf("after the failed build: want its diagnostic, not superseded\n%s", failed)
+	}
+	plugintest.WriteFile(t, src, "hello.go", good)
+	waitEvent(loader.EventReloaded)
+	_, reverted := get(t, srv.Client(), srv.URL+"/_ADMIN/plugins")
+	if !strings.Contains(reverted, `class="superseded"`) || strings.Contains(reverted, "Latest attempt") {
+		t.Fatalf("after the revert: want the failed build marked superseded and no current error\n%s", reverted)
+	}
+}
