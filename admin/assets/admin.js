@@ -8,7 +8,7 @@
   var status = document.getElementById("status");
   var list = document.getElementById("events");
   var base = location.pathname.replace(/[^/]*$/, "");
-  var pending = null, inflight = false, again = false;
+  var pending = null, inflight = false, again = false, last = null;
 
   function addCopyButtons(root) {
     if (!navigator.clipboard) return;
@@ -33,6 +33,9 @@
         return r.text();
       })
       .then(function (html) {
+        // Unchanged: leave the reader's selection alone.
+        if (html === last) return;
+        last = html;
         // Keep open what the reader opened.
         var open = [];
         live.querySelectorAll("article.plugin details[open]").forEach(function (d) {
