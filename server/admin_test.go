@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,8 +18,19 @@ func requestsOf(fragment, plugin string) string {
 	return m[1]
 }
 
+// errorsOf reads the server error count the admin fragment shows for plugin.
+func errorsOf(fragment, plugin string) string {
+	m := regexp.MustCompile(`(?s)id="plugin-` + plugin + `".*?class="errors">(\d+) `).FindStringSubmatch(fragment)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
 func TestAdminPage(t *testing.T) {
-	srv := startConfig(t, loadConfig(t, plugintest.PluginPath(t, "hello", "counter"), "[admin]\nenabled = true\n"))
+	dir := plugintest.PluginPath(t, "hello", "counter", "panics")
+	plugintest.WriteFile(t, filepath.Join(dir, "src"), "broken.go", "package main\n\nfunc GETXHandler() string { return y }\n")
+	srv := startConfig(t, loadConfig(t, dir, "[admin]\nenabled = true\n"))
 
 	page := srv.request(t, "GET", "/_ADMIN/", nil)
 	if page.status != 200 || !strings.Contains(page.body, `id="plugin-hello"`) || !strings.Contains(page.body, `id="plugin-counter"`) {
@@ -54,6 +66,21 @@ func TestAdminPage(t *testing.T) {
 	}
 	if strings.Contains(frag, "plugin-nosuch") {
 		t.Fatal("a plugin that does not exist is listed")
+	}
+	// Server errors count for their plugin, whether its handler failed
+	// (a panic) or it could not be reached (a build failure); a request
+	// for a function it does not have is not one of its requests.
+	for _, path := range []string{"/_PLUGIN/panics/Boom", "/_PLUGIN/panics/Ok", "/_PLUGIN/broken/X", "/_PLUGIN/broken/X"} {
+		srv.request(t, "GET", path, nil)
+	}
+	if r := srv.request(t, "GET", "/_PLUGIN/panics/Nope", nil); r.status != 404 {
+		t.Fatalf("no such function: %d", r.status)
+	}
+	frag = srv.request(t, "GET", "/_ADMIN/plugins", nil).body
+	for _, c := range []struct{ plugin, requests, errors string }{{"panics", "2", "1"}, {"broken", "2", "2"}} {
+		if r, e := requestsOf(frag, c.plugin), errorsOf(frag, c.plugin); r != c.requests || e != c.errors {
+			t.Errorf("%s: %s requests, %s errors; want %s, %s", c.plugin, r, e, c.requests, c.errors)
+		}
 	}
 	if !strings.Contains(frag, "Built at") && !strings.Contains(frag, "loaded from the artifact cache") {
 		t.Fatalf("hello's last build is not shown:\n%s", frag)
