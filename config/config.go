@@ -79,9 +79,11 @@ type PluginConfig struct {
 	Methods []string `mapstructure:"methods"`
 	// MaxBodyBytes bounds request bodies: larger ones get 413 (0: none).
 	MaxBodyBytes int64 `mapstructure:"maxbodybytes"`
-	// APIKeys, if set, are the keys this plugin accepts, instead of
-	// auth.apikeys.
+	// APIKeys, if set, are the keys this plugin accepts besides the
+	// operator keys (auth.apikeys).
 	APIKeys []string `mapstructure:"apikeys"`
+	// JWT lets a plugin with keys of its own accept tokens too.
+	JWT bool `mapstructure:"jwt"`
 	// CORS, if AllowOrigin is set, replaces the global CORS for this
 	// plugin.
 	CORS CORS `mapstructure:"cors"`
@@ -157,7 +159,7 @@ type Bus struct {
 
 // Admin configures the operator page.
 type Admin struct {
-	// Enabled serves /_ADMIN/ (behind auth like every route).
+	// Enabled serves /_ADMIN/, an operator route.
 	Enabled bool `mapstructure:"enabled"`
 }
 

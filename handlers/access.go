@@ -3,27 +3,47 @@ package handlers
 import (
 	"bufio"
 	"context"
-	"errors"
+	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
+	"github.com/felixge/httpsnoop"
 	"github.com/rs/xid"
 	"github.com/rs/zerolog"
+
+	"github.com/plugind/plugind/auth"
+	"github.com/plugind/plugind/loader"
 )
 
 // The access middleware is written out rather than assembled from hlog's
 // handlers: those copy the request three times and the logger once per
-// request, which measurably lowers throughput on the plugin path. Here a
-// request costs one context value and one writer wrapper.
+// request. Here a request costs one context value and one wrapped writer.
 
-// requestInfo is what the access log knows of a request. The plugin
-// handler fills in plugin and fn once the names are valid.
+// requestInfo is what the server learns about a request as it passes
+// through: parsed once by the access layer, completed by the router, the
+// guard and the plugin handler, read by the access log.
 type requestInfo struct {
-	id         string
-	plugin, fn string
-	resolved   bool // the request reached an existing handler
+	id string
+	// file and fn are /_PLUGIN/{file}/{func}'s segments when pluginRoute;
+	// named says they are valid names, fit for logs and labels.
+	file, fn    string
+	pluginRoute bool
+	named       bool
+	resolved    bool // the request reached an existing handler
+	principal   auth.Principal
+
+	status int // the final status written; 0: none yet
+	size   int // body bytes written, before compression
+	// bodyTooLarge: a read of the body went over a limit. Atomic: a
+	// handler under a timeout may read on after its caller has answered.
+	bodyTooLarge atomic.Bool
 }
+
+// started reports whether the response has begun: after that, a failure
+// can only abort the connection.
+func (i *requestInfo) started() bool { return i.status != 0 }
 
 type requestInfoKey struct{}
 
@@ -38,8 +58,8 @@ func (s *Server) requestLogger(r *http.Request) *zerolog.Logger {
 	c := s.Log.With()
 	if info := infoFrom(r.Context()); info != nil {
 		c = c.Str("request_id", info.id)
-		if info.plugin != "" {
-			c = c.Str("plugin", info.plugin).Str("func", info.fn)
+		if info.named {
+			c = c.Str("plugin", info.file).Str("func", info.fn)
 		}
 	}
 	l := c.Logger()
@@ -65,7 +85,10 @@ func isIDByte(c byte) bool {
 }
 
 // access assigns the request id (X-Request-Id, honoured or generated, and
-// returned), and logs one "request" event when the response is done.
+// returned), parses a plugin path once, and logs one "request" event when
+// the response is done, aborted ones included. Statuses are recorded by
+// httpsnoop's wrapper, which keeps the writer's optional interfaces: an
+// informational 1xx is not the final status.
 func (s *Server) access(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -76,83 +99,102 @@ func (s *Server) access(next http.Handler) http.Handler {
 		if !validRequestID(info.id) {
 			info.id = xid.New().String()
 		}
+		info.file, info.fn, info.pluginRoute = splitPluginPath(r.URL.Path)
+		info.named = info.pluginRoute && loader.ValidName(info.file) && loader.ValidFunc(info.fn)
 		w.Header().Set("X-Request-Id", info.id)
-		rec := &recorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
-
-		status := rec.status
-		if status == 0 {
-			status = http.StatusOK
-		}
-		ev := s.Log.Info().Str("request_id", info.id)
-		if info.plugin != "" {
-			ev = ev.Str("plugin", info.plugin).Str("func", info.fn)
-		}
-		took := time.Since(start)
-		ev.Str("method", r.Method).
-			Str("path", r.URL.Path).
-			Int("status", status).
-			Int("size", rec.size).
-			Dur("duration", took).
-			Msg("request")
-		if s.Metrics != nil {
-			plugin, fn := "", ""
-			if info.resolved {
-				plugin, fn = info.plugin, info.fn
-			}
-			s.Metrics.Request(plugin, fn, r.Method, status, took)
-		}
-		// A plugin that exists: resolved, or failing (a build error) rather
-		// than a name nobody serves.
-		if s.RequestStats != nil && info.plugin != "" && (info.resolved || status >= 500) {
-			s.RequestStats.RecordAt(info.plugin, status, took, start.Add(took))
-		}
+		defer s.logRequest(r, info, start)
+		next.ServeHTTP(snoop(w, info), r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
 	})
 }
 
-// recorder notes the status and size of a response, and whether it has
-// begun, so that a failure after that point is logged rather than
-// answered. Flush and Hijack pass through; Unwrap serves
-// http.ResponseController.
-type recorder struct {
-	http.ResponseWriter
-	status int
-	size   int
-}
-
-func (w *recorder) started() bool { return w.status != 0 }
-
-func (w *recorder) WriteHeader(code int) {
-	if w.status == 0 || code < 200 && w.status < 200 {
-		w.status = code
+// logRequest writes the access log line and the request metrics.
+func (s *Server) logRequest(r *http.Request, info *requestInfo, start time.Time) {
+	aborted := recover()
+	status := info.status
+	if status == 0 {
+		status = http.StatusOK
 	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *recorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
+	took := time.Since(start)
+	ev := s.Log.Info()
+	if aborted != nil {
+		ev = s.Log.Warn().Bool("aborted", true)
 	}
-	n, err := w.ResponseWriter.Write(b)
-	w.size += n
-	return n, err
-}
-
-func (w *recorder) Flush() {
-	if w.status == 0 {
-		w.status = http.StatusOK
+	ev = ev.Str("request_id", info.id)
+	if info.named {
+		ev = ev.Str("plugin", info.file).Str("func", info.fn)
 	}
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-func (w *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	h, ok := w.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("the response writer cannot hijack its connection")
+	ev.Str("method", r.Method).
+		Str("path", r.URL.Path).
+		Str("client", ClientIP(r, s.TrustedProxies).String()).
+		Int("status", status).
+		Int("size", info.size).
+		Dur("duration", took).
+		Msg("request")
+	if s.Metrics != nil {
+		plugin, fn := "", ""
+		if info.resolved {
+			plugin, fn = info.file, info.fn
+		}
+		s.Metrics.Request(plugin, fn, r.Method, status, took)
 	}
-	w.status = http.StatusSwitchingProtocols
-	return h.Hijack()
+	// A plugin that exists: resolved, or failing (a build error) rather
+	// than a name nobody serves.
+	if s.RequestStats != nil && info.named && (info.resolved || status >= 500) {
+		s.RequestStats.RecordAt(info.file, status, took, start.Add(took))
+	}
+	if aborted != nil {
+		panic(aborted) // net/http aborts the connection
+	}
 }
 
-// Unwrap lets http.ResponseController reach the connection.
-func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+// snoop wraps w to record the final status and the body's size in info.
+func snoop(w http.ResponseWriter, info *requestInfo) http.ResponseWriter {
+	return httpsnoop.Wrap(w, httpsnoop.Hooks{
+		WriteHeader: func(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
+			return func(code int) {
+				// 1xx are interim (103 Early Hints), except 101, after
+				// which the connection is no longer HTTP.
+				if info.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+					info.status = code
+				}
+				next(code)
+			}
+		},
+		Write: func(next httpsnoop.WriteFunc) httpsnoop.WriteFunc {
+			return func(b []byte) (int, error) {
+				if info.status == 0 {
+					info.status = http.StatusOK
+				}
+				n, err := next(b)
+				info.size += n
+				return n, err
+			}
+		},
+		ReadFrom: func(next httpsnoop.ReadFromFunc) httpsnoop.ReadFromFunc {
+			return func(src io.Reader) (int64, error) {
+				if info.status == 0 {
+					info.status = http.StatusOK
+				}
+				n, err := next(src)
+				info.size += int(n)
+				return n, err
+			}
+		},
+		Flush: func(next httpsnoop.FlushFunc) httpsnoop.FlushFunc {
+			return func() {
+				if info.status == 0 {
+					info.status = http.StatusOK
+				}
+				next()
+			}
+		},
+		Hijack: func(next httpsnoop.HijackFunc) httpsnoop.HijackFunc {
+			return func() (net.Conn, *bufio.ReadWriter, error) {
+				if info.status == 0 {
+					info.status = http.StatusSwitchingProtocols
+				}
+				return next()
+			}
+		},
+	})
+}

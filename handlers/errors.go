@@ -18,8 +18,18 @@ import (
 type errorBody struct {
 	Error  string `json:"error"`
 	Plugin string `json:"plugin,omitempty"`
-	// Diagnostics is the compiler's output, in debug mode only.
+	// RequestID finds the log line of a server error, which has what the
+	// body leaves out.
+	RequestID string `json:"request_id,omitempty"`
+	// Detail is plugin-written text (a panic's value, an Init error) and
+	// Site where a panic happened (file.go:line): for operators and in
+	// debug mode only.
+	Detail string `json:"detail,omitempty"`
+	Site   string `json:"site,omitempty"`
+	// Diagnostics is the compiler's output, for operators and in debug
+	// mode; Hint says where else to find it.
 	Diagnostics string `json:"diagnostics,omitempty"`
+	Hint        string `json:"hint,omitempty"`
 }
 
 // statuses maps error kinds to HTTP statuses, first match wins.
@@ -28,6 +38,7 @@ var statuses = []struct {
 	status int
 }{
 	{auth.ErrUnauthorized, http.StatusUnauthorized},
+	{auth.ErrForbidden, http.StatusForbidden},
 	{errBodyTooLarge, http.StatusRequestEntityTooLarge},
 	{errTaskNotFound, http.StatusNotFound},
 	{errTaskFinished, http.StatusConflict},
@@ -38,21 +49,24 @@ var statuses = []struct {
 	{loader.ErrUnsupported, http.StatusNotImplemented},
 	{loader.ErrBuilding, http.StatusServiceUnavailable},
 	{loader.ErrBusy, http.StatusServiceUnavailable},
+	{loader.ErrRestarting, http.StatusServiceUnavailable},
+	{loader.ErrCrashed, http.StatusBadGateway},
+	{context.Canceled, statusClientClosed}, // before the timeouts: the client left first
 	{loader.ErrTimeout, http.StatusGatewayTimeout},
 	{errTimeout, http.StatusGatewayTimeout},
 	{errTooMany, http.StatusTooManyRequests},
 	{errTooLarge, http.StatusRequestEntityTooLarge},
 	{errMethod, http.StatusMethodNotAllowed},
+	{errBufferFull, http.StatusInternalServerError},
 	{loader.ErrBuild, http.StatusInternalServerError},
 	{loader.ErrOpen, http.StatusInternalServerError},
 	{loader.ErrSignature, http.StatusInternalServerError},
+	{loader.ErrStatus, http.StatusInternalServerError},
 	{loader.ErrPanic, http.StatusInternalServerError},
 	{loader.ErrIncompatible, http.StatusInternalServerError},
 	{loader.ErrInit, http.StatusInternalServerError},
 	{loader.ErrOverBudget, http.StatusInternalServerError},
-	{errInvalidStatus, http.StatusInternalServerError},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable},
-	{context.Canceled, statusClientClosed},
 }
 
 // statusClientClosed is nginx's status for a request whose client left
@@ -70,25 +84,29 @@ func statusOf(err error) int {
 }
 
 // writeError is the one place errors become responses. The body carries
-// only client-safe text: loader messages name plugins and symbols, never
-// paths; anything unclassified is "internal server error". The full error
-// goes to the log.
+// client-safe text: loader messages name plugins and symbols, never paths,
+// and anything unclassified is "Internal Server Error". What a plugin wrote
+// (panic values, Init errors) and the compiler's output are added for
+// operators and in debug mode. The full error goes to the log, and a
+// server error's body carries the request id that finds it there.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusOf(err)
 	body := errorBody{Error: http.StatusText(status)}
+	operator := s.operator(r)
 	var le *loader.Error
-	var se *invalidStatusError
 	var lim *limitError
 	switch {
 	case errors.As(err, &le):
 		body.Error, body.Plugin = le.Msg, le.Plugin
-		if s.Debug {
-			body.Diagnostics = le.Output
+		if operator {
+			body.Detail, body.Site, body.Diagnostics = le.Detail, le.Site, le.Output
+		} else if errors.Is(err, loader.ErrBuild) {
+			body.Hint = fmt.Sprintf("the compiler's diagnostics are in the server log, on the admin page (/_ADMIN/), and printed by `plugind build %s`", le.Plugin)
 		}
 		if len(le.Allowed) > 0 {
 			w.Header().Set("Allow", strings.Join(le.Allowed, ", "))
 		}
-		if errors.Is(err, loader.ErrBuilding) || errors.Is(err, loader.ErrBusy) {
+		if errors.Is(err, loader.ErrBuilding) || errors.Is(err, loader.ErrBusy) || errors.Is(err, loader.ErrRestarting) {
 			w.Header().Set("Retry-After", "1")
 		}
 	case errors.As(err, &lim):
@@ -99,55 +117,55 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if errors.Is(err, errTooMany) {
 			w.Header().Set("Retry-After", "1")
 		}
-	case errors.Is(err, errTimeout):
-		body.Error = "the plugin did not answer in time"
-	case errors.As(err, &se):
-		body.Error, body.Plugin = se.Error(), se.plugin
-	case errors.Is(err, auth.ErrUnauthorized), errors.Is(err, errBodyTooLarge),
-		errors.Is(err, errTaskNotFound), errors.Is(err, errTaskFinished):
-		body.Error = err.Error() // names no credential, no path
 	case errors.Is(err, context.Canceled):
 		body.Error = "the request was cancelled"
+	case errors.Is(err, errTimeout):
+		body.Error = "the plugin did not answer in time"
+	case errors.Is(err, errBufferFull):
+		body.Error = err.Error() // names the limit and the key, no path
+	case errors.Is(err, auth.ErrUnauthorized), errors.Is(err, auth.ErrForbidden), errors.Is(err, errBodyTooLarge),
+		errors.Is(err, errTaskNotFound), errors.Is(err, errTaskFinished):
+		body.Error = err.Error() // names no credential, no path
 	case errors.Is(err, context.DeadlineExceeded):
 		body.Error = "the plugin is not ready yet; try again"
 		w.Header().Set("Retry-After", "1")
+	}
+	if status >= 500 {
+		if info := infoFrom(r.Context()); info != nil {
+			body.RequestID = info.id
+		}
 	}
 	s.logError(r, err, status)
 	writeJSON(w, status, body)
 }
 
-// logError logs err at a level that fits status, with the stack of a
-// panic and the compiler's output of a failed build.
+// logError logs err at a level that fits status: server errors at error,
+// the 503s a busy or building plugin is expected to give at warning, the
+// client's mistakes (and clients that left) at debug. A panic's stack and
+// site go with it (a failed build's output is logged once, by the
+// build).
 func (s *Server) logError(r *http.Request, err error, status int) {
 	log := s.requestLogger(r)
 	var ev *zerolog.Event
-	if status >= 500 {
+	switch {
+	case status == http.StatusServiceUnavailable:
+		ev = log.Warn()
+	case status >= 500:
 		ev = log.Error()
-	} else {
-		ev = log.Debug() // the client's mistake, or the client left
+	default:
+		ev = log.Debug()
 	}
 	var le *loader.Error
-	if errors.As(err, &le) && len(le.Stack) > 0 {
-		ev = ev.Str("stack", string(le.Stack))
+	if errors.As(err, &le) {
+		if len(le.Stack) > 0 {
+			ev = ev.Str("stack", string(le.Stack))
+		}
+		if le.Site != "" {
+			ev = ev.Str("site", le.Site)
+		}
 	}
 	ev.Err(err).Int("status", status).Msg("request failed")
 }
-
-// errInvalidStatus classifies invalidStatusError.
-var errInvalidStatus = errors.New("invalid status")
-
-// invalidStatusError is a legacy handler returning a status that is not
-// a final HTTP status.
-type invalidStatusError struct {
-	plugin, symbol string
-	status         int
-}
-
-func (e *invalidStatusError) Error() string {
-	return fmt.Sprintf("plugin %q: %s returned status %d; want 200-599 (or 0 for 200)", e.plugin, e.symbol, e.status)
-}
-
-func (e *invalidStatusError) Unwrap() error { return errInvalidStatus }
 
 // writeJSON writes v as the JSON body of a response.
 func writeJSON(w http.ResponseWriter, status int, v any) {

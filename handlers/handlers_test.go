@@ -27,12 +27,14 @@ func (f *fakePlugins) List() []loader.Info {
 	return []loader.Info{{Name: "p", Kind: loader.KindFile, State: loader.StateUnbuilt}}
 }
 
-func (f *fakePlugins) Handler(_ context.Context, name, fn, method string) (*loader.Handler, error) {
+func (f *fakePlugins) Resolve(_ context.Context, name, fn, method string) (Handler, error) {
 	f.calls = append(f.calls, method+" "+name+"/"+fn)
 	return nil, f.err
 }
 
 func TestWriteError(t *testing.T) {
+	panicked := &loader.Error{Kind: loader.ErrPanic, Plugin: "p", Msg: "p panicked", Err: errors.New("panic: token=abc"),
+		Detail: "token=abc", Site: "boom.go:12", Stack: []byte("goroutine 1")}
 	build := &loader.Error{Kind: loader.ErrBuild, Plugin: "p", Msg: `plugin "p" failed to build`,
 		Err: errors.New("exit status 1"), Output: "p.go:3:1: syntax error"}
 	tests := []struct {
@@ -45,6 +47,7 @@ func TestWriteError(t *testing.T) {
 		logStack   bool
 		notInBody  string
 		retryAfter string
+		level      string // of the log event; "" is "error"
 	}{
 		{name: "bad name", err: &loader.Error{Kind: loader.ErrBadName, Msg: "invalid plugin name"}, status: 400,
 			body: `{"error":"invalid plugin name"}`},
@@ -55,36 +58,44 @@ func TestWriteError(t *testing.T) {
 		{name: "method", err: &loader.Error{Kind: loader.ErrMethodNotAllowed, Plugin: "p", Msg: "no POST", Allowed: []string{"GET", "HEAD"}}, status: 405,
 			body: `{"error":"no POST","plugin":"p"}`, allow: "GET, HEAD"},
 		{name: "build, debug off", err: build, status: 500,
-			body: `{"error":"plugin \"p\" failed to build","plugin":"p"}`},
+			body: `{"error":"plugin \"p\" failed to build","plugin":"p","request_id":"rid","hint":"the compiler's diagnostics are in the server log, on the admin page (/_ADMIN/), and printed by ` + "`plugind build p`" + `"}`},
 		{name: "build, debug on", err: build, debug: true, status: 500,
-			body: `{"error":"plugin \"p\" failed to build","plugin":"p","diagnostics":"p.go:3:1: syntax error"}`},
+			body: `{"error":"plugin \"p\" failed to build","plugin":"p","request_id":"rid","diagnostics":"p.go:3:1: syntax error"}`},
 		{name: "open hides the path", err: &loader.Error{Kind: loader.ErrOpen, Plugin: "p", Msg: `plugin "p" could not be loaded`, Err: errors.New("/srv/secret/x.so: bad ELF")}, status: 500,
-			body: `{"error":"plugin \"p\" could not be loaded","plugin":"p"}`, notInBody: "/srv"},
-		{name: "panic hides value and stack", err: &loader.Error{Kind: loader.ErrPanic, Plugin: "p", Msg: "p panicked", Err: errors.New("panic: token=abc"), Stack: []byte("goroutine 1")},
-			debug: true, status: 500, body: `{"error":"p panicked","plugin":"p"}`, logStack: true, notInBody: "token"},
+			body: `{"error":"plugin \"p\" could not be loaded","plugin":"p","request_id":"rid"}`, notInBody: "/srv"},
+		{name: "panic hides value and stack", err: panicked, status: 500,
+			body: `{"error":"p panicked","plugin":"p","request_id":"rid"}`, logStack: true, notInBody: "token"},
+		{name: "panic, debug: value and site, not stack", err: panicked, debug: true, status: 500,
+			body: `{"error":"p panicked","plugin":"p","request_id":"rid","detail":"token=abc","site":"boom.go:12"}`, logStack: true, notInBody: "goroutine"},
 		{name: "signature", err: &loader.Error{Kind: loader.ErrSignature, Plugin: "p", Msg: "GETXHandler has type func(int)"}, status: 500,
-			body: `{"error":"GETXHandler has type func(int)","plugin":"p"}`},
+			body: `{"error":"GETXHandler has type func(int)","plugin":"p","request_id":"rid"}`},
 		{name: "unsupported", err: &loader.Error{Kind: loader.ErrUnsupported, Plugin: "p", Msg: "no plugins on windows"}, status: 501,
-			body: `{"error":"no plugins on windows","plugin":"p"}`},
-		{name: "invalid status", err: &invalidStatusError{plugin: "p", symbol: "GETXHandler", status: 42}, status: 500,
-			body: `{"error":"plugin \"p\": GETXHandler returned status 42; want 200-599 (or 0 for 200)","plugin":"p"}`},
+			body: `{"error":"no plugins on windows","plugin":"p","request_id":"rid"}`},
+		{name: "invalid status", err: &loader.Error{Kind: loader.ErrStatus, Plugin: "p", Msg: `plugin "p": GETXHandler returned status 42; want 200-599 (or 0 for 200)`}, status: 500,
+			body: `{"error":"plugin \"p\": GETXHandler returned status 42; want 200-599 (or 0 for 200)","plugin":"p","request_id":"rid"}`},
 		{name: "still building", err: &loader.Error{Kind: loader.ErrBuilding, Plugin: "p", Msg: "p is still being built", Err: context.DeadlineExceeded}, status: 503,
-			body: `{"error":"p is still being built","plugin":"p"}`, retryAfter: "1"},
+			body: `{"error":"p is still being built","plugin":"p","request_id":"rid"}`, retryAfter: "1", level: "warn"},
 		{name: "client gone", err: fmt.Errorf("waiting: %w", context.Canceled), status: 499,
-			body: `{"error":"the request was cancelled"}`},
+			body: `{"error":"the request was cancelled"}`, level: "debug"},
+		{name: "client gone under a timeout", err: fmt.Errorf("waiting for plugin: %w", context.Canceled), status: 499,
+			body: `{"error":"the request was cancelled"}`, level: "debug"},
 		{name: "incompatible", err: &loader.Error{Kind: loader.ErrIncompatible, Plugin: "p", Msg: "p was built for a different server: -race: plugin true, server (none)"}, status: 500,
-			body: `{"error":"p was built for a different server: -race: plugin true, server (none)","plugin":"p"}`},
-		{name: "init", err: &loader.Error{Kind: loader.ErrInit, Plugin: "p", Msg: "p cannot be loaded: an init function panicked: boom"}, status: 500,
-			body: `{"error":"p cannot be loaded: an init function panicked: boom","plugin":"p"}`},
+			body: `{"error":"p was built for a different server: -race: plugin true, server (none)","plugin":"p","request_id":"rid"}`},
+		{name: "init hides the plugin's text", err: &loader.Error{Kind: loader.ErrInit, Plugin: "p", Msg: "p: Init failed", Detail: "dsn=postgres://u:pw@db"}, status: 500,
+			body: `{"error":"p: Init failed","plugin":"p","request_id":"rid"}`, notInBody: "pw@db"},
+		{name: "init, debug", err: &loader.Error{Kind: loader.ErrInit, Plugin: "p", Msg: "p: Init failed", Detail: "no db"}, debug: true, status: 500,
+			body: `{"error":"p: Init failed","plugin":"p","request_id":"rid","detail":"no db"}`},
 		{name: "unclassified", err: errors.New("open /etc/secret: denied"), status: 500,
-			body: `{"error":"Internal Server Error"}`, notInBody: "/etc"},
+			body: `{"error":"Internal Server Error","request_id":"rid"}`, notInBody: "/etc"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			logs := &plugintest.Log{}
 			s := &Server{Plugins: &fakePlugins{err: tt.err}, Log: zerolog.New(logs), Debug: tt.debug}
 			rec := httptest.NewRecorder()
-			s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/_PLUGIN/p/X", nil))
+			req := httptest.NewRequest("GET", "/_PLUGIN/p/X", nil)
+			req.Header.Set("X-Request-Id", "rid")
+			s.Handler().ServeHTTP(rec, req)
 			if rec.Code != tt.status {
 				t.Errorf("status = %d, want %d", rec.Code, tt.status)
 			}
@@ -109,6 +120,17 @@ func TestWriteError(t *testing.T) {
 			}
 			if _, ok := failed[0]["stack"]; ok != tt.logStack {
 				t.Errorf("stack logged = %v, want %v", ok, tt.logStack)
+			}
+			level := tt.level
+			switch {
+			case level != "":
+			case tt.status >= 500:
+				level = "error"
+			default:
+				level = "debug" // the client's mistake
+			}
+			if failed[0]["level"] != level {
+				t.Errorf("logged at %v, want %s", failed[0]["level"], level)
 			}
 			if failed[0]["plugin"] != "p" || failed[0]["func"] != "X" {
 				t.Errorf("log event lacks plugin and func: %v", failed[0])
@@ -136,7 +158,8 @@ func TestRoutes(t *testing.T) {
 		{path: "/_PLUGINx/a/b", status: 404},
 		{path: "/healthz", status: 200},
 		{path: "/readyz", status: 200},
-		{path: "/_PLUGINS", status: 200},
+		{path: "/_PLUGINS", status: 403}, // nothing configured: loopback only
+		{path: "/_health", status: 200},
 		{path: "/_PLUGIN", status: 400},
 		{path: "/_PLUGINSX", status: 404},
 	}

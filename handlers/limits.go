@@ -33,8 +33,12 @@ type PluginSetup struct {
 // the plugin's first successful lookup and kept for the server's life.
 type pluginState struct {
 	PluginSetup
+	name  string
 	slots chan struct{} // MaxConcurrency tokens; nil: unbounded
 	log   zerolog.Logger
+	// composed caches, per plugin handler (one per version and function),
+	// that handler behind the limits: composed once, not per request.
+	composed sync.Map // Handler -> Handler
 }
 
 // states caches pluginState by plugin name.
@@ -67,7 +71,7 @@ func (s *Server) state(name string) *pluginState {
 	if s.Setup != nil {
 		setup = s.Setup(name)
 	}
-	st := &pluginState{PluginSetup: setup, log: s.Log.With().Str("plugin", name).Logger()}
+	st := &pluginState{PluginSetup: setup, name: name, log: s.Log.With().Str("plugin", name).Logger()}
 	if setup.MaxConcurrency > 0 {
 		st.slots = make(chan struct{}, setup.MaxConcurrency)
 	}
@@ -108,14 +112,48 @@ func (st *pluginState) admit(r *http.Request, w http.ResponseWriter, plugin stri
 			return &limitError{kind: errTooLarge, plugin: plugin,
 				msg: fmt.Sprintf("request body of %d bytes exceeds plugin %q's limit of %d", r.ContentLength, plugin, st.MaxBodyBytes)}
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, st.MaxBodyBytes)
+		limitReader(w, r, st.MaxBodyBytes)
 	}
 	return nil
 }
 
+// wrap returns h behind the plugin's limits, composed once per handler
+// (one per version and function), not per request: the concurrency bound
+// (for handlers that run concurrently: a prestd-ABI handler reports
+// Concurrent() false and queues for its plugin within legacywait) and the
+// timeout, then the sdk's view of the plugin on the request.
+func (st *pluginState) wrap(h Handler) Handler {
+	if c, ok := st.composed.Load(h); ok {
+		return c.(Handler)
+	}
+	inner := st.withEnv(h)
+	bounded := st.slots != nil
+	if c, ok := h.(interface{ Concurrent() bool }); ok && !c.Concurrent() {
+		bounded = false // one call at a time already, with its own wait bound
+	}
+	var c Handler = HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		release := func() {}
+		if bounded {
+			var err error
+			if release, err = st.acquire(); err != nil {
+				return err
+			}
+		}
+		if st.Timeout > 0 {
+			return serveWithTimeout(w, r, st.Timeout, inner.ServeHTTP, release, st.name)
+		}
+		defer release()
+		return inner.ServeHTTP(w, r)
+	})
+	actual, _ := st.composed.LoadOrStore(h, c)
+	return actual.(Handler)
+}
+
 // acquire takes a concurrency slot, or fails at once when none is free:
-// a client is better told 429 now than left queueing.
-func (st *pluginState) acquire(plugin string) (release func(), err error) {
+// a client is better told 429 now than left queueing. The slot is held
+// until the handler returns, however late: one that outlives its timeout
+// still holds it.
+func (st *pluginState) acquire() (release func(), err error) {
 	if st.slots == nil {
 		return func() {}, nil
 	}
@@ -123,35 +161,45 @@ func (st *pluginState) acquire(plugin string) (release func(), err error) {
 	case st.slots <- struct{}{}:
 		return func() { <-st.slots }, nil
 	default:
-		return nil, &limitError{kind: errTooMany, plugin: plugin,
-			msg: fmt.Sprintf("plugin %q is at its limit of %d concurrent requests; try again", plugin, st.MaxConcurrency)}
+		return nil, &limitError{kind: errTooMany, plugin: st.name,
+			msg: fmt.Sprintf("plugin %q is at its limit of %d concurrent requests; try again", st.name, st.MaxConcurrency)}
 	}
 }
 
-// withEnv returns r carrying the sdk view of the plugin and request.
-func (st *pluginState) withEnv(r *http.Request, plugin string, vars map[string]string) *http.Request {
-	env := &sdk.Env{Plugin: plugin, Vars: vars, Settings: st.Settings, Secrets: st.Secrets, Log: st.log, Bus: st.Bus, Tasks: st.Tasks}
-	if info := infoFrom(r.Context()); info != nil {
-		env.RequestID = info.id
-	}
-	return r.WithContext(sdk.NewContext(r.Context(), env))
+// withEnv hands the handler the sdk's view of the plugin and request.
+func (st *pluginState) withEnv(next Handler) Handler {
+	return HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		env := &sdk.Env{Plugin: st.name, Settings: st.Settings, Secrets: st.Secrets, Log: st.log, Bus: st.Bus, Tasks: st.Tasks}
+		if info := infoFrom(r.Context()); info != nil {
+			env.RequestID = info.id
+			env.Vars = map[string]string{"file": info.file, "func": info.fn}
+		}
+		return next.ServeHTTP(w, r.WithContext(sdk.NewContext(r.Context(), env)))
+	})
 }
 
-// errTimeout is a standard handler outliving its plugin's timeout.
-var errTimeout = errors.New("plugin did not answer in time")
+// errTimeout is a handler outliving its plugin's timeout; errBufferFull a
+// response under a timeout larger than a buffer may hold.
+var (
+	errTimeout    = errors.New("plugin did not answer in time")
+	errBufferFull = errors.New("response too large to buffer")
+)
+
+// MaxBufferedBytes bounds a response buffered under a timeout.
+const MaxBufferedBytes = 16 << 20
 
 // serveWithTimeout runs serve with r's context ending after d. The
-// response is buffered: if serve finishes in time it is sent as written,
-// otherwise the client gets 504 while serve runs on, writing into the
-// void. Streaming responses do not stream under a timeout. release runs
-// when serve returns, however late: a handler that outlives its timeout
-// still holds its concurrency slot. A handler's http.ErrAbortHandler is
-// re-raised on the caller's goroutine, where net/http expects it, as
-// http.TimeoutHandler does.
-func serveWithTimeout(w http.ResponseWriter, r *http.Request, d time.Duration, serve func(http.ResponseWriter, *http.Request) error, release func()) error {
+// response is buffered (at most MaxBufferedBytes): if serve finishes in
+// time it is sent as written, otherwise the client gets 504 while serve
+// runs on, writing into the void. Streaming responses do not stream under
+// a timeout. A client that leaves first is a 499, not a timeout. release
+// runs when serve returns, before the caller hears of it. A handler's
+// http.ErrAbortHandler is re-raised on the caller's goroutine, where
+// net/http expects it, as http.TimeoutHandler does.
+func serveWithTimeout(w http.ResponseWriter, r *http.Request, d time.Duration, serve func(http.ResponseWriter, *http.Request) error, release func(), plugin string) error {
 	ctx, cancel := context.WithTimeout(r.Context(), d)
 	defer cancel()
-	tw := &bufferedWriter{header: make(http.Header)}
+	tw := &bufferedWriter{header: make(http.Header), plugin: plugin}
 	type outcome struct {
 		err   error
 		abort any
@@ -176,24 +224,35 @@ func serveWithTimeout(w http.ResponseWriter, r *http.Request, d time.Duration, s
 		if o.abort != nil {
 			panic(o.abort)
 		}
+		if err := r.Context().Err(); err != nil {
+			return fmt.Errorf("waiting for plugin %q: %w", plugin, err) // the client left; the handler saw it
+		}
 		if o.err != nil {
 			return o.err
+		}
+		if tw.overflow {
+			return fmt.Errorf("%w: plugin %q wrote more than %d bytes, the most a response under a timeout (plugin.%s.timeout) may buffer", errBufferFull, plugin, MaxBufferedBytes, plugin)
 		}
 		tw.copyTo(w)
 		return nil
 	case <-ctx.Done():
 		tw.abandon()
+		if err := r.Context().Err(); err != nil {
+			return fmt.Errorf("waiting for plugin %q: %w", plugin, err) // the client left
+		}
 		return errTimeout
 	}
 }
 
 // bufferedWriter holds a response until the handler finishes in time.
 type bufferedWriter struct {
+	plugin    string
 	mu        sync.Mutex // guards everything: the handler may outlive us
 	header    http.Header
 	status    int
 	body      bytes.Buffer
 	abandoned bool
+	overflow  bool // more than MaxBufferedBytes were written
 }
 
 func (b *bufferedWriter) Header() http.Header { return b.header }
@@ -214,6 +273,10 @@ func (b *bufferedWriter) Write(p []byte) (int, error) {
 	}
 	if b.status == 0 {
 		b.status = http.StatusOK
+	}
+	if b.body.Len()+len(p) > MaxBufferedBytes {
+		b.overflow = true
+		return 0, errBufferFull
 	}
 	return b.body.Write(p)
 }

@@ -35,7 +35,7 @@ func TestServeWithTimeoutReleases(t *testing.T) {
 					err = serveWithTimeout(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), time.Minute, tt.serve, func() {
 						time.Sleep(time.Millisecond) // a release the scheduler is slow to run
 						released.Store(true)
-					})
+					}, "p")
 				}()
 				if !released.Load() {
 					t.Fatal("the slot was still held when the caller had the outcome")

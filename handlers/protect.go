@@ -8,8 +8,6 @@ import (
 
 	"github.com/klauspost/compress/gzhttp"
 	"github.com/rs/cors"
-
-	"github.com/plugind/plugind/loader"
 )
 
 // CORSPolicy is one CORS configuration (prestd's cors.* keys).
@@ -20,52 +18,9 @@ type CORSPolicy struct {
 	Credentials bool
 }
 
-// pluginOf is the plugin a path addresses, or "" for other routes.
-func pluginOf(path string) string {
-	rest, ok := strings.CutPrefix(path, "/_PLUGIN/")
-	if !ok {
-		return ""
-	}
-	name, _, _ := strings.Cut(rest, "/")
-	if !loader.ValidName(name) {
-		return ""
-	}
-	return name
-}
-
-// isOpen reports whether path stays open without credentials: the
-// probes and the metrics, unless configured otherwise.
-func (s *Server) isOpen(path string) bool {
-	switch {
-	case path == "/healthz" || path == "/readyz":
-		return !s.AuthProbes
-	case s.Metrics != nil && path == s.MetricsPath:
-		return !s.AuthMetrics
-	}
-	return false
-}
-
-// authenticate refuses requests without valid credentials with 401 and
-// WWW-Authenticate, before they reach any plugin or middleware plugin.
-func (s *Server) authenticate(next http.Handler) http.Handler {
-	if s.Auth == nil || !s.Auth.Enabled() {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.isOpen(r.URL.Path) {
-			if err := s.Auth.Check(r, pluginOf(r.URL.Path)); err != nil {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="plugind"`)
-				s.writeError(w, r, err)
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// corsHandler answers CORS, preflights included, without touching
-// plugins: with a plugin's own policy on its routes, the global one
-// elsewhere, and not at all without one.
+// corsHandler answers CORS on plugin routes, preflights included, without
+// touching plugins: with a plugin's own policy where it has one, the
+// global one otherwise, and not at all without one.
 func (s *Server) corsHandler(next http.Handler) http.Handler {
 	wrap := func(p CORSPolicy) http.Handler {
 		return cors.New(cors.Options{
@@ -87,7 +42,7 @@ func (s *Server) corsHandler(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h, ok := perPlugin[strings.ToLower(pluginOf(r.URL.Path))]; ok {
+		if h, ok := perPlugin[strings.ToLower(infoFrom(r.Context()).file)]; ok {
 			h.ServeHTTP(w, r)
 		} else if global != nil {
 			global.ServeHTTP(w, r)
@@ -147,7 +102,7 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 			s.writeError(w, r, fmt.Errorf("%w: %d bytes, the limit is %d", errBodyTooLarge, r.ContentLength, s.MaxBodyBytes))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, s.MaxBodyBytes)
+		limitReader(w, r, s.MaxBodyBytes)
 		next.ServeHTTP(w, r)
 	})
 }

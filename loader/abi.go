@@ -2,11 +2,15 @@ package loader
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"path"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +33,7 @@ const acceptedSignatures = "func() string, func() (string, int) or func(http.Res
 // Handler is one exported handler of a loaded plugin.
 type Handler struct {
 	Plugin string
+	Fn     string // the route's function name: Symbol is Method+Fn+"Handler"
 	Symbol string
 	ABI    ABI
 
@@ -123,7 +128,8 @@ func typeName(sym any) string {
 var errNoSymbol = errors.New("no such symbol")
 
 // handler returns the handler for symbol, looked up once and cached.
-func (a *artifact) handler(plugin, symbol string, wait time.Duration) (*Handler, error) {
+func (a *artifact) handler(plugin, method, fn string, wait time.Duration) (*Handler, error) {
+	symbol := method + fn + "Handler"
 	if h, ok := a.handlers.Load(symbol); ok {
 		return h.(*Handler), nil
 	}
@@ -131,7 +137,7 @@ func (a *artifact) handler(plugin, symbol string, wait time.Duration) (*Handler,
 	if err != nil {
 		return nil, errNoSymbol
 	}
-	h := &Handler{Plugin: plugin, Symbol: symbol, art: a, wait: wait}
+	h := &Handler{Plugin: plugin, Fn: fn, Symbol: symbol, art: a, wait: wait}
 	switch f := sym.(type) {
 	case func() string:
 		h.ABI, h.legacy = ABILegacy, func() (string, int) { return f(), http.StatusOK }
@@ -195,13 +201,57 @@ func (a *artifact) tryLock() bool {
 
 func (a *artifact) unlock() { <-a.sem }
 
-// Call runs a legacy handler with the request's route variables and query
-// and returns its body and status (0 means 200). Calls into one artifact
-// are serialised: a call that cannot start within the plugin's wait bound
-// fails with ErrBusy. If ctx has a deadline and the handler outlives it,
-// Call returns ErrTimeout at the deadline; the handler runs on, holding
-// the lock, until it returns. A panic is returned as ErrPanic; the lock is
-// released and the globals cleared whatever happens.
+// Concurrent reports whether calls may run at the same time: not for
+// prestd's ABI, whose calls share the plugin's globals.
+func (h *Handler) Concurrent() bool { return h.ABI == ABIStandard }
+
+// ServeHTTP serves r with the handler, through either ABI, and returns
+// what went wrong instead of answering it: the HTTP layer maps errors to
+// statuses in one place. A panic is returned as ErrPanic, except
+// http.ErrAbortHandler, which net/http handles itself.
+//
+// A prestd-ABI handler gets r's route variables and query through the
+// plugin's globals. Calls into one artifact are serialised: a call that
+// cannot start within the plugin's wait bound (or before r's context
+// ends) fails with ErrBusy (ErrTimeout at r's deadline). The adapter
+// checks the status the handler returned (ErrStatus) and writes the body
+// as it is, with a JSON content type if it is valid JSON. Timeouts are
+// the caller's: the handler runs until it returns, holding the lock.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) (err error) {
+	if h.ABI == ABIStandard {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				err = h.panicError(v)
+			}
+		}()
+		h.standard(w, r)
+		return nil
+	}
+	body, status, err := h.Call(r.Context(), map[string]string{"file": h.Plugin, "func": h.Fn}, r.URL.Query())
+	if err != nil {
+		return err
+	}
+	if status < 200 || status > 599 {
+		return newError(ErrStatus, h.Plugin, nil, "plugin %q: %s returned status %d; want 200-599 (or 0 for 200)", h.Plugin, h.Symbol, status)
+	}
+	ct := "text/plain; charset=utf-8"
+	if json.Valid([]byte(body)) {
+		ct = "application/json"
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", ct)
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body) // a client that left is not the plugin's failure
+	return nil
+}
+
+// Call runs a prestd-ABI handler with route variables vars and query
+// under the artifact's lock, and returns its body and status (0 becomes
+// 200). ServeHTTP is Call with the request's own.
 func (h *Handler) Call(ctx context.Context, vars map[string]string, query map[string][]string) (body string, status int, err error) {
 	a := h.art
 	if !a.lock(ctx, h.wait) {
@@ -213,27 +263,8 @@ func (h *Handler) Call(ctx context.Context, vars map[string]string, query map[st
 		}
 		return "", 0, newError(ErrBusy, h.Plugin, nil, "plugin %q is busy with another call; try again", h.Plugin)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		defer a.unlock()
-		return h.callLocked(vars, query)
-	}
-	type result struct {
-		body   string
-		status int
-		err    error
-	}
-	done := make(chan result, 1)
-	go func() {
-		defer a.unlock()
-		b, s, err := h.callLocked(vars, query)
-		done <- result{b, s, err}
-	}()
-	select {
-	case r := <-done:
-		return r.body, r.status, r.err
-	case <-ctx.Done():
-		return "", 0, newError(ErrTimeout, h.Plugin, ctx.Err(), "plugin %q: %s did not answer in time", h.Plugin, h.Symbol)
-	}
+	defer a.unlock()
+	return h.callLocked(vars, query)
 }
 
 func (h *Handler) callLocked(vars map[string]string, query map[string][]string) (body string, status int, err error) {
@@ -262,23 +293,37 @@ func (h *Handler) callLocked(vars map[string]string, query map[string][]string) 
 	return body, status, nil
 }
 
-// ServeHTTP runs a standard handler. A panic is recovered and returned as
-// ErrPanic, except http.ErrAbortHandler, which net/http handles itself.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler {
-				panic(v)
-			}
-			err = h.panicError(v)
-		}
-	}()
-	h.standard(w, r)
-	return nil
+func (h *Handler) panicError(v any) error {
+	return PanicError(h.Plugin, fmt.Sprintf("plugin %q: %s panicked", h.Plugin, h.Symbol), v)
 }
 
-func (h *Handler) panicError(v any) error {
-	e := newError(ErrPanic, h.Plugin, fmt.Errorf("panic: %v", v), "plugin %q: %s panicked", h.Plugin, h.Symbol)
-	e.Stack = debug.Stack()
-	return e
+// PanicError is the ErrPanic for value v recovered in plugin's code, with
+// msg for clients, the value as Detail, and the goroutine's stack. Call it
+// in the deferred function that recovered v.
+func PanicError(plugin, msg string, v any) *Error {
+	stack := debug.Stack()
+	return &Error{Kind: ErrPanic, Plugin: plugin, Msg: msg, Err: fmt.Errorf("panic: %v", v),
+		Detail: fmt.Sprint(v), Stack: stack, Site: panicSite(stack)}
+}
+
+// panicSite finds, in a stack taken by the function that recovered, the
+// frame that panicked: the one below runtime's panic. It returns its file's
+// base name and line ("boom.go:12"), never the directory, or "".
+func panicSite(stack []byte) string {
+	lines := strings.Split(string(stack), "\n")
+	for i, l := range lines {
+		// panic(...), its file, then the function that panicked and
+		// its file: "\t/dir/file.go:12 +0x1d".
+		if !strings.HasPrefix(l, "panic(") || i+3 >= len(lines) {
+			continue
+		}
+		loc := strings.TrimSpace(lines[i+3])
+		loc, _, _ = strings.Cut(loc, " ")
+		file, line, ok := strings.Cut(loc, ".go:")
+		if !ok {
+			return ""
+		}
+		return path.Base(file) + ".go:" + line
+	}
+	return ""
 }

@@ -14,6 +14,7 @@ var (
 	ErrBuild            = errors.New("plugin build failed")
 	ErrOpen             = errors.New("plugin could not be loaded")
 	ErrSignature        = errors.New("unsupported handler signature")
+	ErrStatus           = errors.New("invalid status")
 	ErrPanic            = errors.New("plugin panicked")
 	ErrIncompatible     = errors.New("plugin built for a different server")
 	ErrInit             = errors.New("plugin failed to initialise")
@@ -22,6 +23,11 @@ var (
 	ErrTimeout          = errors.New("plugin did not answer in time")
 	ErrOverBudget       = errors.New("plugin memory budget exceeded")
 	ErrUnsupported      = errors.New("plugins are not supported on this platform")
+	// ErrCrashed is an isolated plugin's process dying under a call (502);
+	// ErrRestarting a call while it restarts, or stays down after a crash
+	// loop (503 with Retry-After).
+	ErrCrashed    = errors.New("plugin process crashed")
+	ErrRestarting = errors.New("plugin process is restarting")
 )
 
 // Error is the loader's error. Msg is safe to show a client: it names
@@ -40,6 +46,13 @@ type Error struct {
 	Output string
 	// Stack is the goroutine stack at a panic (ErrPanic).
 	Stack []byte
+	// Detail is text the plugin wrote (a panic's value, an Init error, a
+	// load check's output): for the log, and for operators and debug
+	// mode, never for every client.
+	Detail string
+	// Site is where a panic happened, as file.go:line of the plugin's
+	// source (ErrPanic), when the stack shows it.
+	Site string
 }
 
 func (e *Error) Error() string {

@@ -330,7 +330,7 @@ func (l *Loader) Handler(ctx context.Context, name, fn, method string) (*Handler
 	if method == "HEAD" {
 		method = "GET"
 	}
-	h, err := v.art.handler(name, method+fn+"Handler", l.legacyWait)
+	h, err := v.art.handler(name, method, fn, l.legacyWait)
 	if !errors.Is(err, errNoSymbol) {
 		return h, err
 	}
@@ -349,7 +349,7 @@ func (a *artifact) allowed(name, fn string, wait time.Duration) []string {
 		if m == "HEAD" {
 			continue // added with GET
 		}
-		if _, err := a.handler(name, m+fn+"Handler", wait); errors.Is(err, errNoSymbol) {
+		if _, err := a.handler(name, m, fn, wait); errors.Is(err, errNoSymbol) {
 			continue
 		}
 		allowed = append(allowed, m)

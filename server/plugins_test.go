@@ -106,21 +106,40 @@ healthy = false
 
 [plugin.failing.settings]
 fail_init = true
-`, secrets, marker)))
 
-	got := srv.do(t, "GET", "/_PLUGIN/hooks/State", "")
+[auth]
+apikeys = ["operator-key"]
+
+[plugin.hooks]
+apikeys = ["hooks-key"]
+
+[plugin.failing]
+apikeys = ["failing-key"]
+`, secrets, marker)))
+	op := map[string]string{"X-API-Key": "operator-key"}
+
+	got := srv.request(t, "GET", "/_PLUGIN/hooks/State", map[string]string{"X-API-Key": "hooks-key"})
 	if got.status != 200 || got.body != `{"greeting":"hello","has_token":true,"inits":1}` {
 		t.Errorf("State = %d %s", got.status, got.body)
 	}
-	got = srv.do(t, "GET", "/_PLUGIN/failing/State", "")
-	if got.status != 500 || !strings.Contains(got.body, `plugin \"failing\": Init failed: database unreachable`) {
-		t.Errorf("failing Init = %d %s", got.status, got.body)
+	// What Init said is the plugin's text: for operators, not callers.
+	got = srv.request(t, "GET", "/_PLUGIN/failing/State", map[string]string{"X-API-Key": "failing-key"})
+	if got.status != 500 || !strings.Contains(got.body, `Init failed`) || strings.Contains(got.body, "database unreachable") || !strings.Contains(got.body, `"request_id"`) {
+		t.Errorf("failing Init, to a caller = %d %s", got.status, got.body)
+	}
+	got = srv.request(t, "GET", "/_PLUGIN/failing/State", op)
+	if got.status != 500 || !strings.Contains(got.body, "database unreachable") {
+		t.Errorf("failing Init, to an operator = %d %s", got.status, got.body)
 	}
 	ready := srv.do(t, "GET", "/readyz", "")
-	if ready.status != 200 || !strings.Contains(ready.body, `"plugins":{"hooks":"backend down"}`) {
-		t.Errorf("readyz = %d %s", ready.status, ready.body)
+	if ready.status != 200 || !strings.Contains(ready.body, `"plugins":{"hooks":"failing"}`) {
+		t.Errorf("readyz, anonymous = %d %s", ready.status, ready.body)
 	}
-	if listing := srv.do(t, "GET", "/_PLUGINS", "").body; !strings.Contains(listing, `"health":"backend down"`) {
+	ready = srv.request(t, "GET", "/readyz", op)
+	if ready.status != 200 || !strings.Contains(ready.body, `"plugins":{"hooks":"backend down"}`) {
+		t.Errorf("readyz, operator = %d %s", ready.status, ready.body)
+	}
+	if listing := srv.request(t, "GET", "/_PLUGINS", op).body; !strings.Contains(listing, `"health":"backend down"`) {
 		t.Errorf("the listing lacks the health: %s", listing)
 	}
 	if err := srv.stop(); err != nil {

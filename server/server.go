@@ -143,13 +143,15 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 	}
 	s.loader = l
 	pluginKeys := make(map[string][]string)
+	pluginJWT := make(map[string]bool)
 	for name, p := range cfg.PluginConfigs {
 		if len(p.APIKeys) > 0 {
 			pluginKeys[name] = p.APIKeys
 		}
+		pluginJWT[name] = p.JWT
 	}
 	s.auth, err = auth.New(auth.Config{
-		APIKeys: cfg.Auth.APIKeys, PluginKeys: pluginKeys,
+		APIKeys: cfg.Auth.APIKeys, PluginKeys: pluginKeys, PluginJWT: pluginJWT,
 		JWTKey: cfg.JWT.Key, JWTAlgo: cfg.JWT.Algo, JWTDefault: cfg.JWT.Default, Whitelist: cfg.JWT.Whitelist,
 	})
 	if err != nil {
@@ -246,10 +248,11 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 		}
 	}
 	h := &handlers.Server{
-		Plugins:     s.loader,
+		Plugins:     handlers.Loader(s.loader),
 		Log:         s.log,
 		Debug:       cfg.Debug,
 		Ready:       s.ready,
+		Health:      func(ctx context.Context) map[string]string { return s.loader.Health(ctx, time.Second) },
 		Middleware:  middleware,
 		Configured:  slices.Collect(maps.Keys(cfg.PluginConfigs)),
 		Auth:        s.auth,
@@ -285,7 +288,7 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 }
 
 func (s *Server) ready(ctx context.Context) handlers.Readiness {
-	rd := handlers.Readiness{WarmUp: s.warmup.Load().(string), Plugins: s.loader.Health(ctx, time.Second)}
+	rd := handlers.Readiness{WarmUp: s.warmup.Load().(string)}
 	switch state(s.state.Load()) {
 	case starting:
 		rd.Status = "starting"

@@ -280,10 +280,10 @@ func TestCompileErrorThenFix(t *testing.T) {
 }
 
 func TestPanicsAreContained(t *testing.T) {
-	srv := start(t, plugintest.PluginPath(t, "panics", "std"), true)
+	srv := start(t, plugintest.PluginPath(t, "panics", "std"), false)
 	for range 2 {
 		got := srv.do(t, "GET", "/_PLUGIN/panics/Boom", "")
-		if got.status != 500 || strings.Contains(got.body, "secret") || strings.Contains(got.body, "goroutine") {
+		if got.status != 500 || strings.Contains(got.body, "secret") || strings.Contains(got.body, "goroutine") || !strings.Contains(got.body, `"request_id"`) {
 			t.Errorf("panic answered %d %s", got.status, got.body)
 		}
 		if got := srv.do(t, "GET", "/_PLUGIN/panics/Ok", ""); got.status != 200 || got.body != `{"ok":true}` {
@@ -298,12 +298,30 @@ func TestPanicsAreContained(t *testing.T) {
 	if got := srv.do(t, "GET", "/_PLUGIN/std/Boom", ""); got.status != 500 || !json.Valid([]byte(got.body)) {
 		t.Errorf("standard panic answered %d %s", got.status, got.body)
 	}
-	// A panic after the handler wrote its status can only be logged.
-	if got := srv.do(t, "GET", "/_PLUGIN/std/LateBoom", ""); got.status != http.StatusTeapot {
-		t.Errorf("late panic answered %d", got.status)
+	// A panic after the handler wrote its status cannot change it: the
+	// connection is aborted, so that nothing passes for a whole answer.
+	if resp, err := http.Get(srv.url + "/_PLUGIN/std/LateBoom"); err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Errorf("late panic: a whole %d response", resp.StatusCode)
+		}
+	}
+	if ev := srv.logs.Events(map[string]any{"plugin": "std", "func": "LateBoom", "message": "request", "aborted": true}); len(ev) != 1 {
+		t.Errorf("the aborted request is not marked in the access log: %s", srv.logs)
 	}
 	if got := srv.do(t, "GET", "/_PLUGIN/std/Header?id=1", ""); got.status != 200 {
 		t.Errorf("after standard panics: %d", got.status)
+	}
+}
+
+// TestPanicDetailsInDebug: in debug mode a panic's body says what and
+// where, never the stack.
+func TestPanicDetailsInDebug(t *testing.T) {
+	srv := start(t, plugintest.PluginPath(t, "panics"), true)
+	got := srv.do(t, "GET", "/_PLUGIN/panics/Boom", "")
+	if got.status != 500 || !strings.Contains(got.body, `"detail":"secret-internal-detail"`) || !strings.Contains(got.body, `"site":"panics.go:8"`) || strings.Contains(got.body, "goroutine") {
+		t.Errorf("debug panic answered %d %s", got.status, got.body)
 	}
 }
 
