@@ -187,6 +187,9 @@ func TestHistory(t *testing.T) {
 		Kind: loader.ErrBuild, Msg: `plugin "hello" failed to build`, Output: "hello.go:2:5: undefined: y",
 		Err: os.ErrNotExist, // the cause, with paths; never shown
 	}})
+	h.Observe(loader.Event{Kind: loader.EventLoadFailed, Plugin: "init", Err: &loader.Error{
+		Kind: loader.ErrInit, Msg: `plugin "init" failed to initialise`, Detail: "<db> unreachable",
+	}})
 	h.Observe(loader.Event{Kind: loader.EventLoadFailed, Plugin: "other", Err: os.ErrPermission})
 
 	builds := h.Builds("hello")
@@ -203,7 +206,10 @@ func TestHistory(t *testing.T) {
 	if ev := h.Events("other"); len(ev) != 1 || ev[0].Message != "failed" {
 		t.Fatalf("a failure that is not a loader error: %+v; want the message \"failed\", not its cause", ev)
 	}
-	if r := h.Recent(); len(r) != eventsKept+5 || r[0].Plugin != "other" {
+	if ev := h.Events("init"); len(ev) != 1 || ev[0].Detail != "<db> unreachable" {
+		t.Fatalf("an Init failure: %+v; want the plugin's own words as its detail", ev)
+	}
+	if r := h.Recent(); len(r) != eventsKept+6 || r[0].Plugin != "other" {
 		t.Fatalf("recent: %d, newest %+v", len(r), r[0])
 	}
 	if h.Builds("nobody") != nil || h.Events("nobody") != nil {

@@ -39,6 +39,9 @@ type Event struct {
 	Kind    loader.EventKind
 	Version string
 	Message string // client-safe, for failures
+	// Detail is what the plugin wrote about a failure (an Init error, a
+	// load check's output): for operators, which the page's readers are.
+	Detail string
 }
 
 // History remembers, per plugin, its last builds (with their diagnostics
@@ -74,7 +77,7 @@ func (h *History) Observe(ev loader.Event) {
 	if ev.Err != nil {
 		e.Message = "failed"
 		if errors.As(ev.Err, &lerr) {
-			e.Message = lerr.Msg
+			e.Message, e.Detail = lerr.Msg, lerr.Detail
 		}
 	}
 	var b *Build
