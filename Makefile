@@ -33,6 +33,10 @@ test: vet
 	# deadline exceeded" and no crasher (go.dev/issue/75804, unfixed in 1.26).
 	# 150000 runs take about 10 s here.
 	$(GO) test -run '^$$' -fuzz FuzzValidName -fuzztime 150000x ./loader/
+	# deploy/ is a module of its own (the Kubernetes API types stay out of
+	# the server's, which plugins are built against): manifests checked
+	# against the config, the image build script run and served.
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
 	# The admin page in a real browser (Debian's chromium), its own module.
 	cd test/browser && $(GO) test -count=1 ./...
 

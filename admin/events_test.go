@@ -127,3 +127,23 @@ func TestCurlLines(t *testing.T) {
 type fixed []loader.Info
 
 func (f fixed) List() []loader.Info { return f }
+
+// TestPluginTextForOperators: what a plugin wrote about its failure and
+// its health is on the page (its readers are operators), as text.
+func TestPluginTextForOperators(t *testing.T) {
+	info := loader.Info{Name: "db", State: loader.StateFailed, LastError: `plugin "db": Init failed`,
+		LastErrorDetail: "<script>alert(1)</script> unreachable", Health: "failing", HealthDetail: "<b>pool</b> exhausted"}
+	rec := httptest.NewRecorder()
+	admin.New(admin.Options{Plugins: fixed{info}}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/_ADMIN/plugins", nil))
+	if strings.Contains(rec.Body.String(), "<script>") || strings.Contains(rec.Body.String(), "<b>") {
+		t.Fatalf("plugin text became markup:\n%s", rec.Body)
+	}
+	doc, err := parseDoc(rec.Body.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := texts(doc.byClass("detail"))
+	if !slices.Equal(got, []string{"<b>pool</b> exhausted", "<script>alert(1)</script> unreachable"}) {
+		t.Fatalf("details %q", got)
+	}
+}

@@ -147,7 +147,13 @@ func doctorCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 				problems := l.ToolchainProblems()
 				fmt.Fprintf(stdout, "server      %s %s, built with %s %s\n", host.Module, host.ModuleVersion, host.GoVersion, strings.Join(host.Flags, " "))
 				fmt.Fprintf(stdout, "platform    %s, plugins supported: %v\n", strings.Join(host.Env, " "), loader.Supported)
-				fmt.Fprintf(stdout, "module      plugins are built in %s\n", l.ModuleDir())
+				if l.Prebuilt() {
+					fmt.Fprintln(stdout, "mode        prebuilt (plugins.build = off): serves what plugind build made; never runs go or a C compiler")
+					problems = append(problems, notBuilt(l)...)
+				} else {
+					fmt.Fprintln(stdout, "mode        auto (plugins.build = auto): builds plugins on demand")
+					fmt.Fprintf(stdout, "module      plugins are built in %s\n", l.ModuleDir())
+				}
 				fmt.Fprintf(stdout, "sources     %s\n", cfg.SrcDir())
 				fmt.Fprintf(stdout, "cache       %s\n", cfg.Plugins.CacheDir)
 				reports, err := l.CheckCache()
@@ -313,4 +319,23 @@ func GETHelloHandler(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]string{"hello": name, "plugin": "%[1]s"})
 }
 `,
+}
+
+// notBuilt lists, in prebuilt mode, the discovered plugins with no
+// artifact for their current source.
+func notBuilt(l *loader.Loader) []string {
+	found, _, err := l.Discover()
+	if err != nil {
+		return []string{fmt.Sprintf("cannot read the plugin sources: %v", err)}
+	}
+	var problems []string
+	for _, s := range found {
+		if s.Kind == loader.KindPrebuilt {
+			continue // prestd's NAME.so is its own artifact
+		}
+		if _, cached, err := l.Cached(s.Name); err != nil || !cached {
+			problems = append(problems, fmt.Sprintf("plugin %s has no artifact for its source: run plugind build %s", s.Name, s.Name))
+		}
+	}
+	return problems
 }

@@ -165,11 +165,20 @@ type Admin struct {
 
 // Tasks configures plugins' background tasks.
 type Tasks struct {
+	// Store is "bolt" (a file in Dir, one process's) or "postgres" (a
+	// database at DSN, shared by replicas).
+	Store     string        `mapstructure:"store"`
+	DSN       string        `mapstructure:"dsn"`
 	Dir       string        `mapstructure:"dir"` // default <pluginpath>/.plugind/tasks
 	Workers   int           `mapstructure:"workers"`
 	Queue     int           `mapstructure:"queue"`
 	Timeout   time.Duration `mapstructure:"timeout"`
 	Retention time.Duration `mapstructure:"retention"`
+	// MaxFinished caps the finished tasks kept; the oldest go first.
+	MaxFinished int `mapstructure:"maxfinished"`
+	// Lease: with postgres, a replica that dies has its tasks recorded
+	// interrupted within it.
+	Lease time.Duration `mapstructure:"lease"`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -180,6 +189,11 @@ type Metrics struct {
 
 // Plugins configures how plugins are built and loaded.
 type Plugins struct {
+	// Build is "auto" (build plugins on demand with the go command) or
+	// "off" (prebuilt mode: never run the go command or a C compiler;
+	// serve only what `plugind build` put in the cache, which may be
+	// read-only).
+	Build string `mapstructure:"build"`
 	// CacheDir receives built artifacts; default PluginPath/.plugind.
 	CacheDir string `mapstructure:"cachedir"`
 	// ModuleDir is the Go module plugins are built in, so that they share
@@ -219,6 +233,12 @@ type Plugins struct {
 	SecretsFile string `mapstructure:"secretsfile"`
 }
 
+// Build values.
+const (
+	BuildAuto = "auto"
+	BuildOff  = "off"
+)
+
 // Reload values.
 const (
 	ReloadOnChange = "on-change"
@@ -254,6 +274,7 @@ var defaults = map[string]any{
 	"debug":                                false,
 	"http.host":                            "0.0.0.0",
 	"http.port":                            3000,
+	"plugins.build":                        BuildAuto,
 	"plugins.cachedir":                     "",
 	"plugins.moduledir":                    "",
 	"plugins.go":                           "go",
@@ -300,11 +321,15 @@ var defaults = map[string]any{
 	"metrics.enabled":                      true,
 	"bus.events":                           false,
 	"admin.enabled":                        false,
+	"tasks.store":                          "bolt",
+	"tasks.dsn":                            "",
+	"tasks.lease":                          "15s",
 	"tasks.dir":                            "",
 	"tasks.workers":                        4,
 	"tasks.queue":                          64,
 	"tasks.timeout":                        "10m",
 	"tasks.retention":                      "1h",
+	"tasks.maxfinished":                    1000,
 	"metrics.path":                         "/metrics",
 }
 
@@ -407,6 +432,11 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 	if cfg.HTTP.WriteTimeout == 0 {
 		cfg.HTTP.WriteTimeout = time.Duration(cfg.HTTP.Timeout) * time.Second
 	}
+	if cfg.Tasks.Dir == "" && cfg.Plugins.Build == BuildOff {
+		// The default lies in the plugin path, which prebuilt mode
+		// never writes to (it may be read-only, as in an image).
+		return cfg, errors.New(`config: tasks.dir must be set with plugins.build = "off": the default, <pluginpath>/.plugind/tasks, is in the plugin directory, which prebuilt mode never writes to; point it at a writable directory (env PREST_TASKS_DIR)`)
+	}
 	if cfg.Tasks.Dir == "" {
 		cfg.Tasks.Dir = filepath.Join(cfg.PluginPath, ".plugind", "tasks")
 	}
@@ -429,6 +459,8 @@ func (c Config) Validate() error {
 		return errors.New("config: pluginpath must not be empty")
 	case c.HTTP.Port < 0 || c.HTTP.Port > 65535:
 		return fmt.Errorf("config: http.port %d is out of range 0-65535", c.HTTP.Port)
+	case c.Plugins.Build != BuildAuto && c.Plugins.Build != BuildOff:
+		return fmt.Errorf("config: plugins.build must be %q or %q, got %q", BuildAuto, BuildOff, c.Plugins.Build)
 	case c.Plugins.Go == "":
 		return errors.New("config: plugins.go must name the go command")
 	case c.Plugins.BuildTimeout <= 0:
@@ -468,6 +500,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: tasks.workers must be positive and tasks.queue not negative, got %d and %d", c.Tasks.Workers, c.Tasks.Queue)
 	case c.Tasks.Timeout < 0 || c.Tasks.Retention <= 0:
 		return fmt.Errorf("config: tasks.timeout must not be negative and tasks.retention must be positive, got %s and %s", c.Tasks.Timeout, c.Tasks.Retention)
+	case c.Tasks.MaxFinished <= 0:
+		return fmt.Errorf("config: tasks.maxfinished must be positive, got %d", c.Tasks.MaxFinished)
+	case c.Tasks.Store != "bolt" && c.Tasks.Store != "postgres":
+		return fmt.Errorf("config: tasks.store must be \"bolt\" or \"postgres\", got %q", c.Tasks.Store)
+	case c.Tasks.Store == "postgres" && c.Tasks.DSN == "":
+		return errors.New("config: tasks.store = \"postgres\" needs tasks.dsn (env PREST_TASKS_DSN)")
+	case c.Tasks.Lease < time.Second:
+		return fmt.Errorf("config: tasks.lease must be at least 1s, got %s", c.Tasks.Lease)
 	case c.Lifecycle.ServerShutdownTimeout < 0:
 		return fmt.Errorf("config: lifecycle.serverShutdownTimeout must not be negative, got %s", c.Lifecycle.ServerShutdownTimeout)
 	}

@@ -232,6 +232,25 @@ on = true
 			},
 		},
 		{name: "reload value", env: map[string]string{"PREST_PLUGINS_RELOAD": "sometimes"}, wantErr: "plugins.reload"},
+		{name: "build value", env: map[string]string{"PREST_PLUGINS_BUILD": "never", "PREST_TASKS_DIR": "/var/lib/plugind"}, wantErr: "plugins.build"},
+		{name: "prebuilt mode needs a tasks dir", env: map[string]string{"PREST_PLUGINS_BUILD": "off"}, wantErr: "tasks.dir"},
+		{
+			name: "prebuilt mode",
+			env:  map[string]string{"PREST_PLUGINS_BUILD": "off", "PREST_TASKS_DIR": "/var/lib/plugind/tasks"},
+			check: func(t *testing.T, c config.Config) {
+				if c.Plugins.Build != config.BuildOff || c.Tasks.Dir != "/var/lib/plugind/tasks" {
+					t.Errorf("build %q tasks.dir %q", c.Plugins.Build, c.Tasks.Dir)
+				}
+			},
+		},
+		{
+			name: "build defaults to auto",
+			check: func(t *testing.T, c config.Config) {
+				if c.Plugins.Build != config.BuildAuto {
+					t.Errorf("build = %q", c.Plugins.Build)
+				}
+			},
+		},
 		{name: "misspelt plugin key", env: map[string]string{"PREST_CONF": filepath.Join(dir, "badkey.toml")}, wantErr: "plugin.hello.timout"},
 		{name: "plugin table name", env: map[string]string{"PREST_CONF": filepath.Join(dir, "badname.toml")}, wantErr: "plugin"},
 		{name: "lower-case method", env: map[string]string{"PREST_CONF": filepath.Join(dir, "badmethod.toml")}, wantErr: "plugin.hello.methods"},
@@ -263,6 +282,19 @@ on = true
 		{name: "empty pluginpath flag", args: []string{"--pluginpath="}, wantErr: "pluginpath"},
 		{name: "bad duration", env: map[string]string{"PREST_LIFECYCLE_SERVERSHUTDOWNTIMEOUT": "soon"}, wantErr: "serverShutdownTimeout"},
 		{name: "negative build timeout", env: map[string]string{"PREST_PLUGINS_BUILDTIMEOUT": "-1s"}, wantErr: "plugins.buildtimeout"},
+		{
+			name: "tasks on postgres from the environment",
+			env:  map[string]string{"PREST_TASKS_STORE": "postgres", "PREST_TASKS_DSN": "postgres://db/tasks", "PREST_TASKS_MAXFINISHED": "50"},
+			check: func(t *testing.T, c config.Config) {
+				if c.Tasks.Store != "postgres" || c.Tasks.DSN != "postgres://db/tasks" || c.Tasks.MaxFinished != 50 || c.Tasks.Lease != 15*time.Second {
+					t.Errorf("tasks = %+v", c.Tasks)
+				}
+			},
+		},
+		{name: "tasks store", env: map[string]string{"PREST_TASKS_STORE": "redis"}, wantErr: "tasks.store"},
+		{name: "tasks on postgres without a dsn", env: map[string]string{"PREST_TASKS_STORE": "postgres"}, wantErr: "tasks.dsn"},
+		{name: "tasks cap", env: map[string]string{"PREST_TASKS_MAXFINISHED": "0"}, wantErr: "tasks.maxfinished"},
+		{name: "tasks lease", env: map[string]string{"PREST_TASKS_LEASE": "10ms"}, wantErr: "tasks.lease"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

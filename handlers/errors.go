@@ -48,6 +48,7 @@ var statuses = []struct {
 	{loader.ErrMethodNotAllowed, http.StatusMethodNotAllowed},
 	{loader.ErrUnsupported, http.StatusNotImplemented},
 	{loader.ErrBuilding, http.StatusServiceUnavailable},
+	{loader.ErrNotBuilt, http.StatusServiceUnavailable},
 	{loader.ErrBusy, http.StatusServiceUnavailable},
 	{loader.ErrRestarting, http.StatusServiceUnavailable},
 	{loader.ErrCrashed, http.StatusBadGateway},

@@ -3,6 +3,7 @@ package loader
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -38,14 +39,22 @@ func (b *builder) build(ctx context.Context, src Source, out string) (err error)
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return newError(ErrBuild, src.Name, err, "plugin %q: cannot create the artifact directory", src.Name)
 	}
-	tmp := fmt.Sprintf("%s.%d.tmp", out, time.Now().UnixNano())
+	// Unique across processes sharing the cache (a shared volume): each
+	// writes its own file and renames it into place, so a reader sees a
+	// whole artifact or none.
+	tmp := fmt.Sprintf("%s.%d.%d.tmp", out, os.Getpid(), time.Now().UnixNano())
 	defer os.Remove(tmp)
+	overlay, stamped, err := stamp(src, filepath.Dir(out))
+	if err != nil {
+		return newError(ErrBuild, src.Name, err, "plugin %q: cannot prepare its build", src.Name)
+	}
+	defer os.RemoveAll(filepath.Dir(overlay))
 
-	args := append([]string{"build", "-buildmode=plugin", "-o", tmp}, b.host.Flags...)
+	args := append([]string{"build", "-buildmode=plugin", "-overlay=" + overlay, "-o", tmp}, b.host.Flags...)
 	args = append(args, src.Files...)
 	cmd := exec.CommandContext(ctx, b.goCmd, args...)
 	cmd.Dir = b.moduleDir
-	cmd.Env = append(os.Environ(), b.host.Env...)
+	cmd.Env = append(goEnviron(), b.host.Env...)
 	cmd.Env = append(cmd.Env,
 		"GOWORK=off",            // a go.work above the module silently changes versions
 		"GOFLAGS=-mod=readonly", // never edit go.mod; drops the caller's GOFLAGS
@@ -56,7 +65,7 @@ func (b *builder) build(ctx context.Context, src Source, out string) (err error)
 	var output bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &output, &output
 	if err := cmd.Run(); err != nil {
-		diag := b.relative(output.String())
+		diag := b.relative(output.String(), stamped, src.Files[0])
 		cause := err
 		if ctx.Err() != nil {
 			cause = fmt.Errorf("build exceeded %s: %w", b.timeout, ctx.Err())
@@ -78,10 +87,58 @@ func (b *builder) build(ctx context.Context, src Source, out string) (err error)
 	return nil
 }
 
+// stamp gives src's build a package path of its own. The go command
+// derives a file build's package path from what it compiles, so equal
+// sources under two names would be one plugin to Go: one set of globals
+// (Settings and Secrets written by one while the other reads them), Init
+// twice on one instance. So the first file is compiled with a comment
+// naming the plugin appended, through an overlay (go build -overlay): the
+// source stays untouched, lines keep their numbers, and positions in the
+// binary name the real file. stamp writes the copy and the overlay into
+// a new directory under dir and returns the overlay's path and the
+// copy's; the caller removes the directory.
+func stamp(src Source, dir string) (overlay, stamped string, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	tmp, err := os.MkdirTemp(dir, ".stamp-")
+	if err != nil {
+		return "", "", err
+	}
+	data, err := os.ReadFile(src.Files[0])
+	if err == nil {
+		stamped = filepath.Join(tmp, filepath.Base(src.Files[0]))
+		err = os.WriteFile(stamped, fmt.Appendf(data, "\n// plugind: plugin %s\n", src.Name), 0o644)
+	}
+	if err == nil {
+		overlay = filepath.Join(tmp, "overlay.json")
+		var spec []byte
+		spec, err = json.Marshal(map[string]any{"Replace": map[string]string{src.Files[0]: stamped}})
+		if err == nil {
+			err = os.WriteFile(overlay, spec, 0o644)
+		}
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return "", "", err
+	}
+	return overlay, stamped, nil
+}
+
 // relative strips the source and module directories from compiler
 // output, so diagnostics read "hello.go:12:3: ..." and never show where
 // the server keeps its files. The go command's package header line goes.
-func (b *builder) relative(out string) string {
+// renames are pairs of paths: the compiler reports an overlay's file
+// (stamp's copy) under its own path, which becomes the source's.
+func (b *builder) relative(out string, renames ...string) string {
+	var replace []string
+	for i := 0; i+1 < len(renames); i += 2 {
+		from, to := renames[i], renames[i+1]
+		replace = append(replace, from, to)
+		if rel, err := filepath.Rel(b.moduleDir, from); err == nil && !strings.HasPrefix(rel, "..") {
+			replace = append(replace, "./"+rel, to) // the go command shortens paths below its directory
+		}
+	}
 	prefixes := []string{b.srcDir + string(filepath.Separator)}
 	if rel, err := filepath.Rel(b.moduleDir, b.srcDir); err == nil && !strings.HasPrefix(rel, "..") {
 		prefixes = append(prefixes, "./"+rel+string(filepath.Separator), rel+string(filepath.Separator))
@@ -91,6 +148,9 @@ func (b *builder) relative(out string) string {
 	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
 		if strings.HasPrefix(line, "# ") {
 			continue
+		}
+		for i := 0; i+1 < len(replace); i += 2 {
+			line = strings.ReplaceAll(line, replace[i], replace[i+1])
 		}
 		for _, p := range prefixes {
 			line = strings.ReplaceAll(line, p, "")
@@ -106,7 +166,9 @@ func missingModule(out string) string {
 	for _, marker := range []string{"no required module provides package ", "cannot find module providing package "} {
 		if _, rest, ok := strings.Cut(out, marker); ok {
 			pkg, _, _ := strings.Cut(rest, ";")
-			return strings.Fields(pkg + " ")[0]
+			if f := strings.Fields(pkg); len(f) > 0 {
+				return f[0]
+			}
 		}
 	}
 	return ""

@@ -34,18 +34,26 @@ func GETWarmupHandler() string { return "" }
 // 15-40 s; after WarmUp a build takes about a second. It builds a
 // throw-away plugin and is cheap when the cache is warm already.
 func (l *Loader) WarmUp(ctx context.Context) error {
-	dir := filepath.Join(l.cacheDir, "warmup")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if l.prebuilt {
+		return nil // nothing is built here
+	}
+	// A directory of its own: servers sharing the cache warm up at once,
+	// and one must not rewrite the source another is compiling.
+	if err := os.MkdirAll(l.cacheDir, 0o755); err != nil {
 		return err
 	}
+	dir, err := os.MkdirTemp(l.cacheDir, "warmup-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
 	file := filepath.Join(dir, "warmup.go")
 	if err := os.WriteFile(file, []byte(warmupSource), 0o644); err != nil {
 		return err
 	}
 	start := time.Now()
 	l.log.Info().Msg("build cache warm-up started")
-	err := l.builder.build(ctx, Source{Name: "warmup", Kind: KindFile, Files: []string{file}}, filepath.Join(dir, "warmup.so"))
-	os.Remove(filepath.Join(dir, "warmup.so"))
+	err = l.builder.build(ctx, Source{Name: "warmup", Kind: KindFile, Files: []string{file}}, filepath.Join(dir, "warmup.so"))
 	if err != nil {
 		l.log.Warn().Err(err).Dur("duration", time.Since(start)).Msg("build cache warm-up failed")
 		return err
@@ -86,11 +94,21 @@ func (l *Loader) Build(ctx context.Context, name string) (BuildResult, error) {
 	if err := l.checkSource(src); err != nil {
 		return BuildResult{Name: name}, err
 	}
-	k, err := keyFor(src, l.moduleDir, l.hostID)
+	if l.prebuilt {
+		return BuildResult{Name: name}, newError(ErrBuild, name, nil, "plugin %q: plugins.build is off: this process does not build plugins", name)
+	}
+	srcHash, err := sourceHash(src)
 	if err != nil {
 		return BuildResult{Name: name}, newError(ErrBuild, name, err, "plugin %q: cannot read its source", name)
 	}
+	k, err := l.key(src)
+	if err != nil {
+		return BuildResult{Name: name}, err
+	}
 	dur, err := l.artifact(ctx, src, k)
+	if err == nil && src.Kind != KindPrebuilt {
+		err = l.record(src, srcHash, k) // what a prebuilt-mode server needs to find it
+	}
 	return BuildResult{Name: name, Key: k, Duration: dur}, err
 }
 
@@ -98,6 +116,9 @@ func (l *Loader) Build(ctx context.Context, name string) (BuildResult, error) {
 // at most maxBytes, never one this process has open. It returns how many
 // it removed and the bytes freed.
 func (l *Loader) Prune(maxBytes int64) (removed int, freed int64, err error) {
+	if l.prebuilt {
+		return 0, 0, nil // the cache is plugind build's, maybe read-only
+	}
 	entries, err := os.ReadDir(l.cacheDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, 0, nil
@@ -148,7 +169,7 @@ func (l *Loader) Cached(name string) (key string, cached bool, err error) {
 	if err != nil {
 		return "", false, err
 	}
-	if key, err = keyFor(src, l.moduleDir, l.hostID); err != nil {
+	if key, err = l.key(src); err != nil {
 		return "", false, err
 	}
 	return key, fileExists(l.artifactPath(key)), nil

@@ -5,7 +5,9 @@
 // # What a plugin is
 //
 // A plugin named NAME is the file SRC/NAME.go or the folder SRC/NAME/ (its
-// non-test .go files, filtered by build constraints), package main. It
+// non-test .go files, filtered by build constraints), package main. Names
+// beginning with '_' are ignored (see Ignored), as the go command ignores
+// such files. It
 // exports handlers named {METHOD}{Func}Handler with one of these
 // signatures:
 //
@@ -34,8 +36,10 @@
 //     twice. Artifacts are named by a hash of their sources and the host's
 //     build identity; a single-file or file-list build gets a package path
 //     derived from its content, so a changed source loads beside the old
-//     one, and an unchanged one reuses what is already open. Loaded code
-//     stays in memory until the process exits.
+//     one, and an unchanged one reuses what is already open. Every build
+//     stamps the plugin's name into that content (an overlay), so equal
+//     sources under two names are two plugins with globals of their own.
+//     Loaded code stays in memory until the process exits.
 //   - plugin.Open state is process-wide: use one Loader per process.
 //   - A panic in a handler is recovered and reported as ErrPanic. A panic
 //     in a goroutine the plugin starts, or os.Exit, ends the process; it

@@ -23,6 +23,9 @@ var (
 	ErrTimeout          = errors.New("plugin did not answer in time")
 	ErrOverBudget       = errors.New("plugin memory budget exceeded")
 	ErrUnsupported      = errors.New("plugins are not supported on this platform")
+	// ErrNotBuilt is a plugin a prebuilt-mode server has no artifact for
+	// (503: plugind build makes one).
+	ErrNotBuilt = errors.New("plugin is not built")
 	// ErrCrashed is an isolated plugin's process dying under a call (502);
 	// ErrRestarting a call while it restarts, or stays down after a crash
 	// loop (503 with Retry-After).
@@ -31,12 +34,24 @@ var (
 )
 
 // Error is the loader's error. Msg is safe to show a client: it names
-// plugins and symbols, never paths. Err carries the cause for the log.
+// plugins and symbols, never paths, and holds no text a plugin wrote.
+// Detail holds what the plugin wrote, for operators. Err carries the
+// cause for the log.
 type Error struct {
 	Kind   error  // one of the sentinels above
 	Plugin string // plugin name, if known
 	Msg    string // client-safe message
 	Err    error  // cause; may contain paths, for logs only
+
+	// Detail is text the plugin itself wrote, as it wrote it: the error
+	// its Init (or bus registration) returned, the value a handler or
+	// hook panicked with, the panic value or first output line of its
+	// init functions in the load check. "" when the plugin wrote none.
+	// A plugin may put anything there, a secret from its settings
+	// included, so it is for operators (and debug mode) only, never a
+	// client's response. It carries no server paths. Error() includes
+	// it (through Err), for logs.
+	Detail string
 
 	// Allowed lists the methods a plugin has for the requested function
 	// (ErrMethodNotAllowed).
@@ -46,10 +61,6 @@ type Error struct {
 	Output string
 	// Stack is the goroutine stack at a panic (ErrPanic).
 	Stack []byte
-	// Detail is text the plugin wrote (a panic's value, an Init error, a
-	// load check's output): for the log, and for operators and debug
-	// mode, never for every client.
-	Detail string
 	// Site is where a panic happened, as file.go:line of the plugin's
 	// source (ErrPanic), when the stack shows it.
 	Site string
@@ -72,4 +83,16 @@ func (e *Error) Unwrap() []error {
 
 func newError(kind error, plugin string, cause error, format string, args ...any) *Error {
 	return &Error{Kind: kind, Plugin: plugin, Err: cause, Msg: fmt.Sprintf(format, args...)}
+}
+
+// pluginError is newError for a failure whose explanation the plugin
+// wrote: detail goes to Detail and, as the cause, to the log, never to
+// Msg.
+func pluginError(kind error, plugin, detail string, cause error, format string, args ...any) *Error {
+	if cause == nil {
+		cause = errors.New(detail)
+	}
+	e := newError(kind, plugin, cause, format, args...)
+	e.Detail = detail
+	return e
 }

@@ -54,7 +54,7 @@ func (l *Loader) commit(name string, v, cur *version) error {
 	}
 	if err := l.bus.Commit(owner(name, v), owner(name, cur)); err != nil {
 		l.bus.Drop(owner(name, v))
-		return newError(ErrInit, name, err, "plugin %q cannot be loaded: %v", name, err)
+		return pluginError(ErrInit, name, err.Error(), err, "plugin %q cannot be loaded: its bus registrations were refused", name)
 	}
 	return nil
 }
@@ -88,7 +88,7 @@ func (l *Loader) activate(name string, v *version) (err error) {
 		if errors.Is(err, errHookTimeout) {
 			return newError(ErrInit, name, context.DeadlineExceeded, "plugin %q: Init did not return within %s", name, l.hookTimeout)
 		}
-		return newError(ErrInit, name, err, "plugin %q: Init failed: %v", name, err)
+		return pluginError(ErrInit, name, err.Error(), err, "plugin %q: Init failed", name)
 	}
 	return nil
 }
@@ -144,8 +144,9 @@ func (l *Loader) closeVersion(ctx context.Context, name string, v *version) erro
 }
 
 // Health runs the Health hook of every serving plugin that has one, all
-// at once, each bounded by timeout, and returns each one's result ("ok" or
-// the error).
+// at once, each bounded by timeout, and returns each one's status: "ok",
+// HealthFailing, or that it did not answer in time. What a failing hook
+// said is the plugin's text: List has it, for operators (HealthDetail).
 func (l *Loader) Health(ctx context.Context, timeout time.Duration) map[string]string {
 	var mu sync.Mutex // guards out
 	out := make(map[string]string)
@@ -156,7 +157,7 @@ func (l *Loader) Health(ctx context.Context, timeout time.Duration) map[string]s
 			continue
 		}
 		wg.Go(func() {
-			status := l.health(ctx, e.name, v, timeout)
+			status, _ := l.health(ctx, e.name, v, timeout)
 			mu.Lock()
 			out[e.name] = status
 			mu.Unlock()
@@ -166,16 +167,22 @@ func (l *Loader) Health(ctx context.Context, timeout time.Duration) map[string]s
 	return out
 }
 
-func (l *Loader) health(ctx context.Context, name string, v *version, timeout time.Duration) string {
+// HealthFailing is the status of a Health hook that returned an error
+// (or panicked).
+const HealthFailing = "failing"
+
+// health runs v's Health hook and returns its status and, if it failed,
+// the error it returned: the plugin's text.
+func (l *Loader) health(ctx context.Context, name string, v *version, timeout time.Duration) (status, detail string) {
 	ctx, cancel := context.WithTimeout(sdk.NewContext(ctx, l.env(name, v, false)), timeout)
 	defer cancel()
 	switch err := runHook(ctx, v.art.hooks.health); {
 	case errors.Is(err, errHookTimeout):
-		return fmt.Sprintf("Health did not answer within %s", timeout)
+		return fmt.Sprintf("Health did not answer within %s", timeout), ""
 	case err != nil:
-		return err.Error()
+		return HealthFailing, err.Error()
 	}
-	return "ok"
+	return "ok", ""
 }
 
 // Middleware loads plugin file and returns its middleware fn: the symbol

@@ -76,6 +76,14 @@ func TestRelativeDiagnostics(t *testing.T) {
 	if got := b.relative("/srv/plugins/src/a.go:1:1: bad\n"); got != "a.go:1:1: bad" {
 		t.Errorf("relative outside the module = %q", got)
 	}
+	// stamp's copy is reported as the source it stands for.
+	if got := b.relative("/srv/cache/.stamp-1/a.go:1:1: bad\n", "/srv/cache/.stamp-1/a.go", "/srv/plugins/src/a.go"); got != "a.go:1:1: bad" {
+		t.Errorf("relative of the stamped copy = %q", got)
+	}
+	b = &builder{moduleDir: "/home/u/plugind", srcDir: "/home/u/plugind/lib/src"}
+	if got := b.relative("./.cache/.stamp-1/a.go:1:1: bad\n", "/home/u/plugind/.cache/.stamp-1/a.go", "/home/u/plugind/lib/src/r/a.go"); got != "r/a.go:1:1: bad" {
+		t.Errorf("relative of a stamped copy below the module = %q", got)
+	}
 }
 
 func TestSourcePaths(t *testing.T) {
@@ -166,5 +174,20 @@ func TestHostModuleSelf(t *testing.T) {
 	}
 	if len(dirs) == len(tests) && dirs["a development build"] != dirs["a dirty build"] {
 		t.Error("equal go.mod files got two module directories")
+	}
+}
+
+// TestMissingModule: the package named after the go command's marker, and
+// nothing (never a panic) when the marker names none.
+func TestMissingModule(t *testing.T) {
+	for out, want := range map[string]string{
+		"x.go:3:8: no required module provides package github.com/google/uuid; to add it:": "github.com/google/uuid",
+		"x.go:3:8: no required module provides package ; to add it":                        "",
+		"x.go:3:8: no required module provides package ":                                   "",
+		"x.go:5:9: undefined: y": "",
+	} {
+		if got := missingModule(out); got != want {
+			t.Errorf("missingModule(%q) = %q, want %q", out, got, want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"context"
+	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -40,22 +41,30 @@ type VersionInfo struct {
 	Current       bool          `json:"current"`
 }
 
-// Info describes a plugin for listings. It holds nothing secret: errors
-// are their client-safe messages.
+// Info describes a plugin for listings. Its fields hold no server path
+// and no secret of the server's; the *Detail fields hold what the plugin
+// itself wrote, which may be anything: show those to operators (or in
+// debug mode) only.
 type Info struct {
-	Name      string        `json:"name"`
-	Kind      Kind          `json:"kind"`
-	State     State         `json:"state"`
-	Building  bool          `json:"building"`
-	Hash      string        `json:"hash,omitempty"` // content address of the current version
-	Handlers  []HandlerInfo `json:"handlers"`
-	LastError string        `json:"last_error,omitempty"`
-	FailedAt  *time.Time    `json:"failed_at,omitempty"`
-	Versions  []VersionInfo `json:"versions"`
-	Bytes     int64         `json:"bytes"` // held by all its loaded versions
-	// Health is the current version's Health hook result: "ok" or the
-	// error; "" when it has none.
-	Health string `json:"health,omitempty"`
+	Name     string        `json:"name"`
+	Kind     Kind          `json:"kind"`
+	State    State         `json:"state"`
+	Building bool          `json:"building"`
+	Hash     string        `json:"hash,omitempty"` // content address of the current version
+	Handlers []HandlerInfo `json:"handlers"`
+	// LastError is the last failure's client-safe message (Error.Msg);
+	// LastErrorDetail what the plugin wrote about it (Error.Detail).
+	LastError       string        `json:"last_error,omitempty"`
+	LastErrorDetail string        `json:"last_error_detail,omitempty"`
+	FailedAt        *time.Time    `json:"failed_at,omitempty"`
+	Versions        []VersionInfo `json:"versions"`
+	Bytes           int64         `json:"bytes"` // held by all its loaded versions
+	// Health is the current version's Health hook status: "ok",
+	// HealthFailing or that it did not answer in time; "" when it has
+	// none. HealthDetail is the error a failing hook returned: the
+	// plugin's text.
+	Health       string `json:"health,omitempty"`
+	HealthDetail string `json:"health_detail,omitempty"`
 }
 
 // List describes every plugin: those in the source directory and those
@@ -96,7 +105,7 @@ func (l *Loader) List() []Info {
 			i.State = StateFailed
 		}
 		if f := e.failure; f != nil {
-			i.LastError = errorMsg(f.err)
+			i.LastError, i.LastErrorDetail = errorMsg(f.err)
 			at := f.at
 			i.FailedAt = &at
 		}
@@ -113,7 +122,7 @@ func (l *Loader) List() []Info {
 		e.mu.Unlock()
 	}
 	for _, c := range checks { // plugin code: run outside the entry locks
-		c.info.Health = l.health(context.Background(), c.name, c.v, 2*time.Second)
+		c.info.Health, c.info.HealthDetail = l.health(context.Background(), c.name, c.v, 2*time.Second)
 	}
 	slices.Sort(names)
 	out := make([]Info, len(names))
@@ -123,12 +132,13 @@ func (l *Loader) List() []Info {
 	return out
 }
 
-// errorMsg is the client-safe text of err.
-func errorMsg(err error) string {
-	if e, ok := err.(*Error); ok {
-		return e.Msg
+// errorMsg is the client-safe text of err and what the plugin wrote
+// about it.
+func errorMsg(err error) (msg, detail string) {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Msg, e.Detail
 	}
-	return "internal error"
+	return "internal error", ""
 }
 
 // symbolMethods are recognised at the start of handler names, longest

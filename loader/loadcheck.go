@@ -26,7 +26,8 @@ type LoadChecker func(ctx context.Context, path string) error
 // has the server's exact build. Opening a plugin runs its init functions;
 // measured on Go 1.26, an init that panics inside plugin.Open makes every
 // later plugin.Open in that process hang, and an init that blocks hangs
-// its caller. In a child, both only cost the child.
+// its caller. In a child, both only cost the child. Its errors are
+// *LoadCheckError.
 func ExecLoadCheck(exe string, timeout time.Duration) LoadChecker {
 	return func(ctx context.Context, path string) error {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -38,30 +39,57 @@ func ExecLoadCheck(exe string, timeout time.Duration) LoadChecker {
 		err := cmd.Run()
 		switch {
 		case ctx.Err() == context.DeadlineExceeded:
-			return fmt.Errorf("opening it did not finish within %s: an init function blocks", timeout)
+			return &LoadCheckError{Reason: fmt.Sprintf("opening it did not finish within %s: an init function blocks", timeout)}
 		case err != nil:
-			return errors.New(summarize(out.String(), err))
+			return summarize(out.String(), err)
 		}
 		return nil
 	}
 }
 
-// summarize keeps the first meaningful line of a failed child's output:
-// "panic: ..." for an init panic, the open error otherwise.
-func summarize(out string, err error) string {
+// LoadCheckError is a failed load check. Reason is the checker's own
+// account, safe to show; Detail is what the plugin wrote (an init's panic
+// value, its output), for operators only.
+type LoadCheckError struct {
+	Reason string
+	Detail string
+}
+
+func (e *LoadCheckError) Error() string {
+	if e.Detail == "" {
+		return e.Reason
+	}
+	return e.Reason + ": " + e.Detail
+}
+
+// loadCheckPrefix marks the line LoadCheckMain writes, telling it from
+// whatever the plugin's init functions print.
+const loadCheckPrefix = "plugind load check: "
+
+// summarize explains a failed child from its output: an init's panic,
+// a runtime crash, or LoadCheckMain's own report; failing those, its
+// first line, which the plugin may have written.
+func summarize(out string, err error) *LoadCheckError {
+	var first string
 	for _, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(line)
-		if strings.HasPrefix(line, "panic: ") {
-			return "an init function panicked: " + strings.TrimPrefix(line, "panic: ")
+		if first == "" {
+			first = line
 		}
-		if strings.HasPrefix(line, "fatal error: ") {
-			return "opening it crashed: " + strings.TrimPrefix(line, "fatal error: ")
+		if v, ok := strings.CutPrefix(line, "panic: "); ok {
+			return &LoadCheckError{Reason: "an init function panicked", Detail: v}
+		}
+		if v, ok := strings.CutPrefix(line, "fatal error: "); ok {
+			return &LoadCheckError{Reason: "opening it crashed", Detail: v}
+		}
+		if v, ok := strings.CutPrefix(line, loadCheckPrefix); ok {
+			return &LoadCheckError{Reason: v}
 		}
 	}
-	if first, _, _ := strings.Cut(strings.TrimSpace(out), "\n"); first != "" {
-		return first
+	if first != "" {
+		return &LoadCheckError{Reason: "opening it failed", Detail: first}
 	}
-	return err.Error()
+	return &LoadCheckError{Reason: "opening it failed: " + err.Error()}
 }
 
 // LoadCheckMain opens the artifact at path, checks its globals, and
@@ -77,7 +105,7 @@ func LoadCheckMain(path string, stderr io.Writer) int {
 				msg = e.Err.Error()
 			}
 		}
-		fmt.Fprintln(stderr, msg)
+		fmt.Fprintln(stderr, loadCheckPrefix+msg)
 		return 1
 	}
 	return 0

@@ -66,6 +66,10 @@ type Options struct {
 	// opens artifacts directly: an init that panics or blocks can then
 	// hang the server.
 	LoadCheck LoadChecker
+	// Prebuilt is prebuilt mode (plugins.build = "off", see prebuilt.go):
+	// serve what `plugind build` made, never run the toolchain, never
+	// write to CacheDir.
+	Prebuilt bool
 	// Host is how the server was built; nil reads the running binary's
 	// build information.
 	Host *HostBuild
@@ -85,6 +89,7 @@ type Loader struct {
 	hostID      string
 	moduleDir   string
 	cacheDir    string
+	prebuilt    bool // plugins.build = "off"
 	builder     *builder
 	tool        toolchain // read once at New
 	buildWait   time.Duration
@@ -108,7 +113,30 @@ type Loader struct {
 	amu         sync.Mutex // guards artifacts and loadedBytes
 	artifacts   map[string]*artifact
 	loadedBytes int64
+
+	kmu     sync.Mutex // guards libKeys
+	libKeys map[string]prebuiltKey // by path
+
+	// retryMin and retryMax bound the backoff after a failure that may
+	// pass (see failure).
+	retryMin, retryMax time.Duration
+	onHash             func(path string) // tests: a source file is being hashed
 }
+
+// prebuiltKey is a prebuilt library's content address, remembered with
+// the size and modification time it had.
+type prebuiltKey struct {
+	size int64
+	mod  time.Time
+	key  string
+}
+
+// Backoff after a failure that may pass: the first retry after
+// retryFirst, each next after twice as long, at most retryCap.
+const (
+	retryFirst = 5 * time.Second
+	retryCap   = 5 * time.Minute
+)
 
 // entry is one plugin's life in the loader.
 type entry struct {
@@ -131,10 +159,23 @@ type version struct {
 	buildDur time.Duration // 0 when it came from the cache
 }
 
+// failure is a failed attempt to load a plugin's source. It stands for
+// that source: one that fails for good (a compiler error, a refused
+// artifact, an Init error) until the source changes; one that may pass (a
+// timeout, a missing go command, the memory budget) also until retry,
+// after a backoff that doubles with each consecutive failure of the same
+// source, from retryFirst to retryCap.
 type failure struct {
-	key string // content address of the source that failed
-	err error
-	at  time.Time
+	key   string // content address of the source that failed
+	err   error
+	at    time.Time
+	retry time.Time // zero: until the source changes
+	tries int       // consecutive failures that may pass, of this key
+}
+
+// stands reports whether f still answers for content k at now.
+func (f *failure) stands(k string, now time.Time) bool {
+	return f != nil && f.key == k && (f.retry.IsZero() || now.Before(f.retry))
 }
 
 // New returns a Loader.
@@ -180,6 +221,7 @@ func New(opts Options) (*Loader, error) {
 		host:        *host,
 		hostID:      host.Identity(),
 		cacheDir:    cacheDir,
+		prebuilt:    opts.Prebuilt,
 		buildWait:   opts.BuildWait,
 		reload:      opts.Reload,
 		maxBytes:    opts.MaxLoadedBytes,
@@ -195,14 +237,26 @@ func New(opts Options) (*Loader, error) {
 		cancel:      cancel,
 		plugins:     make(map[string]*entry),
 		artifacts:   make(map[string]*artifact),
+		libKeys:     make(map[string]prebuiltKey),
+		retryMin:    retryFirst,
+		retryMax:    retryCap,
 	}
-	if l.moduleDir, err = l.findModule(opts.ModuleDir, opts.Go); err != nil {
-		cancel()
-		return nil, err
-	}
-	l.tool = readToolchain(ctx, opts.Go)
-	if paths := host.sourcePaths(l.moduleDir, l.tool.modCache); paths != "" {
-		l.hostID = hashOf(l.hostID + "\n" + paths)
+	if l.prebuilt {
+		// Keys come from the manifest; nothing here may need go.
+		l.moduleDir = opts.ModuleDir
+		l.log.Info().Str("mode", "prebuilt").Str("cache", cacheDir).
+			Msg("plugins.build is off: serving artifacts from plugind build; the go command and a C compiler are never run")
+	} else {
+		if l.moduleDir, err = l.findModule(opts.ModuleDir, opts.Go); err != nil {
+			cancel()
+			return nil, err
+		}
+		l.tool = readToolchain(ctx, opts.Go)
+		if paths := host.sourcePaths(l.moduleDir, l.tool.modCache); paths != "" {
+			l.hostID = hashOf(l.hostID + "\n" + paths)
+		}
+		l.log.Info().Str("mode", "auto").Str("cache", cacheDir).Str("go", cmp.Or(l.tool.goPath, opts.Go)).
+			Msg("plugins.build is auto: plugins are built on demand")
 	}
 	l.builder = &builder{
 		goCmd:     opts.Go,
@@ -411,16 +465,16 @@ func (l *Loader) update(name string) (*version, error) {
 		// any case: Go reopens the same path as the same plugin.
 		return cur, nil
 	}
-	k, err := keyFor(src, l.moduleDir, l.hostID)
+	k, err := l.key(src)
 	if err != nil {
-		return nil, newError(ErrBuild, name, err, "plugin %q: cannot read its source", name)
+		return nil, err
 	}
 	if cur != nil && cur.key == k {
 		return cur, nil
 	}
 	log := l.log.With().Str("plugin", name).Logger()
 	e.mu.Lock()
-	if f := e.failure; f != nil && f.key == k {
+	if f := e.failure; f.stands(k, time.Now()) {
 		e.mu.Unlock()
 		if cur != nil {
 			return cur, nil
@@ -488,14 +542,76 @@ func (l *Loader) failed(e *entry, k string, cur *version, err error) (*version, 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.building = false
-	if permanent(err) {
-		e.failure = &failure{key: k, err: err, at: time.Now()}
+	if l.ctx.Err() == nil || !errors.Is(err, context.Canceled) { // not stopped by Close
+		now := time.Now()
+		f := &failure{key: k, err: err, at: now}
+		if !permanent(err) {
+			f.tries = 1
+			if prev := e.failure; prev != nil && prev.key == k && !prev.retry.IsZero() {
+				f.tries = prev.tries + 1
+			}
+			f.retry = now.Add(l.backoff(f.tries))
+		}
+		e.failure = f
 	}
 	if cur != nil {
 		l.log.Warn().Str("plugin", e.name).Err(err).Msg("plugin reload failed; the last good version keeps serving")
 		return cur, nil
 	}
 	return nil, err
+}
+
+// backoff is how long a failure that may pass stands after its n-th
+// consecutive occurrence.
+func (l *Loader) backoff(n int) time.Duration {
+	d := l.retryMin
+	for ; n > 1 && d < l.retryMax; n-- {
+		d *= 2
+	}
+	return min(d, l.retryMax)
+}
+
+// libraryKey is the content address of a prebuilt library, remembered by
+// path, size and modification time: it is megabytes to hash, and one that
+// was refused is asked for again and again.
+func (l *Loader) libraryKey(src Source) (string, error) {
+	path := src.Files[0]
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	l.kmu.Lock()
+	p, ok := l.libKeys[path]
+	l.kmu.Unlock()
+	if ok && p.size == fi.Size() && p.mod.Equal(fi.ModTime()) {
+		return p.key, nil
+	}
+	k, err := l.hashKey(src)
+	if err != nil {
+		return "", err
+	}
+	l.kmu.Lock()
+	l.libKeys[path] = prebuiltKey{size: fi.Size(), mod: fi.ModTime(), key: k}
+	l.kmu.Unlock()
+	return k, nil
+}
+
+// hashKey computes keyFor(src).
+func (l *Loader) hashKey(src Source) (string, error) {
+	if l.onHash != nil {
+		for _, f := range src.Files {
+			l.onHash(f)
+		}
+	}
+	if l.prebuilt && src.Kind == KindPrebuilt {
+		// No module tree to read here: the library and the host alone.
+		sh, err := sourceHash(src)
+		if err != nil {
+			return "", err
+		}
+		return hashOf("prebuilt library\n" + l.hostID + "\n" + sh), nil
+	}
+	return keyFor(src, l.moduleDir, l.hostID)
 }
 
 // entryFor returns the entry of name, creating it. Entries exist only for
@@ -537,7 +653,8 @@ func (l *Loader) unroute(name string) {
 func permanent(err error) bool {
 	var execErr *exec.Error
 	return !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
-		!errors.As(err, &execErr) && !errors.Is(err, ErrOverBudget)
+		!errors.As(err, &execErr) && !errors.Is(err, ErrOverBudget) &&
+		!errors.Is(err, ErrNotBuilt) // plugind build may fill a shared cache later
 }
 
 // load returns a loaded version of src with content address k: the one
@@ -581,16 +698,18 @@ func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Durat
 	if src.Kind == KindPrebuilt {
 		// Checked where it lies; its marker lives in the cache.
 		path, err = src.Files[0], nil
-		if err := os.MkdirAll(l.cacheDir, 0o755); err != nil {
+		if err := os.MkdirAll(l.cacheDir, 0o755); err != nil && !l.prebuilt {
 			return 0, newError(ErrOpen, src.Name, err, "plugin %q: cannot create the artifact directory", src.Name)
 		}
 	}
 	switch {
 	case err == nil:
-		if src.Kind != KindPrebuilt {
+		if src.Kind != KindPrebuilt && !l.prebuilt {
 			now := time.Now()
 			_ = os.Chtimes(path, now, now) // recently used: kept by Prune
 		}
+	case errors.Is(err, fs.ErrNotExist) && l.prebuilt:
+		return 0, l.notBuilt(src.Name, nil, "its artifact is missing from the cache")
 	case errors.Is(err, fs.ErrNotExist):
 		if dur, err = l.build(ctx, src, path); err != nil {
 			return 0, err
@@ -609,15 +728,32 @@ func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Durat
 	}
 	if l.loadCheck != nil && !fileExists(marker) {
 		if err := l.loadCheck(ctx, path); err != nil {
-			// The child's message may name the artifact's path: not for
-			// clients. It is the whole cause, so none is chained (Error
-			// would say it twice).
-			msg := strings.ReplaceAll(err.Error(), filepath.Dir(path)+string(filepath.Separator), "")
-			return 0, newError(ErrInit, src.Name, nil, "plugin %q cannot be loaded: %s", src.Name, msg)
+			return 0, l.loadCheckFailed(src.Name, path, err)
 		}
-		_ = os.WriteFile(marker, nil, 0o644)
+		if !l.prebuilt {
+			_ = os.WriteFile(marker, nil, 0o644)
+		}
 	}
 	return dur, nil
+}
+
+// loadCheckFailed is the error for an artifact at path that failed the
+// load check with err. The child's report may name the artifact's path:
+// not for clients. It is the whole cause, so none is chained (Error
+// would say it twice). A checker's plain error is taken for the
+// plugin's text: it may carry what the plugin printed.
+func (l *Loader) loadCheckFailed(name, path string, err error) *Error {
+	unpath := func(s string) string {
+		return strings.ReplaceAll(s, filepath.Dir(path)+string(filepath.Separator), "")
+	}
+	lc, ok := errors.AsType[*LoadCheckError](err)
+	if !ok {
+		lc = &LoadCheckError{Reason: "the load check failed", Detail: err.Error()}
+	}
+	if lc.Detail == "" {
+		return newError(ErrInit, name, nil, "plugin %q cannot be loaded: %s", name, unpath(lc.Reason))
+	}
+	return pluginError(ErrInit, name, unpath(lc.Detail), nil, "plugin %q cannot be loaded: %s", name, unpath(lc.Reason))
 }
 
 // build runs the compiler and logs the outcome.

@@ -156,25 +156,47 @@ func TestFolderPluginUsesOnlyItsBuildFiles(t *testing.T) {
 	}
 }
 
-func TestEqualSourcesShareOneArtifact(t *testing.T) {
-	dir := plugintest.PluginPath(t, "hello")
-	data, err := os.ReadFile(filepath.Join(dir, "src", "hello.go"))
+// TestEqualSourcesAreTwoPlugins: two names with byte-for-byte equal
+// sources are two plugins, each with its own instance: its own Settings
+// and Secrets globals, its own Init, its own legacy lock. Loading one
+// while the other serves is race-free.
+func TestEqualSourcesAreTwoPlugins(t *testing.T) {
+	dir := plugintest.PluginPath(t, "hooks")
+	data, err := os.ReadFile(filepath.Join(dir, "src", "hooks.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	plugintest.WriteFile(t, filepath.Join(dir, "src"), "copy.go", string(data))
-	l, _ := newLoader(t, dir)
-	// Go gives both the same package path; opening the second one under
-	// another file name would fail with "plugin already loaded".
-	for _, name := range []string{"hello", "copy"} {
-		h, err := l.Handler(context.Background(), name, "Hello", "GET")
+	plugintest.WriteFile(t, filepath.Join(dir, "src"), "twin.go", string(data))
+	l, _ := newLoaderWith(t, dir, func(o *loader.Options) {
+		o.Settings = func(name string) (map[string]any, map[string]string) {
+			if name == "hooks" {
+				return map[string]any{"greeting": "hello from hooks"}, map[string]string{"token": "hooks-only"}
+			}
+			return map[string]any{"greeting": "hello from " + name}, nil
+		}
+	})
+	state := func(name string) string {
+		body, err := call(t, l, name, "State")
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+			t.Errorf("%s: %v", name, err)
 		}
-		body, _, _ := h.Call(context.Background(), map[string]string{"file": name}, nil)
-		if !strings.Contains(body, `"file":"`+name+`"`) {
-			t.Errorf("%s answered %q", name, body)
-		}
+		return body
+	}
+	if got, want := state("hooks"), `{"greeting":"hello from hooks","has_token":true,"inits":1}`; got != want {
+		t.Fatalf("hooks = %s, want %s", got, want)
+	}
+	// twin loads while hooks serves: its globals are its own.
+	stop := plugintest.Busy(2, func() { state("hooks") })
+	twin := state("twin")
+	stop()
+	if want := `{"greeting":"hello from twin","has_token":false,"inits":1}`; twin != want {
+		t.Errorf("twin = %s, want %s", twin, want)
+	}
+	if got, want := state("hooks"), `{"greeting":"hello from hooks","has_token":true,"inits":1}`; got != want {
+		t.Errorf("hooks after twin loaded = %s, want %s", got, want)
+	}
+	if a, b := info(t, l, "hooks").Hash, info(t, l, "twin").Hash; a == b {
+		t.Errorf("both names have version %s: one artifact", a)
 	}
 }
 

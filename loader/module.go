@@ -113,7 +113,7 @@ func writeHostModule(ctx context.Context, goCmd, cacheDir string, host HostBuild
 	defer cancel()
 	cmd := exec.CommandContext(ctx, goCmd, "mod", "download", "all")
 	cmd.Dir = tmp
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local")
+	cmd.Env = append(goEnviron(), "GOWORK=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

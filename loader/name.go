@@ -25,6 +25,13 @@ func ValidName(s string) bool {
 	return true
 }
 
+// Ignored reports whether a valid plugin name is one that never names a
+// plugin: it begins with '_', and the go command ignores files and
+// folders so named. Source resolution (and so every request, build,
+// listing and reload) applies it; ValidName does not, so that a request
+// for such a name is "not found" rather than "invalid".
+func Ignored(name string) bool { return name != "" && name[0] == '_' }
+
 // ValidFunc reports whether s can name a handler function: 1 to
 // MaxNameLen letters, digits or '_'.
 func ValidFunc(s string) bool {

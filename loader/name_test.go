@@ -49,6 +49,14 @@ func TestValidNames(t *testing.T) {
 	}
 }
 
+func TestIgnored(t *testing.T) {
+	for in, want := range map[string]bool{"_draft": true, "_": true, "draft": false, "draft_": false, "a_b": false, "": false} {
+		if got := Ignored(in); got != want {
+			t.Errorf("Ignored(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
 func TestValidMethod(t *testing.T) {
 	for in, want := range map[string]bool{
 		"GET": true, "PROPFIND": true, "get": false, "": false,

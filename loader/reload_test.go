@@ -199,15 +199,17 @@ func TestInitFailuresAreCaughtInAChild(t *testing.T) {
 	tests := []struct {
 		l         *loader.Loader
 		name, msg string
+
+		detail string // the plugin's text, apart from the message
 	}{
-		{patient, "initpanic", `plugin "initpanic" cannot be loaded: an init function panicked: init exploded on purpose`},
-		{hasty, "inithang", `plugin "inithang" cannot be loaded: opening it did not finish within 3s: an init function blocks`},
+		{patient, "initpanic", `plugin "initpanic" cannot be loaded: an init function panicked`, "init exploded on purpose"},
+		{hasty, "inithang", `plugin "inithang" cannot be loaded: opening it did not finish within 3s: an init function blocks`, ""},
 	}
 	for _, tt := range tests {
 		_, err := call(t, tt.l, tt.name, "Hello")
-		var e *loader.Error
-		if !errors.Is(err, loader.ErrInit) || !errors.As(err, &e) || e.Msg != tt.msg {
-			t.Errorf("%s: err = %v\nwant %s", tt.name, err, tt.msg)
+		e := &loader.Error{}
+		if !errors.Is(err, loader.ErrInit) || !errors.As(err, &e) || e.Msg != tt.msg || e.Detail != tt.detail {
+			t.Errorf("%s: err = %v (detail %q)\nwant %s (detail %q)", tt.name, err, e.Detail, tt.msg, tt.detail)
 		}
 	}
 	// Neither was opened here: this process still opens plugins.

@@ -51,8 +51,12 @@ func newSourceFinder(dir string, h HostBuild) (sourceFinder, error) {
 	return sourceFinder{dir: abs, ctxt: ctxt}, nil
 }
 
-// find returns the source of the plugin name, which must be valid.
+// find returns the source of the plugin name, which must be valid. It
+// is where Ignored names are refused: every way to a plugin passes here.
 func (f sourceFinder) find(name string) (Source, error) {
+	if Ignored(name) {
+		return Source{}, newError(ErrNotFound, name, nil, "plugin %q not found", name)
+	}
 	file := filepath.Join(f.dir, name+".go")
 	folder := filepath.Join(f.dir, name)
 	fi, ferr := os.Stat(file)
@@ -120,7 +124,7 @@ func (f sourceFinder) discover() (found []Source, skipped []string, err error) {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if strings.HasPrefix(n, ".") || strings.HasPrefix(n, "_") {
+		if strings.HasPrefix(n, ".") {
 			continue
 		}
 		name, isGo := strings.CutSuffix(n, ".go")
@@ -140,7 +144,7 @@ func (f sourceFinder) discover() (found []Source, skipped []string, err error) {
 		s, err := f.find(name)
 		if err != nil {
 			if errors.Is(err, ErrNotFound) {
-				continue // a folder without Go files
+				continue // a folder without Go files, an Ignored name
 			}
 			return found, skipped, err
 		}
@@ -153,19 +157,23 @@ func (f sourceFinder) discover() (found []Source, skipped []string, err error) {
 		if !ValidName(name) || slices.ContainsFunc(found, func(s Source) bool { return s.Name == name }) {
 			continue
 		}
-		found = append(found, Source{Name: name, Kind: KindPrebuilt, Files: []string{so}})
+		if s, err := f.find(name); err == nil && s.Kind == KindPrebuilt {
+			found = append(found, s)
+		}
 	}
 	return found, skipped, nil
 }
 
-// key is the content address of src's artifact: its files' contents, the
-// module's go.mod and go.sum and the host's build identity. File names are
-// left out on purpose: the go command derives a file build's package path
-// from content alone, so equal content must map to one artifact, or the
-// second plugin.Open fails with "plugin already loaded".
+// keyFor is the content address of src's artifact: the plugin's name,
+// its files' contents, the module's go.mod and go.sum and the host's
+// build identity. The name is in it because every build stamps it into
+// the package path (see builder.build): equal sources under two names are
+// two artifacts, two package paths, two instances with globals of their
+// own. File names are not: the go command derives a file build's package
+// path from the content it compiles.
 func keyFor(src Source, moduleDir, hostID string) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "plugind artifact v1\nhost %s\n", hostID)
+	fmt.Fprintf(h, "plugind artifact v2\nplugin %s\nhost %s\n", src.Name, hostID)
 	for _, name := range []string{"go.mod", "go.sum"} {
 		data, err := os.ReadFile(filepath.Join(moduleDir, name))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 )
@@ -29,7 +30,7 @@ func readToolchain(ctx context.Context, goCmd string) toolchain {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, goPath, "env", "GOVERSION", "CC", "GOMODCACHE")
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-mod=readonly")
+	cmd.Env = append(goEnviron(), "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-mod=readonly")
 	out, err := cmd.Output()
 	if err != nil {
 		return toolchain{goPath: goPath, err: fmt.Errorf("%s env: %w", goPath, err)}
@@ -47,6 +48,9 @@ func (l *Loader) ToolchainProblems() []string {
 	if !Supported {
 		problems = append(problems, unsupportedReason)
 	}
+	if l.prebuilt {
+		return problems // prebuilt mode needs neither go nor a C compiler
+	}
 	t, host := l.tool, l.host
 	switch {
 	case t.goPath == "":
@@ -56,15 +60,28 @@ func (l *Loader) ToolchainProblems() []string {
 	case t.version != host.GoVersion:
 		problems = append(problems, fmt.Sprintf("%s is %s but the server was built with %s: plugins it builds will not load; put %s on PATH or set plugins.go", t.goPath, t.version, host.GoVersion, host.GoVersion))
 	}
-	cc := os.Getenv("CC")
-	if cc == "" {
-		cc = t.cc
+	cc := strings.Fields(t.cc) // go env's, which sees CC as builds do
+	if len(cc) == 0 {
+		cc = []string{"gcc"}
 	}
-	if cc == "" {
-		cc = "gcc"
-	}
-	if _, err := exec.LookPath(strings.Fields(cc)[0]); err != nil {
-		problems = append(problems, fmt.Sprintf("no C compiler (%s) on PATH: plugins need cgo; install gcc or clang, or set CC", cc))
+	if _, err := exec.LookPath(cc[0]); err != nil {
+		problems = append(problems, fmt.Sprintf("no C compiler (%s) on PATH: plugins need cgo; install gcc or clang, or set CC", cc[0]))
 	}
 	return problems
+}
+
+// blankable are compiler variables the go command indexes without a
+// check: set but blank (CC=" "), it panics (Go 1.26). Blank is treated
+// as unset.
+var blankable = []string{"CC", "CXX"}
+
+// goEnviron is the process environment for running the go command, with
+// blank compiler variables removed, so that the go command's defaults
+// apply as if they were unset.
+func goEnviron() []string {
+	env := os.Environ()
+	return slices.DeleteFunc(env, func(kv string) bool {
+		k, v, _ := strings.Cut(kv, "=")
+		return slices.Contains(blankable, k) && strings.TrimSpace(v) == ""
+	})
 }

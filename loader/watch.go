@@ -35,7 +35,7 @@ func (l *Loader) Watch() error {
 	}
 	if entries, err := os.ReadDir(l.src.dir); err == nil {
 		for _, e := range entries {
-			if e.IsDir() && ValidName(e.Name()) {
+			if e.IsDir() && ValidName(e.Name()) && !Ignored(e.Name()) {
 				_ = w.Add(filepath.Join(l.src.dir, e.Name()))
 			}
 		}
@@ -99,7 +99,7 @@ func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
 	} else {
 		return "", false
 	}
-	if !ValidName(name) {
+	if !ValidName(name) || Ignored(name) {
 		return "", false
 	}
 	return name, isDir

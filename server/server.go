@@ -86,6 +86,7 @@ func NewLoader(cfg config.Config, log zerolog.Logger, extend func(*loader.Option
 			return cfg.Plugin(name).Settings, cfg.Secrets(name)
 		},
 		LoadCheck: check,
+		Prebuilt:  cfg.Plugins.Build == config.BuildOff,
 		Host:      &host,
 		Log:       log,
 	}
@@ -120,16 +121,17 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (*Server, e
 	})
 	s.events = newEventQueue(s.bus, log)
 	s.newAdminState()
-	if err := os.MkdirAll(cfg.Tasks.Dir, 0o700); err != nil {
+	if err := os.MkdirAll(cfg.Tasks.Dir, 0o700); err != nil && cfg.Tasks.Store != "postgres" {
 		return nil, fmt.Errorf("tasks.dir: %w", err)
 	}
 	tm, err := tasks.Open(tasks.Options{
+		Store: cfg.Tasks.Store, DSN: cfg.Tasks.DSN, Lease: cfg.Tasks.Lease,
 		Dir: cfg.Tasks.Dir, Workers: cfg.Tasks.Workers, QueueSize: cfg.Tasks.Queue,
-		Timeout: cfg.Tasks.Timeout, Retention: cfg.Tasks.Retention, Log: log,
+		Timeout: cfg.Tasks.Timeout, Retention: cfg.Tasks.Retention, MaxFinished: cfg.Tasks.MaxFinished, Log: log,
 		OnFinish: func(t tasks.Task) { s.metrics.TaskFinished(t.Plugin, string(t.State)) },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("tasks.dir: %w", err)
+		return nil, fmt.Errorf("tasks: %w", err)
 	}
 	s.tasks = tm
 	l, _, err := NewLoader(cfg, log, func(o *loader.Options) {
@@ -211,7 +213,7 @@ func (s *Server) background(ctx context.Context) {
 	if !loader.Supported {
 		return
 	}
-	if s.cfg.Plugins.WarmUp {
+	if s.cfg.Plugins.WarmUp && !s.loader.Prebuilt() { // prebuilt: no go command to warm
 		s.warmup.Store("running")
 		if err := s.loader.WarmUp(ctx); err != nil {
 			s.warmup.Store("failed")

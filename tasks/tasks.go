@@ -3,12 +3,16 @@
 // about it later at /_TASKS/{id}.
 //
 // Concurrency and the queue are bounded (a full queue is ErrQueueFull,
-// 429); each task has a timeout; results are kept for a retention period.
-// Finished tasks are stored in a bbolt file and survive restarts. Tasks
-// still running at shutdown get a grace period, then are cancelled and
-// recorded as interrupted; tasks a crash left queued or running are
-// recorded as interrupted at the next start. A panic in a task is
-// contained and recorded as its error.
+// 429); each task has a timeout; finished tasks are kept for a retention
+// period, and at most MaxFinished of them (the oldest go first). Records
+// live in a store and survive restarts: a bbolt file, one process's, or a
+// PostgreSQL database shared by replicas, any of which answers for and
+// cancels any task. What a Manager reports is what the store accepted: a
+// state whose write failed is not shown. Tasks still running at shutdown get a grace period, then
+// are cancelled and recorded as interrupted; tasks a crash left queued or
+// running are recorded as interrupted at the next start. A panic in a task
+// is contained and recorded as its error. Every task finishes exactly
+// once, even one that ignores its cancelled context.
 package tasks
 
 import (
@@ -18,13 +22,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/plugind/plugind/sdk"
 )
@@ -53,51 +55,102 @@ var (
 
 // Task is a task's public record.
 type Task struct {
-	ID         string          `json:"id"`
-	Plugin     string          `json:"plugin"`
-	Name       string          `json:"name"`
-	State      State           `json:"state"`
-	Progress   float64         `json:"progress"`
-	Result     json.RawMessage `json:"result,omitempty"`
-	Error      string          `json:"error,omitempty"`
-	Created    time.Time       `json:"created_at"`
-	Started    *time.Time      `json:"started_at,omitempty"`
-	Finished   *time.Time      `json:"finished_at,omitempty"`
-	ExpiresAt  *time.Time      `json:"expires_at,omitempty"`
-	Location   string          `json:"location"`
+	ID        string          `json:"id"`
+	Plugin    string          `json:"plugin"`
+	Name      string          `json:"name"`
+	State     State           `json:"state"`
+	Progress  float64         `json:"progress"`
+	Result    json.RawMessage `json:"result,omitempty"`
+	Error     string          `json:"error,omitempty"`
+	Created   time.Time       `json:"created_at"`
+	Started   *time.Time      `json:"started_at,omitempty"`
+	Finished  *time.Time      `json:"finished_at,omitempty"`
+	ExpiresAt *time.Time      `json:"expires_at,omitempty"`
+	Location  string          `json:"location"`
+
+	// This manager's bookkeeping, under Manager.mu.
 	cancel     context.CancelFunc
 	run        func(context.Context, func(float64)) ([]byte, error)
 	cancelling bool
+	ended      bool  // its outcome is decided: it finishes once
+	unstored   *Task // its finished record, which the store has not accepted yet
 }
+
+// record is t's public part.
+func (t *Task) record() Task {
+	return Task{ID: t.ID, Plugin: t.Plugin, Name: t.Name, State: t.State, Progress: t.Progress,
+		Result: t.Result, Error: t.Error, Created: t.Created, Started: t.Started,
+		Finished: t.Finished, ExpiresAt: t.ExpiresAt, Location: t.Location}
+}
+
+// DefaultMaxFinished is how many finished tasks are kept when
+// Options.MaxFinished is not set.
+const DefaultMaxFinished = 1000
+
+// storeTimeout bounds one store operation: a database that does not
+// answer (a partition, a lock) must not hold a request, a worker or
+// Shutdown for ever.
+const storeTimeout = 10 * time.Second
+
+// DefaultLease is Options.Lease when not set.
+const DefaultLease = 15 * time.Second
 
 // Options configure a Manager.
 type Options struct {
+	Store       string        // "bolt" (default): a file in Dir; "postgres": a database at DSN, shared by replicas
 	Dir         string        // where tasks.db lives
+	DSN         string        // the PostgreSQL database
+	Lease       time.Duration // postgres: a dead replica's tasks read interrupted within it; 0: DefaultLease
 	Workers     int           // tasks running at once
 	QueueSize   int           // tasks waiting beyond those
 	Timeout     time.Duration // per task; 0: none
 	Retention   time.Duration // how long finished tasks are kept
+	MaxFinished int           // finished tasks kept at most, the oldest dropped first; 0: DefaultMaxFinished
 	Log         zerolog.Logger
 	OnFinish    func(Task) // optional: metrics, the bus
 	sweepPeriod time.Duration
 	workerWait  time.Duration // after the grace period, for tasks to heed cancellation
+	lockWait    time.Duration // for another process to release the store
+	noListen    bool          // postgres: cancellations come with heartbeats only
+}
+
+// store keeps task records.
+type store interface {
+	// put writes a record; a finished one may push the oldest finished
+	// records beyond keep out.
+	put(ctx context.Context, rec Task, keep int) error
+	// get reads a record; ErrNotFound when there is none.
+	get(ctx context.Context, id string) (Task, error)
+	// cancel asks for a task another manager runs to be cancelled;
+	// ErrFinished (with the record) when it has finished.
+	cancel(ctx context.Context, id string) (Task, error)
+	// expire deletes finished records past their expiry, and the oldest
+	// beyond keep.
+	expire(ctx context.Context, now time.Time, keep int) error
+	// recover records as interrupted what a previous process left
+	// unfinished.
+	recover(ctx context.Context, now time.Time, retention time.Duration, keep int) error
+	close() error
 }
 
 // Manager runs tasks. It is safe for concurrent use.
 type Manager struct {
-	opts  Options
-	db    *bolt.DB
-	queue chan *Task
-	ctx   context.Context // ends at Shutdown: cancels running tasks
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
+	opts   Options
+	queue  chan *Task // holds every admitted task: sending never blocks
+	ctx    context.Context
+	stop   context.CancelFunc // ends ctx at Shutdown: cancels running tasks
+	wg     sync.WaitGroup     // workers and the sweeper
+	starts sync.WaitGroup     // Start calls admitted before Shutdown
 
-	mu     sync.Mutex // guards tasks and closed
-	tasks  map[string]*Task
-	closed bool
+	mu       sync.Mutex       // guards what follows and live tasks' fields
+	live     map[string]*Task // this manager's tasks until their end is stored
+	admitted int              // tasks queued or running, or being stored as queued
+	closed   bool
+
+	storeMu     sync.RWMutex // writes share it; closing the store takes it whole
+	store       store
+	storeClosed bool
 }
-
-var bucket = []byte("tasks")
 
 // Open opens (or creates) the store, marks what a previous process left
 // unfinished as interrupted, and starts the workers.
@@ -111,57 +164,61 @@ func Open(opts Options) (*Manager, error) {
 	if opts.Retention <= 0 {
 		opts.Retention = time.Hour
 	}
+	if opts.MaxFinished <= 0 {
+		opts.MaxFinished = DefaultMaxFinished
+	}
 	if opts.sweepPeriod <= 0 {
 		opts.sweepPeriod = time.Minute
 	}
 	if opts.workerWait <= 0 {
 		opts.workerWait = 5 * time.Second
 	}
-	db, err := bolt.Open(filepath.Join(opts.Dir, "tasks.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
+	if opts.lockWait <= 0 {
+		opts.lockWait = 5 * time.Second
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = DefaultLease
+	}
+	var st store
+	switch opts.Store {
+	case "", "bolt":
+		b, err := openBolt(opts.Dir, opts.lockWait)
+		if err != nil {
+			return nil, err
+		}
+		st = b
+	case "postgres":
+		p, err := openPostgres(context.Background(), opts.DSN, opts.Lease, opts.Log)
+		if err != nil {
+			return nil, err
+		}
+		st = p
+	default:
+		return nil, fmt.Errorf("tasks: no store %q (bolt or postgres)", opts.Store)
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a schema lock held for ever
+	defer cancel()
+	if err := st.recover(rctx, time.Now(), opts.Retention, opts.MaxFinished); err != nil {
+		st.close()
 		return nil, fmt.Errorf("tasks store: %w", err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	m := &Manager{opts: opts, db: db, queue: make(chan *Task, opts.QueueSize), ctx: ctx, stop: stop, tasks: make(map[string]*Task)}
-	if err := m.recover(); err != nil {
-		db.Close()
-		return nil, err
+	m := &Manager{
+		opts: opts, store: st, ctx: ctx, stop: stop,
+		queue: make(chan *Task, opts.Workers+opts.QueueSize),
+		live:  make(map[string]*Task),
 	}
 	for range opts.Workers {
 		m.wg.Go(m.work)
 	}
 	m.wg.Go(m.sweep)
-	return m, nil
-}
-
-// recover loads stored tasks; unfinished ones became interrupted when
-// their process ended.
-func (m *Manager) recover() error {
-	now := time.Now()
-	return m.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucket)
-		if err != nil {
-			return err
+	if p, ok := st.(*pgStore); ok {
+		m.wg.Go(func() { m.keepLeases(p) })
+		if !opts.noListen {
+			m.wg.Go(func() { p.listen(m.ctx, m.cancelHere) })
 		}
-		return b.ForEach(func(k, v []byte) error {
-			var t Task
-			if err := json.Unmarshal(v, &t); err != nil {
-				return b.Delete(k)
-			}
-			if !t.State.finished() {
-				t.State, t.Error = Interrupted, "the server stopped before the task finished"
-				t.Finished = &now
-				exp := now.Add(m.opts.Retention)
-				t.ExpiresAt = &exp
-				data, _ := json.Marshal(t)
-				if err := b.Put(k, data); err != nil {
-					return err
-				}
-			}
-			m.tasks[t.ID] = &t
-			return nil
-		})
-	})
+	}
+	return m, nil
 }
 
 // For returns the sdk.Tasks of plugin.
@@ -185,24 +242,31 @@ func (m *Manager) Start(plugin, name string, run func(context.Context, func(floa
 	id := hex.EncodeToString(raw[:])
 	t := &Task{ID: id, Plugin: plugin, Name: name, State: Queued, Created: time.Now(), Location: sdk.TaskLocation(id), run: run}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
+	switch {
+	case m.closed:
+		m.mu.Unlock()
 		return "", ErrStopped
-	}
-	if cap(m.queue) > 0 && len(m.queue) == cap(m.queue) {
+	case m.admitted >= m.opts.Workers+m.opts.QueueSize:
+		m.mu.Unlock()
 		return "", ErrQueueFull
 	}
-	// Stored before a worker can see it: later records never race it.
-	if err := m.put(*t); err != nil {
+	m.admitted++ // its place is held while it is stored
+	m.starts.Add(1)
+	defer m.starts.Done()
+	m.mu.Unlock()
+
+	// Stored before a worker can see it, so later records never race it,
+	// and outside m.mu: a write waits for the disk.
+	if err := m.write(t.record()); err != nil {
+		m.mu.Lock()
+		m.admitted--
+		m.mu.Unlock()
 		return "", fmt.Errorf("storing a queued task: %w", err)
 	}
-	select {
-	case m.queue <- t: // only Start sends, under m.mu: a buffered queue has room
-	default: // no queue, and no idle worker
-		_ = m.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Delete([]byte(id)) })
-		return "", ErrQueueFull
-	}
-	m.tasks[id] = t
+	m.mu.Lock()
+	m.live[id] = t
+	m.queue <- t
+	m.mu.Unlock()
 	return id, nil
 }
 
@@ -225,15 +289,29 @@ func (m *Manager) execute(t *Task) {
 	}
 	defer cancel()
 	m.mu.Lock()
-	if t.cancelling { // cancelled while queued
+	switch {
+	case t.ended: // recorded interrupted by Shutdown
+		m.mu.Unlock()
+		return
+	case t.cancelling, m.ctx.Err() != nil: // cancelled in the queue, or stopping
 		m.mu.Unlock()
 		m.finish(t, nil, context.Canceled)
 		return
 	}
 	now := time.Now()
-	t.State, t.Started, t.cancel = Running, &now, cancel
+	rec := t.record()
+	rec.State, rec.Started = Running, &now
 	m.mu.Unlock()
-	_ = m.store(t)
+	if err := m.write(rec); err != nil {
+		m.finish(t, nil, fmt.Errorf("storing the running task: %w", err))
+		return
+	}
+	m.mu.Lock()
+	t.State, t.Started, t.cancel = Running, &now, cancel
+	if t.cancelling { // while it was being stored
+		cancel()
+	}
+	m.mu.Unlock()
 
 	progress := func(p float64) {
 		m.mu.Lock()
@@ -257,14 +335,23 @@ func (m *Manager) execute(t *Task) {
 	m.finish(t, result, err)
 }
 
-// finish records a task's end: in the store first, then in memory, so a
-// task seen finished is a task stored finished.
+// finish decides a task's outcome, once: a later call (a task that
+// ignored cancellation returning after Shutdown recorded it interrupted)
+// does nothing.
 func (m *Manager) finish(t *Task, result []byte, err error) {
 	now := time.Now()
 	exp := now.Add(m.opts.Retention)
 	m.mu.Lock()
-	rec := *t
+	if t.ended {
+		m.mu.Unlock()
+		return
+	}
+	t.ended = true
+	m.admitted--
+	rec := t.record()
 	switch {
+	case err == nil && len(result) > 0 && !json.Valid(result):
+		rec.State, rec.Error = Failed, "the task's result is not JSON"
 	case err == nil:
 		rec.State, rec.Result, rec.Progress = Done, result, 1
 	case t.cancelling:
@@ -276,14 +363,34 @@ func (m *Manager) finish(t *Task, result []byte, err error) {
 	default:
 		rec.State, rec.Error = Failed, err.Error()
 	}
-	rec.Finished, rec.ExpiresAt, rec.cancel = &now, &exp, nil
+	rec.Finished, rec.ExpiresAt = &now, &exp
 	m.mu.Unlock()
-	if err := m.put(rec); err != nil {
-		m.opts.Log.Warn().Err(err).Str("task", t.ID).Msg("storing a finished task")
+	m.record(t, rec)
+}
+
+// record stores a task's finished record, then forgets the task: a task
+// seen finished is a task stored finished. When the store refuses, the
+// task keeps its last stored state and the sweeper tries again.
+func (m *Manager) record(t *Task, rec Task) {
+	err := m.write(rec)
+	if errors.Is(err, errSuperseded) { // its end is recorded: forget it
+		m.opts.Log.Warn().Str("plugin", t.Plugin).Str("task", t.ID).Str("state", string(rec.State)).Msg("the task was recorded interrupted meanwhile: its lease had run out")
+		m.mu.Lock()
+		t.unstored, t.cancel = nil, nil
+		delete(m.live, t.ID)
+		m.mu.Unlock()
+		return
 	}
-	m.mu.Lock() // the outcome only: a worker may still read t.run
-	t.State, t.Result, t.Progress, t.Error = rec.State, rec.Result, rec.Progress, rec.Error
-	t.Finished, t.ExpiresAt, t.cancel = rec.Finished, rec.ExpiresAt, nil
+	if err != nil {
+		m.opts.Log.Error().Err(err).Str("plugin", t.Plugin).Str("task", t.ID).Str("state", string(rec.State)).Msg("storing a finished task; will retry")
+		m.mu.Lock()
+		t.unstored = &rec
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Lock()
+	t.unstored, t.cancel = nil, nil
+	delete(m.live, t.ID)
 	m.mu.Unlock()
 	m.opts.Log.Info().Str("plugin", t.Plugin).Str("task", t.ID).Str("name", t.Name).Str("state", string(rec.State)).Msg("task finished")
 	if m.opts.OnFinish != nil {
@@ -291,53 +398,158 @@ func (m *Manager) finish(t *Task, result []byte, err error) {
 	}
 }
 
-// put writes a task's record.
-func (m *Manager) put(t Task) error {
-	data, err := json.Marshal(t)
-	if err != nil {
-		return err
+// retry stores the finished records the store refused before.
+func (m *Manager) retry() {
+	type unstored struct {
+		t   *Task
+		rec Task
 	}
-	return m.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put([]byte(t.ID), data) })
+	var left []unstored
+	m.mu.Lock()
+	for _, t := range m.live {
+		if t.unstored != nil {
+			left = append(left, unstored{t, *t.unstored})
+		}
+	}
+	m.mu.Unlock()
+	for _, u := range left {
+		m.record(u.t, u.rec)
+	}
 }
 
-// store writes t's current record.
-func (m *Manager) store(t *Task) error {
-	m.mu.Lock()
-	rec := *t
-	m.mu.Unlock()
-	return m.put(rec)
+// write puts a record in the store, unless the store is closed.
+func (m *Manager) write(rec Task) error {
+	m.storeMu.RLock()
+	defer m.storeMu.RUnlock()
+	if m.storeClosed {
+		return ErrStopped
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	return m.store.put(ctx, rec, m.opts.MaxFinished)
 }
 
 // Get returns a task's record.
 func (m *Manager) Get(id string) (Task, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	t, ok := m.tasks[id]
-	if !ok {
-		return Task{}, ErrNotFound
+	t, ok := m.live[id]
+	var rec Task
+	if ok {
+		rec = t.record()
 	}
-	return *t, nil
+	m.mu.Unlock()
+	if ok {
+		return rec, nil
+	}
+	m.storeMu.RLock()
+	defer m.storeMu.RUnlock()
+	if m.storeClosed {
+		return Task{}, ErrStopped
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	return m.store.get(ctx, id)
 }
 
 // Cancel cancels a queued or running task through its context.
 func (m *Manager) Cancel(id string) (Task, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	t, ok := m.tasks[id]
-	switch {
-	case !ok:
-		return Task{}, ErrNotFound
-	case t.State.finished():
-		return *t, ErrFinished
+	t, ok := m.live[id]
+	if ok {
+		t.cancelling = true
+		if t.cancel != nil {
+			t.cancel()
+		}
+		rec := t.record()
+		m.mu.Unlock()
+		return rec, nil
 	}
-	t.cancelling = true
-	if t.cancel != nil {
-		t.cancel()
+	m.mu.Unlock()
+	m.storeMu.RLock()
+	defer m.storeMu.RUnlock()
+	if m.storeClosed {
+		return Task{}, ErrStopped
 	}
-	return *t, nil
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	return m.store.cancel(ctx, id)
 }
 
-// sweep forgets expired tasks.
+// cancelHere cancels a task if this manager runs it.
+func (m *Manager) cancelHere(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.live[id]; ok && !t.ended {
+		t.cancelling = true
+		if t.cancel != nil {
+			t.cancel()
+		}
+	}
+}
+
+// keepLeases renews the leases of this manager's tasks in a shared store
+// (their progress rides along), picks up cancellations a lost
+// notification did not bring, and records as interrupted the tasks of
+// replicas that stopped renewing theirs.
+func (m *Manager) keepLeases(p *pgStore) {
+	// A lease is renewed for half the period: a dead owner's expires at
+	// most Lease/2 after its death, and is swept within Lease/4 more.
+	beat := min(time.Second, m.opts.Lease/4)
+	sweepEvery := max(1, int(m.opts.Lease/4/beat)) // beats
+	tick := time.NewTicker(beat)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-tick.C:
+			m.heartbeat(p)
+			if n%sweepEvery == 0 {
+				ctx, stop := context.WithTimeout(m.ctx, storeTimeout)
+				swept, err := p.sweepLeases(ctx)
+				stop()
+				if err != nil && m.ctx.Err() == nil {
+					m.opts.Log.Warn().Err(err).Msg("interrupting the tasks of stopped replicas")
+				} else if swept > 0 {
+					m.opts.Log.Warn().Int("tasks", swept).Msg("recorded interrupted the tasks of a stopped replica")
+				}
+			}
+		}
+	}
+}
+
+func (m *Manager) heartbeat(p *pgStore) {
+	progress := make(map[string]float64)
+	m.mu.Lock()
+	for id, t := range m.live {
+		if !t.ended {
+			progress[id] = t.Progress
+		}
+	}
+	m.mu.Unlock()
+	if len(progress) == 0 {
+		return
+	}
+	m.storeMu.RLock()
+	defer m.storeMu.RUnlock()
+	if m.storeClosed {
+		return
+	}
+	ctx, stop := context.WithTimeout(m.ctx, storeTimeout)
+	defer stop()
+	cancel, lost, err := p.heartbeat(ctx, progress)
+	if err != nil {
+		if m.ctx.Err() == nil {
+			m.opts.Log.Warn().Err(err).Msg("renewing task leases")
+		}
+		return
+	}
+	for _, id := range append(cancel, lost...) { // a lost task's late end is refused
+		m.cancelHere(id)
+	}
+}
+
+// sweep forgets expired tasks and retries refused writes.
 func (m *Manager) sweep() {
 	tick := time.NewTicker(m.opts.sweepPeriod)
 	defer tick.Stop()
@@ -347,31 +559,22 @@ func (m *Manager) sweep() {
 			return
 		case now := <-tick.C:
 			m.expire(now)
+			m.retry()
 		}
 	}
 }
 
 func (m *Manager) expire(now time.Time) {
-	m.mu.Lock()
-	var gone []string
-	for id, t := range m.tasks {
-		if t.ExpiresAt != nil && now.After(*t.ExpiresAt) {
-			delete(m.tasks, id)
-			gone = append(gone, id)
-		}
-	}
-	m.mu.Unlock()
-	if len(gone) == 0 {
+	m.storeMu.RLock()
+	defer m.storeMu.RUnlock()
+	if m.storeClosed {
 		return
 	}
-	_ = m.db.Update(func(tx *bolt.Tx) error {
-		for _, id := range gone {
-			if err := tx.Bucket(bucket).Delete([]byte(id)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := m.store.expire(ctx, now, m.opts.MaxFinished); err != nil {
+		m.opts.Log.Warn().Err(err).Msg("deleting expired tasks")
+	}
 }
 
 // Shutdown stops taking tasks, gives running ones until ctx ends, then
@@ -380,17 +583,19 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
+	m.starts.Wait() // tasks being started are queued (or refused) by now
 	idle := make(chan struct{})
 	go func() {
+		defer close(idle)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
 		for m.running() > 0 {
 			select {
 			case <-ctx.Done():
-				close(idle)
 				return
-			case <-time.After(20 * time.Millisecond):
+			case <-tick.C:
 			}
 		}
-		close(idle)
 	}()
 	<-idle
 	m.stop() // cancels what still runs; queued tasks stay queued...
@@ -405,8 +610,8 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	var left []*Task
-	for _, t := range m.tasks {
-		if !t.State.finished() {
+	for _, t := range m.live {
+		if !t.ended {
 			left = append(left, t)
 		}
 	}
@@ -414,15 +619,23 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	for _, t := range left { // ...and are interrupted too
 		m.finish(t, nil, context.Canceled)
 	}
-	return m.db.Close()
+	m.retry()
+	m.storeMu.Lock()
+	defer m.storeMu.Unlock()
+	if m.storeClosed {
+		return nil
+	}
+	m.storeClosed = true
+	return m.store.close()
 }
 
+// running counts this manager's running tasks.
 func (m *Manager) running() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0
-	for _, t := range m.tasks {
-		if t.State == Running {
+	for _, t := range m.live {
+		if t.State == Running && !t.ended {
 			n++
 		}
 	}

@@ -167,7 +167,8 @@ func TestRestart(t *testing.T) {
 }
 
 func TestGracePeriodLetsTasksFinish(t *testing.T) {
-	m := open(t, t.TempDir(), nil)
+	dir := t.TempDir()
+	m := open(t, dir, nil)
 	id, _ := m.Start("p", "quick", func(ctx context.Context, _ func(float64)) ([]byte, error) {
 		time.Sleep(100 * time.Millisecond)
 		return json.Marshal("finished in grace")
@@ -176,11 +177,13 @@ func TestGracePeriodLetsTasksFinish(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	m.Shutdown(ctx)
-	if got, _ := m.Get(id); got.State != Done {
-		t.Errorf("a task that finishes within the grace period: %+v", got)
-	}
 	if _, err := m.Start("p", "late", result(1)); !errors.Is(err, ErrStopped) {
 		t.Errorf("a stopped manager took a task: %v", err)
+	}
+	again := open(t, dir, nil)
+	defer again.Shutdown(context.Background())
+	if got, _ := again.Get(id); got.State != Done {
+		t.Errorf("a task that finishes within the grace period: %+v", got)
 	}
 }
 
