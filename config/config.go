@@ -432,10 +432,11 @@ func Load(fs *pflag.FlagSet, environ []string) (Config, error) {
 	if cfg.HTTP.WriteTimeout == 0 {
 		cfg.HTTP.WriteTimeout = time.Duration(cfg.HTTP.Timeout) * time.Second
 	}
-	if cfg.Tasks.Dir == "" && cfg.Plugins.Build == BuildOff {
+	if cfg.Tasks.Dir == "" && cfg.Plugins.Build == BuildOff && cfg.Tasks.Store != "postgres" {
 		// The default lies in the plugin path, which prebuilt mode
-		// never writes to (it may be read-only, as in an image).
-		return cfg, errors.New(`config: tasks.dir must be set with plugins.build = "off": the default, <pluginpath>/.plugind/tasks, is in the plugin directory, which prebuilt mode never writes to; point it at a writable directory (env PREST_TASKS_DIR)`)
+		// never writes to (it may be read-only, as in an image). A
+		// PostgreSQL store needs no directory.
+		return cfg, errors.New(`config: tasks.dir must be set with plugins.build = "off" and tasks.store = "bolt": the default, <pluginpath>/.plugind/tasks, is in the plugin directory, which prebuilt mode never writes to; point it at a writable directory (env PREST_TASKS_DIR)`)
 	}
 	if cfg.Tasks.Dir == "" {
 		cfg.Tasks.Dir = filepath.Join(cfg.PluginPath, ".plugind", "tasks")

@@ -235,6 +235,15 @@ on = true
 		{name: "build value", env: map[string]string{"PREST_PLUGINS_BUILD": "never", "PREST_TASKS_DIR": "/var/lib/plugind"}, wantErr: "plugins.build"},
 		{name: "prebuilt mode needs a tasks dir", env: map[string]string{"PREST_PLUGINS_BUILD": "off"}, wantErr: "tasks.dir"},
 		{
+			name: "prebuilt mode with tasks on PostgreSQL needs no tasks dir",
+			env:  map[string]string{"PREST_PLUGINS_BUILD": "off", "PREST_TASKS_STORE": "postgres", "PREST_TASKS_DSN": "postgres://db/plugind"},
+			check: func(t *testing.T, c config.Config) {
+				if c.Plugins.Build != config.BuildOff || c.Tasks.Store != "postgres" {
+					t.Errorf("build %q store %q", c.Plugins.Build, c.Tasks.Store)
+				}
+			},
+		},
+		{
 			name: "prebuilt mode",
 			env:  map[string]string{"PREST_PLUGINS_BUILD": "off", "PREST_TASKS_DIR": "/var/lib/plugind/tasks"},
 			check: func(t *testing.T, c config.Config) {

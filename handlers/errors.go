@@ -49,6 +49,7 @@ var statuses = []struct {
 	{loader.ErrUnsupported, http.StatusNotImplemented},
 	{loader.ErrBuilding, http.StatusServiceUnavailable},
 	{loader.ErrNotBuilt, http.StatusServiceUnavailable},
+	{loader.ErrClosed, http.StatusServiceUnavailable},
 	{loader.ErrBusy, http.StatusServiceUnavailable},
 	{loader.ErrRestarting, http.StatusServiceUnavailable},
 	{loader.ErrCrashed, http.StatusBadGateway},

@@ -222,10 +222,12 @@ func (c *healthCache) get(ctx context.Context) map[string]string {
 	}
 }
 
-// redactList drops plugin-written text from a listing: hook errors.
+// redactList drops plugin-written text from a listing: what a failure's
+// plugin wrote, and hook errors.
 func redactList(plugins []loader.Info) []loader.Info {
 	out := make([]loader.Info, len(plugins))
 	for i, p := range plugins {
+		p.LastErrorDetail = ""
 		if p.Health != "" && p.Health != "ok" {
 			p.Health = "failing"
 		}

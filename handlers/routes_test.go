@@ -236,7 +236,7 @@ func TestReadyzPluginHealth(t *testing.T) {
 // TestListingRedacted: /_PLUGINS shows hook errors to operators only.
 func TestListingRedacted(t *testing.T) {
 	a, _ := auth.New(auth.Config{APIKeys: []string{"op-key"}})
-	info := []loader.Info{{Name: "p", Health: "secret-dsn unreachable"}}
+	info := []loader.Info{{Name: "p", Health: "secret-dsn unreachable", LastError: "p: Init failed", LastErrorDetail: "secret-dsn refused"}}
 	s := &Server{Plugins: listPlugins(info), Log: zerolog.Nop(), Auth: a}
 	h := s.Handler()
 	req := httptest.NewRequest("GET", "/_PLUGINS", nil)
@@ -257,7 +257,7 @@ func TestListingRedacted(t *testing.T) {
 	s = &Server{Plugins: listPlugins(info), Log: zerolog.Nop()}
 	rec = httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, req)
-	if rec.Code != 200 || strings.Contains(rec.Body.String(), "secret-dsn") || !strings.Contains(rec.Body.String(), `"health":"failing"`) {
+	if rec.Code != 200 || strings.Contains(rec.Body.String(), "secret-dsn") || !strings.Contains(rec.Body.String(), `"health":"failing"`) || !strings.Contains(rec.Body.String(), "Init failed") {
 		t.Errorf("local listing without credentials: %d %s", rec.Code, rec.Body)
 	}
 }

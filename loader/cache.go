@@ -33,10 +33,17 @@ func GETWarmupHandler() string { return "" }
 // plugin mode: on a fresh machine the first plugin build does that work,
 // 15-40 s; after WarmUp a build takes about a second. It builds a
 // throw-away plugin and is cheap when the cache is warm already.
+// Close stops it.
 func (l *Loader) WarmUp(ctx context.Context) error {
 	if l.prebuilt {
 		return nil // nothing is built here
 	}
+	if !l.begin() {
+		return closedError("warmup")
+	}
+	defer l.end()
+	ctx, stop := l.bound(ctx)
+	defer stop()
 	// A directory of its own: servers sharing the cache warm up at once,
 	// and one must not rewrite the source another is compiling.
 	if err := os.MkdirAll(l.cacheDir, 0o755); err != nil {
@@ -63,14 +70,31 @@ func (l *Loader) WarmUp(ctx context.Context) error {
 }
 
 // Prebuild loads every discovered plugin, so that first requests find
-// them ready. Failures are logged and remembered like any other.
+// them ready. Failures are logged and remembered like any other. Close
+// stops it.
 func (l *Loader) Prebuild(ctx context.Context) {
+	if !l.begin() {
+		return
+	}
+	defer l.end()
+	ctx, stop := l.bound(ctx)
+	defer stop()
 	found, _, _ := l.Discover()
 	for _, s := range found {
 		if ctx.Err() != nil {
 			return
 		}
 		_, _, _ = l.flight.Do(s.Name, func() (any, error) { return l.update(s.Name) })
+	}
+}
+
+// bound returns ctx, ended as well when Close begins.
+func (l *Loader) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(l.ctx, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
 	}
 }
 
@@ -87,6 +111,12 @@ func (l *Loader) Build(ctx context.Context, name string) (BuildResult, error) {
 	if !ValidName(name) {
 		return BuildResult{Name: name}, newError(ErrBadName, "", nil, "invalid plugin name %q", name)
 	}
+	if !l.begin() {
+		return BuildResult{Name: name}, closedError(name)
+	}
+	defer l.end()
+	ctx, stop := l.bound(ctx)
+	defer stop()
 	src, err := l.src.find(name)
 	if err != nil {
 		return BuildResult{Name: name}, err

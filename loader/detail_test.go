@@ -45,19 +45,20 @@ func TestPluginTextIsDetail(t *testing.T) {
 	}
 }
 
-// TestHealthDetail: a failing Health hook's error is the plugin's text:
-// Health and the listing's Health say "failing"; HealthDetail has it.
-func TestHealthDetail(t *testing.T) {
+// TestHealthResult: a failing Health hook's error is reported as the
+// hook returned it (the plugin's text: the HTTP layer shows it to
+// operators only), in Health and in the listing.
+func TestHealthResult(t *testing.T) {
 	l, _ := newLoaderWith(t, plugintest.PluginPath(t, "hooks"), func(o *loader.Options) {
 		o.Settings = func(string) (map[string]any, map[string]string) { return map[string]any{"healthy": false}, nil }
 	})
 	if _, err := call(t, l, "hooks", "State"); err != nil {
 		t.Fatal(err)
 	}
-	if got := l.Health(context.Background(), 10e9)["hooks"]; got != loader.HealthFailing {
-		t.Errorf("Health = %q, want %q", got, loader.HealthFailing)
+	if got := l.Health(context.Background(), 10e9)["hooks"]; got != "backend down" {
+		t.Errorf("Health = %q, want the hook's error", got)
 	}
-	if i := info(t, l, "hooks"); i.Health != loader.HealthFailing || i.HealthDetail != "backend down" {
-		t.Errorf("listing: health %q, detail %q", i.Health, i.HealthDetail)
+	if i := info(t, l, "hooks"); i.Health != "backend down" {
+		t.Errorf("listing: health %q, want the hook's error", i.Health)
 	}
 }

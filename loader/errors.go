@@ -31,6 +31,9 @@ var (
 	// loop (503 with Retry-After).
 	ErrCrashed    = errors.New("plugin process crashed")
 	ErrRestarting = errors.New("plugin process is restarting")
+	// ErrClosed: the Loader was closed (the server is shutting down); it
+	// loads and initialises nothing more.
+	ErrClosed = errors.New("plugin loader is closed")
 )
 
 // Error is the loader's error. Msg is safe to show a client: it names

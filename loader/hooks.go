@@ -62,8 +62,34 @@ func (l *Loader) commit(name string, v, cur *version) error {
 // activate prepares version v of plugin name to serve: it fills the
 // Settings and Secrets globals and runs the Init hook. An Init error
 // makes the version unavailable with that message.
+//
+// A version is activated again when the source reverts to its content
+// (Go cannot load it twice), perhaps after a reload retired it and its
+// Close ran. Its hooks take turns (see version.turn): activation waits
+// for the version's last Init or Close to return, at most the hook
+// timeout, before it touches the globals or runs Init; if that hook is
+// still running then, the version is not activated (a failure that may
+// pass). So Init never runs while Close does, and a version whose Close
+// ran is initialised again only after Close returned. Nothing is
+// activated once the Loader is closed.
 func (l *Loader) activate(name string, v *version) (err error) {
 	a := v.art
+	prev, done := v.turn()
+	if !l.await(name, prev) {
+		go func() { <-prev; done() }() // the next step waits for that one too
+		if l.isClosed() {
+			return closedError(name)
+		}
+		return newError(ErrInit, name, context.DeadlineExceeded, "plugin %q: its last Init or Close did not return within %s; not initialising it again meanwhile", name, l.hookTimeout)
+	}
+	defer func() {
+		if done != nil { // Init was not started
+			done()
+		}
+	}()
+	if l.isClosed() {
+		return closedError(name)
+	}
 	env := l.env(name, v, true)
 	if l.bus != nil {
 		l.bus.Stage(owner(name, v)) // live at commit, when v becomes current
@@ -84,13 +110,53 @@ func (l *Loader) activate(name string, v *version) (err error) {
 			l.bus.Drop(owner(name, v)) // what Init registered goes with it
 		}
 	}()
-	if err := runHook(ctx, func(ctx context.Context) error { return a.hooks.init(ctx, env.Settings) }); err != nil {
+	returned := done
+	done = nil
+	if err := runHookThen(ctx, func(ctx context.Context) error { return a.hooks.init(ctx, env.Settings) }, returned); err != nil {
 		if errors.Is(err, errHookTimeout) {
 			return newError(ErrInit, name, context.DeadlineExceeded, "plugin %q: Init did not return within %s", name, l.hookTimeout)
 		}
 		return pluginError(ErrInit, name, err.Error(), err, "plugin %q: Init failed", name)
 	}
 	return nil
+}
+
+// turn takes v's next turn for a lifecycle step (activation with Init, or
+// Close): prev is closed when the step before it has returned (nil: there
+// was none), and done must be called once this step has returned, hook
+// included; a hook that outlives its timeout keeps the turn until it
+// returns. Steps on one version thus never overlap, and run in the order
+// their turns were taken.
+func (v *version) turn() (prev <-chan struct{}, done func()) {
+	ch := make(chan struct{})
+	v.hmu.Lock()
+	prev, v.last = v.last, ch
+	v.hmu.Unlock()
+	return prev, sync.OnceFunc(func() { close(ch) })
+}
+
+// await waits for prev, the step before a version's next, at most the
+// hook timeout and while the Loader is open, and reports whether it
+// returned.
+func (l *Loader) await(name string, prev <-chan struct{}) bool {
+	if prev == nil {
+		return true
+	}
+	select {
+	case <-prev:
+		return true
+	default:
+	}
+	l.log.Info().Str("plugin", name).Msg("waiting for the version's last Init or Close to return")
+	t := time.NewTimer(l.hookTimeout)
+	defer t.Stop()
+	select {
+	case <-prev:
+		return true
+	case <-t.C:
+	case <-l.ctx.Done():
+	}
+	return false
 }
 
 // errHookTimeout: a hook outlived its context. It runs on; we stop waiting.
@@ -100,8 +166,17 @@ var errHookTimeout = errors.New("hook did not return in time")
 // hook that blocks must not hold up a reload or a shutdown forever. A
 // panic in it is returned.
 func runHook(ctx context.Context, hook func(context.Context) error) error {
+	return runHookThen(ctx, hook, nil)
+}
+
+// runHookThen is runHook that calls returned, if not nil, when the hook
+// has returned (or panicked), however long after runHookThen that is.
+func runHookThen(ctx context.Context, hook func(context.Context) error, returned func()) error {
 	done := make(chan error, 1)
 	go func() {
+		if returned != nil {
+			defer returned()
+		}
 		defer func() {
 			if p := recover(); p != nil {
 				done <- fmt.Errorf("panic: %v", p)
@@ -118,35 +193,49 @@ func runHook(ctx context.Context, hook func(context.Context) error) error {
 }
 
 // retire runs the Close hook of a version that stopped serving, in the
-// background: calls still in flight on it may finish meanwhile.
+// background: calls still in flight on it may finish meanwhile. Its turn
+// is taken at once, so that a revert to v (activate) waits for this
+// Close. Loader.Close waits for it.
 func (l *Loader) retire(name string, v *version) {
 	if v == nil || v.art.hooks.close == nil {
 		return
 	}
+	prev, done := v.turn()
+	tracked := l.trackHook()
 	go func() {
+		if tracked {
+			defer l.hooks.Done()
+		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), l.hookTimeout)
 		defer cancel()
-		if err := l.closeVersion(ctx, name, v); err != nil {
+		if err := l.closeVersion(ctx, name, v, prev, done); err != nil {
 			l.log.Warn().Str("plugin", name).Err(err).Msg("plugin Close failed")
 		}
 	}()
 }
 
-// closeVersion runs v's Close hook, bounded by ctx, containing a panic.
-func (l *Loader) closeVersion(ctx context.Context, name string, v *version) error {
-	if v.art.hooks.close == nil {
-		return nil
+// closeVersion runs v's Close hook in its turn (prev, done: see
+// version.turn), bounded by ctx, containing a panic.
+func (l *Loader) closeVersion(ctx context.Context, name string, v *version, prev <-chan struct{}, done func()) error {
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			go func() { <-prev; done() }()
+			return fmt.Errorf("plugin %q: Close not run: its Init did not return in time", name)
+		}
 	}
-	if err := runHook(sdk.NewContext(ctx, l.env(name, v, false)), v.art.hooks.close); err != nil {
+	if err := runHookThen(sdk.NewContext(ctx, l.env(name, v, false)), v.art.hooks.close, done); err != nil {
 		return fmt.Errorf("plugin %q: Close: %w", name, err)
 	}
 	return nil
 }
 
 // Health runs the Health hook of every serving plugin that has one, all
-// at once, each bounded by timeout, and returns each one's status: "ok",
-// HealthFailing, or that it did not answer in time. What a failing hook
-// said is the plugin's text: List has it, for operators (HealthDetail).
+// at once, each bounded by timeout, and returns each one's result: "ok",
+// "Health did not answer within ...", or the error the hook returned.
+// That error is the plugin's text, which may hold anything: show a result
+// other than "ok" to operators only (others may be told "failing").
 func (l *Loader) Health(ctx context.Context, timeout time.Duration) map[string]string {
 	var mu sync.Mutex // guards out
 	out := make(map[string]string)
@@ -157,7 +246,7 @@ func (l *Loader) Health(ctx context.Context, timeout time.Duration) map[string]s
 			continue
 		}
 		wg.Go(func() {
-			status, _ := l.health(ctx, e.name, v, timeout)
+			status := l.health(ctx, e.name, v, timeout)
 			mu.Lock()
 			out[e.name] = status
 			mu.Unlock()
@@ -167,22 +256,16 @@ func (l *Loader) Health(ctx context.Context, timeout time.Duration) map[string]s
 	return out
 }
 
-// HealthFailing is the status of a Health hook that returned an error
-// (or panicked).
-const HealthFailing = "failing"
-
-// health runs v's Health hook and returns its status and, if it failed,
-// the error it returned: the plugin's text.
-func (l *Loader) health(ctx context.Context, name string, v *version, timeout time.Duration) (status, detail string) {
+func (l *Loader) health(ctx context.Context, name string, v *version, timeout time.Duration) string {
 	ctx, cancel := context.WithTimeout(sdk.NewContext(ctx, l.env(name, v, false)), timeout)
 	defer cancel()
 	switch err := runHook(ctx, v.art.hooks.health); {
 	case errors.Is(err, errHookTimeout):
-		return fmt.Sprintf("Health did not answer within %s", timeout), ""
+		return fmt.Sprintf("Health did not answer within %s", timeout)
 	case err != nil:
-		return HealthFailing, err.Error()
+		return err.Error()
 	}
-	return "ok", ""
+	return "ok"
 }
 
 // Middleware loads plugin file and returns its middleware fn: the symbol

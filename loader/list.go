@@ -42,9 +42,9 @@ type VersionInfo struct {
 }
 
 // Info describes a plugin for listings. Its fields hold no server path
-// and no secret of the server's; the *Detail fields hold what the plugin
-// itself wrote, which may be anything: show those to operators (or in
-// debug mode) only.
+// and no secret of the server's. LastErrorDetail, and Health other than
+// "ok", hold what the plugin itself wrote, which may be anything: show
+// those to operators (or in debug mode) only.
 type Info struct {
 	Name     string        `json:"name"`
 	Kind     Kind          `json:"kind"`
@@ -59,18 +59,26 @@ type Info struct {
 	FailedAt        *time.Time    `json:"failed_at,omitempty"`
 	Versions        []VersionInfo `json:"versions"`
 	Bytes           int64         `json:"bytes"` // held by all its loaded versions
-	// Health is the current version's Health hook status: "ok",
-	// HealthFailing or that it did not answer in time; "" when it has
-	// none. HealthDetail is the error a failing hook returned: the
-	// plugin's text.
-	Health       string `json:"health,omitempty"`
-	HealthDetail string `json:"health_detail,omitempty"`
+	// Health is the current version's Health hook result (see
+	// Loader.Health): "ok", that it did not answer in time, or the
+	// error it returned, which is the plugin's text (operators only;
+	// others may be told "failing"); "" when it has none.
+	Health string `json:"health,omitempty"`
 }
 
 // List describes every plugin: those in the source directory and those
-// loaded, sorted by name.
+// loaded, sorted by name. What it reads from disk (the sources and the
+// handlers they declare) is cached: the loader looks again when the
+// watcher reports a change, when a request finds a plugin's source
+// changed, added or gone, or, with the watcher off, at most every
+// listTTL (2 s) (with it on, every listTTLWatching, a minute, for events
+// it may have missed). Prebuilt libraries are not watched: they are
+// noticed by the TTL or a request. The loaded state is read live, and
+// Health hooks run on every call. ListGeneration tells whether anything
+// changed since.
 func (l *Loader) List() []Info {
-	found, _, _ := l.Discover()
+	scanned := l.sources()
+	found := scanned.sources
 	byName := make(map[string]*Info)
 	var names []string
 	add := func(name string, kind Kind) *Info {
@@ -83,7 +91,7 @@ func (l *Loader) List() []Info {
 		return i
 	}
 	for _, s := range found {
-		add(s.Name, s.Kind).Handlers = SourceHandlers(s)
+		add(s.Name, s.Kind).Handlers = slices.Clone(scanned.handlers[s.Name])
 	}
 	type healthCheck struct {
 		info *Info
@@ -122,7 +130,7 @@ func (l *Loader) List() []Info {
 		e.mu.Unlock()
 	}
 	for _, c := range checks { // plugin code: run outside the entry locks
-		c.info.Health, c.info.HealthDetail = l.health(context.Background(), c.name, c.v, 2*time.Second)
+		c.info.Health = l.health(context.Background(), c.name, c.v, 2*time.Second)
 	}
 	slices.Sort(names)
 	out := make([]Info, len(names))

@@ -107,20 +107,32 @@ type Loader struct {
 	ctx         context.Context // ended by Close; bounds builds and watching
 	cancel      context.CancelFunc
 
+	wmu         sync.Mutex     // guards closed, hooksWaited and the Adds to work and hooks
+	closed      bool           // Close has begun: no new work, no Init
+	hooksWaited bool           // Close waits for hooks: no more Adds
+	work        sync.WaitGroup // updates, watching, warm-up, prebuilding, builds
+	hooks       sync.WaitGroup // Close hooks of retired versions
+
 	mu      sync.RWMutex // guards plugins
 	plugins map[string]*entry
+
+	changed  changes     // what List reports
+	watching atomic.Bool // the watcher runs
+	lmu      sync.Mutex  // guards scanned
+	scanned  *scan       // List's last look at the sources; nil: look again
 
 	amu         sync.Mutex // guards artifacts and loadedBytes
 	artifacts   map[string]*artifact
 	loadedBytes int64
 
-	kmu     sync.Mutex // guards libKeys
+	kmu     sync.Mutex             // guards libKeys
 	libKeys map[string]prebuiltKey // by path
 
 	// retryMin and retryMax bound the backoff after a failure that may
 	// pass (see failure).
 	retryMin, retryMax time.Duration
 	onHash             func(path string) // tests: a source file is being hashed
+	onParse            func(path string) // tests: List parses a source file
 }
 
 // prebuiltKey is a prebuilt library's content address, remembered with
@@ -145,6 +157,7 @@ type entry struct {
 
 	mu       sync.Mutex // guards the fields below
 	kind     Kind
+	seen     string // content address of the source as last looked up
 	building bool
 	failure  *failure   // the last failed attempt, until one succeeds
 	versions []*version // every version loaded, oldest first
@@ -157,6 +170,9 @@ type version struct {
 	bytes    int64
 	loadedAt time.Time
 	buildDur time.Duration // 0 when it came from the cache
+
+	hmu  sync.Mutex    // guards last
+	last chan struct{} // closed when the version's last Init or Close step returned (see turn)
 }
 
 // failure is a failed attempt to load a plugin's source. It stands for
@@ -323,23 +339,120 @@ func (l *Loader) findModule(configured, goCmd string) (string, error) {
 // ModuleDir is the module plugins are built in.
 func (l *Loader) ModuleDir() string { return l.moduleDir }
 
-// Close runs the Close hook of every plugin's current version, bounded by
-// ctx, then cancels builds in progress and stops watching. Loaded plugins
-// stay in memory: Go cannot unload them.
+// Close shuts the Loader down, bounded by ctx. First it stops what runs
+// in the background (watching, warm-up, prebuilding, builds in progress)
+// and waits for it and for loads in flight, so that nothing is
+// initialised after the Close hooks: once Close has begun no Init runs,
+// and a request for a plugin not loaded fails with ErrClosed. Then it runs
+// the Close hook of every plugin's current version, all at once, each
+// bounded by the hook timeout as well, so that a slow hook costs only its
+// own plugin; and it waits for the Close hooks of versions that reloads
+// retired. A server calls it once its HTTP server has stopped; it needs
+// to stop nothing of the loader's itself. Loaded plugins stay in memory:
+// Go cannot unload them. Later calls return nil at once.
 func (l *Loader) Close(ctx context.Context) error {
-	defer l.cancel()
+	l.wmu.Lock()
+	if l.closed {
+		l.wmu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.wmu.Unlock()
+	l.cancel()
+	var mu sync.Mutex // guards errs
 	var errs []error
+	if !waitFor(ctx, &l.work) {
+		errs = append(errs, fmt.Errorf("plugin loads in progress did not stop: %w", ctx.Err()))
+	}
+	var wg sync.WaitGroup
 	for _, e := range l.entries() {
-		if v := e.cur.Load(); v != nil {
-			if err := l.closeVersion(ctx, e.name, v); err != nil {
-				errs = append(errs, err)
-			}
+		v := e.cur.Load()
+		if v == nil {
+			continue
+		}
+		if v.art.hooks.close == nil {
 			if l.bus != nil {
 				l.bus.Drop(owner(e.name, v))
 			}
+			continue
 		}
+		prev, done := v.turn()
+		wg.Go(func() {
+			hctx, cancel := context.WithTimeout(ctx, l.hookTimeout)
+			defer cancel()
+			err := l.closeVersion(hctx, e.name, v, prev, done)
+			if l.bus != nil {
+				l.bus.Drop(owner(e.name, v))
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait() // each is bounded
+	l.wmu.Lock()
+	l.hooksWaited = true
+	l.wmu.Unlock()
+	if !waitFor(ctx, &l.hooks) {
+		errs = append(errs, fmt.Errorf("Close hooks of reloaded versions did not return: %w", ctx.Err()))
 	}
 	return errors.Join(errs...)
+}
+
+// begin counts a piece of work Close must wait for, unless Close has
+// begun; then it reports false and the work must not start.
+func (l *Loader) begin() bool {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.work.Add(1)
+	return true
+}
+
+// end ends a piece of work begin counted.
+func (l *Loader) end() { l.work.Done() }
+
+// isClosed reports whether Close has begun.
+func (l *Loader) isClosed() bool {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	return l.closed
+}
+
+// trackHook counts a retired version's Close hook for Close to wait for,
+// unless Close waits no more; the caller calls l.hooks.Done if it did.
+func (l *Loader) trackHook() bool {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.hooksWaited {
+		return false
+	}
+	l.hooks.Add(1)
+	return true
+}
+
+// closedError is the error for work refused because Close has begun.
+func closedError(name string) error {
+	return newError(ErrClosed, name, nil, "plugin %q: the server is shutting down", name)
+}
+
+// waitFor waits for wg while ctx lasts, and reports whether wg finished.
+func waitFor(ctx context.Context, wg *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // entries returns every entry.
@@ -448,10 +561,15 @@ func (l *Loader) current(ctx context.Context, name string) (*version, error) {
 // current, the older version keeps serving. It runs once per name at a
 // time (singleflight).
 func (l *Loader) update(name string) (*version, error) {
+	if !l.begin() {
+		return nil, closedError(name)
+	}
+	defer l.end()
 	src, err := l.src.find(name)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, ErrNotFound) && l.lookup(name) != nil {
 			l.unroute(name)
+			l.invalidate()
 		}
 		return nil, err
 	}
@@ -469,6 +587,12 @@ func (l *Loader) update(name string) (*version, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.mu.Lock()
+	if e.seen != k {
+		e.seen = k
+		defer l.invalidate() // its handlers may have changed
+	}
+	e.mu.Unlock()
 	if cur != nil && cur.key == k {
 		return cur, nil
 	}
@@ -496,6 +620,7 @@ func (l *Loader) update(name string) (*version, error) {
 		e.failure = nil
 		e.cur.Store(v)
 		e.mu.Unlock()
+		l.changed.bump()
 		l.retire(name, cur)
 		log.Info().Str("version", k[:16]).Int("versions", len(e.versions)).
 			Int64("loaded_bytes", l.LoadedBytes()).Bool("reverted", true).Msg("plugin reloaded")
@@ -504,6 +629,7 @@ func (l *Loader) update(name string) (*version, error) {
 	}
 	e.building = true
 	e.mu.Unlock()
+	l.changed.bump()
 
 	v, err := l.load(src, k)
 	if err == nil {
@@ -522,6 +648,7 @@ func (l *Loader) update(name string) (*version, error) {
 	e.cur.Store(v)
 	n := len(e.versions)
 	e.mu.Unlock()
+	l.changed.bump()
 	if cur != nil {
 		l.retire(name, cur)
 		log.Info().Str("version", k[:16]).Int("versions", n).
@@ -539,10 +666,11 @@ func (l *Loader) failed(e *entry, k string, cur *version, err error) (*version, 
 	if !errors.Is(err, ErrBuild) {
 		l.notify(Event{Kind: EventLoadFailed, Plugin: e.name, Version: k[:16], Err: err})
 	}
+	defer l.changed.bump()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.building = false
-	if l.ctx.Err() == nil || !errors.Is(err, context.Canceled) { // not stopped by Close
+	if !l.isClosed() { // a failure of shutting down is no failure of the plugin
 		now := time.Now()
 		f := &failure{key: k, err: err, at: now}
 		if !permanent(err) {
@@ -624,6 +752,7 @@ func (l *Loader) entryFor(name string, kind Kind) *entry {
 	if e == nil {
 		e = &entry{name: name}
 		l.plugins[name] = e
+		defer l.changed.bump()
 	}
 	e.mu.Lock()
 	e.kind = kind
@@ -642,6 +771,7 @@ func (l *Loader) unroute(name string) {
 		if l.bus != nil {
 			l.bus.Drop(owner(name, v))
 		}
+		l.changed.bump()
 		l.log.Info().Str("plugin", name).Msg("plugin removed: its source is gone")
 		l.notify(Event{Kind: EventRemoved, Plugin: name})
 		l.retire(name, v)

@@ -161,16 +161,20 @@ func TestFolderPluginUsesOnlyItsBuildFiles(t *testing.T) {
 // and Secrets globals, its own Init, its own legacy lock. Loading one
 // while the other serves is race-free.
 func TestEqualSourcesAreTwoPlugins(t *testing.T) {
-	dir := plugintest.PluginPath(t, "hooks")
-	data, err := os.ReadFile(filepath.Join(dir, "src", "hooks.go"))
+	// Names no other test uses: artifacts are shared through the cache,
+	// and plugin.Open gives one process one instance per artifact.
+	dir := plugintest.PluginPath(t)
+	data, err := os.ReadFile(filepath.Join(plugintest.Root(), "testdata", "plugins", "hooks.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	plugintest.WriteFile(t, filepath.Join(dir, "src"), "twin.go", string(data))
+	for _, name := range []string{"hooks1", "twin"} {
+		plugintest.WriteFile(t, filepath.Join(dir, "src"), name+".go", string(data))
+	}
 	l, _ := newLoaderWith(t, dir, func(o *loader.Options) {
 		o.Settings = func(name string) (map[string]any, map[string]string) {
-			if name == "hooks" {
-				return map[string]any{"greeting": "hello from hooks"}, map[string]string{"token": "hooks-only"}
+			if name == "hooks1" {
+				return map[string]any{"greeting": "hello from hooks1"}, map[string]string{"token": "hooks1-only"}
 			}
 			return map[string]any{"greeting": "hello from " + name}, nil
 		}
@@ -182,20 +186,20 @@ func TestEqualSourcesAreTwoPlugins(t *testing.T) {
 		}
 		return body
 	}
-	if got, want := state("hooks"), `{"greeting":"hello from hooks","has_token":true,"inits":1}`; got != want {
-		t.Fatalf("hooks = %s, want %s", got, want)
+	if got, want := state("hooks1"), `{"greeting":"hello from hooks1","has_token":true,"inits":1}`; got != want {
+		t.Fatalf("hooks1 = %s, want %s", got, want)
 	}
 	// twin loads while hooks serves: its globals are its own.
-	stop := plugintest.Busy(2, func() { state("hooks") })
+	stop := plugintest.Busy(2, func() { state("hooks1") })
 	twin := state("twin")
 	stop()
 	if want := `{"greeting":"hello from twin","has_token":false,"inits":1}`; twin != want {
 		t.Errorf("twin = %s, want %s", twin, want)
 	}
-	if got, want := state("hooks"), `{"greeting":"hello from hooks","has_token":true,"inits":1}`; got != want {
-		t.Errorf("hooks after twin loaded = %s, want %s", got, want)
+	if got, want := state("hooks1"), `{"greeting":"hello from hooks1","has_token":true,"inits":1}`; got != want {
+		t.Errorf("hooks1 after twin loaded = %s, want %s", got, want)
 	}
-	if a, b := info(t, l, "hooks").Hash, info(t, l, "twin").Hash; a == b {
+	if a, b := info(t, l, "hooks1").Hash, info(t, l, "twin").Hash; a == b {
 		t.Errorf("both names have version %s: one artifact", a)
 	}
 }

@@ -35,8 +35,8 @@ func newTestLoader(t *testing.T, pluginPath string, set func(*Options)) (*Loader
 	return l, logs
 }
 
-// waitFor polls f until it holds or 20 s pass.
-func waitFor(t *testing.T, what string, f func() bool) {
+// pollUntil polls f until it holds or 20 s pass.
+func pollUntil(t *testing.T, what string, f func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !f() {
@@ -71,7 +71,7 @@ func TestTimedOutBuildBacksOff(t *testing.T) {
 	if n := builds(); n != 1 {
 		t.Fatalf("two requests started %d builds, want 1: the timeout stands until the backoff passes", n)
 	}
-	waitFor(t, "a retry after the backoff", func() bool { request(); return builds() == 2 })
+	pollUntil(t, "a retry after the backoff", func() bool { request(); return builds() == 2 })
 	request()
 	if n := builds(); n != 2 {
 		t.Errorf("a request right after the retry built again (%d builds)", n)

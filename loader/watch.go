@@ -20,17 +20,22 @@ const debounce = 150 * time.Millisecond
 // the new version is built once, in the background, and swapped in; the
 // current one serves until then, and keeps serving if the new one fails.
 // Plugins never requested stay unbuilt. Watch returns once watching has
-// started; it stops when the Loader is closed.
+// started; Close stops it and waits for it.
 func (l *Loader) Watch() error {
 	if !l.reload {
 		return errors.New("reload is off")
 	}
+	if !l.begin() {
+		return closedError("")
+	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
+		l.end()
 		return err
 	}
 	if err := w.Add(l.src.dir); err != nil {
 		w.Close()
+		l.end()
 		return err
 	}
 	if entries, err := os.ReadDir(l.src.dir); err == nil {
@@ -40,11 +45,14 @@ func (l *Loader) Watch() error {
 			}
 		}
 	}
+	l.watching.Store(true)
 	go l.watch(w)
 	return nil
 }
 
 func (l *Loader) watch(w *fsnotify.Watcher) {
+	defer l.end()
+	defer l.watching.Store(false)
 	defer w.Close()
 	var mu sync.Mutex // guards timers
 	timers := make(map[string]*time.Timer)
@@ -62,16 +70,19 @@ func (l *Loader) watch(w *fsnotify.Watcher) {
 		case err := <-w.Errors:
 			l.log.Warn().Err(err).Msg("watching plugin sources")
 		case ev := <-w.Events:
+			// Any change may change the listing (a folder removed, a
+			// file renamed); one that concerns a plugin may reload it.
+			// Both wait until the sources are quiet. Key "" is the
+			// listing alone.
 			name, isDir := l.pluginOf(ev)
-			if name == "" {
-				continue
-			}
 			if isDir && ev.Has(fsnotify.Create) {
 				_ = w.Add(ev.Name)
 			}
 			mu.Lock()
 			if t, ok := timers[name]; ok {
 				t.Reset(debounce)
+			} else if name == "" {
+				timers[name] = time.AfterFunc(debounce, l.invalidate)
 			} else {
 				timers[name] = time.AfterFunc(debounce, func() { l.refresh(name) })
 			}
@@ -105,8 +116,10 @@ func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
 	return name, isDir
 }
 
-// refresh updates a plugin that has been requested before.
+// refresh makes List look again and updates a plugin that has been
+// requested before.
 func (l *Loader) refresh(name string) {
+	l.invalidate()
 	if l.ctx.Err() != nil || l.lookup(name) == nil {
 		return
 	}

@@ -92,8 +92,13 @@ func TestInitFailureLeavesTheServerServing(t *testing.T) {
 	}
 	srv := start(t, dir, false)
 	got = srv.do(t, "GET", "/_PLUGIN/initpanic/Hello", "")
-	if got.status != 500 || !strings.Contains(got.body, "an init function panicked: init exploded on purpose") || !strings.Contains(got.body, `"plugin":"initpanic"`) {
+	if got.status != 500 || !strings.Contains(got.body, "an init function panicked") || strings.Contains(got.body, "exploded") || !strings.Contains(got.body, `"plugin":"initpanic"`) {
 		t.Errorf("initpanic: %d %s", got.status, got.body)
+	}
+	// The panic's value is the plugin's text: in debug mode, it is shown.
+	debug := start(t, dir, true)
+	if got := debug.do(t, "GET", "/_PLUGIN/initpanic/Hello", ""); got.status != 500 || !strings.Contains(got.body, `"detail":"init exploded on purpose"`) {
+		t.Errorf("initpanic, debug: %d %s", got.status, got.body)
 	}
 	for _, s := range []*running{hasty, srv} {
 		if got := s.do(t, "GET", "/_PLUGIN/hello/Hello", ""); got.status != 200 {

@@ -255,6 +255,7 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 		Debug:       cfg.Debug,
 		Ready:       s.ready,
 		Health:      func(ctx context.Context) map[string]string { return s.loader.Health(ctx, time.Second) },
+		Generation:  s.loader.ListGeneration,
 		Middleware:  middleware,
 		Configured:  slices.Collect(maps.Keys(cfg.PluginConfigs)),
 		Auth:        s.auth,
