@@ -146,11 +146,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// nonce returns a fresh CSP nonce.
+// nonce returns a fresh CSP nonce, in the URL alphabet: html/template
+// would write the standard one's '+' as an entity in the attribute.
 func nonce() string {
 	var b [18]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
-	return base64.StdEncoding.EncodeToString(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // csp is the policy of a page with nonce: its own style and script only;

@@ -102,13 +102,17 @@ func TestPage(t *testing.T) {
 
 	t.Run("csp nonce", func(t *testing.T) {
 		policy := resp.Header.Get("Content-Security-Policy")
-		m := regexp.MustCompile(`script-src 'nonce-([A-Za-z0-9+/=]+)'`).FindStringSubmatch(policy)
+		m := regexp.MustCompile(`script-src 'nonce-([A-Za-z0-9_-]{24})'`).FindStringSubmatch(policy)
 		if m == nil || !strings.Contains(policy, "default-src 'none'") || !strings.Contains(policy, "style-src 'nonce-"+m[1]+"'") {
 			t.Fatalf("Content-Security-Policy %q: want default-src 'none' and a nonce for style and script", policy)
 		}
 		scripts, styles := doc.byTag("script"), doc.byTag("style")
 		if len(scripts) != 1 || len(styles) != 1 || scripts[0].Attr["nonce"] != m[1] || styles[0].Attr["nonce"] != m[1] {
 			t.Fatalf("want one script and one style, both with nonce %q", m[1])
+		}
+		// Written as it is, not through entities.
+		if !strings.Contains(body, `<script nonce="`+m[1]+`">`) {
+			t.Fatalf("the script's nonce is not written as %q", m[1])
 		}
 		// Nothing is loaded from elsewhere: no src or href but data: URLs
 		// and in-page links.
