@@ -49,6 +49,8 @@ test: test-intro vet
 	# the server's, which plugins are built against): manifests checked
 	# against the config, the image build script run and served.
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
+	# The admin page in a real browser (Debian's chromium), its own module.
+	cd test/browser && $(GO) test -count=1 ./...
 	# The fleet test (build tag fleet, so on its own and last: it measures):
 	# PostgreSQL, three prebuilt replicas and HAProxy on loopback, rolling
 	# restarts under 30 s of load. -v prints its figures.

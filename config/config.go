@@ -203,7 +203,8 @@ const (
 
 // Admin configures the /_ADMIN/ web page.
 type Admin struct {
-	// Enabled serves the page (plugind dev turns it on).
+	// Enabled serves the page, an operator route (plugind dev turns it
+	// on).
 	Enabled bool `mapstructure:"enabled"`
 }
 
@@ -359,6 +360,7 @@ var defaults = map[string]any{
 	"https.key":                            "/etc/certs/cert.key",
 	"metrics.enabled":                      true,
 	"bus.events":                           false,
+	"admin.enabled":                        false,
 	"tasks.store":                          "bolt",
 	"tasks.dsn":                            "",
 	"tasks.lease":                          "15s",
@@ -370,7 +372,6 @@ var defaults = map[string]any{
 	"tasks.maxfinished":                    1000,
 	"metrics.path":                         "/metrics",
 	"log.format":                           LogAuto,
-	"admin.enabled":                        false,
 }
 
 // env lists the environment variables of each key, first match wins.

@@ -137,6 +137,11 @@ func (s *Server) logRequest(r *http.Request, info *requestInfo, start time.Time)
 		}
 		s.Metrics.Request(plugin, fn, r.Method, status, took)
 	}
+	// A plugin that exists: resolved, or failing (a build error) rather
+	// than a name nobody serves.
+	if s.RequestStats != nil && info.named && (info.resolved || status >= 500) {
+		s.RequestStats.RecordAt(info.file, status, took, start.Add(took))
+	}
 	if aborted != nil {
 		panic(aborted) // net/http aborts the connection
 	}

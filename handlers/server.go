@@ -107,6 +107,11 @@ type Server struct {
 	Events EventStream
 	// Admin, if set, serves the admin page under /_ADMIN/.
 	Admin http.Handler
+	// RequestStats, if set, is told of every request to a plugin, for the
+	// admin page.
+	RequestStats interface {
+		RecordAt(plugin string, status int, d time.Duration, end time.Time)
+	}
 	// Closing, if set, is closed when the server starts shutting down:
 	// long-lived responses (the event stream) end then, rather than hold
 	// up the graceful shutdown.

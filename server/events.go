@@ -39,6 +39,7 @@ type serverEvent struct {
 // pluginEvent turns a loader event into metrics and a bus event.
 func (s *Server) pluginEvent(ev loader.Event) {
 	s.metrics.Event(ev)
+	s.adminEvent(ev)
 	payload := pluginEvent{Plugin: ev.Plugin, Version: ev.Version, DurationMS: float64(ev.Duration.Microseconds()) / 1000}
 	if ev.Err != nil {
 		payload.Error = "failed"

@@ -53,6 +53,7 @@ type Server struct {
 	closing chan struct{}  // closed when shutdown begins
 	state   atomic.Int32   // a state
 	warmup  atomic.Value   // string: "off", "running", "done", "failed"
+	admin   adminState     // the operator page's records
 
 	isolated *isolate.Manager // plugins in processes of their own
 }
@@ -121,11 +122,12 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Opt
 	s.metrics = metrics.New(func() []loader.Stat { return s.loader.Stats() })
 	s.bus = bus.New(func(m bus.Message) {
 		s.metrics.BusMessage(string(m.Kind), m.Name, m.Delivered, m.Err != nil)
-		if cfg.Bus.Events {
+		if cfg.Bus.Events || cfg.Admin.Enabled {
 			s.tap.Observe(m)
 		}
 	})
 	s.events = newEventQueue(s.bus, log)
+	s.newAdminState()
 	if err := os.MkdirAll(cfg.Tasks.Dir, 0o700); err != nil && cfg.Tasks.Store != "postgres" {
 		return nil, fmt.Errorf("tasks.dir: %w", err)
 	}
@@ -308,6 +310,7 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 	if cfg.Bus.Events {
 		h.Events, h.Closing = s.tap, s.closing
 	}
+	s.mountAdmin(h)
 	return h.Handler()
 }
 
