@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -101,13 +102,19 @@ func (q *eventQueue) emit(name string, v any) {
 	}
 }
 
-// close publishes what is queued and stops.
-func (q *eventQueue) close() {
+// close publishes what is queued and stops, waiting for that until ctx
+// ends.
+func (q *eventQueue) close(ctx context.Context) error {
 	q.mu.Lock()
 	if !q.closed {
 		q.closed = true
 		close(q.ch)
 	}
 	q.mu.Unlock()
-	<-q.done
+	select {
+	case <-q.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("listeners of server events still running: %w", ctx.Err())
+	}
 }

@@ -125,22 +125,13 @@ func TestAdminListing(t *testing.T) {
 }
 
 func TestReadyzReportsWarmUp(t *testing.T) {
+	goCmd, release := heldGo(t)
 	srv := startWith(t, plugintest.PluginPath(t), func(c *config.Config) {
 		c.Plugins.WarmUp = true
+		c.Plugins.Go = goCmd
 		c.Plugins.CacheDir = t.TempDir()
 	})
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		got := srv.do(t, "GET", "/readyz", "")
-		if got.status != 200 {
-			t.Fatalf("readyz = %d during warm-up", got.status)
-		}
-		if strings.Contains(got.body, `"warmup":"done"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("warm-up never finished: %s", got.body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitWarmUp(t, srv, "running") // held: ready, and says so
+	release()
+	waitWarmUp(t, srv, "done")
 }
