@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -211,5 +212,31 @@ func BenchmarkSDKRoundTrip(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		sdk.Publish(ctx, "e", event{"hello", 1})
+	}
+}
+
+func TestTapDropsSlowStreams(t *testing.T) {
+	var tap bus.Tap
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	slow, fast := tap.Stream(ctx, 2), tap.Stream(ctx, 8)
+	for i := range 3 {
+		tap.Observe(bus.Message{Name: fmt.Sprint(i)})
+	}
+	var got []string
+	for m := range slow {
+		got = append(got, m.Name)
+	}
+	if !slices.Equal(got, []string{"0", "1"}) || ctx.Err() != nil {
+		t.Errorf("a reader 2 behind got %v, then its stream should close", got)
+	}
+	if n := len(fast); n != 3 || tap.Streams() != 1 {
+		t.Errorf("the other stream holds %d messages (want 3); %d streams open (want 1)", n, tap.Streams())
+	}
+	cancel()
+	for range fast {
+	}
+	if tap.Streams() != 0 {
+		t.Errorf("%d streams open after their context ended", tap.Streams())
 	}
 }

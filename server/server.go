@@ -49,6 +49,7 @@ type Server struct {
 	certs   *certStore // nil without https.mode
 	bus     *bus.Bus
 	tap     *bus.Tap       // /_EVENTS
+	streams *eventStreams  // /_EVENTS
 	events  *eventQueue    // server events on the bus
 	tasks   *tasks.Manager // plugins' background tasks
 	closing chan struct{}  // closed when shutdown begins
@@ -137,6 +138,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *Server,
 		}
 	})
 	s.events = newEventQueue(s.bus, log)
+	s.streams = &eventStreams{tap: s.tap, max: cfg.Bus.MaxStreams, writeTimeout: cfg.Bus.WriteTimeout, closing: s.closing, log: log}
 	s.onClose("server events", s.events.close)
 	// The loader comes before the task store so that the store is
 	// released first: tasks run plugin code, which must be done before
@@ -352,7 +354,7 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 		h.Metrics, h.MetricsPath = s.metrics, cfg.Metrics.Path
 	}
 	if cfg.Bus.Events {
-		h.Events, h.Closing = s.tap, s.closing
+		h.Events = s.streams
 	}
 	return h.Handler()
 }
