@@ -180,3 +180,58 @@ func TestEventStreamIsOffByDefault(t *testing.T) {
 		t.Errorf("/_EVENTS without bus.events: %d", got.status)
 	}
 }
+
+// TestStartUpEventsReachPluginsThatSubscribeLater: plugind.plugin.
+// registered and plugind.server.starting are published before any plugin
+// is loaded; a plugin that subscribes in Init, loaded on its first
+// request, still sees each of them once.
+func TestStartUpEventsReachPluginsThatSubscribeLater(t *testing.T) {
+	dir := plugintest.PluginPath(t, "hello")
+	plugintest.WriteFile(t, filepath.Join(dir, "src"), "observer.go", plugintest.Unique(t, `package main
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+
+	"github.com/plugind/plugind/sdk"
+)
+
+var (
+	mu   sync.Mutex
+	seen []string
+)
+
+func Init(ctx context.Context) error {
+	for _, name := range []string{"plugind.plugin.registered", "plugind.server.starting"} {
+		if err := sdk.Subscribe(ctx, name, func(_ context.Context, e struct{ Plugin, Addr string }) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, name+" "+e.Plugin+e.Addr)
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func GETSeenHandler() string {
+	mu.Lock()
+	defer mu.Unlock()
+	out, _ := json.Marshal(seen)
+	return string(out)
+}
+`))
+	srv := startConfig(t, loadConfig(t, dir, ""))
+	got := srv.do(t, "GET", "/_PLUGIN/observer/Seen", "")
+	var seen []string
+	if err := json.Unmarshal([]byte(got.body), &seen); err != nil {
+		t.Fatalf("Seen: %d %s", got.status, got.body)
+	}
+	slices.Sort(seen)
+	want := []string{"plugind.plugin.registered hello", "plugind.plugin.registered observer", "plugind.server.starting " + srv.addr}
+	if !slices.Equal(seen, want) {
+		t.Errorf("a plugin loaded after start-up saw %q, want %q", seen, want)
+	}
+}

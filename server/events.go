@@ -21,6 +21,10 @@ import (
 // Server events on the bus. Plugins subscribe in their Init hook:
 //
 //	sdk.Subscribe(ctx, "plugind.plugin.reloaded", func(ctx context.Context, e PluginEvent) error {...})
+//
+// Those published before the server is ready (plugind.plugin.registered,
+// plugind.server.starting, middleware plugins built and loaded) are kept
+// by the bus and replayed to each listener that subscribes later, first.
 const (
 	EventServerStarting = "plugind.server.starting"
 	EventServerStopping = "plugind.server.stopping"
@@ -72,6 +76,7 @@ type eventQueue struct {
 type queued struct {
 	name    string
 	payload []byte
+	then    func() // instead of an event: run in turn
 }
 
 func newEventQueue(b *bus.Bus, log zerolog.Logger) *eventQueue {
@@ -83,6 +88,10 @@ func newEventQueue(b *bus.Bus, log zerolog.Logger) *eventQueue {
 func (q *eventQueue) run() {
 	defer close(q.done)
 	for e := range q.ch {
+		if e.then != nil {
+			e.then()
+			continue
+		}
 		if err := q.bus.Publish(context.Background(), e.name, e.payload); err != nil {
 			q.log.Warn().Err(err).Str("event", e.name).Msg("a listener of a server event failed")
 		}
@@ -102,9 +111,19 @@ func (q *eventQueue) emit(name string, v any) {
 		return
 	}
 	select {
-	case q.ch <- queued{name, data}:
+	case q.ch <- queued{name: name, payload: data}:
 	default:
 		q.log.Warn().Str("event", name).Msg("server event queue full; event dropped")
+	}
+}
+
+// then runs fn on the event goroutine after the events queued so far;
+// after close it does not run.
+func (q *eventQueue) then(fn func()) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.closed {
+		q.ch <- queued{then: fn} // may wait for room: fn must not be lost
 	}
 }
 

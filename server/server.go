@@ -39,6 +39,10 @@ const (
 	draining
 )
 
+// startupEvents bounds the start-up events the bus keeps for later
+// listeners: one per plugin found, and a few more.
+const startupEvents = 4096
+
 // Server is one plugind HTTP server.
 type Server struct {
 	cfg     config.Config
@@ -132,11 +136,22 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *Server,
 	s.warmup.Store("off")
 	s.metrics = metrics.New(func() []loader.Stat { return s.loader.Stats() })
 	s.bus = bus.New(func(m bus.Message) {
-		s.metrics.BusMessage(string(m.Kind), m.Name, m.Delivered, m.Err != nil)
+		if m.Replayed {
+			if m.Err != nil {
+				log.Warn().Err(m.Err).Str("event", m.Name).Msg("a listener of a replayed start-up event failed")
+			}
+		} else {
+			s.metrics.BusMessage(string(m.Kind), m.Name, m.Delivered, m.Err != nil)
+		}
 		if cfg.Bus.Events {
 			s.tap.Observe(m)
 		}
 	})
+	// Start-up events (plugind.plugin.registered, plugind.server.starting,
+	// middleware plugins built and loaded) are published before any
+	// plugin can subscribe: the bus keeps them for later listeners, until
+	// the server is ready.
+	s.bus.Retain(startupEvents)
 	s.events = newEventQueue(s.bus, log)
 	s.streams = &eventStreams{tap: s.tap, max: cfg.Bus.MaxStreams, writeTimeout: cfg.Bus.WriteTimeout, closing: s.closing, log: log}
 	s.onClose("server events", s.events.close)
@@ -455,6 +470,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	gate.Open(h)
+	s.events.then(s.bus.StopRetaining) // after the start-up events queued so far
 	s.state.Store(int32(serving))
 	s.log.Info().Msg("ready")
 	background.Go(func() { s.background(bgCtx) })
