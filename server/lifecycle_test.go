@@ -78,7 +78,16 @@ func TestFailedStartReleasesEverything(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			marker := filepath.Join(t.TempDir(), "closed")
-			cfg := loadConfig(t, plugintest.PluginPath(t, "hooks"), tt.toml+fmt.Sprintf("\n[plugin.hooks.settings]\nclose_marker = %q\n", marker))
+			// A copy of the hooks fixture of its own: plugins stay loaded
+			// for the test binary's life, with their globals (TestHooks
+			// counts Init calls).
+			dir := plugintest.PluginPath(t)
+			hooks, err := os.ReadFile(filepath.Join(plugintest.Root(), "testdata", "plugins", "hooks.go"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			plugintest.WriteFile(t, filepath.Join(dir, "src"), "hooks.go", plugintest.Unique(t, string(hooks)))
+			cfg := loadConfig(t, dir, tt.toml+fmt.Sprintf("\n[plugin.hooks.settings]\nclose_marker = %q\n", marker))
 			if tt.set != nil {
 				tt.set(&cfg)
 			}
