@@ -118,7 +118,7 @@ func GETVersionHandler() string { return "%d" }
 		}
 	})
 	for v := 2; v <= 3; v++ {
-		time.Sleep(200 * time.Millisecond)
+		waitCount(t, &ticks, ticks.Load()+20) // ticks flow before the edit
 		plugintest.WriteFile(t, src, "sub.go", sub(v))
 		deadline := time.Now().Add(20 * time.Second)
 		for srv.do(t, "GET", "/_PLUGIN/sub/Version", "").body != fmt.Sprint(v) {
@@ -128,7 +128,7 @@ func GETVersionHandler() string { return "%d" }
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	waitCount(t, &ticks, ticks.Load()+20) // and after the last swap
 	stop()
 	var b, after int64
 	fmt.Sscan(before, &b)

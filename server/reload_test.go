@@ -51,7 +51,7 @@ func TestEditUnderLoadFailsNoRequest(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("edit -> new code in %s", time.Since(edited).Round(time.Millisecond))
-	time.Sleep(100 * time.Millisecond)
+	waitCount(t, &requests, requests.Load()+50) // the load goes on past the swap
 	stop()
 	if failed.Load() != 0 || requests.Load() < 100 {
 		t.Errorf("%d of %d requests failed during the reload", failed.Load(), requests.Load())
@@ -134,4 +134,14 @@ func TestReadyzReportsWarmUp(t *testing.T) {
 	waitWarmUp(t, srv, "running") // held: ready, and says so
 	release()
 	waitWarmUp(t, srv, "done")
+}
+
+// waitCount waits, with a bound, until n reaches at least want.
+func waitCount(t *testing.T, n *atomic.Int64, want int64) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); n.Load() < want; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("count %d never reached %d", n.Load(), want)
+		}
+	}
 }
