@@ -150,7 +150,16 @@ func TestBinarySIGTERMWithRequestInFlight(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		done <- result{resp.StatusCode, string(b)}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	// Signal once the request is in the handler: in flight besides the
+	// scrape that counts.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, body := get(t, p.url+"/metrics"); strings.Contains(body, "\nplugind_requests_in_flight 2\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slow request never reached the handler")
+		}
+	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -53,9 +53,12 @@ type Stats interface {
 	Window(plugin string) reqstats.Window
 }
 
+// eventBuffer is how many events a page's stream may fall behind.
+const eventBuffer = 256
+
 // EventStream streams bus traffic; *bus.Tap implements it.
 type EventStream interface {
-	Stream(ctx context.Context) <-chan bus.Message
+	Stream(ctx context.Context, buffer int) <-chan bus.Message
 }
 
 // TaskLister lists the tasks queued or running.
@@ -279,7 +282,8 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the event stream is off", http.StatusNotFound)
 		return
 	}
-	stream := h.opts.Events.Stream(r.Context())
+	// A page that falls this far behind is dropped; it reconnects.
+	stream := h.opts.Events.Stream(r.Context(), eventBuffer)
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives http.writetimeout
 	w.Header().Set("Content-Type", "text/event-stream")

@@ -22,6 +22,17 @@
 // (as long as both versions subscribe to it). Drop discards an owner's
 // registrations, staged or live.
 //
+// # Start-up events
+//
+// Events published before any plugin could subscribe (the server's own
+// start-up events: which plugins were found, the server starting) would
+// reach nobody. Between Retain and StopRetaining the bus keeps the events
+// it publishes (up to a limit), and replays them, in order, to every
+// listener registered later, before it receives anything newer: each
+// listener sees each kept event once, whenever it subscribed. A replay
+// runs on the goroutine that makes the listener live (Subscribe, or
+// Commit for a staged owner); its errors go to the observer only.
+//
 // A listener or handler that panics is contained: the panic is returned
 // as an error to the publisher or dispatcher, who carries on.
 package bus
@@ -74,6 +85,8 @@ type Message struct {
 	// command); Err is what the publisher or dispatcher got back.
 	Delivered int
 	Err       error
+	// Replayed marks a kept start-up event replayed to one new listener.
+	Replayed bool
 }
 
 type listener struct {
@@ -98,6 +111,15 @@ type Bus struct {
 	staged    map[string]*staging // by owner: registrations not yet live
 	live      map[string]bool     // owners with live registrations
 	retired   map[string]bool     // owners committed over or dropped: refused
+	retaining bool                // Publish appends to kept
+	keep      int                 // the most events kept
+	kept      []kept              // append-only: replayed to new listeners
+}
+
+// kept is a start-up event kept for listeners that come later.
+type kept struct {
+	name    string
+	payload []byte
 }
 
 type staging struct {
@@ -123,7 +145,18 @@ func New(observe func(Message)) *Bus {
 func (b *Bus) Publish(ctx context.Context, name string, payload []byte) error {
 	b.mu.RLock()
 	ls := b.listeners[name] // replaced, never appended to in place
+	retaining := b.retaining
 	b.mu.RUnlock()
+	if retaining {
+		// Keeping the event and reading its listeners is one step: a
+		// listener going live now gets it either replayed or live, once.
+		b.mu.Lock()
+		if b.retaining && len(b.kept) < b.keep {
+			b.kept = append(b.kept, kept{name, slices.Clone(payload)})
+		}
+		ls = b.listeners[name]
+		b.mu.Unlock()
+	}
 	var errs []error
 	for _, l := range ls {
 		if err := contain(func() error { return l.fn(ctx, payload) }); err != nil {
@@ -176,18 +209,58 @@ func contain(f func() error) (err error) {
 // Subscribe registers a listener for owner: live at once for the server's
 // own owner names, staged until Commit otherwise (see Stage).
 func (b *Bus) Subscribe(owner, name string, fn Listener) error {
+	for replayed := 0; ; {
+		b.mu.Lock()
+		if b.retired[owner] {
+			b.mu.Unlock()
+			return fmt.Errorf("%w: %s", ErrClosed, owner)
+		}
+		if s, ok := b.staged[owner]; ok {
+			s.listeners[name] = append(s.listeners[name], fn)
+			b.mu.Unlock()
+			return nil
+		}
+		if replayed == len(b.kept) {
+			b.listeners[name] = append(slices.Clip(b.listeners[name]), listener{owner, fn})
+			b.live[owner] = true
+			b.mu.Unlock()
+			return nil
+		}
+		pending := b.kept[replayed:]
+		replayed = len(b.kept)
+		b.mu.Unlock()
+		b.replay(owner, pending, map[string][]Listener{name: {fn}})
+	}
+}
+
+// Retain keeps the events published from now on, up to limit, for
+// listeners registered later (see Start-up events).
+func (b *Bus) Retain(limit int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.retired[owner] {
-		return fmt.Errorf("%w: %s", ErrClosed, owner)
+	b.retaining, b.keep = true, limit
+}
+
+// StopRetaining keeps no more events; those kept are still replayed to
+// every later listener.
+func (b *Bus) StopRetaining() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.retaining = false
+}
+
+// replay delivers kept events to owner's listeners, in order, outside
+// the lock.
+func (b *Bus) replay(owner string, events []kept, listeners map[string][]Listener) {
+	for _, e := range events {
+		for _, fn := range listeners[e.name] {
+			err := contain(func() error { return fn(context.Background(), slices.Clone(e.payload)) })
+			if err != nil {
+				err = fmt.Errorf("event %s (replayed), listener of %s: %w", e.name, owner, err)
+			}
+			b.seen(Message{Kind: KindEvent, Name: e.name, Payload: e.payload, Delivered: 1, Err: err, Replayed: true})
+		}
 	}
-	if s, ok := b.staged[owner]; ok {
-		s.listeners[name] = append(s.listeners[name], fn)
-		return nil
-	}
-	b.listeners[name] = append(slices.Clip(b.listeners[name]), listener{owner, fn})
-	b.live[owner] = true
-	return nil
 }
 
 // Handle registers owner's handler of a command or query. A second
@@ -227,17 +300,45 @@ func (b *Bus) Stage(owner string) {
 // owner (not replaced) handles already fails the commit with
 // ErrDuplicateHandler; nothing changes then.
 func (b *Bus) Commit(owner, replaced string) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s, ok := b.staged[owner]
-	if !ok {
-		return fmt.Errorf("%w: %s was not staged", ErrClosed, owner)
+	for replayed := 0; ; {
+		b.mu.Lock()
+		s, ok := b.staged[owner]
+		if !ok {
+			b.mu.Unlock()
+			return fmt.Errorf("%w: %s was not staged", ErrClosed, owner)
+		}
+		if err := b.checkCommitLocked(s, owner, replaced); err != nil {
+			b.mu.Unlock()
+			return err
+		}
+		if replayed == len(b.kept) {
+			b.commitLocked(s, owner, replaced)
+			b.mu.Unlock()
+			return nil
+		}
+		// Kept events first, while the version it replaces still gets
+		// the live ones: then it goes live with nothing missed.
+		pending := b.kept[replayed:]
+		replayed = len(b.kept)
+		listeners := make(map[string][]Listener, len(s.listeners))
+		for name, fns := range s.listeners {
+			listeners[name] = slices.Clone(fns)
+		}
+		b.mu.Unlock()
+		b.replay(owner, pending, listeners)
 	}
+}
+
+func (b *Bus) checkCommitLocked(s *staging, owner, replaced string) error {
 	for name := range s.handlers {
 		if h, dup := b.handlers[name]; dup && h.owner != replaced && h.owner != owner {
 			return fmt.Errorf("%w: %s (by %s)", ErrDuplicateHandler, name, h.owner)
 		}
 	}
+	return nil
+}
+
+func (b *Bus) commitLocked(s *staging, owner, replaced string) {
 	if replaced != "" {
 		b.removeLocked(replaced)
 		b.retired[replaced] = true
@@ -255,7 +356,6 @@ func (b *Bus) Commit(owner, replaced string) error {
 	}
 	delete(b.staged, owner)
 	b.live[owner] = true
-	return nil
 }
 
 // Drop removes owner's registrations, staged and live, and refuses its

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -211,5 +212,120 @@ func BenchmarkSDKRoundTrip(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		sdk.Publish(ctx, "e", event{"hello", 1})
+	}
+}
+
+func TestTapDropsSlowStreams(t *testing.T) {
+	var tap bus.Tap
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	slow, fast := tap.Stream(ctx, 2), tap.Stream(ctx, 8)
+	for i := range 3 {
+		tap.Observe(bus.Message{Name: fmt.Sprint(i)})
+	}
+	var got []string
+	for m := range slow {
+		got = append(got, m.Name)
+	}
+	if !slices.Equal(got, []string{"0", "1"}) || ctx.Err() != nil {
+		t.Errorf("a reader 2 behind got %v, then its stream should close", got)
+	}
+	if n := len(fast); n != 3 || tap.Streams() != 1 {
+		t.Errorf("the other stream holds %d messages (want 3); %d streams open (want 1)", n, tap.Streams())
+	}
+	cancel()
+	for range fast {
+	}
+	if tap.Streams() != 0 {
+		t.Errorf("%d streams open after their context ended", tap.Streams())
+	}
+}
+
+func TestStartUpEventsAreReplayed(t *testing.T) {
+	b := bus.New(nil)
+	b.Retain(10)
+	ctx := context.Background()
+	for _, e := range []string{"a1", "b1", "a2"} {
+		if err := b.Publish(ctx, e[:1], []byte(`"`+e+`"`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	record := func(_ context.Context, p []byte) error { got = append(got, string(p)); return nil }
+	if err := b.Subscribe("server", "a", record); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{`"a1"`, `"a2"`}; !slices.Equal(got, want) {
+		t.Errorf("a live subscriber got %v, want %v replayed", got, want)
+	}
+	got = nil
+	b.Stage("p@1")
+	if err := b.Subscribe("p@1", "b", record); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Errorf("a staged listener got %v before its commit", got)
+	}
+	if err := b.Commit("p@1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{`"b1"`}; !slices.Equal(got, want) {
+		t.Errorf("a committed plugin got %v, want %v replayed", got, want)
+	}
+	b.StopRetaining()
+	got = nil
+	if err := b.Publish(ctx, "b", []byte(`"b2"`)); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{`"b2"`}; !slices.Equal(got, want) {
+		t.Errorf("after start-up, live: got %v, want %v", got, want)
+	}
+	got = nil
+	if err := b.Subscribe("late", "b", record); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{`"b1"`}; !slices.Equal(got, want) {
+		t.Errorf("a later subscriber got %v, want only the start-up events %v", got, want)
+	}
+}
+
+// TestReplayWhilePublishing subscribes while events are being published
+// and kept: every event reaches the new listener exactly once, in order,
+// replayed or live.
+func TestReplayWhilePublishing(t *testing.T) {
+	const n = 2000
+	for _, staged := range []bool{false, true} {
+		b := bus.New(nil)
+		b.Retain(n)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for i := range n {
+				if err := b.Publish(context.Background(), "tick", fmt.Append(nil, i)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+		var got []int
+		record := func(_ context.Context, p []byte) error {
+			var i int
+			fmt.Sscan(string(p), &i)
+			got = append(got, i)
+			return nil
+		}
+		if staged {
+			b.Stage("p@1")
+			if err := b.Subscribe("p@1", "tick", record); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Commit("p@1", ""); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := b.Subscribe("server", "tick", record); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		if len(got) != n || !slices.IsSorted(got) || got[0] != 0 || got[n-1] != n-1 {
+			t.Errorf("staged %v: %d events, sorted %v; want each of %d once, in order", staged, len(got), slices.IsSorted(got), n)
+		}
 	}
 }

@@ -13,6 +13,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -125,6 +126,40 @@ type HTTP struct {
 	// accept it.
 	Gzip         bool `mapstructure:"gzip"`
 	GzipMinBytes int  `mapstructure:"gzipminbytes"`
+	// TrustedProxies are the CIDRs (or addresses) of the load balancers
+	// whose X-Forwarded-For and Forwarded headers name the client; none
+	// by default: the peer is the client. See TrustedProxyPrefixes.
+	TrustedProxies []string `mapstructure:"trustedproxies"`
+}
+
+// TrustedProxyPrefixes is TrustedProxies parsed (Validate has checked
+// them); a bare address is a prefix of its full length.
+func (h HTTP) TrustedProxyPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(h.TrustedProxies))
+	for _, s := range h.TrustedProxies {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if p.Addr().Is4In6() {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
 }
 
 // Auth configures API keys, and which routes stay open for probes.
@@ -167,6 +202,11 @@ type Bus struct {
 	// Events serves GET /_EVENTS, a Server-Sent Events stream of bus
 	// traffic, for debugging (behind auth like every route).
 	Events bool `mapstructure:"events"`
+	// MaxStreams bounds the open /_EVENTS streams; more get 503.
+	MaxStreams int `mapstructure:"maxstreams"`
+	// WriteTimeout bounds each write to a stream: a client that stops
+	// reading is dropped.
+	WriteTimeout time.Duration `mapstructure:"writetimeout"`
 }
 
 // Tasks configures plugins' background tasks.
@@ -364,6 +404,9 @@ var defaults = map[string]any{
 	"tasks.store":                          "bolt",
 	"tasks.dsn":                            "",
 	"tasks.lease":                          "15s",
+	"bus.maxstreams":                       16,
+	"bus.writetimeout":                     "10s",
+	"http.trustedproxies":                  []string{},
 	"tasks.dir":                            "",
 	"tasks.workers":                        4,
 	"tasks.queue":                          64,
@@ -595,6 +638,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: tasks.lease must be at least 1s, got %s", c.Tasks.Lease)
 	case c.Lifecycle.ServerShutdownTimeout < 0:
 		return fmt.Errorf("config: lifecycle.serverShutdownTimeout must not be negative, got %s", c.Lifecycle.ServerShutdownTimeout)
+	case c.Bus.MaxStreams <= 0 || c.Bus.WriteTimeout <= 0:
+		return fmt.Errorf("config: bus.maxstreams and bus.writetimeout must be positive, got %d and %s", c.Bus.MaxStreams, c.Bus.WriteTimeout)
+	}
+	for i, p := range c.HTTP.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			return fmt.Errorf("config: http.trustedproxies[%d] must be a CIDR or an address, got %q", i, p)
+		}
 	}
 	for i, m := range c.Middleware {
 		if !validName(m.File) || !validName(m.Func) || strings.Contains(m.Func, "-") {

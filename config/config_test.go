@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -111,6 +112,8 @@ on = true
 		"badmethod.toml": "[plugin.hello]\nmethods = [\"get\"]\n",
 		"badmw.toml":     "pluginmiddlewarelist = [{file = \"../x\", func = \"Y\"}]\n",
 		"negative.toml":  "[plugin.hello]\nmaxconcurrency = -1\n",
+		"proxies.toml":   "[http]\ntrustedproxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"::ffff:198.51.100.0/120\"]\n",
+		"badproxy.toml":  "[http]\ntrustedproxies = [\"10.0.0.0/8\", \"lb.example\"]\n",
 	} {
 		writeFile(t, filepath.Join(dir, name), content)
 	}
@@ -362,6 +365,18 @@ on = true
 		},
 		{name: "--config of a missing file", args: []string{"--config", filepath.Join(dir, "nope.toml")}, wantErr: "nope.toml"},
 		{name: "malformed file", env: map[string]string{"PREST_CONF": bad}, wantErr: "bad.toml"},
+		{
+			name: "trusted proxies",
+			env:  map[string]string{"PREST_CONF": filepath.Join(dir, "proxies.toml")},
+			check: func(t *testing.T, c config.Config) {
+				got := fmt.Sprint(c.HTTP.TrustedProxyPrefixes())
+				if got != "[10.0.0.0/8 192.0.2.7/32 198.51.100.0/24]" {
+					t.Errorf("trusted proxies = %s", got)
+				}
+			},
+		},
+		{name: "trusted proxy not a CIDR", env: map[string]string{"PREST_CONF": filepath.Join(dir, "badproxy.toml")}, wantErr: "http.trustedproxies[1]"},
+		{name: "event streams", env: map[string]string{"PREST_BUS_MAXSTREAMS": "0"}, wantErr: "bus.maxstreams"},
 		{name: "port not a number", env: map[string]string{"PREST_HTTP_PORT": "http"}, wantErr: "http.port"},
 		{name: "port out of range", env: map[string]string{"PREST_HTTP_PORT": "70000"}, wantErr: "http.port"},
 		{name: "debug not a bool", env: map[string]string{"PREST_DEBUG": "maybe"}, wantErr: "debug"},

@@ -1,8 +1,10 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 )
@@ -21,9 +23,21 @@ func TestGate(t *testing.T) {
 	if code := serve("/x"); code != 503 {
 		t.Errorf("past the pause: %d, want 503", code)
 	}
+	// A request waiting at the gate: the gate watches its context only
+	// while it waits, so the first call to Done says it is waiting.
+	g = NewGate(time.Minute)
+	waiting := &doneWatch{Context: context.Background(), called: make(chan struct{})}
 	done := make(chan int)
-	go func() { done <- serve("/x") }()
-	time.Sleep(10 * time.Millisecond)
+	go func() {
+		rec := httptest.NewRecorder()
+		g.ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil).WithContext(waiting))
+		done <- rec.Code
+	}()
+	select {
+	case <-waiting.called:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never waited at the gate")
+	}
 	g.Open(ok)
 	if code := <-done; code != http.StatusTeapot {
 		t.Errorf("a request waiting at the gate got %d, want the handler's answer", code)
@@ -31,4 +45,16 @@ func TestGate(t *testing.T) {
 	if serve("/readyz") != http.StatusTeapot {
 		t.Error("an open gate still answers probes itself")
 	}
+}
+
+// doneWatch is a context that reports the first call of Done.
+type doneWatch struct {
+	context.Context
+	once   sync.Once
+	called chan struct{}
+}
+
+func (c *doneWatch) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.called) })
+	return c.Context.Done()
 }

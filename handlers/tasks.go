@@ -1,17 +1,12 @@
 package handlers
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"time"
 
 	"github.com/gorilla/mux"
 
-	"github.com/plugind/plugind/bus"
 	"github.com/plugind/plugind/tasks"
 )
 
@@ -54,65 +49,14 @@ func (s *Server) task(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// EventStream is the bus's traffic, for /_EVENTS. *bus.Tap implements it.
+// EventStream serves GET /_EVENTS, the bus's traffic as Server-Sent
+// Events. The server implements it: the stream's limits are the bus's
+// configuration (bus.maxstreams, bus.writetimeout).
 type EventStream interface {
-	Stream(ctx context.Context) <-chan bus.Message
+	http.Handler
 }
 
-var _ EventStream = (*bus.Tap)(nil)
-
-// events streams bus traffic as Server-Sent Events, for debugging.
+// events serves the event stream, behind the route's access class.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	stream := s.Events.Stream(r.Context()) // before the client can know it is open
-	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives http.writetimeout
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	// A comment first: it gets the headers out through every buffering
-	// writer (compression decides on the first bytes), so the client knows
-	// the stream is open before any message arrives.
-	if _, err := io.WriteString(w, ": plugind bus\n\n"); err != nil {
-		return
-	}
-	_ = rc.Flush()
-	for {
-		var m bus.Message
-		select {
-		case msg, ok := <-stream:
-			if !ok {
-				return
-			}
-			m = msg
-		case <-s.Closing: // nil: never
-			return
-		}
-		data, _ := json.Marshal(struct {
-			Kind      bus.Kind        `json:"kind"`
-			Name      string          `json:"name"`
-			Payload   json.RawMessage `json:"payload,omitempty"`
-			Delivered int             `json:"delivered"`
-			Error     string          `json:"error,omitempty"`
-		}{m.Kind, m.Name, validJSON(m.Payload), m.Delivered, errString(m.Err)})
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", m.Kind, data); err != nil {
-			return
-		}
-		if err := rc.Flush(); err != nil {
-			return
-		}
-	}
-}
-
-func validJSON(b []byte) json.RawMessage {
-	if json.Valid(b) {
-		return b
-	}
-	return nil
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
+	s.Events.ServeHTTP(w, r)
 }

@@ -2,7 +2,13 @@ package sdk_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,8 +81,28 @@ func TestContext(t *testing.T) {
 	}
 }
 
+// TestFingerprint checks that the fingerprint is the package's source
+// as it is on disk, every non-test file of it: a constant, or a
+// fingerprint that missed a file, would not notice an edit.
 func TestFingerprint(t *testing.T) {
-	if f := sdk.Fingerprint(); len(f) != 64 || f != sdk.Fingerprint() {
-		t.Errorf("Fingerprint = %q", f)
+	names, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	files := 0
+	for _, n := range names { // Glob sorts
+		if strings.HasSuffix(n, "_test.go") {
+			continue
+		}
+		data, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(h, "%s\n%s", n, data)
+		files++
+	}
+	if want := hex.EncodeToString(h.Sum(nil)); files < 3 || sdk.Fingerprint() != want {
+		t.Errorf("Fingerprint = %s, want %s: the sha256 of the %d source files, names and contents", sdk.Fingerprint(), want, files)
 	}
 }

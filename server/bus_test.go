@@ -118,7 +118,7 @@ func GETVersionHandler() string { return "%d" }
 		}
 	})
 	for v := 2; v <= 3; v++ {
-		time.Sleep(200 * time.Millisecond)
+		waitCount(t, &ticks, ticks.Load()+20) // ticks flow before the edit
 		plugintest.WriteFile(t, src, "sub.go", sub(v))
 		deadline := time.Now().Add(20 * time.Second)
 		for srv.do(t, "GET", "/_PLUGIN/sub/Version", "").body != fmt.Sprint(v) {
@@ -128,7 +128,7 @@ func GETVersionHandler() string { return "%d" }
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	waitCount(t, &ticks, ticks.Load()+20) // and after the last swap
 	stop()
 	var b, after int64
 	fmt.Sscan(before, &b)
@@ -178,5 +178,60 @@ func TestEventStreamIsOffByDefault(t *testing.T) {
 	srv := startConfig(t, loadConfig(t, plugintest.PluginPath(t), ""))
 	if got := srv.do(t, "GET", "/_EVENTS", ""); got.status != 404 {
 		t.Errorf("/_EVENTS without bus.events: %d", got.status)
+	}
+}
+
+// TestStartUpEventsReachPluginsThatSubscribeLater: plugind.plugin.
+// registered and plugind.server.starting are published before any plugin
+// is loaded; a plugin that subscribes in Init, loaded on its first
+// request, still sees each of them once.
+func TestStartUpEventsReachPluginsThatSubscribeLater(t *testing.T) {
+	dir := plugintest.PluginPath(t, "hello")
+	plugintest.WriteFile(t, filepath.Join(dir, "src"), "observer.go", plugintest.Unique(t, `package main
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+
+	"github.com/plugind/plugind/sdk"
+)
+
+var (
+	mu   sync.Mutex
+	seen []string
+)
+
+func Init(ctx context.Context) error {
+	for _, name := range []string{"plugind.plugin.registered", "plugind.server.starting"} {
+		if err := sdk.Subscribe(ctx, name, func(_ context.Context, e struct{ Plugin, Addr string }) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, name+" "+e.Plugin+e.Addr)
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func GETSeenHandler() string {
+	mu.Lock()
+	defer mu.Unlock()
+	out, _ := json.Marshal(seen)
+	return string(out)
+}
+`))
+	srv := startConfig(t, loadConfig(t, dir, ""))
+	got := srv.do(t, "GET", "/_PLUGIN/observer/Seen", "")
+	var seen []string
+	if err := json.Unmarshal([]byte(got.body), &seen); err != nil {
+		t.Fatalf("Seen: %d %s", got.status, got.body)
+	}
+	slices.Sort(seen)
+	want := []string{"plugind.plugin.registered hello", "plugind.plugin.registered observer", "plugind.server.starting " + srv.addr}
+	if !slices.Equal(seen, want) {
+		t.Errorf("a plugin loaded after start-up saw %q, want %q", seen, want)
 	}
 }

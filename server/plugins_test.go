@@ -246,8 +246,8 @@ maxbodybytes = 10
 	}
 
 	var wg sync.WaitGroup
-	wg.Go(func() { srv.do(t, "GET", "/_PLUGIN/slow/Standard?d=300ms", "") })
-	time.Sleep(100 * time.Millisecond)
+	wg.Go(func() { srv.do(t, "GET", "/_PLUGIN/slow/Standard?d=350ms", "") }) // under the 400ms timeout
+	srv.waitInFlight(t, 1)
 	got = srv.do(t, "GET", "/_PLUGIN/slow/Standard?d=0s", "")
 	wg.Wait()
 	if got.status != 429 || got.header.Get("Retry-After") == "" {

@@ -320,13 +320,18 @@ serverShutdownTimeout = "5s"
 		resp.Body.Close()
 		done <- response{status: resp.StatusCode, body: string(b)}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	srv.waitInFlight(t, 1)
 	stopped := make(chan error, 1)
 	go func() { stopped <- srv.stop() }()
-	time.Sleep(200 * time.Millisecond)
 	// During the delay: still serving, but no longer ready.
-	if got := srv.do(t, "GET", "/readyz", ""); got.status != 503 || !strings.Contains(got.body, "shutting down") {
-		t.Errorf("readyz during the shutdown delay: %d %s", got.status, got.body)
+	for deadline := time.Now().Add(900 * time.Millisecond); ; time.Sleep(10 * time.Millisecond) {
+		got := srv.do(t, "GET", "/readyz", "")
+		if got.status == 503 && strings.Contains(got.body, "shutting down") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz during the shutdown delay: %d %s", got.status, got.body)
+		}
 	}
 	if got := srv.do(t, "GET", "/_PLUGIN/slow/Standard?d=0s", ""); got.status != 200 {
 		t.Errorf("a request during the delay: %d", got.status)

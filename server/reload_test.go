@@ -51,7 +51,7 @@ func TestEditUnderLoadFailsNoRequest(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("edit -> new code in %s", time.Since(edited).Round(time.Millisecond))
-	time.Sleep(100 * time.Millisecond)
+	waitCount(t, &requests, requests.Load()+50) // the load goes on past the swap
 	stop()
 	if failed.Load() != 0 || requests.Load() < 100 {
 		t.Errorf("%d of %d requests failed during the reload", failed.Load(), requests.Load())
@@ -130,22 +130,23 @@ func TestAdminListing(t *testing.T) {
 }
 
 func TestReadyzReportsWarmUp(t *testing.T) {
+	goCmd, release := heldGo(t)
 	srv := startWith(t, plugintest.PluginPath(t), func(c *config.Config) {
 		c.Plugins.WarmUp = true
+		c.Plugins.Go = goCmd
 		c.Plugins.CacheDir = t.TempDir()
 	})
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		got := srv.do(t, "GET", "/readyz", "")
-		if got.status != 200 {
-			t.Fatalf("readyz = %d during warm-up", got.status)
-		}
-		if strings.Contains(got.body, `"warmup":"done"`) {
-			break
-		}
+	waitWarmUp(t, srv, "running") // held: ready, and says so
+	release()
+	waitWarmUp(t, srv, "done")
+}
+
+// waitCount waits, with a bound, until n reaches at least want.
+func waitCount(t *testing.T, n *atomic.Int64, want int64) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); n.Load() < want; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("warm-up never finished: %s", got.body)
+			t.Fatalf("count %d never reached %d", n.Load(), want)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

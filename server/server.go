@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/plugind/plugind/isolate"
 	"github.com/plugind/plugind/loader"
 	"github.com/plugind/plugind/metrics"
+	"github.com/plugind/plugind/sdk"
 	"github.com/plugind/plugind/tasks"
 )
 
@@ -38,6 +40,10 @@ const (
 	draining
 )
 
+// startupEvents bounds the start-up events the bus keeps for later
+// listeners: one per plugin found, and a few more.
+const startupEvents = 4096
+
 // Server is one plugind HTTP server.
 type Server struct {
 	cfg     config.Config
@@ -48,6 +54,7 @@ type Server struct {
 	certs   *certStore // nil without https.mode
 	bus     *bus.Bus
 	tap     *bus.Tap       // /_EVENTS
+	streams *eventStreams  // /_EVENTS
 	events  *eventQueue    // server events on the bus
 	tasks   *tasks.Manager // plugins' background tasks
 	closing chan struct{}  // closed when shutdown begins
@@ -56,6 +63,17 @@ type Server struct {
 	admin   adminState     // the operator page's records
 
 	isolated *isolate.Manager // plugins in processes of their own
+
+	mu       sync.Mutex // guards closers and closed
+	closers  []closer   // what New and Serve acquired, in that order
+	closed   bool
+	closeErr error
+}
+
+// closer releases one resource New or Serve acquired.
+type closer struct {
+	name string
+	fn   func(ctx context.Context) error
 }
 
 // NewLoader makes the loader cfg describes, for the server and for the
@@ -106,7 +124,7 @@ func NewLoader(cfg config.Config, log zerolog.Logger, extend func(*loader.Option
 // The binary must call loader.RunLoadCheckIfAsked (or handle
 // loader.LoadCheckCommand) first thing, since the server runs itself to
 // check new plugins.
-func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Option) (*Server, error) {
+func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Option) (_ *Server, err error) {
 	var so options
 	for _, opt := range opts {
 		opt(&so)
@@ -118,16 +136,63 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Opt
 		log.Warn().Strs("keys", cfg.Unknown).Msg("configuration keys not used by plugind are ignored")
 	}
 	s := &Server{cfg: cfg, log: log, tap: &bus.Tap{}, closing: make(chan struct{})}
+	// Whatever New acquired before failing is released, last first.
+	defer func() {
+		if err != nil {
+			_ = s.Close()
+		}
+	}()
 	s.warmup.Store("off")
 	s.metrics = metrics.New(func() []loader.Stat { return s.loader.Stats() })
 	s.bus = bus.New(func(m bus.Message) {
-		s.metrics.BusMessage(string(m.Kind), m.Name, m.Delivered, m.Err != nil)
+		if m.Replayed {
+			if m.Err != nil {
+				log.Warn().Err(m.Err).Str("event", m.Name).Msg("a listener of a replayed start-up event failed")
+			}
+		} else {
+			s.metrics.BusMessage(string(m.Kind), m.Name, m.Delivered, m.Err != nil)
+		}
 		if cfg.Bus.Events || cfg.Admin.Enabled {
 			s.tap.Observe(m)
 		}
 	})
+	// Start-up events (plugind.plugin.registered, plugind.server.starting,
+	// middleware plugins built and loaded) are published before any
+	// plugin can subscribe: the bus keeps them for later listeners, until
+	// the server is ready.
+	s.bus.Retain(startupEvents)
 	s.events = newEventQueue(s.bus, log)
 	s.newAdminState()
+	s.streams = &eventStreams{tap: s.tap, max: cfg.Bus.MaxStreams, writeTimeout: cfg.Bus.WriteTimeout, closing: s.closing, log: log}
+	s.onClose("server events", s.events.close)
+	// The loader comes before the task store so that the store is
+	// released first: tasks run plugin code, which must be done before
+	// the plugins' Close hooks run. No plugin loads before the store
+	// is open (plugins load on request, or when Serve starts).
+	l, _, err := NewLoader(cfg, log, func(o *loader.Options) {
+		o.Notify = s.pluginEvent
+		if so.onEvent != nil {
+			o.Notify = func(ev loader.Event) { s.pluginEvent(ev); so.onEvent(ev) }
+		}
+		o.Bus = s.bus
+		o.Tasks = func(plugin string) sdk.Tasks { return s.tasks.For(plugin) }
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.loader = l
+	s.onClose("plugins", func(ctx context.Context) error {
+		if err := l.Close(ctx); err != nil {
+			return fmt.Errorf("plugin Close hooks: %w", err)
+		}
+		return nil
+	})
+	// Isolated plugins' processes stop just before the in-process Close
+	// hooks run (closers run last first).
+	if s.isolated, err = newIsolated(cfg, l, log); err != nil {
+		return nil, err
+	}
+	s.onClose("isolated plugins", func(ctx context.Context) error { s.closeIsolated(ctx); return nil })
 	if err := os.MkdirAll(cfg.Tasks.Dir, 0o700); err != nil && cfg.Tasks.Store != "postgres" {
 		return nil, fmt.Errorf("tasks.dir: %w", err)
 	}
@@ -141,23 +206,8 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Opt
 		return nil, fmt.Errorf("tasks: %w", err)
 	}
 	s.tasks = tm
-	l, _, err := NewLoader(cfg, log, func(o *loader.Options) {
-		o.Notify = s.pluginEvent
-		if so.onEvent != nil {
-			o.Notify = func(ev loader.Event) { s.pluginEvent(ev); so.onEvent(ev) }
-		}
-		o.Bus = s.bus
-		o.Tasks = tm.For
-	})
-	if err != nil {
-		tm.Shutdown(ctx)
-		return nil, err
-	}
-	s.loader = l
-	if s.isolated, err = newIsolated(cfg, l, log); err != nil {
-		tm.Shutdown(ctx)
-		return nil, err
-	}
+	// Tasks get the same grace as requests, then are recorded interrupted.
+	s.onClose("task store", tm.Shutdown)
 	pluginKeys := make(map[string][]string)
 	pluginJWT := make(map[string]bool)
 	for name, p := range cfg.PluginConfigs {
@@ -190,9 +240,6 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Opt
 		names[i] = p.Name
 	}
 	if err := cfg.CheckSecretEnv(names); err != nil {
-		_ = l.Close(ctx)
-		_ = tm.Shutdown(ctx)
-		s.events.close()
 		return nil, err
 	}
 	for _, p := range plugins {
@@ -215,6 +262,51 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Opt
 		}
 	}
 	return s, nil
+}
+
+// onClose adds a resource for Close to release.
+func (s *Server) onClose(name string, fn func(context.Context) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closers = append(s.closers, closer{name, fn})
+}
+
+// Close releases what New and Serve acquired, the last acquired first:
+// background work (warm-up, prebuild, the certificate watcher), the HTTP
+// server, the task store (running tasks get their grace, then are
+// recorded interrupted), the plugins (their Close hooks), the event
+// goroutine. Each step is bounded by lifecycle.serverShutdownTimeout;
+// failures are logged and returned joined. Serve calls Close before it
+// returns; call it after a New whose server is never served. Later calls
+// return the first call's result.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return s.closeErr
+	}
+	s.closed = true
+	closers := s.closers
+	s.closers = nil
+	s.mu.Unlock()
+	var errs []error
+	for _, c := range slices.Backward(closers) {
+		ctx, cancel := context.Background(), context.CancelFunc(func() {})
+		if d := s.cfg.Lifecycle.ServerShutdownTimeout; d > 0 {
+			ctx, cancel = context.WithTimeout(ctx, d)
+		}
+		s.log.Debug().Str("resource", c.name).Msg("releasing")
+		if err := c.fn(ctx); err != nil {
+			s.log.Warn().Err(err).Str("resource", c.name).Msg("releasing a resource at shutdown")
+			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
+		}
+		cancel()
+	}
+	err := errors.Join(errs...)
+	s.mu.Lock()
+	s.closeErr = err
+	s.mu.Unlock()
+	return err
 }
 
 // start loads the middleware plugins and builds the handler. A middleware
@@ -308,7 +400,7 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 		h.Metrics, h.MetricsPath = s.metrics, cfg.Metrics.Path
 	}
 	if cfg.Bus.Events {
-		h.Events, h.Closing = s.tap, s.closing
+		h.Events = s.streams
 	}
 	s.mountAdmin(h)
 	return h.Handler()
@@ -328,11 +420,13 @@ func (s *Server) ready(ctx context.Context) handlers.Readiness {
 }
 
 // ListenAndServe listens on the configured address and serves until ctx
-// ends.
+// ends. It releases the server's resources (Close) whether or not it
+// could listen.
 func (s *Server) ListenAndServe(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Addr())
 	if err != nil {
-		return err
+		_ = s.Close()
+		return fmt.Errorf("http.host/http.port: %w", err)
 	}
 	return s.Serve(ctx, ln)
 }
@@ -342,9 +436,12 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 // startupRequestPauseTimeout). When ctx ends, /readyz fails at once, the
 // server keeps serving for lifecycle.serverShutdownDelay so load
 // balancers drain it, then stops taking connections and lets in-flight
-// requests finish for up to lifecycle.serverShutdownTimeout, then runs
-// the plugins' Close hooks. It returns nil after a clean shutdown.
+// requests finish for up to lifecycle.serverShutdownTimeout; then it
+// stops background work and releases the rest (Close): running tasks get
+// the same grace, then the plugins' Close hooks run. Serve always calls
+// Close before it returns; it returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	defer s.Close()
 	hc := s.cfg.HTTP
 	gate := handlers.NewGate(s.cfg.Lifecycle.StartupRequestPauseTimeout)
 	srv := &http.Server{
@@ -358,16 +455,42 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	srv.SetKeepAlivesEnabled(hc.KeepAlive)
-	srv.RegisterOnShutdown(func() { close(s.closing) })
-	bgCtx, stopBackground := context.WithCancel(ctx)
-	defer stopBackground()
-	served := make(chan error, 1)
+	srv.RegisterOnShutdown(sync.OnceFunc(func() { close(s.closing) })) // Close shuts down again
+	serve := func() error { return srv.Serve(ln) }
 	if s.certs != nil {
 		srv.TLSConfig = &tls.Config{GetCertificate: s.certs.get, MinVersion: tls.VersionTLS12}
-		go s.certs.watch(bgCtx)
-		go func() { served <- srv.ServeTLS(ln, "", "") }()
-	} else {
-		go func() { served <- srv.Serve(ln) }()
+		serve = func() error { return srv.ServeTLS(ln, "", "") }
+	}
+	var serveErr error // set before served is closed
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		serveErr = serve()
+	}()
+	s.onClose("http server", func(ctx context.Context) error {
+		// After the drain below this finds nothing left to do.
+		if err := srv.Shutdown(ctx); err != nil {
+			_ = srv.Close()
+		}
+		<-served
+		return nil
+	})
+	// Background work stops first, before anything it uses is released.
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	var background sync.WaitGroup
+	s.onClose("background work", func(ctx context.Context) error {
+		stopBackground()
+		done := make(chan struct{})
+		go func() { background.Wait(); close(done) }()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("background work did not stop: %w", ctx.Err())
+		}
+	})
+	if s.certs != nil {
+		background.Go(func() { s.certs.watch(bgCtx) })
 	}
 	s.log.Info().Str("addr", ln.Addr().String()).Bool("tls", s.certs != nil).Msg("listening")
 	s.events.emit("plugind.server.starting", serverEvent{Addr: ln.Addr().String()})
@@ -375,24 +498,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	h, err := s.start(ctx)
 	if err != nil {
 		s.state.Store(int32(draining))
-		_ = srv.Close()
-		<-served
-		cctx, cancel := context.WithTimeout(context.Background(), s.cfg.Lifecycle.ServerShutdownTimeout)
-		defer cancel()
-		_ = s.loader.Close(cctx)
-		s.closeIsolated(cctx)
-		_ = s.tasks.Shutdown(cctx)
-		s.events.close()
+		_ = srv.Close() // nobody was let in: nothing to drain
 		return err
 	}
 	gate.Open(h)
+	s.events.then(s.bus.StopRetaining) // after the start-up events queued so far
 	s.state.Store(int32(serving))
 	s.log.Info().Msg("ready")
-	go s.background(bgCtx)
+	background.Go(func() { s.background(bgCtx) })
 
 	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
+	case <-served:
+		return fmt.Errorf("serve: %w", serveErr)
 	case <-ctx.Done():
 	}
 	s.state.Store(int32(draining))
@@ -408,21 +525,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Warn().Err(err).Msg("in-flight requests outlived the shutdown timeout; closing their connections")
 		_ = srv.Close()
 	}
-	// Tasks get the same grace as requests, then are recorded interrupted.
-	tctx, cancelTasks := context.WithTimeout(context.Background(), lc.ServerShutdownTimeout)
-	defer cancelTasks()
-	if err := s.tasks.Shutdown(tctx); err != nil {
-		s.log.Warn().Err(err).Msg("closing the task store")
-	}
-	cctx, cancelClose := context.WithTimeout(context.Background(), lc.ServerShutdownTimeout)
-	defer cancelClose()
-	if err := s.loader.Close(cctx); err != nil {
-		s.log.Warn().Err(err).Msg("plugin Close hooks failed")
-	}
-	s.closeIsolated(cctx)
-	s.events.close()
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
+	_ = s.Close()
+	<-served
+	if !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", serveErr)
 	}
 	s.log.Info().Msg("stopped")
 	return nil

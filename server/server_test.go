@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -436,7 +437,7 @@ func TestShutdownLetsInFlightRequestsFinish(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		done <- response{status: resp.StatusCode, body: string(b)}
 	}()
-	time.Sleep(200 * time.Millisecond) // the request is in the handler
+	srv.waitInFlight(t, 1) // the request is in the handler
 	start := time.Now()
 	if err := srv.stop(); err != nil {
 		t.Fatalf("Serve returned %v", err)
@@ -453,11 +454,45 @@ func TestShutdownLetsInFlightRequestsFinish(t *testing.T) {
 }
 
 func TestMissingSourceDirectoryIsNotFatal(t *testing.T) {
-	srv := start(t, filepath.Join(t.TempDir(), "nothing"), false)
+	root := t.TempDir()
+	// Production defaults but for the shared artifact cache: the task
+	// store defaults to <pluginpath>/.plugind/tasks.
+	srv := startConfig(t, loadConfig(t, filepath.Join(root, "nothing"), ""))
 	if got := srv.do(t, "GET", "/_PLUGIN/hello/Hello", ""); got.status != 404 {
 		t.Errorf("status = %d", got.status)
 	}
-	if _, err := os.Stat(filepath.Join(t.TempDir(), "nothing")); err == nil {
-		t.Error("the server created the plugin path")
+	if err := srv.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The one thing the server creates is its durable task store; the
+	// source directory stays missing.
+	var created []string
+	err := filepath.WalkDir(root, func(path string, _ os.DirEntry, err error) error {
+		if rel, _ := filepath.Rel(root, path); rel != "." {
+			created = append(created, filepath.ToSlash(rel))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"nothing", "nothing/.plugind", "nothing/.plugind/tasks", "nothing/.plugind/tasks/tasks.db"}
+	if !slices.Equal(created, want) {
+		t.Errorf("the server created %q, want only its task store %q", created, want)
+	}
+}
+
+// waitInFlight waits, with a bound, until n requests besides the
+// metrics scrape that counts them are being served.
+func (r *running) waitInFlight(t *testing.T, n int) {
+	t.Helper()
+	want := fmt.Sprintf("\nplugind_requests_in_flight %d\n", n+1)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if got := r.do(t, "GET", "/metrics", ""); strings.Contains(got.body, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never %d requests in flight", n)
+		}
 	}
 }

@@ -66,15 +66,26 @@ func (c *certStore) watch(ctx context.Context) {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	var events <-chan fsnotify.Event
+	var errs <-chan error
 	if w, err := fsnotify.NewWatcher(); err != nil {
 		c.log.Warn().Err(err).Msg("TLS certificate files are not watched; reload with SIGHUP")
 	} else {
 		defer w.Close()
 		for _, dir := range []string{filepath.Dir(c.certFile), filepath.Dir(c.keyFile)} {
-			_ = w.Add(dir)
+			if err := w.Add(dir); err != nil {
+				c.log.Warn().Err(err).Str("dir", dir).Msg("TLS certificate directory not watched; reload with SIGHUP")
+			}
 		}
-		events = w.Events
+		events, errs = w.Events, w.Errors
 	}
+	c.run(ctx, hup, events, errs)
+}
+
+// run reloads on hup and on events for the certificate or key file until
+// ctx ends. Watcher errors are logged and watching goes on: fsnotify
+// delivers events and errors from one goroutine, so an error nobody
+// receives would stop every later event.
+func (c *certStore) run(ctx context.Context, hup <-chan os.Signal, events <-chan fsnotify.Event, errs <-chan error) {
 	var settle <-chan time.Time
 	for {
 		select {
@@ -82,7 +93,18 @@ func (c *certStore) watch(ctx context.Context) {
 			return
 		case <-hup:
 			c.reload("SIGHUP")
-		case ev := <-events:
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			c.log.Warn().Err(err).Msg("watching the TLS certificate files; still watching")
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				c.log.Warn().Msg("TLS certificate files are no longer watched; reload with SIGHUP")
+				continue
+			}
 			if name := filepath.Clean(ev.Name); name == filepath.Clean(c.certFile) || name == filepath.Clean(c.keyFile) {
 				settle = time.After(200 * time.Millisecond) // both files are usually rewritten
 			}
