@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -240,5 +241,29 @@ func TestChunkedBodyOverTheLimit(t *testing.T) {
 				t.Errorf("status %d %q, want %d", resp.StatusCode, got, tt.status)
 			}
 		})
+	}
+}
+
+// TestAccessLogClient: the access log names the client, through trusted
+// proxies only.
+func TestAccessLogClient(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	tests := []struct{ remote, forwarded, want string }{
+		{"10.1.2.3:4000", "203.0.113.7", "203.0.113.7"},
+		{"192.0.2.9:4000", "203.0.113.7", "192.0.2.9"}, // not a proxy of ours: the header is the client's word
+		{"10.1.2.3:4000", "", "10.1.2.3"},
+	}
+	for _, tt := range tests {
+		logs := &plugintest.Log{}
+		s := &Server{Log: zerolog.New(logs), TrustedProxies: trusted, Plugins: servePlugin(func(w http.ResponseWriter, r *http.Request) error { return nil })}
+		req := httptest.NewRequest("GET", "/_PLUGIN/p/X", nil)
+		req.RemoteAddr = tt.remote
+		if tt.forwarded != "" {
+			req.Header.Set("X-Forwarded-For", tt.forwarded)
+		}
+		s.Handler().ServeHTTP(httptest.NewRecorder(), req)
+		if ev := logs.Events(map[string]any{"message": "request", "client": tt.want}); len(ev) != 1 {
+			t.Errorf("%s via %s: want client %s: %s", tt.forwarded, tt.remote, tt.want, logs)
+		}
 	}
 }

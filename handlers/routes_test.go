@@ -15,7 +15,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/plugind/plugind/auth"
-	"github.com/plugind/plugind/bus"
 	"github.com/plugind/plugind/loader"
 	"github.com/plugind/plugind/metrics"
 	"github.com/plugind/plugind/tasks"
@@ -48,11 +47,7 @@ func (fakeTasks) Cancel(id string) (tasks.Task, error) { return tasks.Task{ID: i
 // closedStream is an event stream that ends at once.
 type closedStream struct{}
 
-func (closedStream) Stream(context.Context) <-chan bus.Message {
-	ch := make(chan bus.Message)
-	close(ch)
-	return ch
-}
+func (closedStream) ServeHTTP(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }
 
 // TestAccessMatrix runs every route against every auth configuration with
 // every kind of caller, and checks each outcome: the route table's access

@@ -112,10 +112,6 @@ type Server struct {
 	RequestStats interface {
 		RecordAt(plugin string, status int, d time.Duration, end time.Time)
 	}
-	// Closing, if set, is closed when the server starts shutting down:
-	// long-lived responses (the event stream) end then, rather than hold
-	// up the graceful shutdown.
-	Closing <-chan struct{}
 
 	states states
 	health healthCache

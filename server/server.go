@@ -366,19 +366,20 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 		}
 	}
 	h := &handlers.Server{
-		Plugins:     s.plugins(),
-		Log:         s.log,
-		Debug:       cfg.Debug,
-		Ready:       s.ready,
-		Health:      s.health,
-		Generation:  s.loader.ListGeneration,
-		Middleware:  middleware,
-		Configured:  slices.Collect(maps.Keys(cfg.PluginConfigs)),
-		Auth:        s.auth,
-		AuthProbes:  cfg.Auth.Probes,
-		AuthMetrics: cfg.Auth.Metrics,
-		CORS:        policy(cfg.CORS),
-		PluginCORS:  pluginCORS,
+		Plugins:        s.plugins(),
+		Log:            s.log,
+		Debug:          cfg.Debug,
+		Ready:          s.ready,
+		Health:         s.health,
+		Generation:     s.loader.ListGeneration,
+		Middleware:     middleware,
+		Configured:     slices.Collect(maps.Keys(cfg.PluginConfigs)),
+		Auth:           s.auth,
+		AuthProbes:     cfg.Auth.Probes,
+		AuthMetrics:    cfg.Auth.Metrics,
+		TrustedProxies: cfg.HTTP.TrustedProxyPrefixes(),
+		CORS:           policy(cfg.CORS),
+		PluginCORS:     pluginCORS,
 
 		Tasks: s.tasks,
 
