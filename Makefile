@@ -36,21 +36,24 @@ test-intro:
 
 # go test prints one line per package as it finishes (in package order).
 test: test-intro vet
-	@echo "make test: 1/3 every package under the race detector"
+	@echo "make test: 1/6 every package under the race detector"
 	PLUGIND_TEST_CACHE=$(TESTCACHE) $(GO) test -race -count=1 -timeout 30m ./...
-	@echo "make test: 2/3 the bus without the race detector"
+	@echo "make test: 2/6 the bus without the race detector"
 	PLUGIND_TEST_CACHE=$(TESTCACHE) $(GO) test -count=1 -timeout 10m -run 'TestBus|TestDelivery|TestEventStream' ./server/
-	@echo "make test: 3/3 fuzzing plugin names"
+	@echo "make test: 3/6 fuzzing plugin names"
 	# A count, not a duration: a duration -fuzztime can fail with "context
 	# deadline exceeded" and no crasher (go.dev/issue/75804, unfixed in 1.26).
 	# 150000 runs take about 10 s here.
 	$(GO) test -run '^$$' -fuzz FuzzValidName -fuzztime 150000x ./loader/
+	@echo "make test: 4/6 the deploy module: manifests, the image build, the systemd unit"
 	# deploy/ is a module of its own (the Kubernetes API types stay out of
 	# the server's, which plugins are built against): manifests checked
 	# against the config, the image build script run and served.
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
+	@echo "make test: 5/6 the admin page in a real browser"
 	# The admin page in a real browser (Debian's chromium), its own module.
 	cd test/browser && $(GO) test -count=1 ./...
+	@echo "make test: 6/6 the fleet: PostgreSQL, three replicas, HAProxy"
 	# The fleet test (build tag fleet, so on its own and last: it measures):
 	# PostgreSQL, three prebuilt replicas and HAProxy on loopback, rolling
 	# restarts under 30 s of load. -v prints its figures.
