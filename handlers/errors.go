@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -108,7 +110,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if len(le.Allowed) > 0 {
 			w.Header().Set("Allow", strings.Join(le.Allowed, ", "))
 		}
-		if errors.Is(err, loader.ErrBuilding) || errors.Is(err, loader.ErrBusy) || errors.Is(err, loader.ErrRestarting) {
+		switch {
+		case le.RetryAfter > 0:
+			w.Header().Set("Retry-After", strconv.Itoa(int((le.RetryAfter+time.Second-1)/time.Second)))
+		case errors.Is(err, loader.ErrBuilding) || errors.Is(err, loader.ErrBusy) || errors.Is(err, loader.ErrRestarting):
 			w.Header().Set("Retry-After", "1")
 		}
 	case errors.As(err, &lim):

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -75,6 +76,8 @@ func TestWriteError(t *testing.T) {
 			body: `{"error":"plugin \"p\": GETXHandler returned status 42; want 200-599 (or 0 for 200)","plugin":"p","request_id":"rid"}`},
 		{name: "still building", err: &loader.Error{Kind: loader.ErrBuilding, Plugin: "p", Msg: "p is still being built", Err: context.DeadlineExceeded}, status: 503,
 			body: `{"error":"p is still being built","plugin":"p","request_id":"rid"}`, retryAfter: "1", level: "warn"},
+		{name: "still building, estimated", err: &loader.Error{Kind: loader.ErrBuilding, Plugin: "p", Msg: "p is still being built", RetryAfter: 12300 * time.Millisecond}, status: 503,
+			body: `{"error":"p is still being built","plugin":"p","request_id":"rid"}`, retryAfter: "13", level: "warn"},
 		{name: "client gone", err: fmt.Errorf("waiting: %w", context.Canceled), status: 499,
 			body: `{"error":"the request was cancelled"}`, level: "debug"},
 		{name: "client gone under a timeout", err: fmt.Errorf("waiting for plugin: %w", context.Canceled), status: 499,

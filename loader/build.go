@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -22,17 +23,82 @@ type builder struct {
 	host      HostBuild
 	timeout   time.Duration
 	slot      chan struct{} // one token: the build in progress
+
+	mu     sync.Mutex // guards holder, since, took
+	holder string     // whose build holds the slot ("warmup": the warm-up)
+	since  time.Time
+	took   map[string]time.Duration // the last build of each name, for estimates
 }
 
-// build compiles src into out. The artifact appears at out atomically, or
-// not at all.
-func (b *builder) build(ctx context.Context, src Source, out string) (err error) {
+// Building is what the builder is doing: whose build runs (a plugin's
+// name, or "warmup" for the build cache warm-up), since when, and how long
+// that build took last time (0: unknown). holder is "" when idle.
+func (b *builder) Building() (holder string, elapsed, expected time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.holder == "" {
+		return "", 0, 0
+	}
+	return b.holder, time.Since(b.since), b.took[b.holder]
+}
+
+// lastTook is how long name's last build took (0: none yet).
+func (b *builder) lastTook(name string) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.took[name]
+}
+
+// acquire takes the build slot for name. If another build holds it,
+// waiting is told whose before acquire blocks. It returns how long it
+// waited.
+func (b *builder) acquire(ctx context.Context, name string, waiting func(holder string, elapsed time.Duration)) (time.Duration, error) {
+	start := time.Now()
 	select {
 	case b.slot <- struct{}{}:
-		defer func() { <-b.slot }()
-	case <-ctx.Done():
-		return newError(ErrBuild, src.Name, ctx.Err(), "plugin %q: gave up waiting to build", src.Name)
+	default:
+		if holder, elapsed, _ := b.Building(); waiting != nil && holder != "" {
+			waiting(holder, elapsed)
+		}
+		select {
+		case b.slot <- struct{}{}:
+		case <-ctx.Done():
+			return time.Since(start), ctx.Err()
+		}
 	}
+	b.mu.Lock()
+	b.holder, b.since = name, time.Now()
+	b.mu.Unlock()
+	return time.Since(start), nil
+}
+
+// release frees the slot, remembering how long name's build took.
+func (b *builder) release(name string, took time.Duration) {
+	b.mu.Lock()
+	if b.took == nil {
+		b.took = make(map[string]time.Duration)
+	}
+	b.took[name] = took
+	b.holder = ""
+	b.mu.Unlock()
+	<-b.slot
+}
+
+// build compiles src into out, one build at a time: waiting says whose
+// build it queues behind, if any. The artifact appears at out atomically,
+// or not at all. It returns how long the build waited for its turn.
+func (b *builder) build(ctx context.Context, src Source, out string, waiting func(holder string, elapsed time.Duration)) (queued time.Duration, err error) {
+	queued, err = b.acquire(ctx, src.Name, waiting)
+	if err != nil {
+		return queued, newError(ErrBuild, src.Name, err, "plugin %q: gave up waiting to build", src.Name)
+	}
+	start := time.Now()
+	defer func() { b.release(src.Name, time.Since(start)) }()
+	return queued, b.compile(ctx, src, out)
+}
+
+// compile runs go build for src, holding the slot.
+func (b *builder) compile(ctx context.Context, src Source, out string) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 

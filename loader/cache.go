@@ -60,7 +60,7 @@ func (l *Loader) WarmUp(ctx context.Context) error {
 	}
 	start := time.Now()
 	l.log.Info().Msg("build cache warm-up started")
-	err = l.builder.build(ctx, Source{Name: "warmup", Kind: KindFile, Files: []string{file}}, filepath.Join(dir, "warmup.so"))
+	_, err = l.builder.build(ctx, Source{Name: warmupName, Kind: KindFile, Files: []string{file}}, filepath.Join(dir, "warmup.so"), nil)
 	if err != nil {
 		l.log.Warn().Err(err).Dur("duration", time.Since(start)).Msg("build cache warm-up failed")
 		return err

@@ -3,6 +3,7 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Sentinels classify every error the loader returns; test with errors.Is.
@@ -64,6 +65,8 @@ type Error struct {
 	Output string
 	// Stack is the goroutine stack at a panic (ErrPanic).
 	Stack []byte
+	// RetryAfter estimates when to try again (ErrBuilding); 0: unknown.
+	RetryAfter time.Duration
 	// Site is where a panic happened, as file.go:line of the plugin's
 	// source (ErrPanic), when the stack shows it.
 	Site string

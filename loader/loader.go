@@ -550,9 +550,60 @@ func (l *Loader) current(ctx context.Context, name string) (*version, error) {
 			return nil, r.Err
 		}
 		return r.Val.(*version), nil
-	case <-ctx.Done():
-		return nil, newError(ErrBuilding, name, ctx.Err(), "plugin %q is still being built; try again shortly", name)
+	default:
 	}
+	// Not loaded yet: the request waits, and says for what.
+	holder, elapsed, _ := l.builder.Building()
+	if holder != "" {
+		l.log.Info().Str("plugin", name).Str("waiting_for", buildName(holder)).Dur("running_for", elapsed).Msg("request waits for a build")
+	}
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*version), nil
+	case <-ctx.Done():
+		e := newError(ErrBuilding, name, ctx.Err(), "plugin %q is still being built; try again shortly", name)
+		e.RetryAfter = l.retryAfter(name)
+		return nil, e
+	}
+}
+
+// warmupName is the warm-up's name among builds.
+const warmupName = "warmup"
+
+// buildName says whose build holder is, for logs.
+func buildName(holder string) string {
+	if holder == warmupName {
+		return "the build cache warm-up (the standard library in plugin mode)"
+	}
+	return "plugin " + holder
+}
+
+// retryAfter estimates when plugin name's build will be done: what is
+// left of the build running now, going by how long it took last time,
+// plus name's own build when another one runs. Unknown builds count as a
+// second, the cold warm-up as 30 s; the estimate is at least a second.
+func (l *Loader) retryAfter(name string) time.Duration {
+	holder, elapsed, expected := l.builder.Building()
+	guess := func(n string, took time.Duration) time.Duration {
+		switch {
+		case took > 0:
+			return took
+		case n == warmupName:
+			return 30 * time.Second
+		}
+		return time.Second
+	}
+	var left time.Duration
+	if holder != "" {
+		left = max(guess(holder, expected)-elapsed, 0)
+	}
+	if holder != name {
+		left += guess(name, l.builder.lastTook(name))
+	}
+	return max(left, time.Second)
 }
 
 // update brings plugin name up to date with its source: it builds and
@@ -891,8 +942,13 @@ func (l *Loader) build(ctx context.Context, src Source, path string) (time.Durat
 	log := l.log.With().Str("plugin", src.Name).Logger()
 	log.Info().Str("kind", string(src.Kind)).Int("files", len(src.Files)).Msg("plugin build started")
 	start := time.Now()
-	err := l.builder.build(ctx, src, path)
-	dur := time.Since(start)
+	queued, err := l.builder.build(ctx, src, path, func(holder string, elapsed time.Duration) {
+		log.Info().Str("waiting_for", buildName(holder)).Dur("running_for", elapsed).Msg("plugin build waits for another build")
+	})
+	// The build's own time: the wait for its turn is reported apart, so
+	// that a cold start's phases (the warm-up, then this build) each
+	// have their time.
+	dur := time.Since(start) - queued
 	ev := log.Info()
 	if err != nil {
 		ev = log.Error().Err(err)
@@ -900,6 +956,9 @@ func (l *Loader) build(ctx context.Context, src Source, path string) (time.Durat
 		if errors.As(err, &e) && e.Output != "" {
 			ev = ev.Str("output", e.Output)
 		}
+	}
+	if queued > 0 {
+		ev = ev.Dur("queued", queued)
 	}
 	ev.Dur("duration", dur).Bool("ok", err == nil).Msg("plugin build finished")
 	if err != nil {
