@@ -41,6 +41,7 @@ func (s *Server) mountAdmin(h *handlers.Server) {
 		History: s.admin.history,
 		Stats:   s.admin.stats,
 		Events:  s.tap,
+		Tasks:   s.tasks,
 		Closing: s.closing,
 		APIKey:  len(s.cfg.Auth.APIKeys) > 0,
 		Log:     s.log.With().Str("component", "admin").Logger(),

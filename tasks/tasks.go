@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -81,6 +82,21 @@ func (t *Task) record() Task {
 	return Task{ID: t.ID, Plugin: t.Plugin, Name: t.Name, State: t.State, Progress: t.Progress,
 		Result: t.Result, Error: t.Error, Created: t.Created, Started: t.Started,
 		Finished: t.Finished, ExpiresAt: t.ExpiresAt, Location: t.Location}
+}
+
+// Active lists this manager's tasks that are queued or running (not
+// those of other replicas sharing its store), oldest first.
+func (m *Manager) Active() []Task {
+	m.mu.Lock()
+	out := make([]Task, 0, len(m.live))
+	for _, t := range m.live {
+		if t.State == Queued || t.State == Running {
+			out = append(out, t.record())
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b Task) int { return a.Created.Compare(b.Created) })
+	return out
 }
 
 // DefaultMaxFinished is how many finished tasks are kept when

@@ -108,6 +108,27 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
+// TestActive: the running and queued tasks, oldest first; a finished
+// one is gone from the list.
+func TestActive(t *testing.T) {
+	m := open(t, t.TempDir(), func(o *Options) { o.Workers, o.QueueSize = 1, 4 })
+	defer m.Shutdown(context.Background())
+	release := make(chan struct{})
+	first, _ := m.Start("p", "first", blocker(release))
+	wait(t, m, first, Running)
+	second, _ := m.Start("q", "second", blocker(release))
+	got := m.Active()
+	if len(got) != 2 || got[0].ID != first || got[0].State != Running || got[1].ID != second || got[1].State != Queued {
+		t.Fatalf("Active = %+v", got)
+	}
+	close(release)
+	wait(t, m, first, Done)
+	wait(t, m, second, Done)
+	if got := m.Active(); len(got) != 0 {
+		t.Errorf("Active after both finished = %+v", got)
+	}
+}
+
 func TestQueueLimitAndQueuedCancel(t *testing.T) {
 	m := open(t, t.TempDir(), func(o *Options) { o.Workers, o.QueueSize = 1, 1 })
 	defer m.Shutdown(context.Background())
