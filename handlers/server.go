@@ -143,6 +143,16 @@ func (s *Server) Handler() http.Handler {
 	for _, name := range s.Configured {
 		s.state(name)
 	}
+	r := s.router(s.routes())
+	// Outermost first. The access recorder sits inside compression so
+	// that it sees the handler's own writes: a failure after the first of
+	// them aborts the connection rather than appending an error to a body
+	// the compressor is still holding.
+	return s.securityHeaders(s.compress(s.access(r)))
+}
+
+// router is the mux router over rs, each route behind its chain.
+func (s *Server) router(rs []route) *mux.Router {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "not found"})
@@ -150,7 +160,7 @@ func (s *Server) Handler() http.Handler {
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method not allowed"})
 	})
-	for _, rt := range s.routes() {
+	for _, rt := range rs {
 		h := s.chain(rt)
 		var m *mux.Route
 		switch {
@@ -165,11 +175,7 @@ func (s *Server) Handler() http.Handler {
 			m.Methods(rt.methods...)
 		}
 	}
-	// Outermost first. The access recorder sits inside compression so
-	// that it sees the handler's own writes: a failure after the first of
-	// them aborts the connection rather than appending an error to a body
-	// the compressor is still holding.
-	return s.securityHeaders(s.compress(s.access(r)))
+	return r
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
