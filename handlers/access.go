@@ -122,6 +122,7 @@ func (s *Server) logRequest(r *http.Request, info *requestInfo, start time.Time)
 		status = http.StatusOK
 	}
 	took := time.Since(start)
+	var client [64]byte // an address's text, without a string per request
 	ev := s.Log.Info()
 	if aborted != nil {
 		ev = s.Log.Warn().Bool("aborted", true)
@@ -132,7 +133,7 @@ func (s *Server) logRequest(r *http.Request, info *requestInfo, start time.Time)
 	}
 	ev.Str("method", r.Method).
 		Str("path", r.URL.Path).
-		Str("client", ClientIP(r, s.TrustedProxies).String()).
+		Bytes("client", ClientIP(r, s.TrustedProxies).AppendTo(client[:0])).
 		Int("status", status).
 		Int("size", info.size).
 		Dur("duration", took).

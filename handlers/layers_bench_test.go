@@ -178,7 +178,7 @@ func BenchmarkLayer(b *testing.B) {
 		rs := s.routes()
 		rs[0].serve = trivial // the plugin route, without the plugin handler
 		rs[0].class = auth.Public
-		serveBench(b, s.router(rs), withInfo(benchRequest()))
+		serveBench(b, s.dispatch(rs), withInfo(benchRequest()))
 	})
 	b.Run("limits_off", func(b *testing.B) {
 		s := benchServer(true)

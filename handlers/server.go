@@ -143,12 +143,29 @@ func (s *Server) Handler() http.Handler {
 	for _, name := range s.Configured {
 		s.state(name)
 	}
-	r := s.router(s.routes())
+	root := s.dispatch(s.routes())
 	// Outermost first. The access recorder sits inside compression so
 	// that it sees the handler's own writes: a failure after the first of
 	// them aborts the connection rather than appending an error to a body
 	// the compressor is still holding.
-	return s.securityHeaders(s.compress(s.access(r)))
+	return s.securityHeaders(s.compress(s.access(root)))
+}
+
+// dispatch serves rs: the plugin route, the first row and the one under
+// load, directly for a request the access layer parsed as
+// /_PLUGIN/{valid}/{valid} (a clean path, which mux would match to that
+// row before any other), without mux's two request copies per match;
+// everything else through the router.
+func (s *Server) dispatch(rs []route) http.Handler {
+	r := s.router(rs)
+	plugin := s.chain(rs[0])
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if info := infoFrom(req.Context()); info != nil && info.named {
+			plugin.ServeHTTP(w, req)
+			return
+		}
+		r.ServeHTTP(w, req)
+	})
 }
 
 // router is the mux router over rs, each route behind its chain.
