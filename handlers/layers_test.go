@@ -93,3 +93,18 @@ func TestCompressSkip(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrencyLimitAllocs: taking and giving back a concurrency slot
+// allocates nothing.
+func TestConcurrencyLimitAllocs(t *testing.T) {
+	allocs := func(max int) float64 {
+		s := benchServer(true)
+		s.Setup = func(string) PluginSetup { return PluginSetup{MaxConcurrency: max} }
+		h, r := http.HandlerFunc(s.plugin), withInfo(benchRequest())
+		h.ServeHTTP(&benchWriter{h: http.Header{}}, r) // the state and the composed handler
+		return testing.AllocsPerRun(200, func() { h.ServeHTTP(&benchWriter{h: http.Header{}}, r) })
+	}
+	if off, on := allocs(0), allocs(10); on > off {
+		t.Errorf("%v allocs per request with a concurrency limit, %v without", on, off)
+	}
+}
