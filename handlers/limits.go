@@ -38,7 +38,7 @@ type pluginState struct {
 	// release gives a slot back; made once, so that taking a slot
 	// allocates no closure per request.
 	release func()
-	log   zerolog.Logger
+	log     zerolog.Logger
 	// composed caches, per plugin handler (one per version and function),
 	// that handler behind the limits: composed once, not per request.
 	composed sync.Map // Handler -> Handler

@@ -85,6 +85,7 @@ var layers = []struct{ layer, pattern string }{
 	{"auth", "plugind/auth."},
 	{"auth", ".guard.func"},
 	{"router", "gorilla/mux."},
+	{"router", ".dispatch.func"},
 	{"router", "handlers.matchPluginRoute"},
 	{"limits", "handlers.(*pluginState)"},
 	{"limits", "handlers.(*Server).plugin"},
