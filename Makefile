@@ -60,12 +60,14 @@ test: test-intro vet
 	$(GO) vet -tags fleet ./internal/fleettest/
 	$(GO) test -tags fleet -race -count=1 -timeout 10m -v ./internal/fleettest/
 
-# Go benchmarks of the request path, a wrk load run against a plain
+# Go benchmarks of the request path, layer by layer with each layer's
+# share of a CPU profile (internal/cmd/benchtable), a wrk load run against a plain
 # net/http handler (the ceiling), and the plugin lifecycle: cold and warm
 # builds, first call after restart, edit -> new code, memory per reload.
 bench: build
 	@command -v wrk >/dev/null || { echo "make bench: installing wrk, the HTTP load generator (apt-get install wrk)"; apt-get update -qq && apt-get install -y -qq wrk; }
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./server/ ./bus/
+	$(GO) run ./internal/cmd/benchtable
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./server/ ./bus/ ./isolate/
 	$(GO) run ./internal/cmd/loadrun -bin $(BIN)
 	$(GO) run ./internal/cmd/lifebench -bin $(BIN)
 

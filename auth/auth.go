@@ -153,7 +153,9 @@ type credentials struct {
 }
 
 func credentialsOf(r *http.Request) credentials {
-	c := credentials{key: r.Header.Get("X-API-Key")}
+	// "X-Api-Key" is X-API-Key's canonical form: Get with it does not
+	// canonicalise (allocating) on every request.
+	c := credentials{key: r.Header.Get("X-Api-Key")}
 	if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 		c.bearer = b
 		if c.key == "" {

@@ -95,16 +95,23 @@ func (s *Server) access(next http.Handler) http.Handler {
 		if s.Metrics != nil {
 			defer s.Metrics.InFlight()()
 		}
-		info := &requestInfo{id: r.Header.Get("X-Request-Id")}
-		if !validRequestID(info.id) {
-			info.id = xid.New().String()
-		}
+		info := &requestInfo{id: s.requestID(w, r)}
 		info.file, info.fn, info.pluginRoute = splitPluginPath(r.URL.Path)
 		info.named = info.pluginRoute && loader.ValidName(info.file) && loader.ValidFunc(info.fn)
-		w.Header().Set("X-Request-Id", info.id)
 		defer s.logRequest(r, info, start)
 		next.ServeHTTP(snoop(w, info), r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
 	})
+}
+
+// requestID returns r's id, the client's if valid, else a new one, and
+// sets it on the response.
+func (s *Server) requestID(w http.ResponseWriter, r *http.Request) string {
+	id := r.Header.Get("X-Request-Id")
+	if !validRequestID(id) {
+		id = xid.New().String()
+	}
+	w.Header().Set("X-Request-Id", id)
+	return id
 }
 
 // logRequest writes the access log line and the request metrics.
@@ -115,6 +122,7 @@ func (s *Server) logRequest(r *http.Request, info *requestInfo, start time.Time)
 		status = http.StatusOK
 	}
 	took := time.Since(start)
+	var client [64]byte // an address's text, without a string per request
 	ev := s.Log.Info()
 	if aborted != nil {
 		ev = s.Log.Warn().Bool("aborted", true)
@@ -125,7 +133,7 @@ func (s *Server) logRequest(r *http.Request, info *requestInfo, start time.Time)
 	}
 	ev.Str("method", r.Method).
 		Str("path", r.URL.Path).
-		Str("client", ClientIP(r, s.TrustedProxies).String()).
+		Bytes("client", ClientIP(r, s.TrustedProxies).AppendTo(client[:0])).
 		Int("status", status).
 		Int("size", info.size).
 		Dur("duration", took).

@@ -35,7 +35,10 @@ type pluginState struct {
 	PluginSetup
 	name  string
 	slots chan struct{} // MaxConcurrency tokens; nil: unbounded
-	log   zerolog.Logger
+	// release gives a slot back; made once, so that taking a slot
+	// allocates no closure per request.
+	release func()
+	log     zerolog.Logger
 	// composed caches, per plugin handler (one per version and function),
 	// that handler behind the limits: composed once, not per request.
 	composed sync.Map // Handler -> Handler
@@ -74,6 +77,7 @@ func (s *Server) state(name string) *pluginState {
 	st := &pluginState{PluginSetup: setup, name: name, log: s.Log.With().Str("plugin", name).Logger()}
 	if setup.MaxConcurrency > 0 {
 		st.slots = make(chan struct{}, setup.MaxConcurrency)
+		st.release = func() { <-st.slots }
 	}
 	if s.states.m == nil {
 		s.states.m = make(map[string]*pluginState)
@@ -132,7 +136,7 @@ func (st *pluginState) wrap(h Handler) Handler {
 		bounded = false // one call at a time already, with its own wait bound
 	}
 	var c Handler = HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		release := func() {}
+		release := noRelease
 		if bounded {
 			var err error
 			if release, err = st.acquire(); err != nil {
@@ -149,17 +153,20 @@ func (st *pluginState) wrap(h Handler) Handler {
 	return actual.(Handler)
 }
 
+// noRelease is release when no slot was taken.
+func noRelease() {}
+
 // acquire takes a concurrency slot, or fails at once when none is free:
 // a client is better told 429 now than left queueing. The slot is held
 // until the handler returns, however late: one that outlives its timeout
 // still holds it.
 func (st *pluginState) acquire() (release func(), err error) {
 	if st.slots == nil {
-		return func() {}, nil
+		return noRelease, nil
 	}
 	select {
 	case st.slots <- struct{}{}:
-		return func() { <-st.slots }, nil
+		return st.release, nil
 	default:
 		return nil, &limitError{kind: errTooMany, plugin: st.name,
 			msg: fmt.Sprintf("plugin %q is at its limit of %d concurrent requests; try again", st.name, st.MaxConcurrency)}

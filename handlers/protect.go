@@ -54,29 +54,44 @@ func (s *Server) corsHandler(next http.Handler) http.Handler {
 
 // securityHeaders sets the usual protective headers on every response,
 // HSTS under TLS. A handler may replace them (a plugin serving HTML sets
-// its own Content-Security-Policy).
+// its own Content-Security-Policy). The values are slices built once,
+// shared by every response: each has length and capacity 1, so a
+// handler's Header().Add to one makes a new slice rather than writing
+// into the shared one.
 func (s *Server) securityHeaders(next http.Handler) http.Handler {
 	if !s.SecurityHeaders {
 		return next
 	}
+	one := func(v string) []string { return []string{v}[:1:1] }
+	nosniff, deny, noReferrer, sameOrigin := one("nosniff"), one("DENY"), one("no-referrer"), one("same-origin")
+	hsts := one("max-age=63072000; includeSubDomains")
+	var csp []string
+	if s.CSP != "" {
+		csp = one(s.CSP)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cross-Origin-Resource-Policy", "same-origin")
-		if s.CSP != "" {
-			h.Set("Content-Security-Policy", s.CSP)
+		// Canonical keys, assigned directly: Set would canonicalise and
+		// allocate a slice per header per request.
+		h["X-Content-Type-Options"] = nosniff
+		h["X-Frame-Options"] = deny
+		h["Referrer-Policy"] = noReferrer
+		h["Cross-Origin-Resource-Policy"] = sameOrigin
+		if csp != nil {
+			h["Content-Security-Policy"] = csp
 		}
 		if r.TLS != nil {
-			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+			h["Strict-Transport-Security"] = hsts
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
 // compress gzips responses of at least GzipMinBytes for clients that
-// accept it.
+// accept it (gzip or zstd). A request whose Accept-Encoding names neither skips
+// the compressing wrapper (and what it allocates) and gets only the
+// Vary: Accept-Encoding the wrapper would have added; one that mentions
+// it goes through gzhttp, which parses the header properly (q=0 too).
 func (s *Server) compress(next http.Handler) http.Handler {
 	if !s.Gzip {
 		return next
@@ -85,7 +100,40 @@ func (s *Server) compress(next http.Handler) http.Handler {
 	if err != nil {
 		panic(fmt.Sprintf("gzip options: %v", err)) // only from invalid constant options
 	}
-	return wrap(next)
+	gz := wrap(next)
+	vary := []string{"Accept-Encoding"}[:1:1]
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if acceptsCompression(r.Header["Accept-Encoding"]) {
+			gz.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		if v, ok := h["Vary"]; ok {
+			h["Vary"] = append(v, "Accept-Encoding")
+		} else {
+			h["Vary"] = vary
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// acceptsCompression reports whether Accept-Encoding values may accept
+// what gzhttp sends: they name gzip, zstd or *, in any case. gzhttp
+// decides the rest.
+func acceptsCompression(values []string) bool {
+	for _, v := range values {
+		for i := 0; i < len(v); i++ {
+			switch v[i] {
+			case '*':
+				return true
+			case 'g', 'G', 'z', 'Z':
+				if len(v)-i >= 4 && (strings.EqualFold(v[i:i+4], "gzip") || strings.EqualFold(v[i:i+4], "zstd")) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // errBodyTooLarge is a request body over http.maxbodybytes.

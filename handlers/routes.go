@@ -37,7 +37,7 @@ func (s *Server) routes() []route {
 		probe = auth.Operator
 	}
 	rs := []route{
-		// First: mux tries routes in order, and this one is under load.
+		// First: dispatch serves it without mux, and mux tries routes in order.
 		{path: "/_PLUGIN/{file}/{func}", match: matchPluginRoute, class: auth.Plugin, serve: s.plugin},
 		{path: "/healthz", methods: getHead, class: probe, serve: s.healthz},
 		{path: "/_health", methods: getHead, class: probe, serve: s.healthz}, // prestd's

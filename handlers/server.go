@@ -144,6 +144,33 @@ func (s *Server) Handler() http.Handler {
 	for _, name := range s.Configured {
 		s.state(name)
 	}
+	root := s.dispatch(s.routes())
+	// Outermost first. The access recorder sits inside compression so
+	// that it sees the handler's own writes: a failure after the first of
+	// them aborts the connection rather than appending an error to a body
+	// the compressor is still holding.
+	return s.securityHeaders(s.compress(s.access(root)))
+}
+
+// dispatch serves rs: the plugin route, the first row and the one under
+// load, directly for a request the access layer parsed as
+// /_PLUGIN/{valid}/{valid} (a clean path, which mux would match to that
+// row before any other), without mux's two request copies per match;
+// everything else through the router.
+func (s *Server) dispatch(rs []route) http.Handler {
+	r := s.router(rs)
+	plugin := s.chain(rs[0])
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if info := infoFrom(req.Context()); info != nil && info.named {
+			plugin.ServeHTTP(w, req)
+			return
+		}
+		r.ServeHTTP(w, req)
+	})
+}
+
+// router is the mux router over rs, each route behind its chain.
+func (s *Server) router(rs []route) *mux.Router {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "not found"})
@@ -151,7 +178,7 @@ func (s *Server) Handler() http.Handler {
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method not allowed"})
 	})
-	for _, rt := range s.routes() {
+	for _, rt := range rs {
 		h := s.chain(rt)
 		var m *mux.Route
 		switch {
@@ -166,11 +193,7 @@ func (s *Server) Handler() http.Handler {
 			m.Methods(rt.methods...)
 		}
 	}
-	// Outermost first. The access recorder sits inside compression so
-	// that it sees the handler's own writes: a failure after the first of
-	// them aborts the connection rather than appending an error to a body
-	// the compressor is still holding.
-	return s.securityHeaders(s.compress(s.access(r)))
+	return r
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,28 @@ type Metrics struct {
 	busDelivered  *prometheus.CounterVec
 	busErrors     *prometheus.CounterVec
 	tasks         *prometheus.CounterVec
+
+	children requestChildren
+}
+
+// requestKey is one series of the request metrics.
+type requestKey struct {
+	plugin, fn, method string
+	status             int
+}
+
+// requestChild is a series' counter and histogram, resolved once:
+// WithLabelValues hashes its labels and formats the status on every call.
+type requestChild struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+// requestChildren caches requestChild by requestKey. Keys are bounded as
+// the labels are (see the package comment).
+type requestChildren struct {
+	mu sync.RWMutex // guards m
+	m  map[requestKey]requestChild
 }
 
 // New registers the collectors; stats reports loaded versions per plugin
@@ -98,8 +121,24 @@ func (m *Metrics) Request(plugin, fn, method string, status int, d time.Duration
 	if !slices.Contains(knownMethods, method) {
 		method = "OTHER"
 	}
-	m.requests.WithLabelValues(plugin, fn, method, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(plugin, method).Observe(d.Seconds())
+	k := requestKey{plugin, fn, method, status}
+	m.children.mu.RLock()
+	c, ok := m.children.m[k]
+	m.children.mu.RUnlock()
+	if !ok {
+		c = requestChild{
+			count:    m.requests.WithLabelValues(plugin, fn, method, strconv.Itoa(status)),
+			duration: m.duration.WithLabelValues(plugin, method),
+		}
+		m.children.mu.Lock()
+		if m.children.m == nil {
+			m.children.m = make(map[requestKey]requestChild)
+		}
+		m.children.m[k] = c
+		m.children.mu.Unlock()
+	}
+	c.count.Inc()
+	c.duration.Observe(d.Seconds())
 }
 
 // InFlight counts a request in; the returned func counts it out.

@@ -90,6 +90,10 @@ type options struct {
 	bin, src, slow, path   string
 	duration               time.Duration
 	rounds, conns, threads int
+	baseline               string
+	writeBaseline          bool
+	// ratios collects every ratio report prints, by label, for the gate.
+	ratios map[string]float64
 }
 
 // result is one wrk run.
@@ -111,7 +115,10 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of phases 1 and 2, each measuring every target of the phase: 1 to 20")
 	flag.IntVar(&o.conns, "connections", 50, "wrk connections: 1 to 1000")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads: 1 to 64, at most -connections")
+	flag.StringVar(&o.baseline, "baseline", "internal/cmd/loadrun/baseline.json", "ratios to compare with: a warning for each that drops more than 5% below it")
+	flag.BoolVar(&o.writeBaseline, "write-baseline", false, "write this run's ratios to -baseline instead of comparing")
 	flag.Parse()
+	o.ratios = map[string]float64{}
 	benchproc.Main("loadrun", o.check(), func(ctx context.Context) error { return run(ctx, o) })
 }
 
@@ -190,6 +197,11 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		runErrs = errors.Join(runErrs, err)
 	}
+	if runErrs == nil {
+		if _, err := gate(os.Stdout, o.baseline, o.ratios, o.writeBaseline); err != nil {
+			return err
+		}
+	}
 	return runErrs
 }
 
@@ -242,7 +254,7 @@ func pathPhase(ctx context.Context, wrk string, o options, plugin, bare *server)
 	if err != nil {
 		return err
 	}
-	return report(os.Stdout, targets, results, ratios)
+	return report(os.Stdout, o.ratios, targets, results, ratios)
 }
 
 // helloWork answers as lib/src/hello.go does by doing its work in a plain
@@ -307,7 +319,7 @@ func authPhase(ctx context.Context, wrk string, o options, plugin, authed *serve
 	if err != nil {
 		return err
 	}
-	return report(os.Stdout, targets, results, []ratio{
+	return report(os.Stdout, o.ratios, targets, results, []ratio{
 		{label: "plugin + API key auth / plugin", num: "plugin + API key auth", den: "plugin", digits: 2},
 	})
 }
@@ -339,7 +351,7 @@ func abiPhase(ctx context.Context, srv *server, wrk string, o options) error {
 	if err != nil {
 		return err
 	}
-	return report(os.Stdout, targets, results, []ratio{
+	return report(os.Stdout, o.ratios, targets, results, []ratio{
 		{label: "standard / legacy", num: "standard", den: "legacy", digits: 1, target: abiTargetRatio},
 		{label: fmt.Sprintf("standard / plain (%d ms handlers)", abiSleep.Milliseconds()), num: "standard", den: "plain", digits: 2},
 	})
@@ -622,9 +634,10 @@ type ratio struct {
 // errRunErrors is report's failure: a run saw errors.
 var errRunErrors = errors.New("runs reported errors")
 
-// report prints every run, then each target's medians and the ratios. It
+// report prints every run, then each target's medians and the ratios,
+// recording the ratios in got for the gate. It
 // fails if any run saw errors: its figures would then measure errors.
-func report(w io.Writer, targets []target, results []result, ratios []ratio) error {
+func report(w io.Writer, got map[string]float64, targets []target, results []result, ratios []ratio) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\ntarget\tround\treq/s\tp50\tp99\terrors")
 	failed := 0
@@ -652,6 +665,7 @@ func report(w io.Writer, targets []target, results []result, ratios []ratio) err
 	fmt.Fprintln(w)
 	for _, q := range ratios {
 		v := rps[q.num] / rps[q.den]
+		got[q.label] = v
 		if q.of != "" {
 			c := math.Round((1 - v) * 100)
 			if c == 0 {
