@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -17,7 +18,22 @@ import (
 // their own (plugins.isolation, plugin.<name>.isolation), built in the
 // loader's module and cached beside its artifacts. Nothing starts until
 // such a plugin is called.
+//
+// In prebuilt mode there is none: isolated plugins are built on demand,
+// and plugind build does not build their executables yet, so a plugin
+// configured to run in a process is refused at start.
 func newIsolated(cfg config.Config, l *loader.Loader, log zerolog.Logger) (*isolate.Manager, error) {
+	if cfg.Plugins.Build == config.BuildOff {
+		if cfg.Plugins.Isolation == config.IsolationProcess {
+			return nil, fmt.Errorf(`config: plugins.isolation = "process" needs plugins built on demand, and plugins.build is "off": plugind build does not build isolated plugins yet`)
+		}
+		for name := range cfg.PluginConfigs {
+			if cfg.Isolation(name) == config.IsolationProcess {
+				return nil, fmt.Errorf(`config: plugin.%s.isolation = "process" needs plugins built on demand, and plugins.build is "off": plugind build does not build isolated plugins yet`, name)
+			}
+		}
+		return nil, nil
+	}
 	host, _ := loader.HostBuildInfo()
 	var tags string
 	for _, f := range host.Flags {
@@ -67,17 +83,26 @@ func isolated(cfg config.Config, name string) bool {
 // plugins resolves isolated plugins through the manager, the others
 // in-process.
 func (s *Server) plugins() handlers.Plugins {
+	if s.isolated == nil {
+		return handlers.Loader(s.loader)
+	}
 	return isolate.Route(handlers.Loader(s.loader), s.isolated, func(name string) bool { return isolated(s.cfg, name) })
 }
 
 // health is every plugin's Health hook result, in-process and isolated
 // (an isolated plugin down after a crash loop reports why).
 func (s *Server) health(ctx context.Context) map[string]string {
+	if s.isolated == nil {
+		return s.loader.Health(ctx, time.Second)
+	}
 	return isolate.Health(s.loader.Health(ctx, time.Second), s.isolated.Health(ctx, time.Second))
 }
 
 // closeIsolated stops the isolated plugins' processes, bounded by ctx.
 func (s *Server) closeIsolated(ctx context.Context) {
+	if s.isolated == nil {
+		return
+	}
 	if err := s.isolated.Close(ctx); err != nil {
 		s.log.Warn().Err(err).Msg("stopping isolated plugin processes")
 	}

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -11,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/plugind/plugind/internal/plugintest"
 	"github.com/plugind/plugind/loader"
+	"github.com/plugind/plugind/server"
 )
 
 // TestIsolatedPlugins: plugins configured isolation = "process" run in
@@ -78,5 +82,26 @@ greeting = "hey"
 	}
 	if err := syscall.Kill(pid, 0); err == nil {
 		t.Errorf("process %d outlived the server", pid)
+	}
+}
+
+// TestIsolatedPluginsNeedBuilds: prebuilt mode has no toolchain, and
+// plugind build does not build isolated plugins' executables, so a plugin
+// configured to run in a process stops the start with the reason.
+func TestIsolatedPluginsNeedBuilds(t *testing.T) {
+	dir := plugintest.PluginPath(t, "hello")
+	cfg := loadConfig(t, dir, `
+[plugins]
+build = "off"
+
+[tasks]
+dir = "`+t.TempDir()+`"
+
+[plugin.hello]
+isolation = "process"
+`)
+	_, err := server.New(context.Background(), cfg, zerolog.Nop())
+	if err == nil || !strings.Contains(err.Error(), "plugin.hello.isolation") || !strings.Contains(err.Error(), `plugins.build is "off"`) {
+		t.Errorf("New = %v", err)
 	}
 }
