@@ -201,12 +201,15 @@ func (b *builder) relative(out string, renames ...string) string {
 	for i := 0; i+1 < len(renames); i += 2 {
 		from, to := renames[i], renames[i+1]
 		replace = append(replace, from, to)
-		if rel, err := filepath.Rel(b.moduleDir, from); err == nil && !strings.HasPrefix(rel, "..") {
-			replace = append(replace, "./"+rel, to) // the go command shortens paths below its directory
+		// The go command prints a path relative to its directory where
+		// that is shorter, "../" included: a checkout at /tmp/x sees
+		// /tmp/y/hello.go as ../y/hello.go.
+		if rel, err := filepath.Rel(b.moduleDir, from); err == nil {
+			replace = append(replace, "./"+rel, to, rel, to)
 		}
 	}
 	prefixes := []string{b.srcDir + string(filepath.Separator)}
-	if rel, err := filepath.Rel(b.moduleDir, b.srcDir); err == nil && !strings.HasPrefix(rel, "..") {
+	if rel, err := filepath.Rel(b.moduleDir, b.srcDir); err == nil {
 		prefixes = append(prefixes, "./"+rel+string(filepath.Separator), rel+string(filepath.Separator))
 	}
 	prefixes = append(prefixes, b.moduleDir+string(filepath.Separator))

@@ -84,6 +84,16 @@ func TestRelativeDiagnostics(t *testing.T) {
 	if got := b.relative("./.cache/.stamp-1/a.go:1:1: bad\n", "/home/u/plugind/.cache/.stamp-1/a.go", "/home/u/plugind/lib/src/r/a.go"); got != "r/a.go:1:1: bad" {
 		t.Errorf("relative of a stamped copy below the module = %q", got)
 	}
+	// A checkout beside the plugins: the go command writes the shorter
+	// path, up and across (CI's clone at /tmp/ci, a test's plugins in
+	// /tmp/TestX).
+	b = &builder{moduleDir: "/tmp/ci", srcDir: "/tmp/TestX/plugins/src"}
+	if got := b.relative("../TestX/plugins/.plugind/.stamp-1/hello.go:35:13: undefined: x\n", "/tmp/TestX/plugins/.plugind/.stamp-1/hello.go", "/tmp/TestX/plugins/src/hello.go"); got != "hello.go:35:13: undefined: x" {
+		t.Errorf("relative of a stamped copy beside the module = %q", got)
+	}
+	if got := b.relative("../TestX/plugins/src/r/a.go:1:1: bad\n"); got != "r/a.go:1:1: bad" {
+		t.Errorf("relative of a source beside the module = %q", got)
+	}
 }
 
 func TestSourcePaths(t *testing.T) {
