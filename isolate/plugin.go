@@ -235,7 +235,17 @@ func (p *plugin) pick() (*proc, error) {
 	if g == nil {
 		return nil, &loader.Error{Kind: loader.ErrRestarting, Plugin: p.name, Msg: fmt.Sprintf("plugin %q is not running; try again", p.name)}
 	}
-	for range 2 {
+	for attempt := range 3 {
+		if attempt > 0 {
+			// The process chosen was retired meanwhile (a reload switched
+			// generations): the next try reads the current one.
+			p.mu.Lock()
+			g = p.gen
+			p.mu.Unlock()
+			if g == nil {
+				break
+			}
+		}
 		var best *proc
 		bestLoad := 0
 		n := len(g.slots)
