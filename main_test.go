@@ -70,29 +70,7 @@ func startBinaryIn(t *testing.T, dir, bin, pluginPath string, env ...string) *pr
 		"PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_CONF=", "PORT=",
 		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_HTTP_WRITETIMEOUT="+plugintest.WriteTimeout.String(), "PREST_PLUGINS_LOADCHECKTIMEOUT=2m")
 	cmd.Env = append(cmd.Env, env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	p := &proc{cmd: cmd, events: make(chan map[string]any, 1000)}
-	go func() {
-		defer close(p.events)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var ev map[string]any
-			if json.Unmarshal(sc.Bytes(), &ev) != nil {
-				ev = map[string]any{"message": "not JSON: " + sc.Text()}
-			}
-			p.events <- ev
-		}
-	}()
-	ev := p.waitFor(t, "listening")
-	p.url = "http://" + strings.Replace(fmt.Sprint(ev["addr"]), "[::]", "127.0.0.1", 1)
-	return p
+	return startCmd(t, cmd)
 }
 
 // waitFor returns the first event with message msg, failing on a line

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/plugind/plugind/internal/benchproc"
 )
 
 // Install says how to get HAProxy on Debian.
@@ -145,7 +147,7 @@ func start(dir string, cfg Config) (*Proxy, error) {
 			return nil, fmt.Errorf("server %s: %w", s.Name, err)
 		}
 	}
-	ports, err := freePorts(2)
+	ports, err := benchproc.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
@@ -343,18 +345,4 @@ func binary(elsewhere ...string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no haproxy on PATH or in /usr/sbin: install Debian's package: %s", Install)
-}
-
-// freePorts returns n distinct free ports on 127.0.0.1.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -24,6 +23,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/plugind/plugind/internal/benchproc"
 )
 
 // Install says how to get PostgreSQL's server binaries on Debian.
@@ -101,8 +102,10 @@ func (s *Server) init() error {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb: %w\n%s", err, out)
 	}
-	var err error
-	s.port, err = freePort()
+	ports, err := benchproc.FreePorts(1)
+	if err == nil {
+		s.port = ports[0]
+	}
 	return err
 }
 
@@ -268,13 +271,4 @@ func command(cred *syscall.Credential, name string, args ...string) *exec.Cmd {
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
 	return cmd
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
