@@ -1,0 +1,5 @@
+module plugind.local/lib
+
+go 1.22
+
+require example.com/greet v1.0.0
