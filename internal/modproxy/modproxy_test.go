@@ -79,21 +79,22 @@ func sumLines(data []byte) []string {
 
 func TestBuildLayout(t *testing.T) {
 	p := buildProxy(t)
+	// File contents under the proxy directory; "" only requires the file.
 	want := map[string]string{
 		"example.com/greet/@v/list":                   "v1.0.0\nv1.1.0\n",
-		"example.com/pinned/@v/list":                  "v1.0.0\nv1.1.0\n",
-		"github.com/rs/xid/@v/list":                   "v1.7.0\n",
-		"github.com/urfave/negroni/v3/@v/list":        "v3.1.2\n",
+		"example.com/greet/@v/v1.0.0.zip":             "",
 		"example.com/greet/@v/v1.1.0.info":            `{"Version":"v1.1.0","Time":"2024-01-01T00:00:00Z"}`,
+		"example.com/greet/@v/v1.1.0.mod":             "module example.com/greet\n\ngo 1.21\n",
+		"example.com/pinned/@v/list":                  "v1.0.0\nv1.1.0\n",
+		"example.com/pinned/@v/v1.0.0.info":           `{"Version":"v1.0.0","Time":"2024-01-01T00:00:00Z"}`,
 		"example.com/pinned/@v/v1.1.0.mod":            "module example.com/pinned\n\ngo 1.21\n\nrequire github.com/rs/xid v1.7.0\n",
+		"github.com/rs/xid/@v/list":                   "v1.7.0\n",
+		"github.com/rs/xid/@v/v1.7.0.mod":             "module github.com/rs/xid\n\ngo 1.16\n",
+		"github.com/rs/xid/@v/v1.7.0.zip":             "",
+		"github.com/urfave/negroni/v3/@v/list":        "v3.1.2\n",
 		"github.com/urfave/negroni/v3/@v/v3.1.2.info": `{"Version":"v3.1.2","Time":"2024-01-01T00:00:00Z"}`,
 		"github.com/urfave/negroni/v3/@v/v3.1.2.mod":  "module github.com/urfave/negroni/v3\n\ngo 1.17\n",
-		"github.com/rs/xid/@v/v1.7.0.mod":             "module github.com/rs/xid\n\ngo 1.16\n",
-		"example.com/greet/@v/v1.0.0.zip":             "", // exists
 		"github.com/urfave/negroni/v3/@v/v3.1.2.zip":  "",
-		"example.com/pinned/@v/v1.0.0.info":           `{"Version":"v1.0.0","Time":"2024-01-01T00:00:00Z"}`,
-		"github.com/rs/xid/@v/v1.7.0.zip":             "",
-		"example.com/greet/@v/v1.1.0.mod":             "module example.com/greet\n\ngo 1.21\n",
 	}
 	for name, content := range want {
 		data, err := os.ReadFile(filepath.Join(p.Dir(), filepath.FromSlash(name)))
@@ -300,6 +301,65 @@ func TestDepsFixtures(t *testing.T) {
 			goCmd(t, tree, env, "build", "-buildmode=plugin", "-o", filepath.Join(t.TempDir(), "p.so"), tt.pkg)
 			if after, err := os.ReadFile(filepath.Join(tree, "go.sum")); err != nil || !bytes.Equal(after, gosum) {
 				t.Errorf("building changed go.sum (err %v)", err)
+			}
+		})
+	}
+}
+
+// TestGoModSum checks GoModSum against hashes the go command and the
+// public checksum database recorded: negroni v3.1.2's go.mod (our copy of it
+// is unchanged) and xid v1.6.0's, as the repository's go.sum has it.
+func TestGoModSum(t *testing.T) {
+	rootSum, err := os.ReadFile("../../go.sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	xidLine := ""
+	for _, line := range sumLines(rootSum) {
+		if strings.HasPrefix(line, "github.com/rs/xid v1.6.0/go.mod ") {
+			xidLine = line
+		}
+	}
+	if xidLine == "" {
+		t.Fatal("go.sum has no line for github.com/rs/xid v1.6.0/go.mod")
+	}
+	tests := []struct {
+		gomod string
+		want  string
+	}{
+		{gomod: modulesDir + "/github.com/urfave/negroni/v3@v3.1.2/go.mod", want: "h1:jWvnX03kcSjDBl/ShB0iHvx5uOs7mAzZXW+JvJ5XYAs="},
+		{gomod: modulesDir + "/github.com/rs/xid@v1.7.0/go.mod", want: strings.Fields(xidLine)[2]}, // v1.6.0's go.mod, unchanged
+	}
+	for _, tt := range tests {
+		data, err := os.ReadFile(tt.gomod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := GoModSum(data); err != nil || got != tt.want {
+			t.Errorf("GoModSum(%s) = %q, %v; want %q", tt.gomod, got, err, tt.want)
+		}
+	}
+}
+
+func TestBuildRefuses(t *testing.T) {
+	tests := []struct {
+		name  string
+		files []string // under the source directory
+		want  string   // in the error
+	}{
+		{name: "no module directories", files: []string{"example.com/greet/go.mod"}, want: "no <module>@<version> directories"},
+		{name: "version not canonical", files: []string{"example.com/greet@1.0/go.mod"}, want: "example.com/greet@1.0"},
+		{name: "no go.mod", files: []string{"example.com/greet@v1.0.0/greet.go"}, want: "go.mod"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := t.TempDir()
+			for _, f := range tt.files {
+				writeFile(t, filepath.Join(src, filepath.FromSlash(f)), "package greet\n")
+			}
+			_, err := Build(src, t.TempDir())
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Build: %v, want an error naming %q", err, tt.want)
 			}
 		})
 	}
