@@ -143,9 +143,6 @@ func (p *Pipeline) ModuleDir() string { return p.moduleDir }
 // SrcDir is the absolute plugin source directory.
 func (p *Pipeline) SrcDir() string { return p.src.dir }
 
-// CacheDir is the absolute artifact cache directory.
-func (p *Pipeline) CacheDir() string { return p.cacheDir }
-
 // Host is the server build artifacts are made for.
 func (p *Pipeline) Host() HostBuild { return p.host }
 

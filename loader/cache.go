@@ -9,6 +9,9 @@ import (
 // WarmUp runs the pipeline's build cache warm-up (build.Pipeline.WarmUp)
 // as loader work: Close stops it. It does nothing in prebuilt mode.
 func (l *Loader) WarmUp(ctx context.Context) error {
+	if l.pipe.Prebuilt() {
+		return nil // nothing is built here
+	}
 	if !l.begin() {
 		return closedError(build.WarmupHolder)
 	}

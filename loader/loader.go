@@ -54,9 +54,9 @@ type Options struct {
 	Log         zerolog.Logger
 }
 
-// Loader builds, opens and serves plugins by name. It is safe for
-// concurrent use. A plugin is built at most once at a time, builds run one
-// after another, and a request for a loaded plugin never waits for a
+// Loader opens and serves plugins by name, getting their artifacts from
+// its build pipeline. It is safe for concurrent use. A plugin is built at
+// most once at a time, builds run one after another (the pipeline's), and a request for a loaded plugin never waits for a
 // build, nor touches the disk. A failed build is remembered with the
 // source content that produced it: the same source fails at once, a
 // changed one is built again.
