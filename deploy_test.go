@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/plugintest"
-	"github.com/plugind/plugind/loader"
 )
 
 // TestPrebuiltModeWithoutToolchain: plugind build fills a cache; the same
@@ -251,7 +251,7 @@ func TestSharedCacheTwoServers(t *testing.T) {
 		return startBinaryIn(t, plugintest.Root(), bin, pp, "PREST_PLUGINS_CACHEDIR="+cache, "PREST_PLUGINS_WARMUP=false")
 	}
 	a, b := start(), start()
-	host, err := loader.HostBuildInfo()
+	host, err := build.HostBuildInfo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestSharedCacheTwoServers(t *testing.T) {
 			}
 			sos, _ := filepath.Glob(filepath.Join(cache, "*.so"))
 			for _, so := range sos {
-				if diffs, err := loader.Compatible(so, host); err != nil || len(diffs) > 0 {
+				if diffs, err := build.Compatible(so, host); err != nil || len(diffs) > 0 {
 					bad = append(bad, fmt.Sprintf("%s: %v %v", filepath.Base(so), err, diffs))
 				}
 			}
@@ -325,7 +325,7 @@ func TestSharedCacheTwoServers(t *testing.T) {
 			t.Errorf("left in the shared cache: %s", n)
 		case strings.HasSuffix(n, ".so"):
 			artifacts = append(artifacts, n)
-			if diffs, err := loader.Compatible(filepath.Join(cache, n), host); err != nil || len(diffs) > 0 {
+			if diffs, err := build.Compatible(filepath.Join(cache, n), host); err != nil || len(diffs) > 0 {
 				t.Errorf("artifact %s: %v %v", n, err, diffs)
 			}
 		}

@@ -17,15 +17,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/plugintest"
-	"github.com/plugind/plugind/loader"
 )
 
 // buildBinary builds plugind with the test binary's own build flags (so
 // -race under the race detector) and env.
 func buildBinary(t *testing.T, env ...string) string {
 	t.Helper()
-	host, err := loader.HostBuildInfo()
+	host, err := build.HostBuildInfo()
 	if err != nil {
 		t.Fatal(err)
 	}

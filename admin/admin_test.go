@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/plugind/plugind/admin"
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/plugintest"
 	"github.com/plugind/plugind/internal/reqstats"
 	"github.com/plugind/plugind/loader"
@@ -58,9 +59,12 @@ func TestPage(t *testing.T) {
 	plugintest.WriteFile(t, filepath.Join(dir, "src"), "hello.go", plugintest.Unique(t, string(hello)))
 	plugintest.WriteFile(t, filepath.Join(dir, "src"), "broken.go", broken)
 	hist := admin.NewHistory(filepath.Join(dir, "src"))
+	p, err := build.New(t.Context(), build.Options{SrcDir: filepath.Join(dir, "src"), CacheDir: plugintest.CacheDir(), Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	l, err := loader.New(loader.Options{
-		SrcDir:    filepath.Join(dir, "src"),
-		CacheDir:  plugintest.CacheDir(),
+		Pipeline:  p,
 		BuildWait: plugintest.BuildWait,
 		Notify:    hist.Observe,
 		Log:       zerolog.Nop(),
@@ -247,8 +251,12 @@ func TestRevertAfterAFailedBuild(t *testing.T) {
 	good := plugintest.Unique(t, string(hello))
 	plugintest.WriteFile(t, src, "hello.go", good)
 	hist := admin.NewHistory(src)
+	p, err := build.New(t.Context(), build.Options{SrcDir: src, CacheDir: plugintest.CacheDir(), Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	l, err := loader.New(loader.Options{
-		SrcDir: src, CacheDir: plugintest.CacheDir(), BuildWait: plugintest.BuildWait,
+		Pipeline: p, BuildWait: plugintest.BuildWait,
 		Reload: true, Notify: hist.Observe, Log: zerolog.Nop(),
 	})
 	if err != nil {

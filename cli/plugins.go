@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/config"
 	"github.com/plugind/plugind/loader"
 	"github.com/plugind/plugind/server"
@@ -24,19 +25,35 @@ import (
 // withLoader loads the configuration and a loader for a command that
 // works on plugins without serving them. Its log goes to stderr, warnings
 // and worse only.
-func withLoader(cmd *cobra.Command, environ []string, stderr io.Writer, run func(cfg config.Config, l *loader.Loader, host loader.HostBuild) error) error {
+func withLoader(cmd *cobra.Command, environ []string, stderr io.Writer, run func(cfg config.Config, l *loader.Loader) error) error {
 	cfg, err := config.Load(cmd.Flags(), environ)
 	if err != nil {
 		return err
 	}
 	log, out := newLogger(stderr, cfg.Log.Format, zerolog.WarnLevel)
 	defer out.Close()
-	l, host, err := server.NewLoader(cfg, log, nil)
+	l, _, err := server.NewLoader(cfg, log, nil)
 	if err != nil {
 		return err
 	}
 	defer l.Close(cmd.Context())
-	return run(cfg, l, host)
+	return run(cfg, l)
+}
+
+// withPipeline is withLoader for a command that only builds and checks
+// artifacts: it gets the build pipeline alone.
+func withPipeline(cmd *cobra.Command, environ []string, stderr io.Writer, run func(cfg config.Config, p *build.Pipeline, host build.HostBuild) error) error {
+	cfg, err := config.Load(cmd.Flags(), environ)
+	if err != nil {
+		return err
+	}
+	log, out := newLogger(stderr, cfg.Log.Format, zerolog.WarnLevel)
+	defer out.Close()
+	p, host, err := server.NewPipeline(cmd.Context(), cfg, log)
+	if err != nil {
+		return err
+	}
+	return run(cfg, p, host)
 }
 
 func buildCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
@@ -48,9 +65,9 @@ func buildCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 			"once. Prints one line per plugin and the compiler's diagnostics; exits non-zero\n" +
 			"if any plugin fails. For images and CI.",
 		RunE: func(cmd *cobra.Command, names []string) error {
-			return withLoader(cmd, environ, stderr, func(cfg config.Config, l *loader.Loader, _ loader.HostBuild) error {
+			return withPipeline(cmd, environ, stderr, func(cfg config.Config, p *build.Pipeline, _ build.HostBuild) error {
 				if len(names) == 0 {
-					found, _, err := l.Discover()
+					found, _, err := p.Discover()
 					if err != nil {
 						return err
 					}
@@ -61,7 +78,7 @@ func buildCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 				failed := 0
 				for _, name := range names {
 					start := time.Now()
-					res, err := l.Build(cmd.Context(), name)
+					res, err := p.Build(cmd.Context(), name)
 					switch {
 					case err != nil:
 						failed++
@@ -102,11 +119,11 @@ func listCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 		Short: "List plugins, their handlers (method, function, ABI) and state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withLoader(cmd, environ, stderr, func(cfg config.Config, l *loader.Loader, _ loader.HostBuild) error {
+			return withLoader(cmd, environ, stderr, func(cfg config.Config, l *loader.Loader) error {
 				infos := l.List()
 				for i := range infos {
 					// A one-shot process has loaded nothing: report the cache.
-					if k, cached, err := l.Cached(infos[i].Name); err == nil && cached {
+					if k, cached, err := l.Pipeline().Cached(infos[i].Name); err == nil && cached {
 						infos[i].Hash, infos[i].State = k[:16], loader.StateBuilt
 					}
 				}
@@ -146,23 +163,24 @@ func doctorCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 		Short: "Check that plugins can be built and loaded here",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withLoader(cmd, environ, stderr, func(cfg config.Config, l *loader.Loader, host loader.HostBuild) error {
+			return withLoader(cmd, environ, stderr, func(cfg config.Config, l *loader.Loader) error {
+				p, host := l.Pipeline(), l.Pipeline().Host()
 				problems := l.ToolchainProblems()
 				fmt.Fprintf(stdout, "server      %s %s, built with %s %s\n", host.Module, host.ModuleVersion, host.GoVersion, strings.Join(host.Flags, " "))
 				fmt.Fprintf(stdout, "platform    %s, plugins supported: %v\n", strings.Join(host.Env, " "), loader.Supported)
-				if l.Prebuilt() {
+				if p.Prebuilt() {
 					fmt.Fprintln(stdout, "mode        prebuilt (plugins.build = off): serves what plugind build made; never runs go or a C compiler")
-					problems = append(problems, notBuilt(l)...)
+					problems = append(problems, notBuilt(p)...)
 				} else {
 					fmt.Fprintln(stdout, "mode        auto (plugins.build = auto): builds plugins on demand")
 					goCmd, cc := toolchainOf(cmd.Context(), cfg.Plugins.Go)
 					fmt.Fprintf(stdout, "go          %s\n", goCmd)
 					fmt.Fprintf(stdout, "cc          %s\n", cc)
-					fmt.Fprintf(stdout, "module      plugins are built in %s\n", l.ModuleDir())
+					fmt.Fprintf(stdout, "module      plugins are built in %s\n", p.ModuleDir())
 				}
 				fmt.Fprintf(stdout, "sources     %s\n", cfg.SrcDir())
 				fmt.Fprintf(stdout, "cache       %s\n", cfg.Plugins.CacheDir)
-				reports, err := l.CheckCache()
+				reports, err := p.CheckCache()
 				if err != nil {
 					problems = append(problems, fmt.Sprintf("cannot read the artifact cache: %v", err))
 				}
@@ -179,8 +197,8 @@ func doctorCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 					fmt.Fprintln(stdout, "ok          plugins can be built and loaded here")
 					return nil
 				}
-				for _, p := range problems {
-					fmt.Fprintf(stdout, "PROBLEM     %s\n", p)
+				for _, problem := range problems {
+					fmt.Fprintf(stdout, "PROBLEM     %s\n", problem)
 				}
 				return fmt.Errorf("%d problems", len(problems))
 			})
@@ -377,17 +395,17 @@ func GETHelloHandler(w http.ResponseWriter, r *http.Request) {
 
 // notBuilt lists, in prebuilt mode, the discovered plugins with no
 // artifact for their current source.
-func notBuilt(l *loader.Loader) []string {
-	found, _, err := l.Discover()
+func notBuilt(p *build.Pipeline) []string {
+	found, _, err := p.Discover()
 	if err != nil {
 		return []string{fmt.Sprintf("cannot read the plugin sources: %v", err)}
 	}
 	var problems []string
 	for _, s := range found {
-		if s.Kind == loader.KindPrebuilt {
+		if s.Kind == build.KindPrebuilt {
 			continue // prestd's NAME.so is its own artifact
 		}
-		if _, cached, err := l.Cached(s.Name); err != nil || !cached {
+		if _, cached, err := p.Cached(s.Name); err != nil || !cached {
 			problems = append(problems, fmt.Sprintf("plugin %s has no artifact for its source: run plugind build %s", s.Name, s.Name))
 		}
 	}

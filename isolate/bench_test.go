@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/plugintest"
 	"github.com/plugind/plugind/isolate"
 	"github.com/plugind/plugind/loader"
@@ -73,7 +74,11 @@ func BenchmarkHello(b *testing.B) {
 // answer on the socket.
 func BenchmarkExecToHealthy(b *testing.B) {
 	dir := plugintest.PluginPath(b, "hello")
-	l, err := loader.New(loader.Options{SrcDir: dir + "/src", CacheDir: plugintest.CacheDir(), Log: zerolog.Nop()})
+	p, err := build.New(b.Context(), build.Options{SrcDir: dir + "/src", CacheDir: plugintest.CacheDir(), Log: zerolog.Nop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := loader.New(loader.Options{Pipeline: p, Log: zerolog.Nop()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/handlers"
 	"github.com/plugind/plugind/internal/plugintest"
 	"github.com/plugind/plugind/isolate"
@@ -52,8 +53,12 @@ func newHarness(t testing.TB, c config, fixtures ...string) *harness {
 	log := &plugintest.Log{}
 	logger := zerolog.New(log).With().Timestamp().Logger()
 	settings := func(name string) (map[string]any, map[string]string) { return c.settings[name], c.secrets[name] }
+	p, err := build.New(t.Context(), build.Options{SrcDir: filepath.Join(dir, "src"), CacheDir: plugintest.CacheDir(), Log: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
 	l, err := loader.New(loader.Options{
-		SrcDir: filepath.Join(dir, "src"), CacheDir: plugintest.CacheDir(), BuildWait: plugintest.BuildWait,
+		Pipeline: p, BuildWait: plugintest.BuildWait,
 		Settings: settings, Log: logger,
 	})
 	if err != nil {

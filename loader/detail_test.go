@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/plugintest"
 	"github.com/plugind/plugind/loader"
 )
@@ -16,7 +17,7 @@ import (
 // operators. The kinds are unchanged.
 func TestPluginTextIsDetail(t *testing.T) {
 	dir := plugintest.PluginPath(t, "hooks", "panics")
-	l, _ := newLoaderWith(t, dir, func(o *loader.Options) {
+	l, _ := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) {
 		o.Settings = func(name string) (map[string]any, map[string]string) {
 			return map[string]any{"fail_init": true}, nil
 		}
@@ -49,7 +50,7 @@ func TestPluginTextIsDetail(t *testing.T) {
 // hook returned it (the plugin's text: the HTTP layer shows it to
 // operators only), in Health and in the listing.
 func TestHealthResult(t *testing.T) {
-	l, _ := newLoaderWith(t, plugintest.PluginPath(t, "hooks"), func(o *loader.Options) {
+	l, _ := newLoaderWith(t, plugintest.PluginPath(t, "hooks"), func(b *build.Options, o *loader.Options) {
 		o.Settings = func(string) (map[string]any, map[string]string) { return map[string]any{"healthy": false}, nil }
 	})
 	if _, err := call(t, l, "hooks", "State"); err != nil {

@@ -1,6 +1,9 @@
-// Package loader owns the plugin lifecycle: it finds a plugin's sources,
-// builds them with go build -buildmode=plugin, caches the artifact, opens it
-// and turns its exported symbols into callable handlers.
+// Package loader owns the plugin runtime: it asks its build pipeline
+// (package build, Options.Pipeline) for a plugin's checked artifact, opens
+// it, turns its exported symbols into callable handlers, and keeps each
+// plugin's versions: reloads and reverts, Init and Close hooks, bus
+// registrations staged per version, the memory budget, backoff after a
+// failure. It does not build anything itself.
 //
 // # What a plugin is
 //
@@ -23,14 +26,14 @@
 //
 // # Warnings
 //
-// These follow from Go's plugin package, and are why the loader builds
+// These follow from Go's plugin package, and are why plugind builds
 // plugins itself rather than accepting any .so:
 //
 //   - A plugin opens only if it was built with the same Go toolchain, the
 //     same build flags (-race, -trimpath, tags, gcflags) and the same
-//     versions of every package it shares with the server. The loader builds
-//     in the server's module (Options.ModuleDir) with the server's own build
-//     settings (see HostBuild) and with GOWORK=off and -mod=readonly, so it
+//     versions of every package it shares with the server. The pipeline
+//     builds in the server's module with the server's own build settings
+//     (see build.HostBuild) and with GOWORK=off and -mod=readonly, so it
 //     never edits go.mod.
 //   - A plugin cannot be unloaded, and one package path cannot be loaded
 //     twice. Artifacts are named by a hash of their sources and the host's

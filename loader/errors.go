@@ -1,104 +1,43 @@
 package loader
 
-import (
-	"errors"
-	"fmt"
-	"time"
-)
+import "github.com/plugind/plugind/plugerr"
 
-// Sentinels classify every error the loader returns; test with errors.Is.
+// Error is the error the loader returns, an alias of plugerr.Error so
+// that the build pipeline (package build) and the runtime share it.
+type Error = plugerr.Error
+
+// The kinds of Error, re-exported from plugerr (see there); test with
+// errors.Is.
 var (
-	ErrBadName          = errors.New("invalid name")
-	ErrNotFound         = errors.New("plugin not found")
-	ErrNoHandler        = errors.New("handler not found")
-	ErrMethodNotAllowed = errors.New("method not allowed")
-	ErrBuild            = errors.New("plugin build failed")
-	ErrOpen             = errors.New("plugin could not be loaded")
-	ErrSignature        = errors.New("unsupported handler signature")
-	ErrStatus           = errors.New("invalid status")
-	ErrPanic            = errors.New("plugin panicked")
-	ErrIncompatible     = errors.New("plugin built for a different server")
-	ErrInit             = errors.New("plugin failed to initialise")
-	ErrBuilding         = errors.New("plugin is still being built")
-	ErrBusy             = errors.New("plugin is busy")
-	ErrTimeout          = errors.New("plugin did not answer in time")
-	ErrOverBudget       = errors.New("plugin memory budget exceeded")
-	ErrUnsupported      = errors.New("plugins are not supported on this platform")
-	// ErrNotBuilt is a plugin a prebuilt-mode server has no artifact for
-	// (503: plugind build makes one).
-	ErrNotBuilt = errors.New("plugin is not built")
-	// ErrCrashed is an isolated plugin's process dying under a call (502);
-	// ErrRestarting a call while it restarts, or stays down after a crash
-	// loop (503 with Retry-After).
-	ErrCrashed    = errors.New("plugin process crashed")
-	ErrRestarting = errors.New("plugin process is restarting")
-	// ErrClosed: the Loader was closed (the server is shutting down); it
-	// loads and initialises nothing more.
-	ErrClosed = errors.New("plugin loader is closed")
+	ErrBadName          = plugerr.ErrBadName
+	ErrNotFound         = plugerr.ErrNotFound
+	ErrNoHandler        = plugerr.ErrNoHandler
+	ErrMethodNotAllowed = plugerr.ErrMethodNotAllowed
+	ErrBuild            = plugerr.ErrBuild
+	ErrOpen             = plugerr.ErrOpen
+	ErrSignature        = plugerr.ErrSignature
+	ErrStatus           = plugerr.ErrStatus
+	ErrPanic            = plugerr.ErrPanic
+	ErrIncompatible     = plugerr.ErrIncompatible
+	ErrInit             = plugerr.ErrInit
+	ErrBuilding         = plugerr.ErrBuilding
+	ErrBusy             = plugerr.ErrBusy
+	ErrTimeout          = plugerr.ErrTimeout
+	ErrOverBudget       = plugerr.ErrOverBudget
+	ErrUnsupported      = plugerr.ErrUnsupported
+	ErrNotBuilt         = plugerr.ErrNotBuilt
+	ErrCrashed          = plugerr.ErrCrashed
+	ErrRestarting       = plugerr.ErrRestarting
+	ErrClosed           = plugerr.ErrClosed
 )
-
-// Error is the loader's error. Msg is safe to show a client: it names
-// plugins and symbols, never paths, and holds no text a plugin wrote.
-// Detail holds what the plugin wrote, for operators. Err carries the
-// cause for the log.
-type Error struct {
-	Kind   error  // one of the sentinels above
-	Plugin string // plugin name, if known
-	Msg    string // client-safe message
-	Err    error  // cause; may contain paths, for logs only
-
-	// Detail is text the plugin itself wrote, as it wrote it: the error
-	// its Init (or bus registration) returned, the value a handler or
-	// hook panicked with, the panic value or first output line of its
-	// init functions in the load check. "" when the plugin wrote none.
-	// A plugin may put anything there, a secret from its settings
-	// included, so it is for operators (and debug mode) only, never a
-	// client's response. It carries no server paths. Error() includes
-	// it (through Err), for logs.
-	Detail string
-
-	// Allowed lists the methods a plugin has for the requested function
-	// (ErrMethodNotAllowed).
-	Allowed []string
-	// Output is the compiler's output with paths made relative to the
-	// plugin source directory (ErrBuild).
-	Output string
-	// Stack is the goroutine stack at a panic (ErrPanic).
-	Stack []byte
-	// RetryAfter estimates when to try again (ErrBuilding); 0: unknown.
-	RetryAfter time.Duration
-	// Site is where a panic happened, as file.go:line of the plugin's
-	// source (ErrPanic), when the stack shows it.
-	Site string
-}
-
-func (e *Error) Error() string {
-	if e.Err != nil {
-		return e.Msg + ": " + e.Err.Error()
-	}
-	return e.Msg
-}
-
-// Unwrap exposes both the kind and the cause to errors.Is and errors.As.
-func (e *Error) Unwrap() []error {
-	if e.Err != nil {
-		return []error{e.Kind, e.Err}
-	}
-	return []error{e.Kind}
-}
 
 func newError(kind error, plugin string, cause error, format string, args ...any) *Error {
-	return &Error{Kind: kind, Plugin: plugin, Err: cause, Msg: fmt.Sprintf(format, args...)}
+	return plugerr.New(kind, plugin, cause, format, args...)
 }
 
 // pluginError is newError for a failure whose explanation the plugin
 // wrote: detail goes to Detail and, as the cause, to the log, never to
 // Msg.
 func pluginError(kind error, plugin, detail string, cause error, format string, args ...any) *Error {
-	if cause == nil {
-		cause = errors.New(detail)
-	}
-	e := newError(kind, plugin, cause, format, args...)
-	e.Detail = detail
-	return e
+	return plugerr.FromPlugin(kind, plugin, detail, cause, format, args...)
 }

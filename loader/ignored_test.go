@@ -33,13 +33,13 @@ func TestIgnoredNames(t *testing.T) {
 		if _, err := l.Handler(ctx, name, "Hello", "GET"); !errors.Is(err, loader.ErrNotFound) {
 			t.Errorf("Handler(%s): %v, want ErrNotFound", name, err)
 		}
-		if _, err := l.Build(ctx, name); !errors.Is(err, loader.ErrNotFound) {
+		if _, err := l.Pipeline().Build(ctx, name); !errors.Is(err, loader.ErrNotFound) {
 			t.Errorf("Build(%s): %v, want ErrNotFound", name, err)
 		}
 		if _, err := l.Middleware(ctx, name, "Hello"); !errors.Is(err, loader.ErrNotFound) {
 			t.Errorf("Middleware(%s): %v, want ErrNotFound", name, err)
 		}
-		if _, _, err := l.Cached(name); !errors.Is(err, loader.ErrNotFound) {
+		if _, _, err := l.Pipeline().Cached(name); !errors.Is(err, loader.ErrNotFound) {
 			t.Errorf("Cached(%s): %v, want ErrNotFound", name, err)
 		}
 	}

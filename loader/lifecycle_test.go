@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/plugintest"
 	"github.com/plugind/plugind/loader"
 )
@@ -63,7 +64,7 @@ func TestRevertWaitsForClose(t *testing.T) {
 	}
 	one := fmt.Sprintf("// %s %d\n%s", t.Name(), time.Now().UnixNano(), data)
 	hold := filepath.Join(t.TempDir(), "release")
-	l, logs := newLoaderWith(t, dir, func(o *loader.Options) {
+	l, logs := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) {
 		o.Reload = true
 		o.Settings = journalSettings(journal, map[string]string{"jv": hold})
 	})
@@ -105,7 +106,7 @@ func TestCloseStopsBackgroundWork(t *testing.T) {
 	names := []string{"ja", "jb", "jc", "jd"}
 	dir, journal := journalPath(t, names...)
 	loaded := make(chan struct{}, len(names))
-	l, _ := newLoaderWith(t, dir, func(o *loader.Options) {
+	l, _ := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) {
 		o.Reload = true
 		o.Settings = journalSettings(journal, nil)
 		o.Notify = func(ev loader.Event) {
@@ -115,7 +116,7 @@ func TestCloseStopsBackgroundWork(t *testing.T) {
 		}
 	})
 	for _, name := range names { // in the cache: Prebuild only opens and inits
-		if _, err := l.Build(context.Background(), name); err != nil {
+		if _, err := l.Pipeline().Build(context.Background(), name); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -168,7 +169,7 @@ func TestSlowCloseHookDoesNotStarveOthers(t *testing.T) {
 	names := []string{"ka", "kb", "kc", "kd"}
 	dir, journal := journalPath(t, names...)
 	never := filepath.Join(t.TempDir(), "never")
-	l, _ := newLoaderWith(t, dir, func(o *loader.Options) {
+	l, _ := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) {
 		o.HookTimeout = time.Second
 		o.Settings = journalSettings(journal, map[string]string{"kb": never})
 	})

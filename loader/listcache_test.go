@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/plugintest"
 )
 
@@ -16,7 +17,7 @@ import (
 func TestListIsCached(t *testing.T) {
 	dir := plugintest.PluginPath(t, "hello", "report")
 	src := filepath.Join(dir, "src")
-	l, _ := newTestLoader(t, dir, func(o *Options) { o.Reload = true })
+	l, _ := newTestLoader(t, dir, func(_ *build.Options, o *Options) { o.Reload = true })
 	var parsed atomic.Int64
 	l.onParse = func(string) { parsed.Add(1) }
 	if err := l.Watch(); err != nil {

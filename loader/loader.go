@@ -1,16 +1,12 @@
 package loader
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,21 +14,14 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/sdk"
 )
 
 // Options configure a Loader.
 type Options struct {
-	SrcDir   string // plugin sources
-	CacheDir string // built artifacts
-	// ModuleDir is the module plugins are built in. "" finds the server's
-	// own source tree: where it was compiled from (without -trimpath), or
-	// above the working directory or the executable; failing that it
-	// writes a module pinned to the server's dependency
-	// versions (see hostModule).
-	ModuleDir    string
-	Go           string        // go command; "" means "go"
-	BuildTimeout time.Duration // bound on one build; 0 means 5 minutes
+	// Pipeline finds, builds and checks plugins' artifacts; required.
+	Pipeline *build.Pipeline
 	// BuildWait bounds how long a request waits for a build before it is
 	// answered ErrBuilding; 0 means one minute. The build goes on.
 	BuildWait time.Duration
@@ -62,41 +51,22 @@ type Options struct {
 	// HookTimeout bounds the wait for Init and Close hooks; 0 means 30 s.
 	// A hook that outlives it runs on, unwaited for.
 	HookTimeout time.Duration
-	// LoadCheck opens each new artifact in a child process first. nil
-	// opens artifacts directly: an init that panics or blocks can then
-	// hang the server.
-	LoadCheck LoadChecker
-	// Prebuilt is prebuilt mode (plugins.build = "off", see prebuilt.go):
-	// serve what `plugind build` made, never run the toolchain, never
-	// write to CacheDir.
-	Prebuilt bool
-	// Host is how the server was built; nil reads the running binary's
-	// build information.
-	Host *HostBuild
-	Log  zerolog.Logger
+	Log         zerolog.Logger
 }
 
-// Loader builds, opens and serves plugins by name. It is safe for
-// concurrent use. A plugin is built at most once at a time, builds run one
-// after another, and a request for a loaded plugin never waits for a
+// Loader opens and serves plugins by name, getting their artifacts from
+// its build pipeline. It is safe for concurrent use. A plugin is built at
+// most once at a time, builds run one after another (the pipeline's), and a request for a loaded plugin never waits for a
 // build, nor touches the disk. A failed build is remembered with the
 // source content that produced it: the same source fails at once, a
 // changed one is built again.
 type Loader struct {
 	log         zerolog.Logger
-	src         sourceFinder
-	host        HostBuild
-	hostID      string
-	moduleDir   string
-	cacheDir    string
-	prebuilt    bool // plugins.build = "off"
-	builder     *builder
-	tool        toolchain // read once at New
+	pipe        *build.Pipeline
 	buildWait   time.Duration
 	reload      bool
 	maxBytes    int64
 	refuse      bool
-	loadCheck   LoadChecker
 	legacyWait  time.Duration
 	settings    func(name string) (map[string]any, map[string]string)
 	onEvent     func(Event)
@@ -125,22 +95,10 @@ type Loader struct {
 	artifacts   map[string]*artifact
 	loadedBytes int64
 
-	kmu     sync.Mutex             // guards libKeys
-	libKeys map[string]prebuiltKey // by path
-
 	// retryMin and retryMax bound the backoff after a failure that may
 	// pass (see failure).
 	retryMin, retryMax time.Duration
-	onHash             func(path string) // tests: a source file is being hashed
 	onParse            func(path string) // tests: List parses a source file
-}
-
-// prebuiltKey is a prebuilt library's content address, remembered with
-// the size and modification time it had.
-type prebuiltKey struct {
-	size int64
-	mod  time.Time
-	key  string
 }
 
 // Backoff after a failure that may pass: the first retry after
@@ -194,21 +152,10 @@ func (f *failure) stands(k string, now time.Time) bool {
 	return f != nil && f.key == k && (f.retry.IsZero() || now.Before(f.retry))
 }
 
-// New returns a Loader.
+// New returns a Loader that gets its artifacts from opts.Pipeline.
 func New(opts Options) (*Loader, error) {
-	host := opts.Host
-	if host == nil {
-		h, err := HostBuildInfo()
-		if err != nil {
-			return nil, err
-		}
-		host = &h
-	}
-	if opts.Go == "" {
-		opts.Go = "go"
-	}
-	if opts.BuildTimeout <= 0 {
-		opts.BuildTimeout = 5 * time.Minute
+	if opts.Pipeline == nil {
+		return nil, errors.New("loader: Options.Pipeline is required")
 	}
 	if opts.BuildWait <= 0 {
 		opts.BuildWait = time.Minute
@@ -222,27 +169,14 @@ func New(opts Options) (*Loader, error) {
 	if opts.Settings == nil {
 		opts.Settings = func(string) (map[string]any, map[string]string) { return nil, nil }
 	}
-	src, err := newSourceFinder(opts.SrcDir, *host)
-	if err != nil {
-		return nil, err
-	}
-	cacheDir, err := filepath.Abs(opts.CacheDir)
-	if err != nil {
-		return nil, fmt.Errorf("plugin cache directory: %w", err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Loader{
 		log:         opts.Log,
-		src:         src,
-		host:        *host,
-		hostID:      host.Identity(),
-		cacheDir:    cacheDir,
-		prebuilt:    opts.Prebuilt,
+		pipe:        opts.Pipeline,
 		buildWait:   opts.BuildWait,
 		reload:      opts.Reload,
 		maxBytes:    opts.MaxLoadedBytes,
 		refuse:      opts.RefuseOverBudget,
-		loadCheck:   opts.LoadCheck,
 		legacyWait:  opts.LegacyWait,
 		settings:    opts.Settings,
 		onEvent:     opts.Notify,
@@ -253,91 +187,17 @@ func New(opts Options) (*Loader, error) {
 		cancel:      cancel,
 		plugins:     make(map[string]*entry),
 		artifacts:   make(map[string]*artifact),
-		libKeys:     make(map[string]prebuiltKey),
 		retryMin:    retryFirst,
 		retryMax:    retryCap,
-	}
-	if l.prebuilt {
-		// Keys come from the manifest; nothing here may need go.
-		l.moduleDir = opts.ModuleDir
-		l.log.Info().Str("mode", "prebuilt").Str("cache", cacheDir).
-			Msg("plugins.build is off: serving artifacts from plugind build; the go command and a C compiler are never run")
-	} else {
-		if l.moduleDir, err = l.findModule(opts.ModuleDir, opts.Go); err != nil {
-			cancel()
-			return nil, err
-		}
-		l.tool = readToolchain(ctx, opts.Go)
-		if paths := host.sourcePaths(l.moduleDir, l.tool.modCache); paths != "" {
-			l.hostID = hashOf(l.hostID + "\n" + paths)
-		}
-		l.log.Info().Str("mode", "auto").Str("cache", cacheDir).Str("go", cmp.Or(l.tool.goPath, opts.Go)).
-			Msg("plugins.build is auto: plugins are built on demand")
-	}
-	l.builder = &builder{
-		goCmd:     opts.Go,
-		moduleDir: l.moduleDir,
-		srcDir:    src.dir,
-		host:      *host,
-		timeout:   opts.BuildTimeout,
-		slot:      make(chan struct{}, 1),
 	}
 	return l, nil
 }
 
-// findModule picks the module plugins are built in.
-func (l *Loader) findModule(configured, goCmd string) (string, error) {
-	// Without -trimpath, only the tree the server was compiled from has
-	// packages (sdk) that plugin.Open takes for the server's own. own is
-	// that tree, "" if it is gone or paths do not matter (compiled "").
-	compiled, own := compiledFrom(l.host), ""
-	if compiled != "" {
-		own, _ = FindModuleDir(l.host.Module, compiled)
-	}
-	warnIfNotOwn := func(dir string) {
-		if compiled == "" || dir == own {
-			return
-		}
-		l.log.Warn().Str("moduledir", dir).Str("compiled_from", cmp.Or(own, compiled)).
-			Msg("this server was built without -trimpath from another source tree: plugins importing its packages (sdk) will not load; build it with -trimpath or build plugins in that tree (plugins.moduledir)")
-	}
-	if configured != "" {
-		dir, err := filepath.Abs(configured)
-		if err != nil {
-			return "", fmt.Errorf("plugins.moduledir: %w", err)
-		}
-		if !fileExists(filepath.Join(dir, "go.mod")) {
-			return "", fmt.Errorf("plugins.moduledir %s has no go.mod", configured)
-		}
-		warnIfNotOwn(dir)
-		return dir, nil
-	}
-	if own != "" {
-		return own, nil
-	}
-	wd, _ := os.Getwd()
-	exe, _ := os.Executable()
-	dir, err := FindModuleDir(l.host.Module, wd, filepath.Dir(exe))
-	if err == nil {
-		warnIfNotOwn(dir)
-		return dir, nil
-	}
-	l.log.Info().Str("reason", err.Error()).Msg("no source tree of the server: building plugins in a module pinned to its dependency versions")
-	if err := os.MkdirAll(l.cacheDir, 0o755); err != nil {
-		return "", fmt.Errorf("plugin cache directory: %w", err)
-	}
-	dir, note, err := hostModule(l.ctx, goCmd, l.cacheDir, l.host)
-	if err != nil {
-		return "", err
-	}
-	if note != "" {
-		l.log.Warn().Str("module", dir).Msg(note)
-	}
-	return dir, nil
-}
+// Pipeline is the build pipeline the loader gets its artifacts from.
+func (l *Loader) Pipeline() *build.Pipeline { return l.pipe }
 
 // ModuleDir is the module plugins are built in.
-func (l *Loader) ModuleDir() string { return l.moduleDir }
+func (l *Loader) ModuleDir() string { return l.pipe.ModuleDir() }
 
 // Close shuts the Loader down, bounded by ctx. First it stops what runs
 // in the background (watching, warm-up, prebuilding, builds in progress)
@@ -469,7 +329,7 @@ func (l *Loader) entries() []*entry {
 // Discover lists the plugins in the source directory and the entries whose
 // names cannot name a plugin.
 func (l *Loader) Discover() (plugins []Source, skipped []string, err error) {
-	return l.src.discover()
+	return l.pipe.Discover()
 }
 
 // methods are probed, in this order, to fill ErrMethodNotAllowed.Allowed.
@@ -553,9 +413,9 @@ func (l *Loader) current(ctx context.Context, name string) (*version, error) {
 	default:
 	}
 	// Not loaded yet: the request waits, and says for what.
-	holder, elapsed, _ := l.builder.Building()
+	holder, elapsed, _ := l.pipe.Building()
 	if holder != "" {
-		l.log.Info().Str("plugin", name).Str("waiting_for", buildName(holder)).Dur("running_for", elapsed).Msg("request waits for a build")
+		l.log.Info().Str("plugin", name).Str("waiting_for", build.Describe(holder)).Dur("running_for", elapsed).Msg("request waits for a build")
 	}
 	select {
 	case r := <-ch:
@@ -565,45 +425,9 @@ func (l *Loader) current(ctx context.Context, name string) (*version, error) {
 		return r.Val.(*version), nil
 	case <-ctx.Done():
 		e := newError(ErrBuilding, name, ctx.Err(), "plugin %q is still being built; try again shortly", name)
-		e.RetryAfter = l.retryAfter(name)
+		e.RetryAfter = l.pipe.Estimate(name)
 		return nil, e
 	}
-}
-
-// warmupName is the warm-up's name among builds.
-const warmupName = "warmup"
-
-// buildName says whose build holder is, for logs.
-func buildName(holder string) string {
-	if holder == warmupName {
-		return "the build cache warm-up (the standard library in plugin mode)"
-	}
-	return "plugin " + holder
-}
-
-// retryAfter estimates when plugin name's build will be done: what is
-// left of the build running now, going by how long it took last time,
-// plus name's own build when another one runs. Unknown builds count as a
-// second, the cold warm-up as 30 s; the estimate is at least a second.
-func (l *Loader) retryAfter(name string) time.Duration {
-	holder, elapsed, expected := l.builder.Building()
-	guess := func(n string, took time.Duration) time.Duration {
-		switch {
-		case took > 0:
-			return took
-		case n == warmupName:
-			return 30 * time.Second
-		}
-		return time.Second
-	}
-	var left time.Duration
-	if holder != "" {
-		left = max(guess(holder, expected)-elapsed, 0)
-	}
-	if holder != name {
-		left += guess(name, l.builder.lastTook(name))
-	}
-	return max(left, time.Second)
 }
 
 // update brings plugin name up to date with its source: it builds and
@@ -616,7 +440,7 @@ func (l *Loader) update(name string) (*version, error) {
 		return nil, closedError(name)
 	}
 	defer l.end()
-	src, err := l.src.find(name)
+	src, err := l.pipe.Find(name)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) && l.lookup(name) != nil {
 			l.unroute(name)
@@ -625,7 +449,7 @@ func (l *Loader) update(name string) (*version, error) {
 		return nil, err
 	}
 	e := l.entryFor(name, src.Kind)
-	if err := l.checkSource(src); err != nil {
+	if err := l.pipe.Check(src); err != nil {
 		return nil, err
 	}
 	cur := e.cur.Load()
@@ -634,7 +458,7 @@ func (l *Loader) update(name string) (*version, error) {
 		// any case: Go reopens the same path as the same plugin.
 		return cur, nil
 	}
-	k, err := l.key(src)
+	k, err := l.pipe.Key(src)
 	if err != nil {
 		return nil, err
 	}
@@ -750,49 +574,6 @@ func (l *Loader) backoff(n int) time.Duration {
 	return min(d, l.retryMax)
 }
 
-// libraryKey is the content address of a prebuilt library, remembered by
-// path, size and modification time: it is megabytes to hash, and one that
-// was refused is asked for again and again.
-func (l *Loader) libraryKey(src Source) (string, error) {
-	path := src.Files[0]
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	l.kmu.Lock()
-	p, ok := l.libKeys[path]
-	l.kmu.Unlock()
-	if ok && p.size == fi.Size() && p.mod.Equal(fi.ModTime()) {
-		return p.key, nil
-	}
-	k, err := l.hashKey(src)
-	if err != nil {
-		return "", err
-	}
-	l.kmu.Lock()
-	l.libKeys[path] = prebuiltKey{size: fi.Size(), mod: fi.ModTime(), key: k}
-	l.kmu.Unlock()
-	return k, nil
-}
-
-// hashKey computes keyFor(src).
-func (l *Loader) hashKey(src Source) (string, error) {
-	if l.onHash != nil {
-		for _, f := range src.Files {
-			l.onHash(f)
-		}
-	}
-	if l.prebuilt && src.Kind == KindPrebuilt {
-		// No module tree to read here: the library and the host alone.
-		sh, err := sourceHash(src)
-		if err != nil {
-			return "", err
-		}
-		return hashOf("prebuilt library\n" + l.hostID + "\n" + sh), nil
-	}
-	return keyFor(src, l.moduleDir, l.hostID)
-}
-
 // entryFor returns the entry of name, creating it. Entries exist only for
 // plugins whose source was found, so requests for random names cannot
 // grow the map.
@@ -841,17 +622,22 @@ func permanent(err error) bool {
 // load returns a loaded version of src with content address k: the one
 // already open, or the cached artifact, or a new build.
 func (l *Loader) load(src Source, k string) (*version, error) {
-	path := l.artifactPath(k)
-	if src.Kind == KindPrebuilt {
-		path = src.Files[0]
-	}
+	path := l.pipe.Path(src, k)
 	if a := l.opened(path); a != nil {
 		return &version{art: a, key: k, bytes: a.bytes, loadedAt: time.Now()}, nil
 	}
 	if err := l.checkBudget(src.Name); err != nil {
 		return nil, err
 	}
-	dur, err := l.artifact(l.ctx, src, k)
+	path, dur, err := l.pipe.Artifact(l.ctx, src, k, &build.Progress{
+		Built: func(dur time.Duration, err error) {
+			if err != nil {
+				l.notify(Event{Kind: EventBuildFailed, Plugin: src.Name, Duration: dur, Err: err})
+			} else {
+				l.notify(Event{Kind: EventBuilt, Plugin: src.Name, Duration: dur})
+			}
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -863,110 +649,6 @@ func (l *Loader) load(src Source, k string) (*version, error) {
 	l.log.Info().Str("plugin", src.Name).Str("version", k[:16]).Bool("cached", dur == 0).
 		Int64("bytes", a.bytes).Msg("plugin loaded")
 	return &version{art: a, key: k, bytes: a.bytes, loadedAt: time.Now(), buildDur: dur}, nil
-}
-
-func (l *Loader) artifactPath(k string) string {
-	return filepath.Join(l.cacheDir, k[:32]+".so")
-}
-
-// artifact makes sure the artifact for src (content address k) exists,
-// matches the server's build and opens cleanly in a child process. It
-// returns the build's duration, 0 if the artifact was cached.
-func (l *Loader) artifact(ctx context.Context, src Source, k string) (time.Duration, error) {
-	path, marker := l.artifactPath(k), l.artifactPath(k)+".ok"
-	var dur time.Duration
-	_, err := os.Stat(path)
-	if src.Kind == KindPrebuilt {
-		// Checked where it lies; its marker lives in the cache.
-		path, err = src.Files[0], nil
-		if err := os.MkdirAll(l.cacheDir, 0o755); err != nil && !l.prebuilt {
-			return 0, newError(ErrOpen, src.Name, err, "plugin %q: cannot create the artifact directory", src.Name)
-		}
-	}
-	switch {
-	case err == nil:
-		if src.Kind != KindPrebuilt && !l.prebuilt {
-			now := time.Now()
-			_ = os.Chtimes(path, now, now) // recently used: kept by Prune
-		}
-	case errors.Is(err, fs.ErrNotExist) && l.prebuilt:
-		return 0, l.notBuilt(src.Name, nil, "its artifact is missing from the cache")
-	case errors.Is(err, fs.ErrNotExist):
-		if dur, err = l.build(ctx, src, path); err != nil {
-			return 0, err
-		}
-	default:
-		return 0, newError(ErrOpen, src.Name, err, "plugin %q: cannot read its artifact", src.Name)
-	}
-	diffs, err := Compatible(path, l.host)
-	if err != nil {
-		return 0, newError(ErrOpen, src.Name, err, "plugin %q: its artifact is unreadable", src.Name)
-	}
-	if len(diffs) > 0 {
-		e := incompatible(src.Name, diffs)
-		l.log.Error().Str("plugin", src.Name).Str("problem", e.Msg).Msg("plugin refused")
-		return 0, e
-	}
-	if l.loadCheck != nil && !fileExists(marker) {
-		if err := l.loadCheck(ctx, path); err != nil {
-			return 0, l.loadCheckFailed(src.Name, path, err)
-		}
-		if !l.prebuilt {
-			_ = os.WriteFile(marker, nil, 0o644)
-		}
-	}
-	return dur, nil
-}
-
-// loadCheckFailed is the error for an artifact at path that failed the
-// load check with err. The child's report may name the artifact's path:
-// not for clients. It is the whole cause, so none is chained (Error
-// would say it twice). A checker's plain error is taken for the
-// plugin's text: it may carry what the plugin printed.
-func (l *Loader) loadCheckFailed(name, path string, err error) *Error {
-	unpath := func(s string) string {
-		return strings.ReplaceAll(s, filepath.Dir(path)+string(filepath.Separator), "")
-	}
-	lc, ok := errors.AsType[*LoadCheckError](err)
-	if !ok {
-		lc = &LoadCheckError{Reason: "the load check failed", Detail: err.Error()}
-	}
-	if lc.Detail == "" {
-		return newError(ErrInit, name, nil, "plugin %q cannot be loaded: %s", name, unpath(lc.Reason))
-	}
-	return pluginError(ErrInit, name, unpath(lc.Detail), nil, "plugin %q cannot be loaded: %s", name, unpath(lc.Reason))
-}
-
-// build runs the compiler and logs the outcome.
-func (l *Loader) build(ctx context.Context, src Source, path string) (time.Duration, error) {
-	log := l.log.With().Str("plugin", src.Name).Logger()
-	log.Info().Str("kind", string(src.Kind)).Int("files", len(src.Files)).Msg("plugin build started")
-	start := time.Now()
-	queued, err := l.builder.build(ctx, src, path, func(holder string, elapsed time.Duration) {
-		log.Info().Str("waiting_for", buildName(holder)).Dur("running_for", elapsed).Msg("plugin build waits for another build")
-	})
-	// The build's own time: the wait for its turn is reported apart, so
-	// that a cold start's phases (the warm-up, then this build) each
-	// have their time.
-	dur := time.Since(start) - queued
-	ev := log.Info()
-	if err != nil {
-		ev = log.Error().Err(err)
-		var e *Error
-		if errors.As(err, &e) && e.Output != "" {
-			ev = ev.Str("output", e.Output)
-		}
-	}
-	if queued > 0 {
-		ev = ev.Dur("queued", queued)
-	}
-	ev.Dur("duration", dur).Bool("ok", err == nil).Msg("plugin build finished")
-	if err != nil {
-		l.notify(Event{Kind: EventBuildFailed, Plugin: src.Name, Duration: dur, Err: err})
-	} else {
-		l.notify(Event{Kind: EventBuilt, Plugin: src.Name, Duration: dur})
-	}
-	return dur, err
 }
 
 // opened returns the artifact at path if this process has opened it.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/plugintest"
 	"github.com/plugind/plugind/loader"
 )
@@ -22,9 +23,16 @@ import (
 func newLoader(t *testing.T, pluginPath string) (*loader.Loader, *plugintest.Log) {
 	t.Helper()
 	logs := &plugintest.Log{}
+	p, err := build.New(t.Context(), build.Options{
+		SrcDir:   filepath.Join(pluginPath, "src"),
+		CacheDir: plugintest.CacheDir(),
+		Log:      zerolog.New(logs),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	l, err := loader.New(loader.Options{
-		SrcDir:    filepath.Join(pluginPath, "src"),
-		CacheDir:  plugintest.CacheDir(),
+		Pipeline:  p,
 		BuildWait: plugintest.BuildWait,
 		Log:       zerolog.New(logs),
 	})
@@ -171,7 +179,7 @@ func TestEqualSourcesAreTwoPlugins(t *testing.T) {
 	for _, name := range []string{"hooks1", "twin"} {
 		plugintest.WriteFile(t, filepath.Join(dir, "src"), name+".go", string(data))
 	}
-	l, _ := newLoaderWith(t, dir, func(o *loader.Options) {
+	l, _ := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) {
 		o.Settings = func(name string) (map[string]any, map[string]string) {
 			if name == "hooks1" {
 				return map[string]any{"greeting": "hello from hooks1"}, map[string]string{"token": "hooks1-only"}
@@ -366,19 +374,5 @@ func TestAmbiguousSource(t *testing.T) {
 	_, err := l.Handler(context.Background(), "report", "Summary", "GET")
 	if !errors.Is(err, loader.ErrBuild) || !strings.Contains(err.Error(), "ambiguous") {
 		t.Fatalf("err = %v, want an ambiguity error", err)
-	}
-}
-
-func TestFindModuleDir(t *testing.T) {
-	root, err := filepath.Abs(plugintest.Root())
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := loader.FindModuleDir("github.com/plugind/plugind", filepath.Join(root, "loader", "testdata-does-not-exist"))
-	if err != nil || got != root {
-		t.Errorf("FindModuleDir = %q, %v; want %q", got, err, root)
-	}
-	if _, err := loader.FindModuleDir("example.com/other", root); err == nil || !strings.Contains(err.Error(), "plugins.moduledir") {
-		t.Errorf("err = %v, want a hint at plugins.moduledir", err)
 	}
 }

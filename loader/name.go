@@ -1,36 +1,23 @@
 package loader
 
+import "github.com/plugind/plugind/build"
+
 // Names arrive from URLs. They are checked byte by byte against a strict
 // ASCII alphabet before anything touches the disk, so no encoding, dot,
 // separator, NUL or look-alike rune can reach a path.
 
-const (
-	// MaxNameLen bounds plugin and function names.
-	MaxNameLen = 64
-	// MaxMethodLen bounds HTTP methods used to form a symbol name.
-	MaxMethodLen = 16
-)
+// MaxNameLen bounds plugin and function names.
+const MaxNameLen = build.MaxNameLen
 
-// ValidName reports whether s can name a plugin: 1 to MaxNameLen letters,
-// digits, '_' or '-', not starting with '-'.
-func ValidName(s string) bool {
-	if len(s) == 0 || len(s) > MaxNameLen || s[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isIdentByte(s[i]) && s[i] != '-' {
-			return false
-		}
-	}
-	return true
-}
+// MaxMethodLen bounds HTTP methods used to form a symbol name.
+const MaxMethodLen = 16
 
-// Ignored reports whether a valid plugin name is one that never names a
-// plugin: it begins with '_', and the go command ignores files and
-// folders so named. Source resolution (and so every request, build,
-// listing and reload) applies it; ValidName does not, so that a request
-// for such a name is "not found" rather than "invalid".
-func Ignored(name string) bool { return name != "" && name[0] == '_' }
+// ValidName reports whether s can name a plugin: see build.ValidName.
+func ValidName(s string) bool { return build.ValidName(s) }
+
+// Ignored reports whether a valid plugin name never names a plugin: see
+// build.Ignored.
+func Ignored(name string) bool { return build.Ignored(name) }
 
 // ValidFunc reports whether s can name a handler function: 1 to
 // MaxNameLen letters, digits or '_'.

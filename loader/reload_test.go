@@ -15,21 +15,31 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/mod/modfile"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/plugintest"
 	"github.com/plugind/plugind/loader"
 )
 
-// newLoaderWith is newLoader with options changed by set.
-func newLoaderWith(t *testing.T, pluginPath string, set func(*loader.Options)) (*loader.Loader, *plugintest.Log) {
+// newLoaderWith is newLoader with the pipeline's and the loader's
+// options changed by set.
+func newLoaderWith(t *testing.T, pluginPath string, set func(*build.Options, *loader.Options)) (*loader.Loader, *plugintest.Log) {
 	t.Helper()
 	logs := &plugintest.Log{}
+	bopts := build.Options{
+		SrcDir:   filepath.Join(pluginPath, "src"),
+		CacheDir: plugintest.CacheDir(),
+		Log:      zerolog.New(logs),
+	}
 	opts := loader.Options{
-		SrcDir:    filepath.Join(pluginPath, "src"),
-		CacheDir:  plugintest.CacheDir(),
 		BuildWait: plugintest.BuildWait,
 		Log:       zerolog.New(logs),
 	}
-	set(&opts)
+	set(&bopts, &opts)
+	p, err := build.New(t.Context(), bopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Pipeline = p
 	l, err := loader.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +79,7 @@ func TestHotReload(t *testing.T) {
 	src := filepath.Join(dir, "src")
 	nonce := fmt.Sprint(time.Now().UnixNano())
 	plugintest.WriteFile(t, src, "v.go", versionSource(t, nonce, "one"))
-	l, logs := newLoaderWith(t, dir, func(o *loader.Options) { o.Reload = true })
+	l, logs := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) { o.Reload = true })
 	if err := l.Watch(); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +158,7 @@ func TestReloadOffLoadsOnce(t *testing.T) {
 
 func TestRemovedSourceIsUnrouted(t *testing.T) {
 	dir := plugintest.PluginPath(t, "hello")
-	l, _ := newLoaderWith(t, dir, func(o *loader.Options) { o.Reload = true })
+	l, _ := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) { o.Reload = true })
 	if err := l.Watch(); err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +178,7 @@ func TestMemoryBudget(t *testing.T) {
 			dir := plugintest.PluginPath(t, "hello")
 			src := filepath.Join(dir, "src")
 			plugintest.WriteFile(t, src, "v.go", versionSource(t, fmt.Sprint(time.Now().UnixNano()), "one"))
-			l, logs := newLoaderWith(t, dir, func(o *loader.Options) {
+			l, logs := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) {
 				o.MaxLoadedBytes, o.RefuseOverBudget = 1, refuse
 			})
 			if _, err := call(t, l, "hello", "Hello"); err != nil {
@@ -194,8 +204,10 @@ func TestInitFailuresAreCaughtInAChild(t *testing.T) {
 	dir := plugintest.PluginPath(t, "initpanic", "inithang", "hello")
 	// A hang can only be told by a timeout, kept short; the rest get one
 	// a loaded CI machine cannot miss.
-	patient, _ := newLoaderWith(t, dir, func(o *loader.Options) { o.LoadCheck = loader.ExecLoadCheck(os.Args[0], time.Minute) })
-	hasty, _ := newLoaderWith(t, dir, func(o *loader.Options) { o.LoadCheck = loader.ExecLoadCheck(os.Args[0], 3*time.Second) })
+	patient, _ := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) { b.LoadCheck = build.ExecLoadCheck(os.Args[0], time.Minute) })
+	hasty, _ := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) {
+		b.LoadCheck = build.ExecLoadCheck(os.Args[0], 3*time.Second)
+	})
 	tests := []struct {
 		l         *loader.Loader
 		name, msg string
@@ -248,14 +260,14 @@ func buildWith(t *testing.T, moduleDir, file string, flags ...string) string {
 }
 
 func TestCompatibility(t *testing.T) {
-	host, err := loader.HostBuildInfo()
+	host, err := build.HostBuildInfo()
 	if err != nil {
 		t.Fatal(err)
 	}
 	root := plugintest.Root()
 	hello := filepath.Join(root, "lib", "src", "hello.go")
 	same := buildWith(t, root, hello, host.Flags...)
-	if diffs, err := loader.Compatible(same, host); err != nil || len(diffs) != 0 {
+	if diffs, err := build.Compatible(same, host); err != nil || len(diffs) != 0 {
 		t.Fatalf("a plugin built like the server: %v %v", diffs, err)
 	}
 
@@ -265,12 +277,12 @@ func TestCompatibility(t *testing.T) {
 	stamped := host
 	stamped.ModuleVersion = "v0.0.0-20261122111152-8efe79c8da45+dirty"
 	withSDK := buildWith(t, root, filepath.Join(root, "testdata", "plugins", "sdkuser.go"), host.Flags...)
-	if diffs, err := loader.Compatible(withSDK, stamped); err != nil || len(diffs) != 0 {
+	if diffs, err := build.Compatible(withSDK, stamped); err != nil || len(diffs) != 0 {
 		t.Errorf("an sdk plugin built in the tree of a VCS-stamped server: %v %v", diffs, err)
 	}
 
 	trim := buildWith(t, root, hello, append(host.Flags, "-trimpath")...)
-	diffs, _ := loader.Compatible(trim, host)
+	diffs, _ := build.Compatible(trim, host)
 	if len(diffs) != 1 || diffs[0].String() != "-trimpath: plugin true, server (none)" {
 		t.Errorf("built with -trimpath: %v", diffs)
 	}
@@ -294,7 +306,7 @@ func TestCompatibility(t *testing.T) {
 	plugintest.WriteFile(t, mod, "go.mod", "module example.com/oldsync\n\ngo 1.26\n\nrequire golang.org/x/sync v0.10.0\n")
 	plugintest.WriteFile(t, mod, "p.go", "package main\n\nimport \"golang.org/x/sync/singleflight\"\n\nvar G singleflight.Group\n\nfunc GETHandler() string { return \"\" }\n")
 	old := buildWith(t, mod, filepath.Join(mod, "p.go"), host.Flags...)
-	diffs, _ = loader.Compatible(old, host)
+	diffs, _ = build.Compatible(old, host)
 	want := fmt.Sprintf("module golang.org/x/sync: plugin v0.10.0, server %s", host.Deps["golang.org/x/sync"])
 	if len(diffs) != 1 || diffs[0].String() != want {
 		t.Errorf("other dependency version: %v\nwant %s", diffs, want)
@@ -303,8 +315,8 @@ func TestCompatibility(t *testing.T) {
 	// The loader refuses such an artifact with the differences named.
 	dir := plugintest.PluginPath(t, "hello")
 	cache := t.TempDir()
-	l, _ := newLoaderWith(t, dir, func(o *loader.Options) { o.CacheDir = cache })
-	k, _, err := l.Cached("hello")
+	l, _ := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) { b.CacheDir = cache })
+	k, _, err := l.Pipeline().Cached("hello")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +331,7 @@ func TestCompatibility(t *testing.T) {
 }
 
 func TestLegacyQueueBounds(t *testing.T) {
-	l, _ := newLoaderWith(t, plugintest.PluginPath(t, "slow"), func(o *loader.Options) { o.LegacyWait = 150 * time.Millisecond })
+	l, _ := newLoaderWith(t, plugintest.PluginPath(t, "slow"), func(b *build.Options, o *loader.Options) { o.LegacyWait = 150 * time.Millisecond })
 	h, err := l.Handler(context.Background(), "slow", "Legacy", "GET")
 	if err != nil {
 		t.Fatal(err)
@@ -359,7 +371,7 @@ func TestLegacyQueueBounds(t *testing.T) {
 // source, built by prestd's go-build.sh, loads after the compatibility
 // check; one built with other flags is refused with the same error.
 func TestPrebuiltLibrary(t *testing.T) {
-	host, err := loader.HostBuildInfo()
+	host, err := build.HostBuildInfo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,9 +387,9 @@ func TestPrebuiltLibrary(t *testing.T) {
 		}
 		plugintest.WriteFile(t, dir, name+".so", string(data))
 	}
-	l, logs := newLoaderWith(t, dir, func(o *loader.Options) {
-		o.CacheDir = t.TempDir()
-		o.LoadCheck = loader.ExecLoadCheck(os.Args[0], 30*time.Second)
+	l, logs := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) {
+		b.CacheDir = t.TempDir()
+		b.LoadCheck = build.ExecLoadCheck(os.Args[0], 30*time.Second)
 	})
 	if body, err := call(t, l, "good", "Hello"); err != nil || body != "from a prebuilt library" {
 		t.Errorf("prebuilt: %q, %v", body, err)
@@ -394,7 +406,7 @@ func TestPrebuiltLibrary(t *testing.T) {
 }
 
 func TestBlockingInitIsNotWaitedForForever(t *testing.T) {
-	l, _ := newLoaderWith(t, plugintest.PluginPath(t, "inithook"), func(o *loader.Options) { o.HookTimeout = 200 * time.Millisecond })
+	l, _ := newLoaderWith(t, plugintest.PluginPath(t, "inithook"), func(b *build.Options, o *loader.Options) { o.HookTimeout = 200 * time.Millisecond })
 	began := time.Now()
 	_, err := call(t, l, "inithook", "Hello")
 	if !errors.Is(err, loader.ErrInit) || !strings.Contains(err.Error(), "Init did not return within 200ms") || time.Since(began) > 30*time.Second {

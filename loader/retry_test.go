@@ -3,30 +3,37 @@ package loader
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/plugintest"
 )
 
 // newTestLoader is a loader over pluginPath for internal tests.
-func newTestLoader(t *testing.T, pluginPath string, set func(*Options)) (*Loader, *plugintest.Log) {
+func newTestLoader(t *testing.T, pluginPath string, set func(*build.Options, *Options)) (*Loader, *plugintest.Log) {
 	t.Helper()
 	logs := &plugintest.Log{}
+	bopts := build.Options{
+		SrcDir:   filepath.Join(pluginPath, "src"),
+		CacheDir: t.TempDir(),
+		Log:      zerolog.New(logs),
+	}
 	opts := Options{
-		SrcDir:    filepath.Join(pluginPath, "src"),
-		CacheDir:  t.TempDir(),
 		BuildWait: plugintest.BuildWait,
 		Log:       zerolog.New(logs),
 	}
 	if set != nil {
-		set(&opts)
+		set(&bopts, &opts)
 	}
+	p, err := build.New(t.Context(), bopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Pipeline = p
 	l, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +61,7 @@ func TestTimedOutBuildBacksOff(t *testing.T) {
 	dir := plugintest.PluginPath(t)
 	src := filepath.Join(dir, "src")
 	plugintest.WriteFile(t, src, "slowbuild.go", plugintest.Unique(t, "package main\n\nfunc GETXHandler() string { return \"x\" }\n"))
-	l, logs := newTestLoader(t, dir, func(o *Options) { o.BuildTimeout = time.Nanosecond })
+	l, logs := newTestLoader(t, dir, func(b *build.Options, _ *Options) { b.Timeout = time.Nanosecond })
 	l.retryMin, l.retryMax = 300*time.Millisecond, time.Hour
 	builds := func() int {
 		return len(logs.Events(map[string]any{"plugin": "slowbuild", "message": "plugin build started"}))
@@ -88,38 +95,5 @@ func TestTimedOutBuildBacksOff(t *testing.T) {
 	request()
 	if n := builds(); n != 3 {
 		t.Errorf("a changed source was not built at once (%d builds)", n)
-	}
-}
-
-// TestRefusedPrebuiltIsNotRehashed: a prebuilt library that was refused
-// is not hashed again on every request; its verdict is remembered by
-// path, size and modification time, so a replaced file is looked at anew.
-func TestRefusedPrebuiltIsNotRehashed(t *testing.T) {
-	dir := plugintest.PluginPath(t)
-	plugintest.WriteFile(t, dir, "old.so", "not a shared library")
-	l, _ := newTestLoader(t, dir, nil)
-	var hashed atomic.Int64
-	l.onHash = func(path string) {
-		if filepath.Base(path) == "old.so" {
-			hashed.Add(1)
-		}
-	}
-	for range 3 {
-		if _, err := l.Handler(context.Background(), "old", "Hello", "GET"); !errors.Is(err, ErrOpen) {
-			t.Fatalf("err = %v, want the library refused", err)
-		}
-	}
-	if n := hashed.Load(); n != 1 {
-		t.Errorf("three requests hashed the refused library %d times, want 1", n)
-	}
-	plugintest.WriteFile(t, dir, "old.so", "still not a shared library")
-	if _, err := l.Handler(context.Background(), "old", "Hello", "GET"); !errors.Is(err, ErrOpen) {
-		t.Fatalf("err = %v, want the library refused", err)
-	}
-	if n := hashed.Load(); n != 2 {
-		t.Errorf("a replaced library was hashed %d times in all, want 2", n)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "old.so")); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -33,15 +33,15 @@ func (l *Loader) Watch() error {
 		l.end()
 		return err
 	}
-	if err := w.Add(l.src.dir); err != nil {
+	if err := w.Add(l.pipe.SrcDir()); err != nil {
 		w.Close()
 		l.end()
 		return err
 	}
-	if entries, err := os.ReadDir(l.src.dir); err == nil {
+	if entries, err := os.ReadDir(l.pipe.SrcDir()); err == nil {
 		for _, e := range entries {
 			if e.IsDir() && ValidName(e.Name()) && !Ignored(e.Name()) {
-				_ = w.Add(filepath.Join(l.src.dir, e.Name()))
+				_ = w.Add(filepath.Join(l.pipe.SrcDir(), e.Name()))
 			}
 		}
 	}
@@ -93,7 +93,7 @@ func (l *Loader) watch(w *fsnotify.Watcher) {
 
 // pluginOf maps a file event to the plugin it concerns.
 func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
-	rel, err := filepath.Rel(l.src.dir, ev.Name)
+	rel, err := filepath.Rel(l.pipe.SrcDir(), ev.Name)
 	if err != nil || strings.HasPrefix(rel, "..") {
 		return "", false
 	}

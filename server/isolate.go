@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/config"
 	"github.com/plugind/plugind/handlers"
 	"github.com/plugind/plugind/isolate"
@@ -34,7 +35,7 @@ func newIsolated(cfg config.Config, l *loader.Loader, log zerolog.Logger) (*isol
 		}
 		return nil, nil
 	}
-	host, _ := loader.HostBuildInfo()
+	host, _ := build.HostBuildInfo()
 	var tags string
 	for _, f := range host.Flags {
 		if t, ok := strings.CutPrefix(f, "-tags="); ok {

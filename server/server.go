@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/plugind/plugind/auth"
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/bus"
 	"github.com/plugind/plugind/config"
 	"github.com/plugind/plugind/handlers"
@@ -76,28 +77,47 @@ type closer struct {
 	fn   func(ctx context.Context) error
 }
 
-// NewLoader makes the loader cfg describes, for the server and for the
-// command line's build and list. extend, if not nil, adds to the loader's options what only a serving
-// server has (events, the bus, tasks).
-func NewLoader(cfg config.Config, log zerolog.Logger, extend func(*loader.Options)) (*loader.Loader, loader.HostBuild, error) {
-	host, err := loader.HostBuildInfo()
+// NewPipeline makes the build pipeline cfg describes, for the loader and
+// for the command line's build, prune and check, and returns it with the
+// server's build it makes artifacts for.
+func NewPipeline(ctx context.Context, cfg config.Config, log zerolog.Logger) (*build.Pipeline, build.HostBuild, error) {
+	host, err := build.HostBuildInfo()
 	if err != nil {
 		return nil, host, err
 	}
-	var check loader.LoadChecker
+	var check build.LoadChecker
 	if cfg.Plugins.LoadCheckTimeout > 0 {
 		exe, err := os.Executable()
 		if err != nil {
 			return nil, host, fmt.Errorf("finding the server binary for load checks: %w", err)
 		}
-		check = loader.ExecLoadCheck(exe, cfg.Plugins.LoadCheckTimeout)
+		check = build.ExecLoadCheck(exe, cfg.Plugins.LoadCheckTimeout)
+	}
+	p, err := build.New(ctx, build.Options{
+		SrcDir:    cfg.SrcDir(),
+		CacheDir:  cfg.Plugins.CacheDir,
+		ModuleDir: cfg.Plugins.ModuleDir,
+		Go:        cfg.Plugins.Go,
+		Timeout:   cfg.Plugins.BuildTimeout,
+		LoadCheck: check,
+		Prebuilt:  cfg.Plugins.Build == config.BuildOff,
+		Host:      &host,
+		Log:       log,
+	})
+	return p, host, err
+}
+
+// NewLoader makes the loader cfg describes, over a pipeline of its own
+// (NewPipeline), for the server and for the command line's list. extend,
+// if not nil, adds to the loader's options what only a serving server has
+// (events, the bus, tasks).
+func NewLoader(cfg config.Config, log zerolog.Logger, extend func(*loader.Options)) (*loader.Loader, build.HostBuild, error) {
+	p, host, err := NewPipeline(context.Background(), cfg, log)
+	if err != nil {
+		return nil, host, err
 	}
 	opts := loader.Options{
-		SrcDir:           cfg.SrcDir(),
-		CacheDir:         cfg.Plugins.CacheDir,
-		ModuleDir:        cfg.Plugins.ModuleDir,
-		Go:               cfg.Plugins.Go,
-		BuildTimeout:     cfg.Plugins.BuildTimeout,
+		Pipeline:         p,
 		BuildWait:        cfg.Plugins.BuildWait,
 		Reload:           cfg.Plugins.Reload == config.ReloadOnChange,
 		MaxLoadedBytes:   cfg.Plugins.MemoryBudgetMB << 20,
@@ -106,10 +126,7 @@ func NewLoader(cfg config.Config, log zerolog.Logger, extend func(*loader.Option
 		Settings: func(name string) (map[string]any, map[string]string) {
 			return cfg.Plugin(name).Settings, cfg.Secrets(name)
 		},
-		LoadCheck: check,
-		Prebuilt:  cfg.Plugins.Build == config.BuildOff,
-		Host:      &host,
-		Log:       log,
+		Log: log,
 	}
 	if extend != nil {
 		extend(&opts)

@@ -20,10 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/haproxytest"
 	"github.com/plugind/plugind/internal/pgtest"
 	"github.com/plugind/plugind/internal/plugintest"
-	"github.com/plugind/plugind/loader"
 )
 
 const (
@@ -523,7 +523,7 @@ func awaitTask(t *testing.T, r *replica, id, state string, limit time.Duration) 
 // with them too.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	host, err := loader.HostBuildInfo()
+	host, err := build.HostBuildInfo()
 	if err != nil {
 		t.Fatal(err)
 	}

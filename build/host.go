@@ -1,4 +1,4 @@
-package loader
+package build
 
 import (
 	"crypto/sha256"

@@ -1,4 +1,4 @@
-package loader
+package build
 
 import (
 	"context"
@@ -11,9 +11,11 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/plugind/plugind/plugerr"
 )
 
-// TestPrebuiltRefusals covers what a prebuilt-mode loader answers for a
+// TestPrebuiltRefusals covers what a prebuilt-mode pipeline answers for a
 // plugin it cannot serve, without building anything: every case is
 // ErrNotBuilt naming the plugind build command, and the cache is never
 // written to.
@@ -47,13 +49,12 @@ func TestPrebuiltRefusals(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(srcDir, "hello.go"), src, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			l, err := New(Options{SrcDir: srcDir, CacheDir: cache, Prebuilt: true, Go: "/nonexistent/go", Host: &host, Log: zerolog.Nop()})
+			p, err := New(context.Background(), Options{SrcDir: srcDir, CacheDir: cache, Prebuilt: true, Go: "/nonexistent/go", Host: &host, Log: zerolog.Nop()})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer l.Close(context.Background())
 			if tt.entry != nil {
-				s, err := l.src.find("hello")
+				s, err := p.Find("hello")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -61,16 +62,23 @@ func TestPrebuiltRefusals(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := writeFileAtomic(l.manifestPath("hello", sh), tt.entry(sh)); err != nil {
+				if err := writeFileAtomic(p.manifestPath("hello", sh), tt.entry(sh)); err != nil {
 					t.Fatal(err)
 				}
 			}
 			before := tree(t, cache)
 			for range 2 { // refusals are not remembered: a later plugind build is seen
-				_, err = l.Handler(context.Background(), "hello", "Hello", "GET")
-				var e *Error
-				if !errors.As(err, &e) || !errors.Is(err, ErrNotBuilt) {
-					t.Fatalf("Handler: %v, want ErrNotBuilt", err)
+				s, err := p.Find("hello")
+				if err != nil {
+					t.Fatal(err)
+				}
+				k, err := p.Key(s)
+				if err == nil {
+					_, _, err = p.Artifact(context.Background(), s, k, nil)
+				}
+				var e *plugerr.Error
+				if !errors.As(err, &e) || !errors.Is(err, plugerr.ErrNotBuilt) {
+					t.Fatalf("Key or Artifact: %v, want ErrNotBuilt", err)
 				}
 				if !strings.Contains(e.Msg, tt.want) || !strings.Contains(e.Msg, "plugind build hello") || strings.Contains(e.Msg, dir) {
 					t.Errorf("message %q: want %q and the command, no paths", e.Msg, tt.want)
@@ -79,10 +87,10 @@ func TestPrebuiltRefusals(t *testing.T) {
 			if after := tree(t, cache); after != before {
 				t.Errorf("prebuilt mode wrote to the cache:\nbefore %s\nafter  %s", before, after)
 			}
-			if p := l.ToolchainProblems(); len(p) > 0 && Supported {
-				t.Errorf("prebuilt mode needs no toolchain, got problems %q", p)
+			if problems := p.ToolchainProblems(); len(problems) > 0 {
+				t.Errorf("prebuilt mode needs no toolchain, got problems %q", problems)
 			}
-			if _, err := l.Build(context.Background(), "hello"); err == nil {
+			if _, err := p.Build(context.Background(), "hello"); err == nil {
 				t.Error("Build in prebuilt mode succeeded; it must refuse")
 			}
 		})

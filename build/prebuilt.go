@@ -1,4 +1,4 @@
-package loader
+package build
 
 import (
 	"crypto/sha256"
@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/plugind/plugind/plugerr"
 )
 
 // Prebuilt mode (Options.Prebuilt, plugins.build = "off") serves only
@@ -41,9 +43,6 @@ type manifestEntry struct {
 	Binary string    `json:"binary"` // binaryID of the plugind that built it
 	Built  time.Time `json:"built"`
 }
-
-// Prebuilt reports whether l runs in prebuilt mode.
-func (l *Loader) Prebuilt() bool { return l.prebuilt }
 
 // binaryID digests what makes this server's artifacts this server's: its
 // build identity (Go version, flags, environment, sdk), its own version
@@ -74,46 +73,47 @@ func sourceHash(src Source) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func (l *Loader) manifestPath(name, srcHash string) string {
-	return filepath.Join(l.cacheDir, manifestDir, name+"."+srcHash[:32]+".json")
+func (p *Pipeline) manifestPath(name, srcHash string) string {
+	return filepath.Join(p.cacheDir, manifestDir, name+"."+srcHash[:32]+".json")
 }
 
-// key is the content address of src's artifact. In prebuilt mode it comes
-// from the manifest; a plugin without an entry is ErrNotBuilt.
-func (l *Loader) key(src Source) (string, error) {
+// Key is the content address of src's artifact. In prebuilt mode it
+// comes from the manifest; a plugin without an entry is
+// plugerr.ErrNotBuilt.
+func (p *Pipeline) Key(src Source) (string, error) {
 	if src.Kind == KindPrebuilt {
-		return l.libraryKey(src) // prestd's NAME.so is its own artifact: no build, no entry
+		return p.libraryKey(src) // prestd's NAME.so is its own artifact: no build, no entry
 	}
-	if !l.prebuilt {
-		k, err := l.hashKey(src)
+	if !p.prebuilt {
+		k, err := p.hashKey(src)
 		if err != nil {
-			return "", newError(ErrBuild, src.Name, err, "plugin %q: cannot read its source", src.Name)
+			return "", plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: cannot read its source", src.Name)
 		}
 		return k, nil
 	}
 	sh, err := sourceHash(src)
 	if err != nil {
-		return "", newError(ErrOpen, src.Name, err, "plugin %q: cannot read its source", src.Name)
+		return "", plugerr.New(plugerr.ErrOpen, src.Name, err, "plugin %q: cannot read its source", src.Name)
 	}
-	data, err := os.ReadFile(l.manifestPath(src.Name, sh))
+	data, err := os.ReadFile(p.manifestPath(src.Name, sh))
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", l.notBuilt(src.Name, nil, "no artifact was built for its current source")
+		return "", p.notBuilt(src.Name, nil, "no artifact was built for its current source")
 	} else if err != nil {
-		return "", l.notBuilt(src.Name, err, "its build record cannot be read")
+		return "", p.notBuilt(src.Name, err, "its build record cannot be read")
 	}
 	var m manifestEntry
 	switch err := json.Unmarshal(data, &m); {
 	case err != nil, len(m.Key) < 32:
-		return "", l.notBuilt(src.Name, err, "its build record is damaged")
-	case m.Binary != binaryID(l.host):
-		return "", l.notBuilt(src.Name, nil, "its artifact was built by a different plugind binary")
+		return "", p.notBuilt(src.Name, err, "its build record is damaged")
+	case m.Binary != binaryID(p.host):
+		return "", p.notBuilt(src.Name, nil, "its artifact was built by a different plugind binary")
 	}
 	return m.Key, nil
 }
 
 // notBuilt is the error of a plugin prebuilt mode cannot serve.
-func (l *Loader) notBuilt(name string, cause error, why string) *Error {
-	return newError(ErrNotBuilt, name, cause,
+func (p *Pipeline) notBuilt(name string, cause error, why string) *plugerr.Error {
+	return plugerr.New(plugerr.ErrNotBuilt, name, cause,
 		"plugin %q is not built: %s, and this server does not build plugins (plugins.build = \"off\"); run `plugind build %s` with this server's binary and configuration", name, why, name)
 }
 
@@ -121,21 +121,21 @@ func (l *Loader) notBuilt(name string, cause error, why string) *Error {
 // artifact k from the sources that hashed to before. Sources that
 // changed meanwhile are not recorded: the entry would map new sources to
 // an old artifact.
-func (l *Loader) record(src Source, before, k string) error {
+func (p *Pipeline) record(src Source, before, k string) error {
 	after, err := sourceHash(src)
 	if err != nil {
-		return newError(ErrBuild, src.Name, err, "plugin %q: cannot read its source", src.Name)
+		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: cannot read its source", src.Name)
 	}
 	if after != before {
-		return newError(ErrBuild, src.Name, nil, "plugin %q: its source changed during the build; build it again", src.Name)
+		return plugerr.New(plugerr.ErrBuild, src.Name, nil, "plugin %q: its source changed during the build; build it again", src.Name)
 	}
-	data, err := json.MarshalIndent(manifestEntry{Plugin: src.Name, Source: after, Key: k, Binary: binaryID(l.host), Built: time.Now().UTC()}, "", "  ")
+	data, err := json.MarshalIndent(manifestEntry{Plugin: src.Name, Source: after, Key: k, Binary: binaryID(p.host), Built: time.Now().UTC()}, "", "  ")
 	if err != nil {
 		return err
 	}
-	path := l.manifestPath(src.Name, after)
+	path := p.manifestPath(src.Name, after)
 	if err := writeFileAtomic(path, append(data, '\n')); err != nil {
-		return newError(ErrBuild, src.Name, err, "plugin %q: cannot record its build", src.Name)
+		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: cannot record its build", src.Name)
 	}
 	return nil
 }

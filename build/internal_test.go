@@ -1,4 +1,4 @@
-package loader
+package build
 
 import (
 	"os"
@@ -131,11 +131,11 @@ func TestToolchain(t *testing.T) {
 	if got.err != nil || got.goPath == "" || got.version != runtime.Version() || got.modCache != strings.TrimSpace(string(modCache)) {
 		t.Errorf("readToolchain(go) = %+v; want %s and GOMODCACHE %s", got, runtime.Version(), modCache)
 	}
-	l := &Loader{tool: readToolchain(t.Context(), "no-such-go"), host: HostBuild{GoVersion: runtime.Version()}, builder: &builder{goCmd: "no-such-go"}}
+	l := &Pipeline{tool: readToolchain(t.Context(), "no-such-go"), host: HostBuild{GoVersion: runtime.Version()}, builder: &builder{goCmd: "no-such-go"}}
 	if p := l.ToolchainProblems(); len(p) == 0 || !strings.Contains(p[len(p)-1], `"no-such-go" is not on PATH`) {
 		t.Errorf("problems without a go command: %q", p)
 	}
-	l = &Loader{tool: toolchain{goPath: "/x/go", version: "go1.0", modCache: "/m"}, host: HostBuild{GoVersion: runtime.Version()}, builder: &builder{goCmd: "go"}}
+	l = &Pipeline{tool: toolchain{goPath: "/x/go", version: "go1.0", modCache: "/m"}, host: HostBuild{GoVersion: runtime.Version()}, builder: &builder{goCmd: "go"}}
 	if p := l.ToolchainProblems(); !slices.ContainsFunc(p, func(s string) bool {
 		return strings.Contains(s, "/x/go is go1.0 but the server was built with "+runtime.Version())
 	}) {

@@ -1,4 +1,4 @@
-package loader
+package build
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/plugind/plugind/plugerr"
 )
 
 // builder runs go build -buildmode=plugin, one build at a time: on a
@@ -47,6 +49,31 @@ func (b *builder) lastTook(name string) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.took[name]
+}
+
+// estimate is when plugin name's build will be done: what is
+// left of the build running now, going by how long it took last time,
+// plus name's own build when another one runs. Unknown builds count as a
+// second, the cold warm-up as 30 s; the estimate is at least a second.
+func (b *builder) estimate(name string) time.Duration {
+	holder, elapsed, expected := b.Building()
+	guess := func(n string, took time.Duration) time.Duration {
+		switch {
+		case took > 0:
+			return took
+		case n == WarmupHolder:
+			return 30 * time.Second
+		}
+		return time.Second
+	}
+	var left time.Duration
+	if holder != "" {
+		left = max(guess(holder, expected)-elapsed, 0)
+	}
+	if holder != name {
+		left += guess(name, b.lastTook(name))
+	}
+	return max(left, time.Second)
 }
 
 // acquire takes the build slot for name. If another build holds it,
@@ -90,7 +117,7 @@ func (b *builder) release(name string, took time.Duration) {
 func (b *builder) build(ctx context.Context, src Source, out string, waiting func(holder string, elapsed time.Duration)) (queued time.Duration, err error) {
 	queued, err = b.acquire(ctx, src.Name, waiting)
 	if err != nil {
-		return queued, newError(ErrBuild, src.Name, err, "plugin %q: gave up waiting to build", src.Name)
+		return queued, plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: gave up waiting to build", src.Name)
 	}
 	start := time.Now()
 	defer func() { b.release(src.Name, time.Since(start)) }()
@@ -103,7 +130,7 @@ func (b *builder) compile(ctx context.Context, src Source, out string) (err erro
 	defer cancel()
 
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return newError(ErrBuild, src.Name, err, "plugin %q: cannot create the artifact directory", src.Name)
+		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: cannot create the artifact directory", src.Name)
 	}
 	// Unique across processes sharing the cache (a shared volume): each
 	// writes its own file and renames it into place, so a reader sees a
@@ -112,7 +139,7 @@ func (b *builder) compile(ctx context.Context, src Source, out string) (err erro
 	defer os.Remove(tmp)
 	overlay, stamped, err := stamp(src, filepath.Dir(out))
 	if err != nil {
-		return newError(ErrBuild, src.Name, err, "plugin %q: cannot prepare its build", src.Name)
+		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: cannot prepare its build", src.Name)
 	}
 	defer os.RemoveAll(filepath.Dir(overlay))
 
@@ -138,9 +165,9 @@ func (b *builder) compile(ctx context.Context, src Source, out string) (err erro
 		}
 		var execErr *exec.Error
 		if errors.As(err, &execErr) {
-			return newError(ErrBuild, src.Name, err, "plugin %q cannot be built: the go command %q was not found; install Go or set plugins.go", src.Name, b.goCmd)
+			return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q cannot be built: the go command %q was not found; install Go or set plugins.go", src.Name, b.goCmd)
 		}
-		e := newError(ErrBuild, src.Name, cause, "plugin %q failed to build", src.Name)
+		e := plugerr.New(plugerr.ErrBuild, src.Name, cause, "plugin %q failed to build", src.Name)
 		if pkg := missingModule(diag); pkg != "" {
 			e.Msg = fmt.Sprintf("plugin %q failed to build: it imports %s, which the server was not built with; plugins can import the standard library and the server's modules", src.Name, pkg)
 		}
@@ -148,7 +175,7 @@ func (b *builder) compile(ctx context.Context, src Source, out string) (err erro
 		return e
 	}
 	if err := os.Rename(tmp, out); err != nil {
-		return newError(ErrBuild, src.Name, err, "plugin %q: cannot store its artifact", src.Name)
+		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: cannot store its artifact", src.Name)
 	}
 	return nil
 }

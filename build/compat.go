@@ -1,10 +1,12 @@
-package loader
+package build
 
 import (
 	"debug/buildinfo"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/plugind/plugind/plugerr"
 )
 
 // Difference is one way an artifact was built differently from the
@@ -84,7 +86,7 @@ func normalSetting(v string) string {
 }
 
 // incompatible is the error for an artifact with differences.
-func incompatible(name string, diffs []Difference) *Error {
+func incompatible(name string, diffs []Difference) *plugerr.Error {
 	parts := make([]string, len(diffs))
 	for i, d := range diffs {
 		parts[i] = d.String()
@@ -93,5 +95,5 @@ func incompatible(name string, diffs []Difference) *Error {
 	if slices.ContainsFunc(diffs, func(d Difference) bool { return d.What == "go version" }) {
 		fix = "rebuild it with the server's Go toolchain (plugind build " + name + ")"
 	}
-	return newError(ErrIncompatible, name, nil, "plugin %q was built for a different server: %s; %s", name, strings.Join(parts, "; "), fix)
+	return plugerr.New(plugerr.ErrIncompatible, name, nil, "plugin %q was built for a different server: %s; %s", name, strings.Join(parts, "; "), fix)
 }

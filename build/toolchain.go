@@ -1,4 +1,4 @@
-package loader
+package build
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 )
 
 // toolchain is what the go command plugins are built with says of itself,
-// read once when a Loader starts: one `go env` serves both the toolchain
+// read once when a Pipeline starts: one `go env` serves both the toolchain
 // check and the artifact key.
 type toolchain struct {
 	goPath   string // the go command found on PATH; "" if none is
@@ -42,19 +42,17 @@ func readToolchain(ctx context.Context, goCmd string) toolchain {
 
 // ToolchainProblems reports what is missing to build plugins here: the go
 // command, a toolchain of the server's Go version, a C compiler (plugins
-// need cgo). An empty result means nothing is.
-func (l *Loader) ToolchainProblems() []string {
+// need cgo). An empty result means nothing is. Whether this platform can
+// open plugins at all is the loader's to say (loader.Supported).
+func (p *Pipeline) ToolchainProblems() []string {
 	var problems []string
-	if !Supported {
-		problems = append(problems, unsupportedReason)
-	}
-	if l.prebuilt {
+	if p.prebuilt {
 		return problems // prebuilt mode needs neither go nor a C compiler
 	}
-	t, host := l.tool, l.host
+	t, host := p.tool, p.host
 	switch {
 	case t.goPath == "":
-		return append(problems, fmt.Sprintf("the go command %q is not on PATH: plugins cannot be built (install Go %s or set plugins.go)", l.builder.goCmd, host.GoVersion))
+		return append(problems, fmt.Sprintf("the go command %q is not on PATH: plugins cannot be built (install Go %s or set plugins.go)", p.builder.goCmd, host.GoVersion))
 	case t.err != nil:
 		return append(problems, t.err.Error())
 	case t.version != host.GoVersion:

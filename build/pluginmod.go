@@ -1,4 +1,4 @@
-package loader
+package build
 
 import (
 	"errors"
@@ -13,17 +13,21 @@ import (
 	"go/token"
 
 	"golang.org/x/mod/modfile"
+
+	"github.com/plugind/plugind/plugerr"
 )
 
-// checkSource runs the checks a source passes before it is built.
-func (l *Loader) checkSource(src Source) error {
-	if l.prebuilt {
+// Check runs the checks a source passes before it is built: a folder
+// plugin's go.mod agrees with the build module, and its imports are
+// provided by the build module.
+func (p *Pipeline) Check(src Source) error {
+	if p.prebuilt {
 		return nil // checked by plugind build, which had the build module
 	}
-	if err := l.checkPluginModule(src); err != nil {
+	if err := p.checkPluginModule(src); err != nil {
 		return err
 	}
-	return l.checkImports(src)
+	return p.checkImports(src)
 }
 
 // checkPluginModule compares the requirements of a folder plugin's own
@@ -31,7 +35,7 @@ func (l *Loader) checkSource(src Source) error {
 // build module's go.mod). The plugin is built with the server's versions
 // whatever its go.mod says, so a conflict is an error that names it
 // rather than a surprise at run time.
-func (l *Loader) checkPluginModule(src Source) error {
+func (p *Pipeline) checkPluginModule(src Source) error {
 	if src.Kind != KindFolder || len(src.Files) == 0 {
 		return nil
 	}
@@ -39,11 +43,11 @@ func (l *Loader) checkPluginModule(src Source) error {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	} else if err != nil {
-		return newError(ErrBuild, src.Name, err, "plugin %q: its go.mod cannot be read", src.Name)
+		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: its go.mod cannot be read", src.Name)
 	}
-	ours, err := readRequires(filepath.Join(l.moduleDir, "go.mod"))
+	ours, err := readRequires(filepath.Join(p.moduleDir, "go.mod"))
 	if err != nil {
-		return newError(ErrBuild, src.Name, err, "plugin %q: the build module's go.mod cannot be read", src.Name)
+		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the build module's go.mod cannot be read", src.Name)
 	}
 	var conflicts []string
 	for path, v := range theirs {
@@ -55,7 +59,7 @@ func (l *Loader) checkPluginModule(src Source) error {
 		return nil
 	}
 	slices.Sort(conflicts)
-	return newError(ErrIncompatible, src.Name, nil,
+	return plugerr.New(plugerr.ErrIncompatible, src.Name, nil,
 		"plugin %q requires versions the server does not have: %s; plugins are built with the server's versions: change its go.mod to match",
 		src.Name, strings.Join(conflicts, "; "))
 }
@@ -64,17 +68,17 @@ func (l *Loader) checkPluginModule(src Source) error {
 // package no module of the build provides: plugins are built with the
 // server's modules only, and the go command's own message for this
 // ("updates to go.mod needed") does not say so.
-func (l *Loader) checkImports(src Source) error {
+func (p *Pipeline) checkImports(src Source) error {
 	if src.Kind == KindPrebuilt {
 		return nil
 	}
-	data, err := os.ReadFile(filepath.Join(l.moduleDir, "go.mod"))
+	data, err := os.ReadFile(filepath.Join(p.moduleDir, "go.mod"))
 	if err != nil {
-		return newError(ErrBuild, src.Name, err, "plugin %q: the build module's go.mod cannot be read", src.Name)
+		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the build module's go.mod cannot be read", src.Name)
 	}
 	f, err := modfile.ParseLax("go.mod", data, nil)
 	if err != nil {
-		return newError(ErrBuild, src.Name, err, "plugin %q: the build module's go.mod cannot be parsed", src.Name)
+		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the build module's go.mod cannot be parsed", src.Name)
 	}
 	modules := []string{f.Module.Mod.Path}
 	for _, r := range f.Require {
@@ -93,7 +97,7 @@ func (l *Loader) checkImports(src Source) error {
 				continue // the standard library
 			}
 			if !slices.ContainsFunc(modules, func(m string) bool { return path == m || strings.HasPrefix(path, m+"/") }) {
-				return newError(ErrBuild, src.Name, nil, "plugin %q failed to build: it imports %s, which the server was not built with; plugins can import the standard library and the server's modules", src.Name, path)
+				return plugerr.New(plugerr.ErrBuild, src.Name, nil, "plugin %q failed to build: it imports %s, which the server was not built with; plugins can import the standard library and the server's modules", src.Name, path)
 			}
 		}
 	}

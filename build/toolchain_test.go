@@ -1,4 +1,4 @@
-package loader_test
+package build_test
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/plugintest"
-	"github.com/plugind/plugind/loader"
 )
 
 // TestBlankCC: a blank CC is treated as an unset one, by the toolchain
@@ -20,11 +20,11 @@ func TestBlankCC(t *testing.T) {
 			dir := plugintest.PluginPath(t)
 			plugintest.WriteFile(t, filepath.Join(dir, "src"), "cc.go",
 				plugintest.Unique(t, "package main\n\nfunc GETCCHandler() string { return \"cc\" }\n"))
-			l, _ := newLoaderWith(t, dir, func(o *loader.Options) { o.CacheDir = t.TempDir() })
-			if p := l.ToolchainProblems(); slices.ContainsFunc(p, func(s string) bool { return strings.Contains(s, "C compiler") }) {
-				t.Errorf("problems = %q; a blank CC means the default compiler, which is installed", p)
+			p, _ := newPipeline(t, dir, func(o *build.Options) { o.CacheDir = t.TempDir() })
+			if problems := p.ToolchainProblems(); slices.ContainsFunc(problems, func(s string) bool { return strings.Contains(s, "C compiler") }) {
+				t.Errorf("problems = %q; a blank CC means the default compiler, which is installed", problems)
 			}
-			if _, err := l.Build(context.Background(), "cc"); err != nil {
+			if _, err := p.Build(context.Background(), "cc"); err != nil {
 				t.Errorf("building with CC=%q: %v", cc, err)
 			}
 		})

@@ -1,4 +1,4 @@
-package loader
+package build
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 // gets in Retry-After follows what the running build took last time.
 func TestBuildWaits(t *testing.T) {
 	b := &builder{slot: make(chan struct{}, 1)}
-	if _, err := b.acquire(context.Background(), warmupName, nil); err != nil {
+	if _, err := b.acquire(context.Background(), WarmupHolder, nil); err != nil {
 		t.Fatal(err)
 	}
 	told := make(chan string, 1)
@@ -23,15 +23,14 @@ func TestBuildWaits(t *testing.T) {
 		}
 		got <- queued
 	}()
-	if h := <-told; h != warmupName {
+	if h := <-told; h != WarmupHolder {
 		t.Fatalf("waiting for %q, want the warm-up", h)
 	}
-	l := &Loader{builder: b}
 	// Nothing known yet: the cold warm-up's 30 s, plus a second for report.
-	if ra := l.retryAfter("report"); ra < 30*time.Second || ra > 31*time.Second {
+	if ra := b.estimate("report"); ra < 30*time.Second || ra > 31*time.Second {
 		t.Errorf("retryAfter = %s, want about 31s", ra)
 	}
-	b.release(warmupName, 20*time.Second)
+	b.release(WarmupHolder, 20*time.Second)
 	queued := <-got
 	if queued <= 0 {
 		t.Errorf("queued = %s", queued)
@@ -40,19 +39,19 @@ func TestBuildWaits(t *testing.T) {
 		t.Errorf("holder = %q after the warm-up", h)
 	}
 	b.release("report", 3*time.Second)
-	if _, err := b.acquire(context.Background(), warmupName, nil); err != nil {
+	if _, err := b.acquire(context.Background(), WarmupHolder, nil); err != nil {
 		t.Fatal(err)
 	}
 	// The warm-up took 20 s and report 3 s last time.
-	if ra := l.retryAfter("report"); ra < 22*time.Second || ra > 23*time.Second {
+	if ra := b.estimate("report"); ra < 22*time.Second || ra > 23*time.Second {
 		t.Errorf("retryAfter = %s, want about 23s", ra)
 	}
 	// report's own build, running: what is left of its 3 s.
-	b.release(warmupName, 20*time.Second)
+	b.release(WarmupHolder, 20*time.Second)
 	if _, err := b.acquire(context.Background(), "report", nil); err != nil {
 		t.Fatal(err)
 	}
-	if ra := l.retryAfter("report"); ra < 2*time.Second || ra > 3*time.Second {
+	if ra := b.estimate("report"); ra < 2*time.Second || ra > 3*time.Second {
 		t.Errorf("retryAfter while report builds = %s, want about 3s", ra)
 	}
 }
