@@ -1,15 +1,11 @@
 package handlers
 
 import (
-	"bufio"
 	"context"
-	"io"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
 
-	"github.com/felixge/httpsnoop"
 	"github.com/rs/xid"
 	"github.com/rs/zerolog"
 
@@ -36,6 +32,9 @@ type requestInfo struct {
 
 	status int // the final status written; 0: none yet
 	size   int // body bytes written, before compression
+	// rec is the response writer the access layer hands on: it records
+	// status and size above (recorder.go).
+	rec recorder
 	// bodyTooLarge: a read of the body went over a limit. Atomic: a
 	// handler under a timeout may read on after its caller has answered.
 	bodyTooLarge atomic.Bool
@@ -86,8 +85,8 @@ func isIDByte(c byte) bool {
 
 // access assigns the request id (X-Request-Id, honoured or generated, and
 // returned), parses a plugin path once, and logs one "request" event when
-// the response is done, aborted ones included. Statuses are recorded by
-// httpsnoop's wrapper, which keeps the writer's optional interfaces: an
+// the response is done, aborted ones included. Status and size are
+// recorded by info.rec, which keeps the writer's optional interfaces: an
 // informational 1xx is not the final status.
 func (s *Server) access(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -99,7 +98,7 @@ func (s *Server) access(next http.Handler) http.Handler {
 		info.file, info.fn, info.pluginRoute = splitPluginPath(r.URL.Path)
 		info.named = info.pluginRoute && loader.ValidName(info.file) && loader.ValidFunc(info.fn)
 		defer s.logRequest(r, info, start)
-		next.ServeHTTP(snoop(w, info), r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
+		next.ServeHTTP(info.rec.wrap(w, info), r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
 	})
 }
 
@@ -153,56 +152,4 @@ func (s *Server) logRequest(r *http.Request, info *requestInfo, start time.Time)
 	if aborted != nil {
 		panic(aborted) // net/http aborts the connection
 	}
-}
-
-// snoop wraps w to record the final status and the body's size in info.
-func snoop(w http.ResponseWriter, info *requestInfo) http.ResponseWriter {
-	return httpsnoop.Wrap(w, httpsnoop.Hooks{
-		WriteHeader: func(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
-			return func(code int) {
-				// 1xx are interim (103 Early Hints), except 101, after
-				// which the connection is no longer HTTP.
-				if info.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-					info.status = code
-				}
-				next(code)
-			}
-		},
-		Write: func(next httpsnoop.WriteFunc) httpsnoop.WriteFunc {
-			return func(b []byte) (int, error) {
-				if info.status == 0 {
-					info.status = http.StatusOK
-				}
-				n, err := next(b)
-				info.size += n
-				return n, err
-			}
-		},
-		ReadFrom: func(next httpsnoop.ReadFromFunc) httpsnoop.ReadFromFunc {
-			return func(src io.Reader) (int64, error) {
-				if info.status == 0 {
-					info.status = http.StatusOK
-				}
-				n, err := next(src)
-				info.size += int(n)
-				return n, err
-			}
-		},
-		Flush: func(next httpsnoop.FlushFunc) httpsnoop.FlushFunc {
-			return func() {
-				if info.status == 0 {
-					info.status = http.StatusOK
-				}
-				next()
-			}
-		},
-		Hijack: func(next httpsnoop.HijackFunc) httpsnoop.HijackFunc {
-			return func() (net.Conn, *bufio.ReadWriter, error) {
-				if info.status == 0 {
-					info.status = http.StatusSwitchingProtocols
-				}
-				return next()
-			}
-		},
-	})
 }
