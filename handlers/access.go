@@ -15,13 +15,24 @@ import (
 
 // The access middleware is written out rather than assembled from hlog's
 // handlers: those copy the request three times and the logger once per
-// request. Here a request costs one context value and one wrapped writer.
+// request. Here a request costs two allocations: the request's copy with
+// its new context, and the requestInfo that is that context, the
+// recorder and the request id's header value in one.
 
 // requestInfo is what the server learns about a request as it passes
 // through: parsed once by the access layer, completed by the router, the
 // guard and the plugin handler, read by the access log.
+//
+// It is also the request's context from the access layer in: the parent
+// context with one value, itself under requestInfoKey, as
+// context.WithValue would make it, without a context of its own to
+// allocate. Cancellation, deadlines and other values are the parent's.
 type requestInfo struct {
+	context.Context
+
 	id string
+	// idHeader holds id as the X-Request-Id header's value.
+	idHeader [1]string
 	// file and fn are /_PLUGIN/{file}/{func}'s segments when pluginRoute;
 	// named says they are valid names, fit for logs and labels.
 	file, fn    string
@@ -46,6 +57,15 @@ func (i *requestInfo) started() bool { return i.status != 0 }
 
 type requestInfoKey struct{}
 
+// Value returns i for requestInfoKey, the parent's values for other keys.
+func (i *requestInfo) Value(key any) any {
+	if _, ok := key.(requestInfoKey); ok {
+		return i
+	}
+	return i.Context.Value(key)
+}
+
+// infoFrom returns the request's info, nil outside the access layer.
 func infoFrom(ctx context.Context) *requestInfo {
 	info, _ := ctx.Value(requestInfoKey{}).(*requestInfo)
 	return info
@@ -94,23 +114,29 @@ func (s *Server) access(next http.Handler) http.Handler {
 		if s.Metrics != nil {
 			defer s.Metrics.InFlight()()
 		}
-		info := &requestInfo{id: s.requestID(w, r)}
+		info := &requestInfo{Context: r.Context()}
+		s.requestID(w.Header(), r, info)
 		info.file, info.fn, info.pluginRoute = splitPluginPath(r.URL.Path)
 		info.named = info.pluginRoute && loader.ValidName(info.file) && loader.ValidFunc(info.fn)
 		defer s.logRequest(r, info, start)
-		next.ServeHTTP(info.rec.wrap(w, info), r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
+		next.ServeHTTP(info.rec.wrap(w, info), r.WithContext(info))
 	})
 }
 
-// requestID returns r's id, the client's if valid, else a new one, and
-// sets it on the response.
-func (s *Server) requestID(w http.ResponseWriter, r *http.Request) string {
-	id := r.Header.Get("X-Request-Id")
+// requestID sets info's id to r's, the client's if valid, else a new one,
+// and returns it in the response header h. The header's value is
+// info.idHeader, not a slice of its own: it has length and capacity 1,
+// so a handler's Add makes a new slice rather than writing into info.
+func (s *Server) requestID(h http.Header, r *http.Request, info *requestInfo) {
+	var id string
+	if v := r.Header["X-Request-Id"]; len(v) > 0 { // the canonical key: Get would canonicalise it per request
+		id = v[0]
+	}
 	if !validRequestID(id) {
 		id = xid.New().String()
 	}
-	w.Header().Set("X-Request-Id", id)
-	return id
+	info.id, info.idHeader[0] = id, id
+	h["X-Request-Id"] = info.idHeader[:]
 }
 
 // logRequest writes the access log line and the request metrics.
