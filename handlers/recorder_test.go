@@ -419,20 +419,34 @@ func TestRecorderPush(t *testing.T) {
 // TestAccessLogAllocs holds the access layer to what it must allocate per
 // request over the handler's own: the request's copy and the request
 // info, which is its context and holds the recorder and the request id's
-// header value.
+// header value; and a generated id's text. The recorder's type, whatever
+// the inner writer's interfaces, costs nothing.
 func TestAccessLogAllocs(t *testing.T) {
-	s := benchServer(true)
-	h, r := s.access(trivial), benchRequest("X-Request-Id", "abc")
-	w := &benchWriter{h: http.Header{}}
-	base := testing.AllocsPerRun(200, func() {
-		w.reset()
-		trivial(w, r)
-	})
-	got := testing.AllocsPerRun(200, func() {
-		w.reset()
-		h.ServeHTTP(w, r)
-	})
-	if want := base + 2; got > want {
-		t.Errorf("%v allocs per request; want at most %v (the handler's own %v + 2)", got, want, base)
+	tests := []struct {
+		name  string
+		w     interface{ reset() }
+		r     *http.Request
+		extra float64
+	}{
+		{"the client's id", &benchWriter{h: http.Header{}}, benchRequest("X-Request-Id", "abc"), 2},
+		{"a generated id", &benchWriter{h: http.Header{}}, benchRequest(), 3},
+		{"a writer with every optional interface", &fullWriter{benchWriter{h: http.Header{}}, map[string]int{}}, benchRequest("X-Request-Id", "abc"), 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := benchServer(true)
+			w, h := tt.w.(http.ResponseWriter), s.access(trivial)
+			base := testing.AllocsPerRun(200, func() {
+				tt.w.reset()
+				trivial(w, tt.r)
+			})
+			got := testing.AllocsPerRun(200, func() {
+				tt.w.reset()
+				h.ServeHTTP(w, tt.r)
+			})
+			if want := base + tt.extra; got > want {
+				t.Errorf("%v allocs per request; want at most %v (the handler's own %v + %v)", got, want, base, tt.extra)
+			}
+		})
 	}
 }
