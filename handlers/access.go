@@ -17,7 +17,8 @@ import (
 // handlers: those copy the request three times and the logger once per
 // request. Here a request costs two allocations: the request's copy with
 // its new context, and the requestInfo that is that context, the
-// recorder and the request id's header value in one.
+// recorder and the request id's header value in one (and a generated
+// id's text).
 
 // requestInfo is what the server learns about a request as it passes
 // through: parsed once by the access layer, completed by the router, the

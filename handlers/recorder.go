@@ -15,7 +15,7 @@ import (
 // the request's info. It lives inside the requestInfo the access layer
 // allocates anyway, so recording costs no allocation of its own (the
 // info cannot be pooled: an abandoned handler under a timeout may still
-// hold the request, and its context the info, after the response).
+// hold the request, whose context is the info, after the response).
 //
 // The wrapped writer keeps the optional interfaces of the one it wraps,
 // exactly: http.Flusher, http.Hijacker, io.ReaderFrom, http.Pusher and
@@ -32,9 +32,11 @@ import (
 // every combination.
 type recorder struct{ recorderBase }
 
+// recorderBase is embedded by recorder, so that every defined type of
+// recorder has its methods.
 type recorderBase struct {
-	w    http.ResponseWriter
-	info *requestInfo
+	w    http.ResponseWriter // the inner writer
+	info *requestInfo        // where status and size go
 }
 
 // Optional interfaces of the inner writer, as bits of the set that
