@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,23 @@ func TestRequestInfoContext(t *testing.T) {
 	}
 	if infoFrom(context.Background()) != nil {
 		t.Error("info found in a context without one")
+	}
+}
+
+// TestRequestInfoContextNoGoroutine: a context derived from the info
+// (a plugin's timeout) hangs on the parent's cancelCtx, as one derived
+// from context.WithValue's does, instead of a goroutine of its own
+// watching the info's Done.
+func TestRequestInfoContextNoGoroutine(t *testing.T) {
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	info := &requestInfo{Context: parent}
+	before := runtime.NumGoroutine()
+	for range 200 {
+		_, stop := context.WithTimeout(info, time.Hour)
+		defer stop()
+	}
+	if n := runtime.NumGoroutine() - before; n >= 100 {
+		t.Errorf("%d goroutines more after deriving 200 contexts from the info", n)
 	}
 }
