@@ -77,9 +77,10 @@ const (
 
 	isolatedGrowth = 0.10 // RSS of the server and its children across the reloads, at most
 	// warmupReloads come before the memory is read and the counted reloads
-	// start: the first reloads fault in the server's code for watching,
-	// building and starting (pages of its binary, not Go heap: +2-5 MiB
-	// here), which no later reload adds to. Both figures are printed.
+	// start: the first reloads grow the server's RSS once (+2-5 MiB here,
+	// mostly outside the Go heap: likely its code for watching, building
+	// and starting, paged in), and no later reload adds to it. Both
+	// figures are printed.
 	warmupReloads   = 5
 	isolatedHealthy = 100 * time.Millisecond
 	retireTimeout   = 30 * time.Second // a retired child's exit after a reload: isolate's grace is 10 s
