@@ -11,5 +11,7 @@ import (
 // loaders in these tests run os.Args[0] __loadcheck PATH.
 func TestMain(m *testing.M) {
 	loader.RunLoadCheckIfAsked()
-	os.Exit(m.Run())
+	code := m.Run()
+	removeDeps()
+	os.Exit(code)
 }
