@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -321,13 +322,42 @@ func (p *Pipeline) hashKey(src Source) (string, error) {
 	if err != nil || d == nil {
 		return k, err
 	}
-	if pl, err := planFor(src, d, p.moduleDir, p.cacheDir, p.host, p.reg); err == nil {
+	if pl, err := planFor(src, d, p.moduleDir, p.cacheDir, p.host, p.reg, false); err == nil {
 		return hashOf(k + "\nbuild module " + pl.key), nil
 	}
 	// Unbuildable as it stands (Artifact says why): a key all the same,
 	// which changes with what the user will edit.
 	return hashOf(k + "\ndeclared " + string(d.mod) + "\n" + string(d.sum)), nil
 }
+
+// ProcessModule prepares the build module of src as a program of its
+// own (an isolated plugin, see package isolate) and returns its go.mod,
+// for go build -modfile; "" when src declares no requirements. Nothing
+// in such a program is shared with the server, so the plugin's
+// requirements are taken as the go command selects them: a version the
+// server or another plugin could not load in-process is fine. Downloads
+// are logged with the plugin's name and bounded by ctx.
+func (p *Pipeline) ProcessModule(ctx context.Context, src Source) (string, error) {
+	if p.prebuilt {
+		return "", nil
+	}
+	d, err := readDeclared(src, p.src.dir)
+	if err != nil {
+		return "", plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
+	}
+	if d == nil {
+		return "", nil
+	}
+	pl, err := planFor(src, d, p.moduleDir, p.cacheDir, p.host, nil, true)
+	if err != nil {
+		return "", err
+	}
+	return p.builder.resolve(ctx, src.Name, pl, src.Files, p.log.With().Str("plugin", src.Name).Logger())
+}
+
+// GoEnv is the environment the go command runs with for builds, before
+// what a build sets itself: the process's, and Options.Env.
+func (p *Pipeline) GoEnv() []string { return slices.Clip(p.builder.environ) }
 
 // Registry is the record of module versions builds align with.
 func (p *Pipeline) Registry() *Registry { return p.reg }
@@ -462,7 +492,7 @@ func (p *Pipeline) build(ctx context.Context, src Source, path string, progress 
 	if err != nil {
 		err = plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
 	} else if d != nil {
-		pl, err = planFor(src, d, p.moduleDir, p.cacheDir, p.host, p.reg)
+		pl, err = planFor(src, d, p.moduleDir, p.cacheDir, p.host, p.reg, false)
 	}
 	if err != nil {
 		log.Error().Err(err).Msg("plugin build refused")

@@ -28,6 +28,7 @@ import (
 // complete it (downloads, indirect requirements).
 type plan struct {
 	declared *declared
+	process  bool // for a program of its own (see planFor)
 	gomod    []byte
 	gosum    []byte
 	copies   []vendorCopy
@@ -48,7 +49,10 @@ type vendorCopy struct {
 // planFor plans src's build module from d, the module that declares its
 // requirements. moduleDir is the build module (the server's); host says
 // what the server links; reg, if not nil, what other plugins loaded.
-func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild, reg *Registry) (*plan, error) {
+// With process, the plan is for a program of its own (an isolated
+// plugin): nothing it links is shared, so neither the server's versions
+// nor the loaded ones hold it; the go command's selection stands.
+func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild, reg *Registry, process bool) (*plan, error) {
 	name := src.Name
 	data, err := os.ReadFile(filepath.Join(moduleDir, "go.mod"))
 	if err != nil {
@@ -64,6 +68,9 @@ func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild
 	}
 	mainPath := f.Module.Mod.Path
 	linked := func(path string) (string, bool) {
+		if process {
+			return "", false
+		}
 		if v, ok := host.Deps[path]; ok {
 			return versionOf(v), true
 		}
@@ -72,13 +79,13 @@ func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild
 		}
 		return "", false
 	}
-	p := &plan{declared: d}
+	p := &plan{declared: d, process: process}
 	var pinSums []string
 
 	// want is a module's version in the plan; held reports a conflict
 	// with what is loaded, or raises want to it.
 	hold := func(path, want string) (string, error) {
-		if reg == nil {
+		if reg == nil || process {
 			return want, nil
 		}
 		l, ok := reg.Lookup(path)
@@ -226,7 +233,7 @@ func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild
 	}
 	p.gosum = mergeSums(baseSum, d.sum, []byte(strings.Join(pinSums, "\n")))
 	h := sha256.New()
-	fmt.Fprintf(h, "plugind build module v1\n%d\n%s%d\n%s", len(p.gomod), p.gomod, len(p.gosum), p.gosum)
+	fmt.Fprintf(h, "plugind build module v1\nprocess %v\n%d\n%s%d\n%s", process, len(p.gomod), p.gomod, len(p.gosum), p.gosum)
 	for _, imp := range imps {
 		fmt.Fprintf(h, "import %s\n", imp)
 	}
@@ -408,8 +415,10 @@ func (b *builder) resolve(ctx context.Context, name string, p *plan, files []str
 		e.Output = b.relative(out)
 		return "", e
 	}
-	if err := b.checkRaised(ctx, name, p, modPath); err != nil {
-		return "", err
+	if !p.process {
+		if err := b.checkRaised(ctx, name, p, modPath); err != nil {
+			return "", err
+		}
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "resolved"), nil, 0o644); err != nil {
 		return "", plugerr.New(plugerr.ErrBuild, name, err, "plugin %q: cannot prepare its build module", name)

@@ -14,9 +14,9 @@ import (
 // read once when a Pipeline starts: one `go env` serves both the toolchain
 // check and the artifact key.
 type toolchain struct {
-	goPath   string // the go command found on PATH; "" if none is
-	version  string // GOVERSION
-	cc       string // CC; "" if unset
+	goPath   string   // the go command found on PATH; "" if none is
+	version  string   // GOVERSION
+	cc       string   // CC; "" if unset
 	modCache string   // GOMODCACHE
 	goflags  string   // GOFLAGS, less what builds must not take (see keptGoflags)
 	dropped  []string // what of GOFLAGS builds do not take

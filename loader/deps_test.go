@@ -1,19 +1,15 @@
 package loader_test
 
 import (
-	"bytes"
 	"errors"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/plugind/plugind/build"
-	"github.com/plugind/plugind/internal/modproxy"
 	"github.com/plugind/plugind/internal/plugintest"
 	"github.com/plugind/plugind/loader"
 )
@@ -24,65 +20,18 @@ import (
 // process, across every loader in it, so each test that opens such a
 // plugin runs in a child process of its own (ownProcess).
 
-// deps is the module proxy and the private module cache of this test
-// process, made once (see depsEnv) and removed by TestMain.
-var deps struct {
-	once  sync.Once
-	dir   string
-	proxy *modproxy.Proxy
-	err   error
-}
-
 // depsEnv is the go command's environment for builds that fetch the
-// fixture modules: the proxy first, the machine's module cache (the
-// server's own dependencies) second, nothing else; a module cache of
-// this process's own, so that fixtures never reach the real one.
+// fixture modules (plugintest.ModuleProxy), with the proxy.
 func depsEnv(t *testing.T) []string {
 	t.Helper()
-	deps.once.Do(func() {
-		if deps.dir, deps.err = os.MkdirTemp("", "plugind-deps-"); deps.err != nil {
-			return
-		}
-		deps.proxy, deps.err = modproxy.Build(filepath.Join(plugintest.Root(), "testdata", "modules"), filepath.Join(deps.dir, "proxy"))
-	})
-	if deps.err != nil {
-		t.Fatal(deps.err)
-	}
-	return deps.proxy.Env(filepath.Join(deps.dir, "modcache"))
+	_, env := plugintest.ModuleProxy(t)
+	return env
 }
 
-// removeDeps removes what depsEnv made.
-func removeDeps() {
-	if deps.dir != "" {
-		os.RemoveAll(deps.dir)
-	}
-}
-
-// ownProcessEnv names the test a child process runs (see ownProcess).
-const ownProcessEnv = "PLUGIND_TEST_OWN_PROCESS"
-
-// ownProcess reports whether the calling test should run its body here:
-// in a child process started for it. Otherwise it runs the test in such
-// a child, fails t if the child fails, and reports false.
+// ownProcess is plugintest.OwnProcess.
 func ownProcess(t *testing.T) bool {
 	t.Helper()
-	if os.Getenv(ownProcessEnv) == t.Name() {
-		return true
-	}
-	var run []string
-	for _, part := range strings.Split(t.Name(), "/") {
-		run = append(run, "^"+regexp.QuoteMeta(part)+"$")
-	}
-	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run="+strings.Join(run, "/"), "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), ownProcessEnv+"="+t.Name())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("in a process of its own: %v\n%s", err, out)
-	}
-	if !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
-		t.Fatalf("the child process did not run %s:\n%s", t.Name(), out)
-	}
-	return false
+	return plugintest.OwnProcess(t)
 }
 
 // copyTree copies the fixture tree testdata/deps/from to dir/to.
@@ -157,23 +106,23 @@ func TestPluginDependencies(t *testing.T) {
 		shop   bool
 		want   string
 		// prepare changes lib before the loader starts and returns
-		// the build environment (nil: depsEnv's).
-		prepare func(t *testing.T, lib string) []string
+		// the build environment, given depsEnv's.
+		prepare func(t *testing.T, lib string, env []string) []string
 	}{
 		{name: "single file, lib/go.mod", plugin: "greet", want: "greet v1.0.0"},
 		{name: "folder, its own go.mod", plugin: "shop", shop: true, want: "greet v1.1.0"},
 		{
 			name: "folder, vendor, offline", plugin: "shop", shop: true, want: "greet v1.1.0",
-			prepare: func(t *testing.T, lib string) []string {
+			prepare: func(t *testing.T, lib string, env []string) []string {
 				// Vendor with a module cache of its own: the build's
 				// then has no copy of greet, and no proxy serves one.
-				env := append(depsEnv(t), "GOMODCACHE="+filepath.Join(t.TempDir(), "vendoring"))
 				cmd := exec.Command("go", "mod", "vendor")
-				cmd.Dir, cmd.Env = filepath.Join(lib, "src", "shop"), append(os.Environ(), env...)
+				cmd.Dir = filepath.Join(lib, "src", "shop")
+				cmd.Env = append(append(os.Environ(), env...), "GOMODCACHE="+filepath.Join(t.TempDir(), "vendoring"))
 				if out, err := cmd.CombinedOutput(); err != nil {
 					t.Fatalf("go mod vendor: %v\n%s", err, out)
 				}
-				return append(depsEnv(t), "GOPROXY="+machineDownloads(t)+",off")
+				return append(env, "GOPROXY="+machineDownloads(t)+",off")
 			},
 		},
 	}
@@ -185,7 +134,7 @@ func TestPluginDependencies(t *testing.T) {
 			lib := depsLib(t, tt.shop)
 			env := depsEnv(t)
 			if tt.prepare != nil {
-				env = tt.prepare(t, lib)
+				env = tt.prepare(t, lib, env)
 			}
 			l, logs := depsLoader(t, lib, "", env, nil)
 			got, err := hello(t, l, tt.plugin)
@@ -211,10 +160,10 @@ func TestPreparedModuleCacheBuildsOffline(t *testing.T) {
 	if !ownProcess(t) {
 		return
 	}
-	lib := depsLib(t, false)
+	lib, env := depsLib(t, false), depsEnv(t)
 	// The first server fills the module cache; the second, with another
 	// artifact cache and GOPROXY=off, resolves and builds from it.
-	l, logs := depsLoader(t, lib, "", depsEnv(t), nil)
+	l, logs := depsLoader(t, lib, "", env, nil)
 	if got, err := hello(t, l, "greet"); err != nil || got != "greet v1.0.0" {
 		t.Fatalf("first server: %q, %v\n%s", got, err, logs)
 	}
@@ -224,7 +173,7 @@ func TestPreparedModuleCacheBuildsOffline(t *testing.T) {
 	}
 	// Another name: this process holds greet's package path already.
 	plugintest.WriteFile(t, filepath.Join(lib, "src"), "greet2.go", readFile(t, filepath.Join(lib, "src", "greet.go")))
-	l2, logs2 := depsLoader(t, lib, "", append(depsEnv(t), "GOPROXY=off"), nil)
+	l2, logs2 := depsLoader(t, lib, "", append(env, "GOPROXY=off"), nil)
 	if got, err := hello(t, l2, "greet2"); err != nil || got != "greet v1.0.0" {
 		t.Fatalf("offline: %q, %v\n%s", got, err, logs2)
 	}
@@ -237,12 +186,12 @@ func TestRestartReusesDependencyBuild(t *testing.T) {
 	if !ownProcess(t) {
 		return
 	}
-	lib, cache := depsLib(t, false), t.TempDir()
-	l, logs := depsLoader(t, lib, cache, depsEnv(t), nil)
+	lib, cache, env := depsLib(t, false), t.TempDir(), depsEnv(t)
+	l, logs := depsLoader(t, lib, cache, env, nil)
 	if _, err := hello(t, l, "greet"); err != nil || builds(logs, "greet") != 1 {
 		t.Fatalf("first start: %v, %d builds", err, builds(logs, "greet"))
 	}
-	l2, logs2 := depsLoader(t, lib, cache, depsEnv(t), nil)
+	l2, logs2 := depsLoader(t, lib, cache, env, nil)
 	if got, err := hello(t, l2, "greet"); err != nil || got != "greet v1.0.0" {
 		t.Fatalf("restart: %q, %v", got, err)
 	}
@@ -267,20 +216,12 @@ func readFile(t *testing.T, path string) string {
 	return string(data)
 }
 
-// sumLines returns the proxy's go.sum lines of module (path and version).
+// sumLines returns the fixture proxy's go.sum lines of module ("path
+// version").
 func sumLines(t *testing.T, module string) string {
 	t.Helper()
-	depsEnv(t)
-	var b strings.Builder
-	for _, s := range deps.proxy.Sums() {
-		if strings.HasPrefix(s, module+" ") || strings.HasPrefix(s, module+"/go.mod ") {
-			b.WriteString(s + "\n")
-		}
-	}
-	if b.Len() == 0 {
-		t.Fatalf("the proxy has no go.sum lines for %s", module)
-	}
-	return b.String()
+	p, _ := plugintest.ModuleProxy(t)
+	return plugintest.Sums(t, p, module)
 }
 
 func TestDependencyRefusals(t *testing.T) {

@@ -11,7 +11,5 @@ import (
 // loaders in these tests run os.Args[0] __loadcheck PATH.
 func TestMain(m *testing.M) {
 	loader.RunLoadCheckIfAsked()
-	code := m.Run()
-	removeDeps()
-	os.Exit(code)
+	os.Exit(m.Run())
 }
