@@ -34,38 +34,14 @@ func ownProcess(t *testing.T) bool {
 	return plugintest.OwnProcess(t)
 }
 
-// copyTree copies the fixture tree testdata/deps/from to dir/to.
-func copyTree(t *testing.T, from, to string) {
-	t.Helper()
-	root := filepath.Join(plugintest.Root(), "testdata", "deps", from)
-	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, path)
-		target := filepath.Join(to, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, data, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // depsLib makes a plugin path ("lib") holding lib-greet (lib/go.mod
 // requiring example.com/greet v1.0.0, src/greet.go) and, with shop,
 // the folder plugin shop (its own go.mod requiring v1.1.0).
 func depsLib(t *testing.T, shop bool) string {
 	lib := filepath.Join(t.TempDir(), "lib")
-	copyTree(t, "lib-greet", lib)
+	plugintest.CopyTree(t, "deps/lib-greet", lib)
 	if shop {
-		copyTree(t, "shop", filepath.Join(lib, "src", "shop"))
+		plugintest.CopyTree(t, "deps/shop", filepath.Join(lib, "src", "shop"))
 	}
 	return lib
 }
@@ -109,10 +85,10 @@ func TestPluginDependencies(t *testing.T) {
 		// the build environment, given depsEnv's.
 		prepare func(t *testing.T, lib string, env []string) []string
 	}{
-		{name: "single file, lib/go.mod", plugin: "greet", want: "greet v1.0.0"},
-		{name: "folder, its own go.mod", plugin: "shop", shop: true, want: "greet v1.1.0"},
+		{name: "single file with lib go.mod", plugin: "greet", want: "greet v1.0.0"},
+		{name: "folder with its own go.mod", plugin: "shop", shop: true, want: "greet v1.1.0"},
 		{
-			name: "folder, vendor, offline", plugin: "shop", shop: true, want: "greet v1.1.0",
+			name: "folder with vendor offline", plugin: "shop", shop: true, want: "greet v1.1.0",
 			prepare: func(t *testing.T, lib string, env []string) []string {
 				// Vendor with a module cache of its own: the build's
 				// then has no copy of greet, and no proxy serves one.
