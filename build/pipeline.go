@@ -311,7 +311,7 @@ func (p *Pipeline) hashKey(src Source) (string, error) {
 		return hashOf("prebuilt library\n" + p.hostID + "\n" + sh), nil
 	}
 	k, err := keyFor(src, p.moduleDir, p.hostID)
-	if err != nil || p.prebuilt {
+	if err != nil || p.prebuilt || src.Kind == KindPrebuilt {
 		return k, err
 	}
 	// The module the plugin declares its requirements in: the plan

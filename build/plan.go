@@ -94,7 +94,10 @@ func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild
 		}
 		lv := versionOf(l.Version)
 		switch {
-		case l.Version != lv: // a vendored copy: only that copy will do
+		case l.Version != lv || want != versionOf(want): // a vendored copy: only that copy will do
+			if sameBuild(l.Version, want) {
+				return want, nil
+			}
 			return "", conflictError(name, path, want, l)
 		case newer(lv, want):
 			pinSums = append(pinSums, l.sums...)
@@ -261,6 +264,14 @@ func ConflictError(name string, conflicts []Conflict) *plugerr.Error {
 	return plugerr.New(plugerr.ErrDependency, name, nil,
 		"plugin %q needs %s; Go allows one version of a package per process: require the same version in both go.mod files, restart the server, or run one of them in its own process (isolation = \"process\")",
 		name, strings.Join(parts, "; "))
+}
+
+// sameBuild reports whether two build-information versions name the
+// same build of a module: build information writes a directory
+// replacement's version as "(devel)", a plan as nothing.
+func sameBuild(a, b string) bool {
+	norm := func(v string) string { return strings.TrimSpace(strings.TrimSuffix(v, "(devel)")) }
+	return norm(a) == norm(b)
 }
 
 // shownVersion is a build-information version for a client: a
