@@ -5,6 +5,11 @@
 //     standard library in plugin mode (15-60 s; -cold=false skips it);
 //   - warm build: `plugind build` of a source nothing has cached (a unique
 //     comment), the median of three, as plugind reports it;
+//   - builds with a dependency: a plugin whose lib/go.mod requires a
+//     module the server lacks (testdata/deps/lib-greet, from the test
+//     module proxy, nothing from the network): its first build with an
+//     empty module cache, a second plugin's with the module cached, and
+//     the median of three edits (target: under 2 s);
 //   - first call after restart: a server started on an artifact cache that
 //     `plugind build` filled, three times: the time from process start to
 //     /readyz 200, and the time of the first request;
@@ -54,6 +59,7 @@ import (
 	"time"
 
 	"github.com/plugind/plugind/internal/benchproc"
+	"github.com/plugind/plugind/internal/modproxy"
 )
 
 const (
@@ -87,9 +93,9 @@ const (
 )
 
 type options struct {
-	bin, src       string
-	reloads, edits int
-	cold           bool
+	bin, src, testdata string
+	reloads, edits     int
+	cold               bool
 }
 
 // row is one line of the final table.
@@ -116,6 +122,7 @@ func main() {
 	flag.IntVar(&o.reloads, "reloads", 50, "reloads measured for memory, in-process and isolated: 1 to 100")
 	flag.IntVar(&o.edits, "edits", 5, "edits timed until their new code is served: 1 to 100")
 	flag.BoolVar(&o.cold, "cold", true, "measure a build with an empty GOCACHE (15-60 s)")
+	flag.StringVar(&o.testdata, "testdata", "testdata", "the repository's testdata: the module proxy's fixtures and a plugin that uses one")
 	flag.Parse()
 	benchproc.Main("lifebench", o.check(), func(ctx context.Context) error { return run(ctx, o) })
 }
@@ -143,6 +150,7 @@ func run(ctx context.Context, o options) error {
 			return row{measure: coldMeasure, value: "skipped (-cold=false)", target: "-"}, !o.cold
 		}},
 		{name: "warm build", run: warmBuild},
+		{name: "builds with a dependency", run: dependencyBuilds},
 		{name: "first call after restart", run: firstCall},
 		{name: "edit -> new code and memory per reload", run: reloads},
 		{name: "isolated: memory across reloads and exec -> healthy", run: isolatedReloads},
@@ -230,6 +238,72 @@ func warmBuild(ctx context.Context, o options) ([]row, error) {
 		value:   fmt.Sprintf("%s (%s)", fmtDur(median(durs)), fmtDurs(durs)),
 		target:  "-",
 	}}, nil
+}
+
+// dependencyBuilds times plugind build for a plugin that imports a module
+// the server lacks (testdata/deps/lib-greet: lib/go.mod requires
+// example.com/greet, served by the test module proxy, so nothing reaches
+// the network): first with a module cache of its own, empty (the
+// server's dependencies then come from the machine's module cache, as
+// the proxy's second entry); then a second plugin with the same
+// dependency, the module cached; then edits of the first, as warmBuild
+// times them without a dependency.
+func dependencyBuilds(ctx context.Context, o options) ([]row, error) {
+	dir, err := os.MkdirTemp("", "lifebench-deps-")
+	if err != nil {
+		return nil, fmt.Errorf("temp dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	fixtures := o.testdata
+	proxy, err := modproxy.Build(filepath.Join(fixtures, "modules"), filepath.Join(dir, "proxy"))
+	if err != nil {
+		return nil, err
+	}
+	lib := filepath.Join(fixtures, "deps", "lib-greet")
+	files := map[string][]byte{}
+	for _, f := range []string{"go.mod", "go.sum", "src/greet.go"} {
+		data, err := os.ReadFile(filepath.Join(lib, filepath.FromSlash(f)))
+		if err != nil {
+			return nil, fmt.Errorf("fixture: %w", err)
+		}
+		files[f] = data
+	}
+	if err := benchproc.PluginDir(dir, map[string][]byte{"greet.go": files["src/greet.go"], "greet2.go": files["src/greet.go"]}); err != nil {
+		return nil, err
+	}
+	for _, f := range []string{"go.mod", "go.sum"} {
+		if err := os.WriteFile(filepath.Join(dir, f), files[f], 0o644); err != nil {
+			return nil, fmt.Errorf("fixture: %w", err)
+		}
+	}
+	env := proxy.Env(filepath.Join(dir, "modcache"))
+	first, err := build(ctx, o.bin, dir, "greet", firstTimeout, env...)
+	if err != nil {
+		return nil, fmt.Errorf("first build: %w", err)
+	}
+	second, err := build(ctx, o.bin, dir, "greet2", warmTimeout, env...)
+	if err != nil {
+		return nil, fmt.Errorf("second plugin: %w", err)
+	}
+	nonce := newNonce()
+	var durs []time.Duration
+	for i := range warmBuilds {
+		edited := fmt.Appendf(slices.Clip(files["src/greet.go"]), "\n// lifebench %s %d\n", nonce, i)
+		if err := os.WriteFile(filepath.Join(dir, "src", "greet.go"), edited, 0o644); err != nil {
+			return nil, fmt.Errorf("plugin source: %w", err)
+		}
+		b, err := build(ctx, o.bin, dir, "greet", warmTimeout, env...)
+		if err != nil {
+			return nil, fmt.Errorf("edit %d: %w", i+1, err)
+		}
+		durs = append(durs, b.reported)
+	}
+	return []row{
+		{measure: "first build with a dependency, empty module cache", value: fmt.Sprintf("%s (go build %s)", fmtDur(first.wall), fmtDur(first.reported)), target: "-"},
+		{measure: "first build with a dependency, module cached", value: fmt.Sprintf("%s (go build %s)", fmtDur(second.wall), fmtDur(second.reported)), target: "-"},
+		{measure: fmt.Sprintf("edit with a dependency, build median of %d", warmBuilds), value: fmt.Sprintf("%s (%s)", fmtDur(median(durs)), fmtDurs(durs)),
+			target: "< 2 s", below: median(durs) >= 2*time.Second},
+	}, nil
 }
 
 // firstCall builds hello with `plugind build`, then restarts a server on
