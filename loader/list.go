@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/plugind/plugind/build"
 )
 
 // State is where a plugin is in its life.
@@ -67,7 +69,7 @@ type Info struct {
 }
 
 // List describes every plugin: those in the source directory and those
-// loaded, sorted by name. What it reads from disk (the sources and the
+// loaded, sorted by name; not middleware (SRC/middlewares). What it reads from disk (the sources and the
 // handlers they declare) is cached: the loader looks again when the
 // watcher reports a change, when a request finds a plugin's source
 // changed, added or gone, or, with the watcher off, at most every
@@ -100,6 +102,9 @@ func (l *Loader) List() []Info {
 	}
 	var checks []healthCheck
 	for _, e := range l.entries() {
+		if _, ok := build.MiddlewareFile(e.name); ok {
+			continue // middleware, not a plugin with routes
+		}
 		e.mu.Lock()
 		i := add(e.name, e.kind)
 		cur := e.cur.Load()
