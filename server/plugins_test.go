@@ -214,6 +214,35 @@ func TestMiddlewareWherePrestdKeepsIt(t *testing.T) {
 	}
 }
 
+// TestPrestdMiddlewareExample: prestd's own example, unchanged
+// (testdata/deps/middlewares: lib/go.mod requiring
+// github.com/urfave/negroni/v3 and src/middlewares/hello.go, whose
+// HelloMiddlewareLoad returns a negroni.Handler), applies through
+// pluginmiddlewarelist. negroni comes from the test module proxy.
+func TestPrestdMiddlewareExample(t *testing.T) {
+	if !plugintest.OwnProcess(t) {
+		return // the only one here to load negroni: no other plugin's packages meet it
+	}
+	_, env := plugintest.ModuleProxy(t)
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	lib := filepath.Join(t.TempDir(), "lib")
+	plugintest.CopyTree(t, "deps/middlewares", lib)
+	hello, err := os.ReadFile(filepath.Join(plugintest.Root(), "lib", "src", "hello.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugintest.WriteFile(t, filepath.Join(lib, "src"), "hello.go", string(hello))
+	srv := startConfig(t, loadConfig(t, lib, `pluginmiddlewarelist = [{file = "hello", func = "Hello"}]`+"\n"))
+	got := srv.do(t, "GET", "/_PLUGIN/hello/Hello", "")
+	if got.status != 200 || got.header.Get("X-Hello-Middleware") != "Hello Middleware" {
+		t.Errorf("GET /_PLUGIN/hello/Hello = %d, X-Hello-Middleware %q; want 200 through prestd's middleware\n%s",
+			got.status, got.header.Get("X-Hello-Middleware"), srv.logs)
+	}
+}
+
 func TestMiddlewareFailsClosed(t *testing.T) {
 	dir := plugintest.PluginPath(t, "middleware")
 	plugintest.WriteFile(t, filepath.Join(dir, "src"), "broken.go", plugintest.Unique(t, "package main\n\nfunc XMiddlewareLoad( {\n"))
