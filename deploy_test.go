@@ -29,7 +29,7 @@ func TestPrebuiltModeWithoutToolchain(t *testing.T) {
 	bin := buildBinary(t)
 	pp := plugintest.PluginPath(t, "hello", "sdkuser")
 	plugintest.Middleware(t, pp, "forms", "tag") // prestd's src/middlewares/tag.go
-	cache := filepath.Join(pp, ".plugind") // the default: inside the plugin path
+	cache := filepath.Join(pp, ".plugind")       // the default: inside the plugin path
 	out, err := plugind(t, bin, plugintest.Root(), pp, cache, "build")
 	if err != nil || strings.Count(out, " built ") != 3 || !strings.Contains(out, "middlewares/tag ") {
 		t.Fatalf("plugind build: %v\n%s", err, out)
