@@ -69,15 +69,15 @@ type Info struct {
 }
 
 // List describes every plugin: those in the source directory and those
-// loaded, sorted by name; not middleware (SRC/middlewares). What it reads from disk (the sources and the
-// handlers they declare) is cached: the loader looks again when the
-// watcher reports a change, when a request finds a plugin's source
-// changed, added or gone, or, with the watcher off, at most every
-// listTTL (2 s) (with it on, every listTTLWatching, a minute, for events
-// it may have missed). Prebuilt libraries are not watched: they are
-// noticed by the TTL or a request. The loaded state is read live, and
-// Health hooks run on every call. ListGeneration tells whether anything
-// changed since.
+// loaded, sorted by name; not middleware (SRC/middlewares). What it reads
+// from disk (the sources and the handlers they declare) is cached: the
+// loader looks again when the watcher reports a change, when a request
+// finds a plugin's source changed, added or gone, or, with the watcher
+// off, at most every listTTL (2 s) (with it on, every listTTLWatching, a
+// minute, for events it may have missed). Prebuilt libraries are not
+// watched: they are noticed by the TTL or a request. The loaded state is
+// read live, and Health hooks run on every call. ListGeneration tells
+// whether anything changed since.
 func (l *Loader) List() []Info {
 	scanned := l.sources()
 	found := scanned.sources
