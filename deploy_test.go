@@ -28,15 +28,18 @@ import (
 func TestPrebuiltModeWithoutToolchain(t *testing.T) {
 	bin := buildBinary(t)
 	pp := plugintest.PluginPath(t, "hello", "sdkuser")
-	cache := filepath.Join(pp, ".plugind") // the default: inside the plugin path
+	plugintest.Middleware(t, pp, "forms", "tag") // prestd's src/middlewares/tag.go
+	cache := filepath.Join(pp, ".plugind")       // the default: inside the plugin path
 	out, err := plugind(t, bin, plugintest.Root(), pp, cache, "build")
-	if err != nil || strings.Count(out, " built ") != 2 {
+	if err != nil || strings.Count(out, " built ") != 3 || !strings.Contains(out, "middlewares/tag ") {
 		t.Fatalf("plugind build: %v\n%s", err, out)
 	}
+	conf := filepath.Join(pp, "prest.toml")
+	plugintest.WriteFile(t, pp, "prest.toml", `pluginmiddlewarelist = [{file = "tag", func = "Negroni"}]`+"\n")
 	plugintest.WriteFile(t, filepath.Join(pp, "src"), "unbuilt.go",
 		plugintest.Unique(t, "package main\n\nfunc GETHiHandler() string { return \"hi\" }\n"))
 
-	p, ready := startPrebuilt(t, bin, pp)
+	p, ready := startPrebuilt(t, bin, pp, "PREST_CONF="+conf)
 	t.Logf("prebuilt mode: start to /readyz 200 in %s", ready)
 	if !p.logged("plugins.build is off: serving artifacts from plugind build; the go command and a C compiler are never run") {
 		t.Error("the start-up log does not say prebuilt mode runs")
@@ -57,6 +60,11 @@ func TestPrebuiltModeWithoutToolchain(t *testing.T) {
 			t.Errorf("GET %s = %d %s, want %d with %q", tt.path, status, body, tt.status, tt.want)
 		}
 	}
+	if resp, err := http.Get(p.url + "/_PLUGIN/hello/Hello"); err != nil {
+		t.Error(err)
+	} else if resp.Body.Close(); resp.Header.Get("X-Form") != "negroni" {
+		t.Errorf("the middleware plugind build made did not apply: X-Form %q", resp.Header.Get("X-Form"))
+	}
 
 	doctor := exec.Command(bin, "doctor")
 	doctor.Env = prebuiltEnv(t, pp)
@@ -69,15 +77,15 @@ func TestPrebuiltModeWithoutToolchain(t *testing.T) {
 }
 
 // startPrebuilt starts bin in prebuilt mode over plugin path pp with no
-// toolchain: PATH an empty directory, no GOROOT or CC, pp read-only. As
+// toolchain, env added to its environment: PATH an empty directory, no GOROOT or CC, pp read-only. As
 // root (who writes through any mode) it runs as nobody, so read-only
 // holds. It returns the process and the time from start to /readyz 200,
 // and checks at cleanup that nothing under pp changed.
-func startPrebuilt(t *testing.T, bin, pp string) (*proc, time.Duration) {
+func startPrebuilt(t *testing.T, bin, pp string, env ...string) (*proc, time.Duration) {
 	t.Helper()
 	before := snapshot(t, pp)
 	cmd := exec.Command(bin) // by absolute path: PATH finds nothing
-	cmd.Env = prebuiltEnv(t, pp)
+	cmd.Env = append(prebuiltEnv(t, pp), env...)
 	cmd.Dir = "/"
 	if os.Geteuid() == 0 {
 		for _, dir := range []string{filepath.Dir(bin), pp} {

@@ -72,13 +72,14 @@ type BuildResult struct {
 	Duration time.Duration // 0: the artifact was cached
 }
 
-// Build makes sure plugin name has a checked artifact in the cache,
-// without opening it in this process: plugind build, for images and CI.
-// The plugins one pipeline builds are checked against each other as a
-// server loading them would (see Registry): the second of two needing
-// two versions of a module is refused, naming both.
+// Build makes sure plugin name (or middleware, MiddlewareName) has a
+// checked artifact in the cache, without opening it in this process:
+// plugind build, for images and CI. The plugins one pipeline builds are
+// checked against each other as a server loading them would (see
+// Registry): the second of two needing two versions of a module is
+// refused, naming both.
 func (p *Pipeline) Build(ctx context.Context, name string) (BuildResult, error) {
-	if !ValidName(name) {
+	if file, ok := MiddlewareFile(name); !ValidName(name) && (!ok || !ValidName(file)) {
 		return BuildResult{Name: name}, plugerr.New(plugerr.ErrBadName, "", nil, "invalid plugin name %q", name)
 	}
 	src, err := p.src.find(name)

@@ -4,7 +4,9 @@
 //
 // A Pipeline, made by New from Options, finds a plugin's source (Find,
 // Discover: SRC/NAME.go, the folder SRC/NAME/, or prestd's prebuilt
-// SRC/../NAME.so), checks it before the compiler runs (Check: a folder
+// SRC/../NAME.so; middleware, named MiddlewareName(NAME), is
+// SRC/middlewares/NAME.go, its folder or SRC/../middlewares/NAME.so, see
+// DiscoverMiddleware), checks it before the compiler runs (Check: a folder
 // plugin's go.mod, its imports), computes its artifact's content address
 // (Key) and makes sure the artifact exists, is compatible with the
 // server's build and opens cleanly in a child process (Artifact). Build

@@ -1,5 +1,7 @@
 package build
 
+import "strings"
+
 // Names arrive from URLs. They are checked byte by byte against a strict
 // ASCII alphabet before anything touches the disk, so no encoding, dot,
 // separator, NUL or look-alike rune can reach a path.
@@ -28,3 +30,22 @@ func ValidName(s string) bool {
 // listing and reload) applies it; ValidName does not, so that a request
 // for such a name is "not found" rather than "invalid".
 func Ignored(name string) bool { return name != "" && name[0] == '_' }
+
+// MiddlewareDir is the folder, in the source directory, of middleware
+// plugins (prestd's SRC/middlewares/NAME.go), and, beside the source
+// directory, of their prebuilt libraries (SRC/../middlewares/NAME.so).
+// The folder SRC/middlewares is not an endpoint plugin.
+const MiddlewareDir = "middlewares"
+
+// MiddlewareName is the name the middleware plugin file (a valid name)
+// has in the pipeline: "middlewares/FILE". Find, Build and Cached take
+// it, and it keys the artifact and its manifest entry, so that middleware
+// and an endpoint plugin of the same name never share either. No request
+// can name it: ValidName refuses the '/'.
+func MiddlewareName(file string) string { return MiddlewareDir + "/" + file }
+
+// MiddlewareFile is the inverse of MiddlewareName: the file of a
+// middleware's name, and whether name is one.
+func MiddlewareFile(name string) (file string, ok bool) {
+	return strings.CutPrefix(name, MiddlewareDir+"/")
+}

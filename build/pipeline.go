@@ -174,14 +174,23 @@ func (p *Pipeline) Host() HostBuild { return p.host }
 // Prebuilt reports whether p runs in prebuilt mode.
 func (p *Pipeline) Prebuilt() bool { return p.prebuilt }
 
-// Find returns the source of the plugin name, which must be valid.
-// Ignored names are not found.
+// Find returns the source of the plugin name, which must be valid, or of
+// the middleware MiddlewareName(file). Ignored names are not found.
 func (p *Pipeline) Find(name string) (Source, error) { return p.src.find(name) }
 
 // Discover lists the plugins in the source directory and the entries whose
-// names cannot name a plugin.
+// names cannot name a plugin. Middleware (SRC/middlewares) is not among
+// them: see DiscoverMiddleware.
 func (p *Pipeline) Discover() (plugins []Source, skipped []string, err error) {
-	return p.src.discover()
+	return p.src.discover("")
+}
+
+// DiscoverMiddleware lists the middleware plugins: SRC/middlewares/NAME.go,
+// the folder SRC/middlewares/NAME/ and prebuilt SRC/../middlewares/NAME.so,
+// each named MiddlewareName(NAME), and the entries whose names cannot name
+// one.
+func (p *Pipeline) DiscoverMiddleware() (middleware []Source, skipped []string, err error) {
+	return p.src.discover(MiddlewareDir)
 }
 
 // Building is what the pipeline is doing: whose build runs (a plugin's

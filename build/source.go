@@ -53,10 +53,16 @@ func newSourceFinder(dir string, h HostBuild) (sourceFinder, error) {
 	return sourceFinder{dir: abs, ctxt: ctxt}, nil
 }
 
-// find returns the source of the plugin name, which must be valid. It
-// is where Ignored names are refused: every way to a plugin passes here.
+// find returns the source of the plugin name, which must be valid or
+// name a middleware (MiddlewareName). It is where Ignored names are
+// refused: every way to a plugin passes here. The folder SRC/middlewares
+// is never an endpoint plugin.
 func (f sourceFinder) find(name string) (Source, error) {
-	if Ignored(name) {
+	base, isMiddleware := MiddlewareFile(name)
+	if !isMiddleware {
+		base = name
+	}
+	if !ValidName(base) || Ignored(base) {
 		return Source{}, plugerr.New(plugerr.ErrNotFound, name, nil, "plugin %q not found", name)
 	}
 	file := filepath.Join(f.dir, name+".go")
@@ -64,7 +70,7 @@ func (f sourceFinder) find(name string) (Source, error) {
 	fi, ferr := os.Stat(file)
 	di, derr := os.Stat(folder)
 	isFile := ferr == nil && fi.Mode().IsRegular()
-	isFolder := derr == nil && di.IsDir()
+	isFolder := derr == nil && di.IsDir() && name != MiddlewareDir
 	switch {
 	case isFile && isFolder:
 		return Source{}, plugerr.New(plugerr.ErrBuild, name, nil, "plugin %q is ambiguous: both %s.go and folder %s/ exist; remove one", name, name, name)
@@ -118,9 +124,18 @@ func (f sourceFinder) folderFiles(dir string) ([]string, error) {
 }
 
 // discover lists the plugins in the source directory, and the entries
-// whose names cannot be plugin names.
-func (f sourceFinder) discover() (found []Source, skipped []string, err error) {
-	entries, err := os.ReadDir(f.dir)
+// whose names cannot be plugin names. With sub (MiddlewareDir) it lists
+// those in SRC/sub instead, named sub/NAME, and prebuilt libraries in
+// SRC/../sub; a missing SRC/sub holds none.
+func (f sourceFinder) discover(sub string) (found []Source, skipped []string, err error) {
+	prefix := ""
+	if sub != "" {
+		prefix = sub + "/"
+	}
+	entries, err := os.ReadDir(filepath.Join(f.dir, sub))
+	if sub != "" && errors.Is(err, fs.ErrNotExist) {
+		entries, err = nil, nil
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -137,26 +152,31 @@ func (f sourceFinder) discover() (found []Source, skipped []string, err error) {
 			name = n
 		}
 		if !ValidName(name) {
-			skipped = append(skipped, n)
+			skipped = append(skipped, prefix+n)
 			continue
 		}
+		name = prefix + name
 		if slices.ContainsFunc(found, func(s Source) bool { return s.Name == name }) {
 			continue
 		}
 		s, err := f.find(name)
 		if err != nil {
 			if errors.Is(err, plugerr.ErrNotFound) {
-				continue // a folder without Go files, an Ignored name
+				continue // a folder without Go files, an Ignored name, SRC/middlewares
 			}
 			return found, skipped, err
 		}
 		found = append(found, s)
 	}
 	// prestd's prebuilt libraries, where no source has the name.
-	sos, _ := filepath.Glob(filepath.Join(filepath.Dir(f.dir), "*.so"))
+	sos, _ := filepath.Glob(filepath.Join(filepath.Dir(f.dir), sub, "*.so"))
 	for _, so := range sos {
 		name := strings.TrimSuffix(filepath.Base(so), ".so")
-		if !ValidName(name) || slices.ContainsFunc(found, func(s Source) bool { return s.Name == name }) {
+		if !ValidName(name) {
+			continue
+		}
+		name = prefix + name
+		if slices.ContainsFunc(found, func(s Source) bool { return s.Name == name }) {
 			continue
 		}
 		if s, err := f.find(name); err == nil && s.Kind == KindPrebuilt {

@@ -63,7 +63,8 @@ func buildCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 		Long: "Build plugins into the artifact cache, checked against this server's build and\n" +
 			"opened once in a child process, so that a server started later serves them at\n" +
 			"once. Prints one line per plugin and the compiler's diagnostics; exits non-zero\n" +
-			"if any plugin fails. For images and CI.",
+			"if any plugin fails. For images and CI. Without NAME it builds every plugin and\n" +
+			"every middleware in src/middlewares, named middlewares/NAME.",
 		RunE: func(cmd *cobra.Command, names []string) error {
 			return withPipeline(cmd, environ, stderr, func(cfg config.Config, p *build.Pipeline, _ build.HostBuild) error {
 				if len(names) == 0 {
@@ -71,7 +72,11 @@ func buildCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					for _, s := range found {
+					middleware, _, err := p.DiscoverMiddleware()
+					if err != nil {
+						return err
+					}
+					for _, s := range append(found, middleware...) {
 						names = append(names, s.Name)
 					}
 				}
@@ -393,10 +398,15 @@ func GETHelloHandler(w http.ResponseWriter, r *http.Request) {
 `,
 }
 
-// notBuilt lists, in prebuilt mode, the discovered plugins with no
-// artifact for their current source.
+// notBuilt lists, in prebuilt mode, the discovered plugins and middleware
+// with no artifact for their current source.
 func notBuilt(p *build.Pipeline) []string {
 	found, _, err := p.Discover()
+	if err == nil {
+		var middleware []build.Source
+		middleware, _, err = p.DiscoverMiddleware()
+		found = append(found, middleware...)
+	}
 	if err != nil {
 		return []string{fmt.Sprintf("cannot read the plugin sources: %v", err)}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -266,61 +265,4 @@ func (l *Loader) health(ctx context.Context, name string, v *version, timeout ti
 		return err.Error()
 	}
 	return "ok"
-}
-
-// Middleware loads plugin file and returns its middleware fn: the symbol
-// <fn>MiddlewareLoad, one of
-//
-//	func(http.ResponseWriter, *http.Request, http.HandlerFunc)  // prestd's (negroni's)
-//	func(http.Handler) http.Handler
-//	func() func(http.ResponseWriter, *http.Request, http.HandlerFunc)
-//	func() func(http.Handler) http.Handler
-//
-// It waits for the plugin's build however long it takes: middleware is
-// loaded at start-up, and a server must not start without it.
-func (l *Loader) Middleware(ctx context.Context, file, fn string) (func(http.Handler) http.Handler, error) {
-	if !ValidName(file) || !ValidFunc(fn) {
-		return nil, newError(ErrBadName, file, nil, "invalid middleware %q/%q", file, fn)
-	}
-	if !Supported {
-		return nil, newError(ErrUnsupported, file, nil, "%s", unsupportedReason)
-	}
-	ch := l.flight.DoChan(file, func() (any, error) { return l.update(file) })
-	var v *version
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		v = r.Val.(*version)
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	symbol := fn + "MiddlewareLoad"
-	sym, err := v.art.syms.Lookup(symbol)
-	if err != nil {
-		return nil, newError(ErrNoHandler, file, nil, "plugin %q has no %s", file, symbol)
-	}
-	if f, ok := sym.(func() func(http.Handler) http.Handler); ok {
-		sym = f()
-	} else if f, ok := sym.(func() func(http.ResponseWriter, *http.Request, http.HandlerFunc)); ok {
-		sym = f()
-	}
-	switch f := sym.(type) {
-	case func(http.Handler) http.Handler:
-		if f == nil {
-			break
-		}
-		return f, nil
-	case func(http.ResponseWriter, *http.Request, http.HandlerFunc):
-		if f == nil {
-			break
-		}
-		return func(next http.Handler) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f(w, r, next.ServeHTTP) })
-		}, nil
-	}
-	return nil, newError(ErrSignature, file, nil,
-		"plugin %q: %s has type %s; want func(http.ResponseWriter, *http.Request, http.HandlerFunc), func(http.Handler) http.Handler, or a func() returning either",
-		file, symbol, typeName(sym))
 }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/plugind/plugind/build"
 )
 
 // State is where a plugin is in its life.
@@ -67,15 +69,15 @@ type Info struct {
 }
 
 // List describes every plugin: those in the source directory and those
-// loaded, sorted by name. What it reads from disk (the sources and the
-// handlers they declare) is cached: the loader looks again when the
-// watcher reports a change, when a request finds a plugin's source
-// changed, added or gone, or, with the watcher off, at most every
-// listTTL (2 s) (with it on, every listTTLWatching, a minute, for events
-// it may have missed). Prebuilt libraries are not watched: they are
-// noticed by the TTL or a request. The loaded state is read live, and
-// Health hooks run on every call. ListGeneration tells whether anything
-// changed since.
+// loaded, sorted by name; not middleware (SRC/middlewares). What it reads
+// from disk (the sources and the handlers they declare) is cached: the
+// loader looks again when the watcher reports a change, when a request
+// finds a plugin's source changed, added or gone, or, with the watcher
+// off, at most every listTTL (2 s) (with it on, every listTTLWatching, a
+// minute, for events it may have missed). Prebuilt libraries are not
+// watched: they are noticed by the TTL or a request. The loaded state is
+// read live, and Health hooks run on every call. ListGeneration tells
+// whether anything changed since.
 func (l *Loader) List() []Info {
 	scanned := l.sources()
 	found := scanned.sources
@@ -100,6 +102,9 @@ func (l *Loader) List() []Info {
 	}
 	var checks []healthCheck
 	for _, e := range l.entries() {
+		if _, ok := build.MiddlewareFile(e.name); ok {
+			continue // middleware, not a plugin with routes
+		}
 		e.mu.Lock()
 		i := add(e.name, e.kind)
 		cur := e.cur.Load()

@@ -99,6 +99,8 @@ type Loader struct {
 	// pass (see failure).
 	retryMin, retryMax time.Duration
 	onParse            func(path string) // tests: List parses a source file
+
+	oldMiddleware sync.Map // middleware files warned about, deprecated location (see Middleware)
 }
 
 // Backoff after a failure that may pass: the first retry after

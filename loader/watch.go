@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/plugind/plugind/build"
 )
 
 // debounce is how long a plugin's sources must be quiet before it is
@@ -120,7 +122,14 @@ func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
 		return "", false
 	}
 	first, rest, nested := strings.Cut(rel, string(filepath.Separator))
-	if nested {
+	if nested && first == build.MiddlewareDir {
+		// SRC/middlewares/FILE.go or SRC/middlewares/FILE/*.go
+		file, _, _ := strings.Cut(rest, string(filepath.Separator))
+		if !strings.HasSuffix(rest, ".go") || !ValidName(strings.TrimSuffix(file, ".go")) || Ignored(file) {
+			return "", false
+		}
+		return build.MiddlewareName(strings.TrimSuffix(file, ".go")), false
+	} else if nested {
 		if !strings.HasSuffix(rest, ".go") && rest != "go.mod" && rest != "go.sum" {
 			return "", false
 		}
@@ -139,10 +148,15 @@ func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
 }
 
 // refresh makes List look again and updates a plugin that has been
-// requested before.
+// requested before. Middleware loads once, at start: a change to a loaded
+// one is only logged.
 func (l *Loader) refresh(name string) {
 	l.invalidate()
 	if l.ctx.Err() != nil || l.lookup(name) == nil {
+		return
+	}
+	if _, ok := build.MiddlewareFile(name); ok {
+		l.log.Warn().Str("plugin", name).Msg("middleware source changed: middleware loads once, at start; restart the server to apply the change")
 		return
 	}
 	update := func() (any, error) { return l.update(name) }

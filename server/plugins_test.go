@@ -188,13 +188,68 @@ pluginmiddlewarelist = [
 	}
 }
 
+// TestMiddlewareWherePrestdKeepsIt: pluginmiddlewarelist's {file =
+// "hello"} is src/middlewares/hello.go, and its constructor returns an
+// interface value of negroni's shape; the endpoint plugin hello is
+// another plugin, and src/middlewares is no plugin at all.
+func TestMiddlewareWherePrestdKeepsIt(t *testing.T) {
+	dir := plugintest.PluginPath(t, "hello")
+	plugintest.Middleware(t, dir, "forms", "hello")
+	srv := startConfig(t, loadConfig(t, dir, `pluginmiddlewarelist = [{file = "hello", func = "Negroni"}]`+"\n"))
+	got := srv.do(t, "GET", "/_PLUGIN/hello/Hello", "")
+	if got.status != 200 || !slices.Equal(got.header.Values("X-Form"), []string{"negroni"}) || !strings.Contains(got.body, "Hello") {
+		t.Errorf("through the middleware: %d %q %s", got.status, got.header.Values("X-Form"), got.body)
+	}
+	for _, path := range []string{"/_PLUGIN/middlewares/Negroni", "/_PLUGIN/middlewares/Hello"} {
+		if got := srv.do(t, "GET", path, ""); got.status != 404 {
+			t.Errorf("GET %s = %d %s, want 404", path, got.status, got.body)
+		}
+	}
+	var listing struct{ Plugins []struct{ Name string } }
+	if err := json.Unmarshal([]byte(srv.do(t, "GET", "/_PLUGINS", "").body), &listing); err != nil {
+		t.Fatal(err)
+	}
+	if len(listing.Plugins) != 1 || listing.Plugins[0].Name != "hello" {
+		t.Errorf("/_PLUGINS lists %+v, want hello alone", listing.Plugins)
+	}
+}
+
+// TestPrestdMiddlewareExample: prestd's own example, unchanged
+// (testdata/deps/middlewares: lib/go.mod requiring
+// github.com/urfave/negroni/v3 and src/middlewares/hello.go, whose
+// HelloMiddlewareLoad returns a negroni.Handler), applies through
+// pluginmiddlewarelist. negroni comes from the test module proxy.
+func TestPrestdMiddlewareExample(t *testing.T) {
+	if !plugintest.OwnProcess(t) {
+		return // the only one here to load negroni: no other plugin's packages meet it
+	}
+	_, env := plugintest.ModuleProxy(t)
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	lib := filepath.Join(t.TempDir(), "lib")
+	plugintest.CopyTree(t, "deps/middlewares", lib)
+	hello, err := os.ReadFile(filepath.Join(plugintest.Root(), "lib", "src", "hello.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugintest.WriteFile(t, filepath.Join(lib, "src"), "hello.go", string(hello))
+	srv := startConfig(t, loadConfig(t, lib, `pluginmiddlewarelist = [{file = "hello", func = "Hello"}]`+"\n"))
+	got := srv.do(t, "GET", "/_PLUGIN/hello/Hello", "")
+	if got.status != 200 || got.header.Get("X-Hello-Middleware") != "Hello Middleware" {
+		t.Errorf("GET /_PLUGIN/hello/Hello = %d, X-Hello-Middleware %q; want 200 through prestd's middleware\n%s",
+			got.status, got.header.Get("X-Hello-Middleware"), srv.logs)
+	}
+}
+
 func TestMiddlewareFailsClosed(t *testing.T) {
 	dir := plugintest.PluginPath(t, "middleware")
 	plugintest.WriteFile(t, filepath.Join(dir, "src"), "broken.go", plugintest.Unique(t, "package main\n\nfunc XMiddlewareLoad( {\n"))
 	tests := []struct{ file, fn, want string }{
 		{"middleware", "Wrong", `middleware middleware/Wrong (pluginmiddlewarelist): plugin "middleware": WrongMiddlewareLoad has type func(int) int`},
 		{"middleware", "Missing", `plugin "middleware" has no MissingMiddlewareLoad`},
-		{"nosuch", "X", `plugin "nosuch" not found`},
+		{"nosuch", "X", `middleware "nosuch" not found: put it in src/middlewares/nosuch.go`},
 		{"broken", "X", `plugin "broken" failed to build`},
 	}
 	for _, tt := range tests {

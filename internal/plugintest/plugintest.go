@@ -86,6 +86,23 @@ func PluginPath(t testing.TB, fixtures ...string) string {
 	return dir
 }
 
+// Middleware copies the middleware fixture testdata/middlewares/FIXTURE.go
+// into pluginPath as src/middlewares/AS.go, where prestd keeps middleware
+// plugins, and returns its path.
+func Middleware(t testing.TB, pluginPath, fixture, as string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(Root(), "testdata", "middlewares", fixture+".go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(pluginPath, "src", "middlewares")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	WriteFile(t, dir, as+".go", string(data))
+	return filepath.Join(dir, as+".go")
+}
+
 // WriteFile writes content to dir/name.
 func WriteFile(t testing.TB, dir, name, content string) {
 	t.Helper()
