@@ -259,7 +259,7 @@ func ConflictError(name string, conflicts []Conflict) *plugerr.Error {
 		if c.Loaded.Plugin == name {
 			who = "its running version"
 		}
-		parts[i] = fmt.Sprintf("%s %s, but %s loaded %s", c.Module, shownVersion(c.Want), who, shownVersion(c.Loaded.Version))
+		parts[i] = fmt.Sprintf("%s %s, but %s loaded %s", c.Module, ShownVersion(c.Want), who, ShownVersion(c.Loaded.Version))
 	}
 	return plugerr.New(plugerr.ErrDependency, name, nil,
 		"plugin %q needs %s; Go allows one version of a package per process: require the same version in both go.mod files, restart the server, or run one of them in its own process (isolation = \"process\")",
@@ -274,9 +274,9 @@ func sameBuild(a, b string) bool {
 	return norm(a) == norm(b)
 }
 
-// shownVersion is a build-information version for a client: a
-// replacement's path is the server's business, not the client's.
-func shownVersion(v string) string {
+// ShownVersion is a build-information version for a client or a
+// listing: a replacement's path is the server's business.
+func ShownVersion(v string) string {
 	if version, _, replaced := strings.Cut(v, " => "); replaced {
 		return version + " (replaced, or vendored)"
 	}

@@ -48,7 +48,7 @@ type Conflict struct {
 }
 
 func (c Conflict) String() string {
-	return fmt.Sprintf("%s %s (plugin %q loaded %s)", c.Module, shownVersion(c.Want), c.Loaded.Plugin, shownVersion(c.Loaded.Version))
+	return fmt.Sprintf("%s %s (plugin %q loaded %s)", c.Module, ShownVersion(c.Want), c.Loaded.Plugin, ShownVersion(c.Loaded.Version))
 }
 
 // Check compares an artifact's modules (path -> version, as build

@@ -57,6 +57,9 @@ type artifact struct {
 	syms  symbolTable
 	bytes int64 // size of the artifact: memory never given back
 	hooks hooks
+	// modules are the modules it carries beyond the server's, path ->
+	// version as its build information says (see build.Registry).
+	modules map[string]string
 
 	// sem (capacity 1) serialises legacy calls: they communicate through
 	// httpVars and urlQuery, which point into the plugin's globals.

@@ -117,6 +117,18 @@ func TestPluginDependencies(t *testing.T) {
 			if err != nil || got != tt.want {
 				t.Fatalf("GET %s/Hello = %q, %v; want %q\n%s", tt.plugin, got, err, tt.want, logs)
 			}
+			// /_PLUGINS names the module version the plugin carries,
+			// never a path of the server's (a vendored copy's).
+			for _, i := range l.List() {
+				if i.Name != tt.plugin {
+					continue
+				}
+				version := strings.TrimPrefix(tt.want, "greet ")
+				if len(i.Versions) != 1 || !strings.HasPrefix(i.Versions[0].Modules["example.com/greet"], version) ||
+					strings.Contains(i.Versions[0].Modules["example.com/greet"], "/") {
+					t.Errorf("listed versions %+v; want one carrying example.com/greet %s", i.Versions, version)
+				}
+			}
 		})
 	}
 }

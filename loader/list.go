@@ -41,6 +41,9 @@ type VersionInfo struct {
 	BuildDuration time.Duration `json:"build_duration_ns"` // 0: from the cache
 	Bytes         int64         `json:"bytes"`
 	Current       bool          `json:"current"`
+	// Modules are the modules the version carries beyond the server's
+	// (its go.mod's, see Dependencies in the README): path -> version.
+	Modules map[string]string `json:"modules,omitempty"`
 }
 
 // Info describes a plugin for listings. Its fields hold no server path
@@ -128,7 +131,7 @@ func (l *Loader) List() []Info {
 		for _, v := range e.versions {
 			i.Versions = append(i.Versions, VersionInfo{
 				Hash: v.key[:16], LoadedAt: v.loadedAt, BuildDuration: v.buildDur,
-				Bytes: v.bytes, Current: v == cur,
+				Bytes: v.bytes, Current: v == cur, Modules: shownModules(v.art.modules),
 			})
 			i.Bytes += v.bytes
 		}
@@ -216,6 +219,18 @@ func fieldTypes(fl *ast.FieldList) []string {
 		for range max(1, len(f.Names)) {
 			out = append(out, t)
 		}
+	}
+	return out
+}
+
+// shownModules is mods for a listing: versions without replacement paths.
+func shownModules(mods map[string]string) map[string]string {
+	if len(mods) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(mods))
+	for path, v := range mods {
+		out[path] = build.ShownVersion(v)
 	}
 	return out
 }

@@ -685,6 +685,7 @@ func (l *Loader) open(src Source, path string) (*artifact, error) {
 		return nil, err
 	}
 	reg.Add(name, mods, l.pipe.Sums(src))
+	a.modules = mods
 	if fi, err := os.Stat(path); err == nil {
 		a.bytes = fi.Size()
 	}
