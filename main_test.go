@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -67,7 +68,7 @@ func startBinaryIn(t *testing.T, dir, bin, pluginPath string, env ...string) *pr
 	cmd := exec.Command(bin)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PREST_PLUGINPATH="+pluginPath, "PREST_HTTP_HOST=127.0.0.1", "PREST_HTTP_PORT=0",
-		"PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_CONF=", "PORT=",
+		"PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_PLUGINS_CACHEMAXMB="+strconv.Itoa(plugintest.CacheMaxMB), "PREST_CONF=", "PORT=",
 		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_HTTP_WRITETIMEOUT="+plugintest.WriteTimeout.String(), "PREST_PLUGINS_LOADCHECKTIMEOUT=2m")
 	cmd.Env = append(cmd.Env, env...)
 	return startCmd(t, cmd)
@@ -208,7 +209,7 @@ func startDev(t *testing.T, bin, pluginPath string, env ...string) *devProc {
 	t.Helper()
 	cmd := exec.Command(bin, "dev")
 	cmd.Env = append(os.Environ(), "PREST_PLUGINPATH="+pluginPath, "PREST_HTTP_HOST=127.0.0.1", "PREST_HTTP_PORT=0",
-		"PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_CONF=", "PORT=", "PREST_LOG_FORMAT=",
+		"PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_PLUGINS_CACHEMAXMB="+strconv.Itoa(plugintest.CacheMaxMB), "PREST_CONF=", "PORT=", "PREST_LOG_FORMAT=",
 		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_HTTP_WRITETIMEOUT="+plugintest.WriteTimeout.String(),
 		"PREST_PLUGINS_LOADCHECKTIMEOUT=2m")
 	cmd.Env = append(cmd.Env, env...)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ func TestCgoFreeServer(t *testing.T) {
 	}
 	logPath := filepath.Join(t.TempDir(), "plugind.log")
 	srv, err := benchproc.Start(bin, dir, ports[0], logPath,
-		"PREST_PLUGINS_ISOLATION=auto", "PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_PLUGINS_WARMUP=false",
+		"PREST_PLUGINS_ISOLATION=auto", "PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_PLUGINS_CACHEMAXMB="+strconv.Itoa(plugintest.CacheMaxMB), "PREST_PLUGINS_WARMUP=false",
 		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_HTTP_WRITETIMEOUT="+plugintest.WriteTimeout.String(), "PREST_TASKS_DIR="+t.TempDir())
 	if err != nil {
 		t.Fatal(err)

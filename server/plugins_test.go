@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +31,7 @@ func loadConfig(t *testing.T, dir, toml string, environ ...string) config.Config
 	file := filepath.Join(t.TempDir(), "prest.toml")
 	plugintest.WriteFile(t, filepath.Dir(file), "prest.toml", toml)
 	environ = append(environ, "PREST_CONF="+file, "PREST_PLUGINPATH="+dir,
-		"PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_HTTP_HOST=127.0.0.1", "PREST_PLUGINS_WARMUP=false",
+		"PREST_PLUGINS_CACHEDIR="+plugintest.CacheDir(), "PREST_PLUGINS_CACHEMAXMB="+strconv.Itoa(plugintest.CacheMaxMB), "PREST_HTTP_HOST=127.0.0.1", "PREST_PLUGINS_WARMUP=false",
 		"PREST_PLUGINS_BUILDWAIT="+plugintest.BuildWait.String(), "PREST_HTTP_WRITETIMEOUT="+plugintest.WriteTimeout.String())
 	cfg, err := config.Load(nil, environ)
 	if err != nil {

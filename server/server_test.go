@@ -44,7 +44,7 @@ func startWith(t *testing.T, pluginPath string, set func(*config.Config)) *runni
 		HTTP:       config.HTTP{Host: "127.0.0.1"},
 		Plugins: config.Plugins{
 			CacheDir: plugintest.CacheDir(), Go: "go", BuildTimeout: 5 * time.Minute, BuildWait: plugintest.BuildWait,
-			Reload: config.ReloadOff, LoadCheckTimeout: 30 * time.Second, CacheMaxMB: 4096,
+			Reload: config.ReloadOff, LoadCheckTimeout: 30 * time.Second, CacheMaxMB: plugintest.CacheMaxMB,
 		},
 		Lifecycle: config.Lifecycle{ServerShutdownTimeout: 10 * time.Second},
 		Tasks:     config.Tasks{Dir: t.TempDir(), Workers: 2, Queue: 8, Timeout: time.Minute, Retention: time.Hour},

@@ -41,6 +41,12 @@ func CacheDir() string {
 	return filepath.Join(base, "plugind-test", "artifacts")
 }
 
+// CacheMaxMB is plugins.cachemaxmb for servers on the shared cache: more
+// than it ever holds. A server prunes its cache when it starts, and the
+// shared cache outgrows the default over runs: a prune there could
+// delete an artifact another test process has built but not opened yet.
+const CacheMaxMB = 1 << 20
+
 // BuildWait is how long tests let a request wait for a build. On a
 // fresh machine the first plugin build compiles the standard library in
 // plugin mode, with several test binaries doing the same at once: minutes.
