@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/plugind/plugind/isolate/child"
@@ -52,6 +53,9 @@ func newProxy(pr *proc) *httputil.ReverseProxy {
 		},
 		Transport:     pr.tr,
 		FlushInterval: -1, // a plugin's flushes reach the client
+		// Without a pool the proxy allocates a 32 KiB copy buffer for
+		// every response.
+		BufferPool: &bufferPool{},
 		ModifyResponse: func(resp *http.Response) error {
 			kind := resp.Header.Get(child.HeaderError)
 			if kind == "" {
@@ -79,6 +83,18 @@ func newProxy(pr *proc) *httputil.ReverseProxy {
 		ErrorLog: nil,
 	}
 }
+
+// bufferPool lends the proxy its copy buffers (httputil.BufferPool).
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // Handler is one function of an isolated plugin: the comparable value
 // Resolve returns, kept for the plugin's life.
