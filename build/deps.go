@@ -141,16 +141,6 @@ func (d *declared) isVendored(path string) bool {
 	return slices.ContainsFunc(d.vendor, func(v vendored) bool { return v.mod.Path == path })
 }
 
-// provides reports whether some module d requires, or d's own, holds
-// package path.
-func (d *declared) provides(path string) bool {
-	within := func(m string) bool { return path == m || strings.HasPrefix(path, m+"/") }
-	if d.file.Module != nil && within(d.file.Module.Mod.Path) {
-		return true
-	}
-	return slices.ContainsFunc(d.file.Require, func(r *modfile.Require) bool { return within(r.Mod.Path) })
-}
-
 // imports lists the packages src imports, sorted and without repeats.
 func imports(src Source) []string {
 	fset := token.NewFileSet()

@@ -108,11 +108,7 @@ func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild
 		return want, nil
 	}
 
-	var missing []string
-	for _, s := range d.missingSums() {
-		missing = append(missing, s)
-	}
-	if len(missing) > 0 {
+	if missing := d.missingSums(); len(missing) > 0 {
 		return nil, plugerr.New(plugerr.ErrDependency, name, nil,
 			"plugin %q: %s/go.sum has no checksum for %s; run %q (plugind never edits go.mod or go.sum)",
 			name, d.shown, strings.Join(missing, ", "), d.fix("go mod download "+strings.Join(missing, " ")))
@@ -192,7 +188,8 @@ func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild
 			return nil, err
 		}
 		p.copies = append(p.copies, c)
-		if err := f.AddRequire(path, v.mod.Version); err == nil {
+		err = f.AddRequire(path, v.mod.Version)
+		if err == nil {
 			err = f.AddReplace(path, "", c.dir, "")
 		}
 		if err != nil {
@@ -213,7 +210,8 @@ func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild
 			// The folder's own packages: its module, replaced by its
 			// directory, once.
 			if !slices.ContainsFunc(f.Replace, func(r *modfile.Replace) bool { return r.Old.Path == ownPath }) {
-				if err := f.AddRequire(ownPath, "v0.0.0"); err == nil {
+				err := f.AddRequire(ownPath, "v0.0.0")
+				if err == nil {
 					err = f.AddReplace(ownPath, "", d.dir, "")
 				}
 				if err != nil {
@@ -400,7 +398,8 @@ func (b *builder) resolve(ctx context.Context, name string, p *plan, files []str
 	}
 	defer os.RemoveAll(tmp)
 	modPath := filepath.Join(tmp, "go.mod")
-	if err := os.WriteFile(modPath, p.gomod, 0o644); err == nil {
+	err = os.WriteFile(modPath, p.gomod, 0o644)
+	if err == nil {
 		err = os.WriteFile(filepath.Join(tmp, "go.sum"), p.gosum, 0o644)
 	}
 	if err != nil {

@@ -67,6 +67,7 @@ func (r *recorder) wrap(w http.ResponseWriter, info *requestInfo) http.ResponseW
 	if _, ok := w.(http.Pusher); ok {
 		set |= recPusher
 	}
+	//lint:ignore SA1019 kept so that plugins see the interfaces the writer has
 	if _, ok := w.(http.CloseNotifier); ok {
 		set |= recCloseNotifier
 	}
@@ -163,5 +164,6 @@ func (r *recorderBase) push(target string, opts *http.PushOptions) error {
 }
 
 func (r *recorderBase) closeNotify() <-chan bool {
-	return r.w.(http.CloseNotifier).CloseNotify() // deprecated, kept for handlers that still use it
+	//lint:ignore SA1019 deprecated, kept for handlers that still use it
+	return r.w.(http.CloseNotifier).CloseNotify()
 }

@@ -32,6 +32,7 @@ func optional(w http.ResponseWriter) int {
 	if _, ok := w.(http.Pusher); ok {
 		set |= recPusher
 	}
+	//lint:ignore SA1019 the recorder keeps the deprecated interface
 	if _, ok := w.(http.CloseNotifier); ok {
 		set |= recCloseNotifier
 	}
@@ -93,6 +94,7 @@ func TestRecorderInterfaces(t *testing.T) {
 			p.Push("/x", nil)
 			want["Push"] = 1
 		}
+		//lint:ignore SA1019 the recorder keeps the deprecated interface
 		if cn, ok := w.(http.CloseNotifier); ok {
 			cn.CloseNotify()
 			want["CloseNotify"] = 1

@@ -303,12 +303,6 @@ func (p *plugin) crashed(reason string) (loop bool) {
 	return false
 }
 
-func (p *plugin) isDown() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.down != ""
-}
-
 func (p *plugin) health(ctx context.Context, timeout time.Duration) string {
 	p.mu.Lock()
 	g, down := p.gen, p.down
