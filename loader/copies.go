@@ -1,0 +1,181 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/plugind/plugind/build"
+	"github.com/plugind/plugind/sdk"
+)
+
+// Copies of a plugin ([plugin.NAME] copies = N, Options.Copies) lift the
+// one-call-at-a-time of prestd's ABI: the plugin is built N times, each
+// copy under a package path of its own (build.Source.Copy), so each has
+// its own HTTPVars and URLQuery and N legacy calls run at once, each in
+// a free copy (see artifact). Copy 0 is the plugin as it is without
+// copies: same artifact, same key; copy n's key is build.CopyKey of it,
+// so a version is N artifacts, each built, compatibility-checked and
+// load-checked like any, and a reload swaps all N at once.
+//
+// All of a copy's package state is its own, not only the two globals: a
+// counter, a cache, a sync.Once are N of each. So per copy:
+//
+//   - Settings and Secrets are filled in every copy.
+//   - Init runs in every copy, one after the other, copy 0 first; Close
+//     likewise. The hook timeout bounds all of a version's Inits (or
+//     Closes) together. What Init does outside its package (a file, a
+//     connection, a task it starts) it does N times.
+//   - The bus sees copy 0 only: its Init's Subscribe and Handle are the
+//     plugin's registrations. The other copies' Inits may publish and
+//     dispatch, but what they register is discarded (the calls succeed),
+//     so that an event reaches the plugin once and a command has one
+//     handler, not N, and a plugin need not know it is copied. Bus
+//     handlers run concurrently anyway: they do not use the globals.
+//   - Health runs in copy 0; middleware symbols come from copy 0.
+//   - Standard-ABI handlers run in copy 0: they get the request itself
+//     and run concurrently without copies. A plugin with no prestd-ABI
+//     handler in its source, or a prebuilt NAME.so (no source to copy),
+//     is loaded once, with a warning.
+
+// copiesOf is how many copies of src to load: Options.Copies, unless
+// copies cannot help it.
+func (l *Loader) copiesOf(src Source) int {
+	n := 1
+	if l.copies != nil {
+		n = min(max(l.copies(src.Name), 1), build.MaxCopies)
+	}
+	if n == 1 {
+		return 1
+	}
+	why := ""
+	switch {
+	case src.Kind == KindPrebuilt:
+		why = "it is a prebuilt library, with no source to build copies from"
+	case !slices.ContainsFunc(SourceHandlers(src), func(h HandlerInfo) bool { return h.ABI == ABILegacy }):
+		why = "it has no prestd-ABI handler (func() string or func() (string, int)); standard handlers run concurrently without copies"
+	}
+	if why != "" {
+		l.log.Warn().Str("plugin", src.Name).Int("copies", n).Str("reason", why).Msg("plugin copies ignored: loading one copy")
+		return 1
+	}
+	return n
+}
+
+// withCopies gives a, copy 0 of src's version k, the other copies
+// copiesOf asks for, building and opening each like any artifact. A
+// failed copy fails the version; those opened stay open (Go cannot close
+// them) and are reused by the next attempt. It returns the copies' build
+// time. a must not serve yet: its copies and sem change.
+func (l *Loader) withCopies(src Source, k string, a *artifact, progress *build.Progress) (time.Duration, error) {
+	n := l.copiesOf(src)
+	if n == 1 || a.copies != nil {
+		return 0, nil
+	}
+	copies := []*artifact{a}
+	var built time.Duration
+	for i := 1; i < n; i++ {
+		c := src
+		c.Copy = i
+		path, dur, err := l.pipe.Artifact(l.ctx, c, build.CopyKey(k, i), progress)
+		if err != nil {
+			return built, fmt.Errorf("copy %d: %w", i, err)
+		}
+		built += dur
+		ca, err := l.open(src.Name, path)
+		if err != nil {
+			return built, fmt.Errorf("copy %d: %w", i, err)
+		}
+		copies = append(copies, ca)
+	}
+	a.copies, a.sem = copies, make(chan struct{}, n)
+	l.log.Info().Str("plugin", src.Name).Str("version", k[:16]).Int("copies", n).Msg("plugin copies loaded")
+	return built, nil
+}
+
+// all is every copy of a: a alone without copies.
+func (a *artifact) all() []*artifact {
+	if a.copies == nil {
+		return []*artifact{a}
+	}
+	return a.copies
+}
+
+// totalBytes is what all of a's copies hold.
+func (a *artifact) totalBytes() int64 {
+	var n int64
+	for _, c := range a.all() {
+		n += c.bytes
+	}
+	return n
+}
+
+// initCopies is the Init hook of a version: copy 0's with env, then each
+// other copy's with copyEnv, in turn; the first failure ends it.
+func initCopies(a *artifact, env, copyEnv *sdk.Env) func(context.Context) error {
+	return func(ctx context.Context) error {
+		for i, c := range a.all() {
+			cctx, e := ctx, env
+			if i > 0 {
+				cctx, e = sdk.NewContext(ctx, copyEnv), copyEnv
+			}
+			if err := c.hooks.init(cctx, e.Settings); err != nil {
+				if i > 0 {
+					return fmt.Errorf("copy %d: %w", i, err)
+				}
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// closeCopies is the Close hook of a version: every copy's, copy 0
+// first; a failure does not stop the others.
+func closeCopies(a *artifact) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var errs []error
+		for i, c := range a.all() {
+			if err := contained(ctx, c.hooks.close); err != nil {
+				if i > 0 {
+					err = fmt.Errorf("copy %d: %w", i, err)
+				}
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+}
+
+// contained runs hook, returning a panic in it as an error.
+func contained(ctx context.Context, hook func(context.Context) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return hook(ctx)
+}
+
+// copyEnv is env as the copies other than copy 0 see it: their bus
+// registrations are discarded (see the top of this file).
+func copyEnv(env *sdk.Env) *sdk.Env {
+	c := *env
+	if c.Bus != nil {
+		c.Bus = discardRegistrations{c.Bus}
+	}
+	return &c
+}
+
+// discardRegistrations is a bus whose Subscribe and Handle do nothing.
+type discardRegistrations struct{ sdk.Bus }
+
+func (discardRegistrations) Subscribe(string, func(context.Context, []byte) error) error {
+	return nil
+}
+
+func (discardRegistrations) Handle(string, func(context.Context, []byte) ([]byte, error)) error {
+	return nil
+}
