@@ -41,27 +41,34 @@ import (
 //     is loaded once, with a warning.
 
 // copiesOf is how many copies of src to load: Options.Copies, unless
-// copies cannot help it.
+// copies cannot help it (see CopiesOf), which it logs.
 func (l *Loader) copiesOf(src Source) int {
-	n := 1
-	if l.copies != nil {
-		n = min(max(l.copies(src.Name), 1), build.MaxCopies)
-	}
-	if n == 1 {
+	if l.copies == nil {
 		return 1
 	}
-	why := ""
-	switch {
-	case src.Kind == KindPrebuilt:
-		why = "it is a prebuilt library, with no source to build copies from"
-	case !slices.ContainsFunc(SourceHandlers(src), func(h HandlerInfo) bool { return h.ABI == ABILegacy }):
-		why = "it has no prestd-ABI handler (func() string or func() (string, int)); standard handlers run concurrently without copies"
-	}
+	configured := l.copies(src.Name)
+	n, why := CopiesOf(src, configured)
 	if why != "" {
-		l.log.Warn().Str("plugin", src.Name).Int("copies", n).Str("reason", why).Msg("plugin copies ignored: loading one copy")
-		return 1
+		l.log.Warn().Str("plugin", src.Name).Int("copies", configured).Str("reason", why).Msg("plugin copies ignored: loading one copy")
 	}
 	return n
+}
+
+// CopiesOf is how many copies of src a loader asked for configured
+// copies ([plugin.NAME] copies) loads: configured, within 1 and
+// build.MaxCopies, or 1 where copies cannot help, with the reason why.
+// `plugind build` builds as many.
+func CopiesOf(src Source, configured int) (n int, ignored string) {
+	n = min(max(configured, 1), build.MaxCopies)
+	switch {
+	case n == 1:
+		return 1, ""
+	case src.Kind == KindPrebuilt:
+		return 1, "it is a prebuilt library, with no source to build copies from"
+	case !slices.ContainsFunc(SourceHandlers(src), func(h HandlerInfo) bool { return h.ABI == ABILegacy }):
+		return 1, "it has no prestd-ABI handler (func() string or func() (string, int)); standard handlers run concurrently without copies"
+	}
+	return n, ""
 }
 
 // withCopies gives a, copy 0 of src's version k, the other copies
