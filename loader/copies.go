@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -23,7 +24,9 @@ import (
 // All of a copy's package state is its own, not only the two globals: a
 // counter, a cache, a sync.Once are N of each. So per copy:
 //
-//   - Settings and Secrets are filled in every copy.
+//   - Settings and Secrets are filled in every copy, each other than
+//     copy 0 getting a shallow copy of the maps: copies that run at
+//     once never share one (a table nested in the settings they do).
 //   - Init runs in every copy, one after the other, copy 0 first; Close
 //     likewise. The hook timeout bounds all of a version's Inits (or
 //     Closes) together. What Init does outside its package (a file, a
@@ -119,16 +122,16 @@ func (a *artifact) totalBytes() int64 {
 	return n
 }
 
-// initCopies is the Init hook of a version: copy 0's with env, then each
-// other copy's with copyEnv, in turn; the first failure ends it.
-func initCopies(a *artifact, env, copyEnv *sdk.Env) func(context.Context) error {
+// initCopies is the Init hook of a version: each copy's with its env
+// (see copyEnvs), in turn, copy 0 first; the first failure ends it.
+func initCopies(a *artifact, envs []*sdk.Env) func(context.Context) error {
 	return func(ctx context.Context) error {
 		for i, c := range a.all() {
-			cctx, e := ctx, env
+			cctx := ctx
 			if i > 0 {
-				cctx, e = sdk.NewContext(ctx, copyEnv), copyEnv
+				cctx = sdk.NewContext(ctx, envs[i])
 			}
-			if err := c.hooks.init(cctx, e.Settings); err != nil {
+			if err := c.hooks.init(cctx, envs[i].Settings); err != nil {
 				if i > 0 {
 					return fmt.Errorf("copy %d: %w", i, err)
 				}
@@ -166,14 +169,22 @@ func contained(ctx context.Context, hook func(context.Context) error) (err error
 	return hook(ctx)
 }
 
-// copyEnv is env as the copies other than copy 0 see it: their bus
-// registrations are discarded (see the top of this file).
-func copyEnv(env *sdk.Env) *sdk.Env {
-	c := *env
-	if c.Bus != nil {
-		c.Bus = discardRegistrations{c.Bus}
+// copyEnvs are the envs of n copies: env for copy 0, and for each other
+// one env with a shallow copy of the settings and secrets, so that copies
+// running at once never share a map (a table nested in the settings is
+// still shared), and a bus whose registrations are discarded (see the
+// top of this file).
+func copyEnvs(env *sdk.Env, n int) []*sdk.Env {
+	envs := []*sdk.Env{env}
+	for range n - 1 {
+		c := *env
+		c.Settings, c.Secrets = maps.Clone(env.Settings), maps.Clone(env.Secrets)
+		if c.Bus != nil {
+			c.Bus = discardRegistrations{c.Bus}
+		}
+		envs = append(envs, &c)
 	}
-	return &c
+	return envs
 }
 
 // discardRegistrations is a bus whose Subscribe and Handle do nothing.

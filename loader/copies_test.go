@@ -51,6 +51,7 @@ type meeting struct {
 	Given    string   `json:"given"`
 	Var      string   `json:"var"`
 	Query    []string `json:"query"`
+	Last     string   `json:"last"` // what the call noted in its Settings
 }
 
 // barrier answers the plugin calls that GET it once want of them have
@@ -139,8 +140,8 @@ func checkMeetings(t *testing.T, got []meeting, errs []error, version string) []
 		switch {
 		case errs[i] != nil:
 			t.Errorf("call %d: %v", i, errs[i])
-		case m.Given != want || m.Var != want || !slices.Equal(m.Query, []string{want}):
-			t.Errorf("call %d saw HTTPVars %q then %q, URLQuery %q: another call's globals", i, m.Given, m.Var, m.Query)
+		case m.Given != want || m.Var != want || !slices.Equal(m.Query, []string{want}) || m.Last != want:
+			t.Errorf("call %d saw HTTPVars %q then %q, URLQuery %q, noted %q in Settings: another call's globals", i, m.Given, m.Var, m.Query, m.Last)
 		case m.Inits != 1 || m.Greeting != "hi" || m.Version != version:
 			t.Errorf("call %d: copy %s initialised %d times, greeting %q, version %q; want once, \"hi\", %q", i, m.Copy, m.Inits, m.Greeting, m.Version, version)
 		}

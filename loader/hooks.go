@@ -95,12 +95,13 @@ func (l *Loader) activate(name string, v *version) (err error) {
 	if l.bus != nil {
 		l.bus.Stage(owner(name, v)) // live at commit, when v becomes current
 	}
-	for _, c := range a.all() { // every copy has globals of its own
+	envs := copyEnvs(env, len(a.all()))
+	for i, c := range a.all() { // every copy has globals of its own
 		if c.settings != nil {
-			*c.settings = env.Settings
+			*c.settings = envs[i].Settings
 		}
 		if c.secrets != nil {
-			*c.secrets = env.Secrets
+			*c.secrets = envs[i].Secrets
 		}
 	}
 	if a.hooks.init == nil {
@@ -115,7 +116,7 @@ func (l *Loader) activate(name string, v *version) (err error) {
 	}()
 	returned := done
 	done = nil
-	if err := runHookThen(ctx, initCopies(a, env, copyEnv(env)), returned); err != nil {
+	if err := runHookThen(ctx, initCopies(a, envs), returned); err != nil {
 		if errors.Is(err, errHookTimeout) {
 			return newError(ErrInit, name, context.DeadlineExceeded, "plugin %q: Init did not return within %s", name, l.hookTimeout)
 		}
