@@ -3,7 +3,6 @@ module github.com/plugind/plugind
 go 1.26.0
 
 require (
-	github.com/felixge/httpsnoop v1.0.4
 	github.com/fsnotify/fsnotify v1.9.0
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/gorilla/mux v1.8.1

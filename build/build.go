@@ -9,9 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/plugind/plugind/plugerr"
 )
@@ -22,6 +25,10 @@ type builder struct {
 	goCmd     string
 	moduleDir string
 	srcDir    string
+	cacheDir  string
+	modCache  string   // GOMODCACHE, to tell what a build will download
+	environ   []string // the go command's environment before ours (see env)
+	goflags   string   // the user's GOFLAGS that builds keep (see keptGoflags)
 	host      HostBuild
 	timeout   time.Duration
 	slot      chan struct{} // one token: the build in progress
@@ -114,18 +121,34 @@ func (b *builder) release(name string, took time.Duration) {
 // build compiles src into out, one build at a time: waiting says whose
 // build it queues behind, if any. The artifact appears at out atomically,
 // or not at all. It returns how long the build waited for its turn.
-func (b *builder) build(ctx context.Context, src Source, out string, waiting func(holder string, elapsed time.Duration)) (queued time.Duration, err error) {
+// pl, if not nil, is the module src declares requirements in (see
+// planFor).
+func (b *builder) build(ctx context.Context, src Source, out string, pl *plan, log zerolog.Logger, waiting func(holder string, elapsed time.Duration)) (queued time.Duration, err error) {
 	queued, err = b.acquire(ctx, src.Name, waiting)
 	if err != nil {
 		return queued, plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: gave up waiting to build", src.Name)
 	}
 	start := time.Now()
 	defer func() { b.release(src.Name, time.Since(start)) }()
-	return queued, b.compile(ctx, src, out)
+	return queued, b.compile(ctx, src, out, pl, log)
+}
+
+// env is the go command's environment for builds: the process's (and
+// Options.Env), so that GOPROXY, GOPRIVATE, GONOSUMDB, GOSUMDB and the
+// rest apply to downloads as they do to the user's own go commands, with
+// what builds must have on top.
+func (b *builder) env() []string {
+	env := append(slices.Clip(b.environ), b.host.Env...)
+	return append(env,
+		"GOWORK=off",         // a go.work above the module silently changes versions
+		"GOFLAGS="+b.goflags, // the user's, less flags that would change compiled code
+		"GOTOOLCHAIN=local",  // the server's toolchain, never a download
+		"CGO_ENABLED=1",
+	)
 }
 
 // compile runs go build for src, holding the slot.
-func (b *builder) compile(ctx context.Context, src Source, out string) (err error) {
+func (b *builder) compile(ctx context.Context, src Source, out string, pl *plan, log zerolog.Logger) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 
@@ -143,21 +166,26 @@ func (b *builder) compile(ctx context.Context, src Source, out string) (err erro
 	}
 	defer os.RemoveAll(filepath.Dir(overlay))
 
-	args := append([]string{"build", "-buildmode=plugin", "-overlay=" + overlay, "-o", tmp}, b.host.Flags...)
-	args = append(args, src.Files...)
+	// -mod=readonly: never edit a go.mod, not even the build module's.
+	args := []string{"build", "-buildmode=plugin", "-mod=readonly", "-overlay=" + overlay, "-o", tmp}
+	if pl != nil {
+		modfile, err := b.resolve(ctx, src.Name, pl, src.Files, log)
+		if err != nil {
+			return err
+		}
+		args = append(args, "-modfile="+modfile)
+	}
+	args = append(append(args, b.host.Flags...), src.Files...)
 	cmd := exec.CommandContext(ctx, b.goCmd, args...)
 	cmd.Dir = b.moduleDir
-	cmd.Env = append(goEnviron(), b.host.Env...)
-	cmd.Env = append(cmd.Env,
-		"GOWORK=off",            // a go.work above the module silently changes versions
-		"GOFLAGS=-mod=readonly", // never edit go.mod; drops the caller's GOFLAGS
-		"GOTOOLCHAIN=local",     // the server's toolchain, never a download
-		"CGO_ENABLED=1",
-	)
+	cmd.Env = b.env()
 	cmd.WaitDelay = 5 * time.Second
 	var output bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &output, &output
-	if err := cmd.Run(); err != nil {
+	dl := &downloads{log: log, out: &output}
+	cmd.Stdout, cmd.Stderr = dl, dl
+	err = cmd.Run()
+	dl.flush()
+	if err != nil {
 		diag := b.relative(output.String(), stamped, src.Files[0])
 		cause := err
 		if ctx.Err() != nil {
@@ -168,8 +196,16 @@ func (b *builder) compile(ctx context.Context, src Source, out string) (err erro
 			return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q cannot be built: the go command %q was not found; install Go or set plugins.go", src.Name, b.goCmd)
 		}
 		e := plugerr.New(plugerr.ErrBuild, src.Name, cause, "plugin %q failed to build", src.Name)
+		lib := filepath.Base(filepath.Dir(b.srcDir))
+		if pl != nil {
+			lib = pl.declared.shown
+		}
 		if pkg := missingModule(diag); pkg != "" {
-			e.Msg = fmt.Sprintf("plugin %q failed to build: it imports %s, which the server was not built with; plugins can import the standard library and the server's modules", src.Name, pkg)
+			e.Kind = plugerr.ErrDependency
+			e.Msg = fmt.Sprintf("plugin %q failed to build: it imports %s, which neither the server nor %s/go.mod provides; run %q", src.Name, pkg, lib, "cd "+lib+" && go get "+pkg)
+		} else if pkg := missingSum(diag); pkg != "" {
+			e.Kind = plugerr.ErrDependency
+			e.Msg = fmt.Sprintf("plugin %q failed to build: %s/go.sum has no checksum for the module providing %s; run %q", src.Name, lib, pkg, "cd "+lib+" && go mod tidy")
 		}
 		e.Output = diag
 		return e
@@ -260,6 +296,17 @@ func (b *builder) relative(out string, renames ...string) string {
 		lines = append(lines, line)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// missingSum finds, in compiler output, a package whose module has no
+// go.sum line.
+func missingSum(out string) string {
+	if _, rest, ok := strings.Cut(out, "missing go.sum entry for module providing package "); ok {
+		if f := strings.Fields(rest); len(f) > 0 {
+			return f[0]
+		}
+	}
+	return ""
 }
 
 // missingModule finds, in compiler output, a package no module of the

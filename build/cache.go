@@ -56,7 +56,7 @@ func (p *Pipeline) WarmUp(ctx context.Context) error {
 	}
 	start := time.Now()
 	p.log.Info().Msg("build cache warm-up started")
-	_, err = p.builder.build(ctx, Source{Name: WarmupHolder, Kind: KindFile, Files: []string{file}}, filepath.Join(dir, "warmup.so"), nil)
+	_, err = p.builder.build(ctx, Source{Name: WarmupHolder, Kind: KindFile, Files: []string{file}}, filepath.Join(dir, "warmup.so"), nil, p.log, nil)
 	if err != nil {
 		p.log.Warn().Err(err).Dur("duration", time.Since(start)).Msg("build cache warm-up failed")
 		return err
@@ -74,6 +74,9 @@ type BuildResult struct {
 
 // Build makes sure plugin name has a checked artifact in the cache,
 // without opening it in this process: plugind build, for images and CI.
+// The plugins one pipeline builds are checked against each other as a
+// server loading them would (see Registry): the second of two needing
+// two versions of a module is refused, naming both.
 func (p *Pipeline) Build(ctx context.Context, name string) (BuildResult, error) {
 	if !ValidName(name) {
 		return BuildResult{Name: name}, plugerr.New(plugerr.ErrBadName, "", nil, "invalid plugin name %q", name)
@@ -96,7 +99,19 @@ func (p *Pipeline) Build(ctx context.Context, name string) (BuildResult, error) 
 	if err != nil {
 		return BuildResult{Name: name}, err
 	}
-	_, dur, err := p.Artifact(ctx, src, k, nil)
+	path, dur, err := p.Artifact(ctx, src, k, nil)
+	if err == nil {
+		// The plugins of one run load into one server: the second of two
+		// with two versions of a module is refused there, so it is here.
+		var mods map[string]string
+		if mods, err = p.Modules(path); err != nil {
+			err = plugerr.New(plugerr.ErrOpen, name, err, "plugin %q: its artifact is unreadable", name)
+		} else if conflicts := p.reg.Check(mods); len(conflicts) > 0 {
+			err = ConflictError(name, conflicts)
+		} else {
+			p.reg.Add(name, mods, p.Sums(src))
+		}
+	}
 	if err == nil && src.Kind != KindPrebuilt {
 		err = p.record(src, srcHash, k) // what a prebuilt-mode server needs to find it
 	}

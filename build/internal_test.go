@@ -127,11 +127,11 @@ func TestToolchain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := readToolchain(t.Context(), "go")
+	got := readToolchain(t.Context(), "go", goEnviron())
 	if got.err != nil || got.goPath == "" || got.version != runtime.Version() || got.modCache != strings.TrimSpace(string(modCache)) {
 		t.Errorf("readToolchain(go) = %+v; want %s and GOMODCACHE %s", got, runtime.Version(), modCache)
 	}
-	l := &Pipeline{tool: readToolchain(t.Context(), "no-such-go"), host: HostBuild{GoVersion: runtime.Version()}, builder: &builder{goCmd: "no-such-go"}}
+	l := &Pipeline{tool: readToolchain(t.Context(), "no-such-go", goEnviron()), host: HostBuild{GoVersion: runtime.Version()}, builder: &builder{goCmd: "no-such-go"}}
 	if p := l.ToolchainProblems(); len(p) == 0 || !strings.Contains(p[len(p)-1], `"no-such-go" is not on PATH`) {
 		t.Errorf("problems without a go command: %q", p)
 	}
@@ -165,7 +165,7 @@ func TestHostModuleSelf(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			host := HostBuild{GoVersion: runtime.Version(), Module: "github.com/plugind/plugind", ModuleVersion: tt.version, Flags: tt.flags}
-			dir, note, err := hostModule(t.Context(), "go", cache, host)
+			dir, note, err := hostModule(t.Context(), "go", cache, host, goEnviron())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -28,7 +28,7 @@ import (
 // from the module cache. Otherwise, or when the module proxy cannot serve
 // it, it is left out rather than failing the start, and note says that
 // plugins cannot import the server's packages, and why.
-func hostModule(ctx context.Context, goCmd, cacheDir string, host HostBuild) (moduleDir, note string, err error) {
+func hostModule(ctx context.Context, goCmd, cacheDir string, host HostBuild, environ []string) (moduleDir, note string, err error) {
 	const cannot = "plugins cannot import the server's own packages (sdk): "
 	v := host.ModuleVersion
 	requireSelf := false
@@ -44,13 +44,13 @@ func hostModule(ctx context.Context, goCmd, cacheDir string, host HostBuild) (mo
 		requireSelf = true
 	}
 	if requireSelf {
-		dir, err := writeHostModule(ctx, goCmd, cacheDir, host, true)
+		dir, err := writeHostModule(ctx, goCmd, cacheDir, host, environ, true)
 		if err == nil {
 			return dir, "", nil
 		}
 		note = fmt.Sprintf(cannot+"%s@%s cannot be downloaded: %v", host.Module, v, err)
 	}
-	dir, err := writeHostModule(ctx, goCmd, cacheDir, host, false)
+	dir, err := writeHostModule(ctx, goCmd, cacheDir, host, environ, false)
 	if err != nil {
 		return "", "", err
 	}
@@ -60,7 +60,7 @@ func hostModule(ctx context.Context, goCmd, cacheDir string, host HostBuild) (mo
 // writeHostModule writes hostModule's module, with the server's own
 // module required if requireSelf, into cacheDir unless it is there, and
 // returns its directory.
-func writeHostModule(ctx context.Context, goCmd, cacheDir string, host HostBuild, requireSelf bool) (string, error) {
+func writeHostModule(ctx context.Context, goCmd, cacheDir string, host HostBuild, environ []string, requireSelf bool) (string, error) {
 	f := &modfile.File{}
 	if err := f.AddModuleStmt("plugind.local/plugins"); err != nil {
 		return "", err
@@ -113,7 +113,7 @@ func writeHostModule(ctx context.Context, goCmd, cacheDir string, host HostBuild
 	defer cancel()
 	cmd := exec.CommandContext(ctx, goCmd, "mod", "download", "all")
 	cmd.Dir = tmp
-	cmd.Env = append(goEnviron(), "GOWORK=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local")
+	cmd.Env = append(slices.Clip(environ), "GOWORK=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

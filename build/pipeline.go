@@ -3,11 +3,13 @@ package build
 import (
 	"cmp"
 	"context"
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -40,7 +42,16 @@ type Options struct {
 	// Host is how the server was built; nil reads the running binary's
 	// build information.
 	Host *HostBuild
-	Log  zerolog.Logger
+	// Env is added to the go command's environment, after the process's
+	// own: GOPROXY, GOMODCACHE and the like, for a server (or a test)
+	// whose builds fetch modules elsewhere than its own go commands.
+	Env []string
+	// Registry records the module versions loaded into the process, so
+	// that builds use those versions where a plugin's go.mod allows (see
+	// Registry). nil: a new one, for a pipeline that loads nothing
+	// itself (plugind build reports conflicts between plugins with it).
+	Registry *Registry
+	Log      zerolog.Logger
 }
 
 // Pipeline turns plugin sources into checked artifacts: it finds a
@@ -59,6 +70,7 @@ type Pipeline struct {
 	builder   *builder
 	tool      toolchain // read once at New
 	loadCheck LoadChecker
+	reg       *Registry
 
 	kmu     sync.Mutex             // guards libKeys
 	libKeys map[string]prebuiltKey // by path
@@ -108,18 +120,27 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		cacheDir:  cacheDir,
 		prebuilt:  opts.Prebuilt,
 		loadCheck: opts.LoadCheck,
+		reg:       opts.Registry,
 		libKeys:   make(map[string]prebuiltKey),
 	}
+	if p.reg == nil {
+		p.reg = NewRegistry(host.Deps)
+	}
+	environ := append(goEnviron(), opts.Env...)
 	if p.prebuilt {
 		// Keys come from the manifest; nothing here may need go.
 		p.moduleDir = opts.ModuleDir
 		p.log.Info().Str("mode", "prebuilt").Str("cache", cacheDir).
 			Msg("plugins.build is off: serving artifacts from plugind build; the go command and a C compiler are never run")
 	} else {
-		if p.moduleDir, err = p.findModule(ctx, opts.ModuleDir, opts.Go); err != nil {
+		if p.moduleDir, err = p.findModule(ctx, opts.ModuleDir, opts.Go, environ); err != nil {
 			return nil, err
 		}
-		p.tool = readToolchain(ctx, opts.Go)
+		p.tool = readToolchain(ctx, opts.Go, environ)
+		if len(p.tool.dropped) > 0 {
+			p.log.Info().Strs("ignored", p.tool.dropped).
+				Msg("GOFLAGS: plugins are built with the server's build flags; these would change compiled code and are not used")
+		}
 		if paths := host.sourcePaths(p.moduleDir, p.tool.modCache); paths != "" {
 			p.hostID = hashOf(p.hostID + "\n" + paths)
 		}
@@ -130,6 +151,10 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		goCmd:     opts.Go,
 		moduleDir: p.moduleDir,
 		srcDir:    src.dir,
+		cacheDir:  cacheDir,
+		modCache:  p.tool.modCache,
+		environ:   environ,
+		goflags:   p.tool.goflags,
 		host:      *host,
 		timeout:   opts.Timeout,
 		slot:      make(chan struct{}, 1),
@@ -184,7 +209,7 @@ type Progress struct {
 }
 
 // findModule picks the module plugins are built in.
-func (p *Pipeline) findModule(ctx context.Context, configured, goCmd string) (string, error) {
+func (p *Pipeline) findModule(ctx context.Context, configured, goCmd string, environ []string) (string, error) {
 	// Without -trimpath, only the tree the server was compiled from has
 	// packages (sdk) that plugin.Open takes for the server's own. own is
 	// that tree, "" if it is gone or paths do not matter (compiled "").
@@ -224,7 +249,7 @@ func (p *Pipeline) findModule(ctx context.Context, configured, goCmd string) (st
 	if err := os.MkdirAll(p.cacheDir, 0o755); err != nil {
 		return "", fmt.Errorf("plugin cache directory: %w", err)
 	}
-	dir, note, err := hostModule(ctx, goCmd, p.cacheDir, p.host)
+	dir, note, err := hostModule(ctx, goCmd, p.cacheDir, p.host, environ)
 	if err != nil {
 		return "", err
 	}
@@ -285,7 +310,85 @@ func (p *Pipeline) hashKey(src Source) (string, error) {
 		}
 		return hashOf("prebuilt library\n" + p.hostID + "\n" + sh), nil
 	}
-	return keyFor(src, p.moduleDir, p.hostID)
+	k, err := keyFor(src, p.moduleDir, p.hostID)
+	if err != nil || p.prebuilt || src.Kind == KindPrebuilt {
+		return k, err
+	}
+	// The module the plugin declares its requirements in: the plan
+	// names the versions it will be built with (the resolution that
+	// follows is a function of them), so a dependency change rebuilds
+	// and a restart with unchanged ones reuses the artifact.
+	d, err := readDeclared(src, p.src.dir)
+	if err != nil || d == nil {
+		return k, err
+	}
+	if pl, err := planFor(src, d, p.moduleDir, p.cacheDir, p.host, p.reg, false); err == nil {
+		return hashOf(k + "\nbuild module " + pl.key), nil
+	}
+	// Unbuildable as it stands (Artifact says why): a key all the same,
+	// which changes with what the user will edit.
+	return hashOf(k + "\ndeclared " + string(d.mod) + "\n" + string(d.sum)), nil
+}
+
+// ProcessModule prepares the build module of src as a program of its
+// own (an isolated plugin, see package isolate) and returns its go.mod,
+// for go build -modfile; "" when src declares no requirements. Nothing
+// in such a program is shared with the server, so the plugin's
+// requirements are taken as the go command selects them: a version the
+// server or another plugin could not load in-process is fine. Downloads
+// are logged with the plugin's name and bounded by ctx.
+func (p *Pipeline) ProcessModule(ctx context.Context, src Source) (string, error) {
+	if p.prebuilt {
+		return "", nil
+	}
+	d, err := readDeclared(src, p.src.dir)
+	if err != nil {
+		return "", plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
+	}
+	if d == nil {
+		return "", nil
+	}
+	pl, err := planFor(src, d, p.moduleDir, p.cacheDir, p.host, nil, true)
+	if err != nil {
+		return "", err
+	}
+	return p.builder.resolve(ctx, src.Name, pl, src.Files, p.log.With().Str("plugin", src.Name).Logger())
+}
+
+// GoEnv is the environment the go command runs with for builds, before
+// what a build sets itself: the process's, and Options.Env.
+func (p *Pipeline) GoEnv() []string { return slices.Clip(p.builder.environ) }
+
+// Registry is the record of module versions builds align with.
+func (p *Pipeline) Registry() *Registry { return p.reg }
+
+// Modules lists the modules an artifact carries, path -> version (with
+// " => replacement" for a replaced one), as its build information says,
+// for Registry.Check and Registry.Add. The server's own modules are
+// left out.
+func (p *Pipeline) Modules(path string) (map[string]string, error) {
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading build information: %w", err)
+	}
+	m := deps(bi)
+	for path := range m {
+		if _, ok := p.host.Deps[path]; ok || path == p.host.Module {
+			delete(m, path)
+		}
+	}
+	return m, nil
+}
+
+// Sums are the go.sum lines of the module src declares its
+// requirements in, for Registry.Add: a plugin built later and held at a
+// version src loaded needs them; nil when it declares none.
+func (p *Pipeline) Sums(src Source) []string {
+	d, err := readDeclared(src, p.src.dir)
+	if err != nil || d == nil || p.prebuilt {
+		return nil
+	}
+	return strings.Split(strings.TrimSpace(string(d.sum)), "\n")
 }
 
 // Path is where the artifact of src with content address k is, or will
@@ -384,7 +487,21 @@ func (p *Pipeline) build(ctx context.Context, src Source, path string, progress 
 	log := p.log.With().Str("plugin", src.Name).Logger()
 	log.Info().Str("kind", string(src.Kind)).Int("files", len(src.Files)).Msg("plugin build started")
 	start := time.Now()
-	queued, err := p.builder.build(ctx, src, path, func(holder string, elapsed time.Duration) {
+	var pl *plan
+	d, err := readDeclared(src, p.src.dir)
+	if err != nil {
+		err = plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
+	} else if d != nil {
+		pl, err = planFor(src, d, p.moduleDir, p.cacheDir, p.host, p.reg, false)
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("plugin build refused")
+		if progress != nil && progress.Built != nil {
+			progress.Built(0, err)
+		}
+		return 0, err
+	}
+	queued, err := p.builder.build(ctx, src, path, pl, log, func(holder string, elapsed time.Duration) {
 		log.Info().Str("waiting_for", Describe(holder)).Dur("running_for", elapsed).Msg("plugin build waits for another build")
 		if progress != nil && progress.Waiting != nil {
 			progress.Waiting(holder, elapsed)

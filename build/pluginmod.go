@@ -1,9 +1,6 @@
 package build
 
 import (
-	"errors"
-	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,61 +14,30 @@ import (
 	"github.com/plugind/plugind/plugerr"
 )
 
-// Check runs the checks a source passes before it is built: a folder
-// plugin's go.mod agrees with the build module, and its imports are
-// provided by the build module.
+// Check runs the checks a source passes before it is built. A plugin
+// that declares requirements (lib/go.mod, or its folder's go.mod) is
+// checked when its build module is planned, as part of its build (see
+// planFor), so that a failure is the build's: remembered for its source,
+// and with an older version serving, the older version keeps serving.
 func (p *Pipeline) Check(src Source) error {
-	if p.prebuilt {
+	if p.prebuilt || src.Kind == KindPrebuilt {
 		return nil // checked by plugind build, which had the build module
 	}
-	if err := p.checkPluginModule(src); err != nil {
-		return err
+	d, err := readDeclared(src, p.src.dir)
+	if err != nil {
+		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
+	}
+	if d != nil {
+		return nil
 	}
 	return p.checkImports(src)
 }
 
-// checkPluginModule compares the requirements of a folder plugin's own
-// go.mod, if it has one, with the versions plugins are built against (the
-// build module's go.mod). The plugin is built with the server's versions
-// whatever its go.mod says, so a conflict is an error that names it
-// rather than a surprise at run time.
-func (p *Pipeline) checkPluginModule(src Source) error {
-	if src.Kind != KindFolder || len(src.Files) == 0 {
-		return nil
-	}
-	theirs, err := readRequires(filepath.Join(filepath.Dir(src.Files[0]), "go.mod"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	} else if err != nil {
-		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: its go.mod cannot be read", src.Name)
-	}
-	ours, err := readRequires(filepath.Join(p.moduleDir, "go.mod"))
-	if err != nil {
-		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the build module's go.mod cannot be read", src.Name)
-	}
-	var conflicts []string
-	for path, v := range theirs {
-		if have, ok := ours[path]; ok && have != v {
-			conflicts = append(conflicts, fmt.Sprintf("%s %s (the server has %s)", path, v, have))
-		}
-	}
-	if len(conflicts) == 0 {
-		return nil
-	}
-	slices.Sort(conflicts)
-	return plugerr.New(plugerr.ErrIncompatible, src.Name, nil,
-		"plugin %q requires versions the server does not have: %s; plugins are built with the server's versions: change its go.mod to match",
-		src.Name, strings.Join(conflicts, "; "))
-}
-
-// checkImports refuses, before the compiler runs, a plugin importing a
-// package no module of the build provides: plugins are built with the
-// server's modules only, and the go command's own message for this
-// ("updates to go.mod needed") does not say so.
+// checkImports refuses, before the compiler runs, a plugin that
+// declares no requirements yet imports a package no module of the server
+// provides, saying how to declare it: the go command's own message for
+// this ("updates to go.mod needed") does not.
 func (p *Pipeline) checkImports(src Source) error {
-	if src.Kind == KindPrebuilt {
-		return nil
-	}
 	data, err := os.ReadFile(filepath.Join(p.moduleDir, "go.mod"))
 	if err != nil {
 		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the build module's go.mod cannot be read", src.Name)
@@ -97,26 +63,14 @@ func (p *Pipeline) checkImports(src Source) error {
 				continue // the standard library
 			}
 			if !slices.ContainsFunc(modules, func(m string) bool { return path == m || strings.HasPrefix(path, m+"/") }) {
-				return plugerr.New(plugerr.ErrBuild, src.Name, nil, "plugin %q failed to build: it imports %s, which the server was not built with; plugins can import the standard library and the server's modules", src.Name, path)
+				lib := filepath.Base(filepath.Dir(p.src.dir))
+				fix := "cd " + lib + " && go get " + path
+				if !fileExists(filepath.Join(filepath.Dir(p.src.dir), "go.mod")) {
+					fix = "cd " + lib + " && go mod init plugind.local/" + lib + " && go get " + path
+				}
+				return plugerr.New(plugerr.ErrDependency, src.Name, nil, "plugin %q imports %s, which neither the server nor %s/go.mod provides; declare it: run %q", src.Name, path, lib, fix)
 			}
 		}
 	}
 	return nil
-}
-
-// readRequires lists a go.mod's requirements as path -> version.
-func readRequires(path string) (map[string]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	f, err := modfile.ParseLax(path, data, nil)
-	if err != nil {
-		return nil, err
-	}
-	m := make(map[string]string, len(f.Require))
-	for _, r := range f.Require {
-		m[r.Mod.Path] = r.Mod.Version
-	}
-	return m, nil
 }

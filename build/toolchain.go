@@ -14,30 +14,51 @@ import (
 // read once when a Pipeline starts: one `go env` serves both the toolchain
 // check and the artifact key.
 type toolchain struct {
-	goPath   string // the go command found on PATH; "" if none is
-	version  string // GOVERSION
-	cc       string // CC; "" if unset
-	modCache string // GOMODCACHE
-	err      error  // why go env could not be read
+	goPath   string   // the go command found on PATH; "" if none is
+	version  string   // GOVERSION
+	cc       string   // CC; "" if unset
+	modCache string   // GOMODCACHE
+	goflags  string   // GOFLAGS, less what builds must not take (see keptGoflags)
+	dropped  []string // what of GOFLAGS builds do not take
+	err      error    // why go env could not be read
 }
 
 // readToolchain runs `go env` with the environment builds run with.
-func readToolchain(ctx context.Context, goCmd string) toolchain {
+func readToolchain(ctx context.Context, goCmd string, environ []string) toolchain {
 	goPath, err := exec.LookPath(goCmd)
 	if err != nil {
 		return toolchain{err: err}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goPath, "env", "GOVERSION", "CC", "GOMODCACHE")
-	cmd.Env = append(goEnviron(), "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-mod=readonly")
+	cmd := exec.CommandContext(ctx, goPath, "env", "GOVERSION", "CC", "GOMODCACHE", "GOFLAGS")
+	cmd.Env = append(slices.Clip(environ), "GOWORK=off", "GOTOOLCHAIN=local")
 	out, err := cmd.Output()
 	if err != nil {
 		return toolchain{goPath: goPath, err: fmt.Errorf("%s env: %w", goPath, err)}
 	}
 	// One line per variable, empty for an unset one.
-	f := append(strings.Split(strings.TrimRight(string(out), "\n"), "\n"), "", "", "")
-	return toolchain{goPath: goPath, version: f[0], cc: f[1], modCache: f[2]}
+	f := append(strings.Split(strings.TrimRight(string(out), "\n"), "\n"), "", "", "", "")
+	goflags, dropped := keptGoflags(f[3])
+	return toolchain{goPath: goPath, version: f[0], cc: f[1], modCache: f[2], goflags: goflags, dropped: dropped}
+}
+
+// keptGoflags splits GOFLAGS into what plugin builds take (flags that
+// change how modules are fetched or kept, never compiled code: a plugin
+// must be compiled exactly as the server was) and what they drop. -mod
+// and -modfile are dropped too: builds set their own.
+func keptGoflags(goflags string) (kept string, dropped []string) {
+	var keep []string
+	for _, f := range strings.Fields(goflags) {
+		name, _, _ := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		switch name {
+		case "modcacherw", "buildvcs", "p":
+			keep = append(keep, f)
+		default:
+			dropped = append(dropped, f)
+		}
+	}
+	return strings.Join(keep, " "), dropped
 }
 
 // ToolchainProblems reports what is missing to build plugins here: the go

@@ -1,15 +1,11 @@
 package handlers
 
 import (
-	"bufio"
 	"context"
-	"io"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
 
-	"github.com/felixge/httpsnoop"
 	"github.com/rs/xid"
 	"github.com/rs/zerolog"
 
@@ -19,13 +15,25 @@ import (
 
 // The access middleware is written out rather than assembled from hlog's
 // handlers: those copy the request three times and the logger once per
-// request. Here a request costs one context value and one wrapped writer.
+// request. Here a request costs two allocations: the request's copy with
+// its new context, and the requestInfo that is that context, the
+// recorder and the request id's header value in one (and a generated
+// id's text).
 
 // requestInfo is what the server learns about a request as it passes
 // through: parsed once by the access layer, completed by the router, the
 // guard and the plugin handler, read by the access log.
+//
+// It is also the request's context from the access layer in: the parent
+// context with one value, itself under requestInfoKey, as
+// context.WithValue would make it, without a context of its own to
+// allocate. Cancellation, deadlines and other values are the parent's.
 type requestInfo struct {
+	context.Context
+
 	id string
+	// idHeader holds id as the X-Request-Id header's value.
+	idHeader [1]string
 	// file and fn are /_PLUGIN/{file}/{func}'s segments when pluginRoute;
 	// named says they are valid names, fit for logs and labels.
 	file, fn    string
@@ -36,6 +44,9 @@ type requestInfo struct {
 
 	status int // the final status written; 0: none yet
 	size   int // body bytes written, before compression
+	// rec is the response writer the access layer hands on: it records
+	// status and size above (recorder.go).
+	rec recorder
 	// bodyTooLarge: a read of the body went over a limit. Atomic: a
 	// handler under a timeout may read on after its caller has answered.
 	bodyTooLarge atomic.Bool
@@ -47,6 +58,15 @@ func (i *requestInfo) started() bool { return i.status != 0 }
 
 type requestInfoKey struct{}
 
+// Value returns i for requestInfoKey, the parent's values for other keys.
+func (i *requestInfo) Value(key any) any {
+	if _, ok := key.(requestInfoKey); ok {
+		return i
+	}
+	return i.Context.Value(key)
+}
+
+// infoFrom returns the request's info, nil outside the access layer.
 func infoFrom(ctx context.Context) *requestInfo {
 	info, _ := ctx.Value(requestInfoKey{}).(*requestInfo)
 	return info
@@ -86,8 +106,8 @@ func isIDByte(c byte) bool {
 
 // access assigns the request id (X-Request-Id, honoured or generated, and
 // returned), parses a plugin path once, and logs one "request" event when
-// the response is done, aborted ones included. Statuses are recorded by
-// httpsnoop's wrapper, which keeps the writer's optional interfaces: an
+// the response is done, aborted ones included. Status and size are
+// recorded by info.rec, which keeps the writer's optional interfaces: an
 // informational 1xx is not the final status.
 func (s *Server) access(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -95,23 +115,29 @@ func (s *Server) access(next http.Handler) http.Handler {
 		if s.Metrics != nil {
 			defer s.Metrics.InFlight()()
 		}
-		info := &requestInfo{id: s.requestID(w, r)}
+		info := &requestInfo{Context: r.Context()}
+		s.requestID(w.Header(), r, info)
 		info.file, info.fn, info.pluginRoute = splitPluginPath(r.URL.Path)
 		info.named = info.pluginRoute && loader.ValidName(info.file) && loader.ValidFunc(info.fn)
 		defer s.logRequest(r, info, start)
-		next.ServeHTTP(snoop(w, info), r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
+		next.ServeHTTP(info.rec.wrap(w, info), r.WithContext(info))
 	})
 }
 
-// requestID returns r's id, the client's if valid, else a new one, and
-// sets it on the response.
-func (s *Server) requestID(w http.ResponseWriter, r *http.Request) string {
-	id := r.Header.Get("X-Request-Id")
+// requestID sets info's id to r's, the client's if valid, else a new one,
+// and returns it in the response header h. The header's value is
+// info.idHeader, not a slice of its own: it has length and capacity 1,
+// so a handler's Add makes a new slice rather than writing into info.
+func (s *Server) requestID(h http.Header, r *http.Request, info *requestInfo) {
+	var id string
+	if v := r.Header["X-Request-Id"]; len(v) > 0 { // the canonical key: Get would canonicalise it per request
+		id = v[0]
+	}
 	if !validRequestID(id) {
 		id = xid.New().String()
 	}
-	w.Header().Set("X-Request-Id", id)
-	return id
+	info.id, info.idHeader[0] = id, id
+	h["X-Request-Id"] = info.idHeader[:]
 }
 
 // logRequest writes the access log line and the request metrics.
@@ -153,56 +179,4 @@ func (s *Server) logRequest(r *http.Request, info *requestInfo, start time.Time)
 	if aborted != nil {
 		panic(aborted) // net/http aborts the connection
 	}
-}
-
-// snoop wraps w to record the final status and the body's size in info.
-func snoop(w http.ResponseWriter, info *requestInfo) http.ResponseWriter {
-	return httpsnoop.Wrap(w, httpsnoop.Hooks{
-		WriteHeader: func(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
-			return func(code int) {
-				// 1xx are interim (103 Early Hints), except 101, after
-				// which the connection is no longer HTTP.
-				if info.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-					info.status = code
-				}
-				next(code)
-			}
-		},
-		Write: func(next httpsnoop.WriteFunc) httpsnoop.WriteFunc {
-			return func(b []byte) (int, error) {
-				if info.status == 0 {
-					info.status = http.StatusOK
-				}
-				n, err := next(b)
-				info.size += n
-				return n, err
-			}
-		},
-		ReadFrom: func(next httpsnoop.ReadFromFunc) httpsnoop.ReadFromFunc {
-			return func(src io.Reader) (int64, error) {
-				if info.status == 0 {
-					info.status = http.StatusOK
-				}
-				n, err := next(src)
-				info.size += int(n)
-				return n, err
-			}
-		},
-		Flush: func(next httpsnoop.FlushFunc) httpsnoop.FlushFunc {
-			return func() {
-				if info.status == 0 {
-					info.status = http.StatusOK
-				}
-				next()
-			}
-		},
-		Hijack: func(next httpsnoop.HijackFunc) httpsnoop.HijackFunc {
-			return func() (net.Conn, *bufio.ReadWriter, error) {
-				if info.status == 0 {
-					info.status = http.StatusSwitchingProtocols
-				}
-				return next()
-			}
-		},
-	})
 }

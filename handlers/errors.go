@@ -68,6 +68,7 @@ var statuses = []struct {
 	{loader.ErrStatus, http.StatusInternalServerError},
 	{loader.ErrPanic, http.StatusInternalServerError},
 	{loader.ErrIncompatible, http.StatusInternalServerError},
+	{loader.ErrDependency, http.StatusInternalServerError},
 	{loader.ErrInit, http.StatusInternalServerError},
 	{loader.ErrOverBudget, http.StatusInternalServerError},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable},

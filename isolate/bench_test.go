@@ -143,7 +143,8 @@ func BenchmarkReloadMemory(b *testing.B) {
 }
 
 // rssOf reads VmRSS (bytes) of /proc/<pid>/status.
-func rssOf(b *testing.B, pid string) int64 {
+func rssOf(b testing.TB, pid string) int64 {
+	b.Helper()
 	data, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		b.Fatal(err)

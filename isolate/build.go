@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,8 +59,10 @@ type program struct {
 type builder struct {
 	goCmd     string
 	moduleDir string
-	dir       string // <cachedir>/isolate
-	tags      string // the server's -tags, which select a folder's files
+	dir       string                                               // <cachedir>/isolate
+	tags      string                                               // the server's -tags, which select a folder's files
+	modules   func(context.Context, loader.Source) (string, error) // see Options.Modules
+	env       []string                                             // see Options.Env
 	timeout   time.Duration
 	flight    singleflight.Group
 	slot      chan struct{}
@@ -79,6 +82,14 @@ func (b *builder) build(ctx context.Context, src loader.Source) (*program, error
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q: generating its main: %w", src.Name, err)
 	}
+	// The module the plugin declares requirements in, completed by the
+	// go command; its go.mod and go.sum are in the key.
+	var modfile string
+	if b.modules != nil {
+		if modfile, err = b.modules(ctx, src); err != nil {
+			return nil, err
+		}
+	}
 	files := make(map[string][]byte, len(src.Files))
 	h := sha256.New()
 	fmt.Fprintf(h, "plugind isolate %s\n%s\n%s\n%s\n%s\n%s\n", protocolVersion, runtime.Version(), b.moduleDir, b.tags, sdk.Fingerprint(), childFingerprint())
@@ -96,6 +107,16 @@ func (b *builder) build(ctx context.Context, src loader.Source) (*program, error
 		data, _ := os.ReadFile(filepath.Join(b.moduleDir, sum))
 		h.Write(data)
 	}
+	if modfile != "" {
+		for _, f := range []string{modfile, strings.TrimSuffix(modfile, ".mod") + ".sum"} {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, &loader.Error{Kind: loader.ErrBuild, Plugin: src.Name, Err: err, Msg: fmt.Sprintf("plugin %q: its build module cannot be read", src.Name)}
+			}
+			fmt.Fprintf(h, "modfile %d\n", len(data))
+			h.Write(data)
+		}
+	}
 	key := hex.EncodeToString(h.Sum(nil))
 	p := &program{key: key, exe: filepath.Join(b.dir, key[:32], src.Name), model: m, kind: src.Kind}
 	if fileExists(p.exe) {
@@ -105,7 +126,7 @@ func (b *builder) build(ctx context.Context, src loader.Source) (*program, error
 		if fileExists(p.exe) {
 			return nil, nil
 		}
-		return nil, b.compile(ctx, src.Name, files, main, p.exe)
+		return nil, b.compile(ctx, src.Name, files, main, p.exe, modfile)
 	})
 	if err != nil {
 		return nil, err
@@ -115,7 +136,7 @@ func (b *builder) build(ctx context.Context, src loader.Source) (*program, error
 
 // compile copies the sources and the generated main into a private build
 // directory and builds them, in the server's module, into exe.
-func (b *builder) compile(ctx context.Context, name string, files map[string][]byte, main []byte, exe string) error {
+func (b *builder) compile(ctx context.Context, name string, files map[string][]byte, main []byte, exe, modfile string) error {
 	select {
 	case b.slot <- struct{}{}:
 		defer func() { <-b.slot }()
@@ -141,6 +162,9 @@ func (b *builder) compile(ctx context.Context, name string, files map[string][]b
 	if b.tags != "" {
 		args = append(args, "-tags="+b.tags)
 	}
+	if modfile != "" {
+		args = append(args, "-modfile="+modfile)
+	}
 	files[mainFile] = main
 	for base, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, base), data, 0o644); err != nil {
@@ -150,7 +174,11 @@ func (b *builder) compile(ctx context.Context, name string, files map[string][]b
 	}
 	cmd := exec.CommandContext(ctx, b.goCmd, args...)
 	cmd.Dir = b.moduleDir
-	cmd.Env = append(os.Environ(),
+	env := b.env
+	if env == nil {
+		env = os.Environ()
+	}
+	cmd.Env = append(slices.Clip(env),
 		"GOWORK=off",            // a go.work above the module silently changes versions
 		"GOFLAGS=-mod=readonly", // never edit go.mod
 		"GOTOOLCHAIN=local",     // never a download

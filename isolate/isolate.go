@@ -38,7 +38,15 @@ type Options struct {
 	CacheDir string
 	Go       string // go command; "" means "go"
 	// Tags are the server's build tags: they select a folder's files.
-	Tags         string
+	Tags string
+	// Modules prepares the module a plugin that declares requirements
+	// (lib/go.mod, a folder's go.mod) is built in and returns its go.mod
+	// for -modfile, "" for a plugin that declares none: the build
+	// pipeline's ProcessModule. nil: programs build in ModuleDir alone.
+	Modules func(ctx context.Context, src loader.Source) (string, error)
+	// Env is the go command's environment (GOPROXY and the like); nil:
+	// the process's.
+	Env          []string
 	BuildTimeout time.Duration // bound on one build; 0: 5 minutes
 	// BuildWait bounds how long a call waits for a build and a start
 	// before it is answered ErrBuilding; 0: one minute.
@@ -144,7 +152,7 @@ func New(opts Options) (*Manager, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
 		opts: opts, log: opts.Log, ctx: ctx, cancel: cancel,
-		builder: &builder{goCmd: opts.Go, moduleDir: opts.ModuleDir, dir: dir, tags: opts.Tags,
+		builder: &builder{goCmd: opts.Go, moduleDir: opts.ModuleDir, dir: dir, tags: opts.Tags, modules: opts.Modules, env: opts.Env,
 			timeout: opts.BuildTimeout, slot: make(chan struct{}, 1)},
 		plugins: make(map[string]*plugin),
 	}, nil

@@ -3,12 +3,15 @@ package isolate_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -508,6 +511,94 @@ func TestReloadDrains(t *testing.T) {
 		t.Fatalf("%d calls failed during the reload: %v", len(failed), failed[:min(3, len(failed))])
 	}
 }
+
+// TestReloadMemory: an isolated plugin's memory leaves with its process.
+// Across reloads of an edited source, each process is replaced by one of
+// the same size, and the server (this test binary) keeps nothing of the
+// retired ones: its live heap and its goroutines stay as they were.
+//
+// The RSS of the server and its children, issue 12's measure (within 10%
+// across 50 reloads), is measured on the real server by make bench's
+// lifebench, against in-process reloads: under -race this binary's RSS
+// grows by the race runtime's own metadata (~0.2 MiB a reload here, with
+// no Go heap behind it), so it is logged here, not bounded.
+func TestReloadMemory(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("VmRSS is read from /proc: Linux only")
+	}
+	const (
+		warmup, reloads = 2, 8
+		heapPerReload   = 64 << 10 // measured: ~2 KiB, the log's lines
+		childGrowth     = 0.10
+	)
+	h := newHarness(t, config{isolated: []string{"slow"}}, "slow")
+	if a := h.get(t, "/_PLUGIN/slow/Legacy"); a.status != http.StatusOK {
+		t.Fatalf("%d %s", a.status, a.body)
+	}
+	src, err := os.ReadFile(filepath.Join(h.src, "slow.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reload := func(i int) {
+		t.Helper()
+		want := fmt.Sprintf("slept v%d", i)
+		plugintest.WriteFile(t, h.src, "slow.go", strings.Replace(string(src), `return "slept"`, "return "+strconv.Quote(want), 1))
+		if err := h.m.Reload(context.Background(), "slow"); err != nil {
+			t.Fatal(err)
+		}
+		if a := h.get(t, "/_PLUGIN/slow/Legacy"); a.status != http.StatusOK || a.body != want {
+			t.Fatalf("after reload %d: %d %s; want %s", i, a.status, a.body, want)
+		}
+	}
+	type sample struct {
+		pid                int
+		heap               uint64 // live, after a collection
+		goroutines         int
+		serverRSS, procRSS int64
+	}
+	measure := func() sample {
+		t.Helper()
+		pids := h.m.Stat("slow").PIDs
+		if len(pids) != 1 {
+			t.Fatalf("%d processes of slow; want 1 (Reload returns once the old one has exited)", len(pids))
+		}
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		debug.FreeOSMemory()
+		return sample{pid: pids[0], heap: ms.HeapAlloc, goroutines: runtime.NumGoroutine(),
+			serverRSS: rssOf(t, "self"), procRSS: rssOf(t, strconv.Itoa(pids[0]))}
+	}
+	for i := range warmup { // the first reloads size the server's buffers
+		reload(i + 1)
+	}
+	before := measure()
+	seen := map[int]bool{before.pid: true}
+	after := before
+	for i := range reloads {
+		reload(warmup + i + 1)
+		after = measure()
+		if seen[after.pid] {
+			t.Fatalf("reload %d: process %d served before; want a new one", i+1, after.pid)
+		}
+		seen[after.pid] = true
+		if g := float64(after.procRSS-before.procRSS) / float64(before.procRSS); g > childGrowth {
+			t.Errorf("reload %d: the new process's RSS is %.1f MiB, %.0f%% over the first's %.1f MiB; want at most %.0f%%",
+				i+1, mib(after.procRSS), 100*g, mib(before.procRSS), 100*childGrowth)
+		}
+	}
+	t.Logf("across %d reloads: live heap %d -> %d KiB, goroutines %d -> %d, RSS of the server %.1f -> %.1f MiB and of its process %.1f -> %.1f MiB (together %+.1f%%)",
+		reloads, before.heap>>10, after.heap>>10, before.goroutines, after.goroutines, mib(before.serverRSS), mib(after.serverRSS),
+		mib(before.procRSS), mib(after.procRSS), 100*float64(after.serverRSS+after.procRSS-before.serverRSS-before.procRSS)/float64(before.serverRSS+before.procRSS))
+	if grown := int64(after.heap) - int64(before.heap); grown > heapPerReload*reloads {
+		t.Errorf("the server's live heap grew %d KiB across %d reloads; want at most %d KiB a reload", grown>>10, reloads, heapPerReload>>10)
+	}
+	if after.goroutines > before.goroutines+2 {
+		t.Errorf("goroutines %d -> %d across %d reloads: something of a retired process is still running", before.goroutines, after.goroutines, reloads)
+	}
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 // TestProcessesSpread: N children of a legacy plugin serve N calls at
 // once, where one child would serve them one after another.

@@ -2,8 +2,12 @@ package isolate
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
+	"sync"
+
+	"github.com/rs/zerolog"
 
 	"github.com/plugind/plugind/handlers"
 	"github.com/plugind/plugind/loader"
@@ -14,18 +18,50 @@ import (
 // inner's, with isolated plugins described by m once they have been
 // called.
 func Route(inner handlers.Plugins, m *Manager, isolated func(name string) bool) handlers.Plugins {
-	return router{inner: inner, m: m, isolated: isolated}
+	return RouteAuto(inner, m, isolated, nil, zerolog.Nop())
+}
+
+// RouteAuto is Route with plugins in "auto" isolation: a plugin auto
+// names resolves in-process unless it cannot be loaded there because of
+// its module requirements (loader.ErrDependency: a version the server
+// links, or another plugin loaded, stands in its way); then it moves to
+// a process of its own, where nothing is shared, for as long as the
+// server runs, and log says why.
+func RouteAuto(inner handlers.Plugins, m *Manager, isolated, auto func(name string) bool, log zerolog.Logger) handlers.Plugins {
+	if auto == nil {
+		auto = func(string) bool { return false }
+	}
+	return &router{inner: inner, m: m, isolated: isolated, auto: auto, log: log}
 }
 
 type router struct {
 	inner    handlers.Plugins
 	m        *Manager
 	isolated func(string) bool
+	auto     func(string) bool
+	log      zerolog.Logger
+	moved    sync.Map // name -> struct{}: auto plugins that run in a process
 }
 
-func (r router) Resolve(ctx context.Context, name, fn, method string) (handlers.Handler, error) {
-	if !r.isolated(name) {
-		return r.inner.Resolve(ctx, name, fn, method)
+// inProcess reports whether plugin name runs in-process now.
+func (r *router) inProcess(name string) bool {
+	if r.isolated(name) {
+		return false
+	}
+	_, moved := r.moved.Load(name)
+	return !moved
+}
+
+func (r *router) Resolve(ctx context.Context, name, fn, method string) (handlers.Handler, error) {
+	if r.inProcess(name) {
+		h, err := r.inner.Resolve(ctx, name, fn, method)
+		if err == nil || !r.auto(name) || !errors.Is(err, loader.ErrDependency) {
+			return h, err
+		}
+		if _, loaded := r.moved.LoadOrStore(name, struct{}{}); !loaded {
+			r.log.Warn().Str("plugin", name).Str("reason", err.Error()).
+				Msg("plugin cannot load in-process because of its dependencies; isolation is auto: it runs in a process of its own")
+		}
 	}
 	h, err := r.m.Resolve(ctx, name, fn, method)
 	if err != nil {
@@ -34,10 +70,10 @@ func (r router) Resolve(ctx context.Context, name, fn, method string) (handlers.
 	return h, nil
 }
 
-func (r router) List() []loader.Info {
+func (r *router) List() []loader.Info {
 	out := r.inner.List()
 	for i, info := range out {
-		if r.isolated(info.Name) {
+		if !r.inProcess(info.Name) {
 			if iso, ok := r.m.Info(info.Name); ok {
 				if len(iso.Handlers) == 0 {
 					iso.Handlers = info.Handlers

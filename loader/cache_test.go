@@ -60,34 +60,32 @@ func TestList(t *testing.T) {
 	}
 }
 
-func TestFolderPluginGoModIsChecked(t *testing.T) {
-	dir := plugintest.PluginPath(t, "report")
-	folder := filepath.Join(dir, "src", "report")
-	l, _ := newLoader(t, dir)
-	// Versions that match the server's build, or modules it lacks, pass.
-	plugintest.WriteFile(t, folder, "go.mod", "module example.com/report\n\ngo 1.26\n\nrequire example.com/unrelated v1.0.0\n")
-	if _, err := call(t, l, "report", "Summary"); err != nil {
-		t.Fatalf("a go.mod without conflicts: %v", err)
-	}
-	plugintest.WriteFile(t, folder, "go.mod", "module example.com/report\n\ngo 1.26\n\nrequire (\n\tgithub.com/rs/zerolog v1.30.0\n\tgolang.org/x/sync v0.1.0\n)\n")
-	l2, _ := newLoader(t, dir)
-	_, err := call(t, l2, "report", "Summary")
-	if !errors.Is(err, loader.ErrIncompatible) ||
-		!strings.Contains(err.Error(), "github.com/rs/zerolog v1.30.0 (the server has v") || !strings.Contains(err.Error(), "; golang.org/x/sync v0.1.0 (the server has v") {
-		t.Errorf("conflicting go.mod: %v", err)
-	}
-}
-
 func TestImportOfAModuleTheServerLacks(t *testing.T) {
-	dir := plugintest.PluginPath(t)
-	plugintest.WriteFile(t, filepath.Join(dir, "src"), "alien.go",
-		"package main\n\nimport \"github.com/google/uuid\"\n\nfunc GETIDHandler() string { return uuid.NewString() }\n")
-	l, logs := newLoader(t, dir)
-	_, err := call(t, l, "alien", "ID")
-	if !errors.Is(err, loader.ErrBuild) || !strings.Contains(err.Error(), "it imports github.com/google/uuid, which the server was not built with") {
-		t.Errorf("err = %v", err)
+	tests := []struct {
+		name  string
+		gomod bool // lib/go.mod exists, requiring nothing
+		fix   string
+	}{
+		{"no lib/go.mod", false, `run "cd ` + "%s" + ` && go mod init plugind.local/%[1]s && go get github.com/google/uuid"`},
+		{"lib/go.mod without it", true, `run "cd ` + "%s" + ` && go get github.com/google/uuid"`},
 	}
-	if len(logs.Events(map[string]any{"message": "plugin build started"})) != 0 {
-		t.Error("the compiler ran for an import the server cannot provide")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := plugintest.PluginPath(t)
+			if tt.gomod {
+				plugintest.WriteFile(t, dir, "go.mod", "module plugind.local/lib\n\ngo 1.26\n")
+			}
+			plugintest.WriteFile(t, filepath.Join(dir, "src"), "alien.go",
+				"package main\n\nimport \"github.com/google/uuid\"\n\nfunc GETIDHandler() string { return uuid.NewString() }\n")
+			l, logs := newLoader(t, dir)
+			_, err := call(t, l, "alien", "ID")
+			want := "imports github.com/google/uuid, which neither the server nor " + filepath.Base(dir) + "/go.mod provides; declare it: " + fmt.Sprintf(tt.fix, filepath.Base(dir))
+			if !errors.Is(err, loader.ErrDependency) || !strings.Contains(err.Error(), want) {
+				t.Errorf("err = %v\nwant %s", err, want)
+			}
+			if len(logs.Events(map[string]any{"message": "plugin build started"})) != 0 {
+				t.Error("the compiler ran for an import nothing provides")
+			}
+		})
 	}
 }

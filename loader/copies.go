@@ -94,7 +94,7 @@ func (l *Loader) withCopies(src Source, k string, a *artifact, progress *build.P
 			return built, fmt.Errorf("copy %d: %w", i, err)
 		}
 		built += dur
-		ca, err := l.open(src.Name, path)
+		ca, err := l.open(c, path)
 		if err != nil {
 			return built, fmt.Errorf("copy %d: %w", i, err)
 		}

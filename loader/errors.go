@@ -26,6 +26,7 @@ var (
 	ErrOverBudget       = plugerr.ErrOverBudget
 	ErrUnsupported      = plugerr.ErrUnsupported
 	ErrNotBuilt         = plugerr.ErrNotBuilt
+	ErrDependency       = plugerr.ErrDependency
 	ErrCrashed          = plugerr.ErrCrashed
 	ErrRestarting       = plugerr.ErrRestarting
 	ErrClosed           = plugerr.ErrClosed

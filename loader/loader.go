@@ -651,7 +651,7 @@ func (l *Loader) load(src Source, k string) (*version, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := l.open(src.Name, path)
+	a, err := l.open(src, path)
 	if err != nil {
 		l.log.Error().Str("plugin", src.Name).Err(err).Msg("plugin load failed")
 		return nil, err
@@ -673,17 +673,31 @@ func (l *Loader) opened(path string) *artifact {
 	return l.artifacts[path]
 }
 
-// open opens path once per process; plugins with equal sources share it.
-func (l *Loader) open(name, path string) (*artifact, error) {
+// open opens path, src's artifact, once per process; plugins with equal
+// sources share it. Go allows one version of each package per process,
+// so the modules the artifact carries are checked against those loaded
+// before (the pipeline's Registry) first, and recorded after: under amu,
+// so that two plugins cannot both pass the check with two versions.
+func (l *Loader) open(src Source, path string) (*artifact, error) {
+	name := src.Name
+	mods, err := l.pipe.Modules(path)
+	if err != nil {
+		return nil, newError(ErrOpen, name, err, "plugin %q: its artifact is unreadable", name)
+	}
+	reg := l.pipe.Registry()
 	l.amu.Lock()
 	defer l.amu.Unlock()
 	if a, ok := l.artifacts[path]; ok {
 		return a, nil
 	}
+	if conflicts := reg.Check(mods); len(conflicts) > 0 {
+		return nil, build.ConflictError(name, conflicts)
+	}
 	a, err := openArtifact(name, path)
 	if err != nil {
 		return nil, err
 	}
+	reg.Add(name, mods, l.pipe.Sums(src))
 	if fi, err := os.Stat(path); err == nil {
 		a.bytes = fi.Size()
 	}

@@ -15,8 +15,11 @@ import (
 // rebuilt: editors save in several steps.
 const debounce = 150 * time.Millisecond
 
-// Watch watches the source directory, and each folder plugin in it, and
-// brings a loaded (or failed) plugin up to date when its source changes:
+// Watch watches the source directory, each folder plugin in it and the
+// go.mod and go.sum beside the source directory (lib/go.mod, which
+// declares the requirements of single-file plugins), and brings a loaded
+// (or failed) plugin up to date when its source or its requirements
+// change:
 // the new version is built once, in the background, and swapped in; the
 // current one serves until then, and keeps serving if the new one fails.
 // Plugins never requested stay unbuilt. Watch returns once watching has
@@ -38,6 +41,9 @@ func (l *Loader) Watch() error {
 		l.end()
 		return err
 	}
+	// lib/go.mod and lib/go.sum: a directory watch, since editors and
+	// the go command replace files rather than write them in place.
+	_ = w.Add(filepath.Dir(l.pipe.SrcDir()))
 	if entries, err := os.ReadDir(l.pipe.SrcDir()); err == nil {
 		for _, e := range entries {
 			if e.IsDir() && ValidName(e.Name()) && !Ignored(e.Name()) {
@@ -83,6 +89,12 @@ func (l *Loader) watch(w *fsnotify.Watcher) {
 				t.Reset(debounce)
 			} else if name == "" {
 				timers[name] = time.AfterFunc(debounce, l.invalidate)
+			} else if name == everyPlugin {
+				timers[name] = time.AfterFunc(debounce, func() {
+					for _, e := range l.entries() {
+						l.refresh(e.name)
+					}
+				})
 			} else {
 				timers[name] = time.AfterFunc(debounce, func() { l.refresh(name) })
 			}
@@ -91,15 +103,25 @@ func (l *Loader) watch(w *fsnotify.Watcher) {
 	}
 }
 
+// everyPlugin is pluginOf's answer for a change of lib/go.mod or
+// lib/go.sum: every plugin may declare its requirements there.
+const everyPlugin = "*"
+
 // pluginOf maps a file event to the plugin it concerns.
 func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
+	if filepath.Dir(ev.Name) == filepath.Dir(l.pipe.SrcDir()) {
+		if base := filepath.Base(ev.Name); base == "go.mod" || base == "go.sum" {
+			return everyPlugin, false
+		}
+		return "", false
+	}
 	rel, err := filepath.Rel(l.pipe.SrcDir(), ev.Name)
 	if err != nil || strings.HasPrefix(rel, "..") {
 		return "", false
 	}
 	first, rest, nested := strings.Cut(rel, string(filepath.Separator))
 	if nested {
-		if !strings.HasSuffix(rest, ".go") {
+		if !strings.HasSuffix(rest, ".go") && rest != "go.mod" && rest != "go.sum" {
 			return "", false
 		}
 		name = first

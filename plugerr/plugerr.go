@@ -33,6 +33,12 @@ var (
 	// ErrNotBuilt is a plugin a prebuilt-mode server has no artifact for
 	// (503: plugind build makes one).
 	ErrNotBuilt = errors.New("plugin is not built")
+	// ErrDependency is a plugin whose module requirements cannot be
+	// met in this server: a version newer than one the server links, a
+	// version other than one another plugin loaded (Go allows one
+	// version of a package per process), a go.sum without a checksum
+	// the plugin's go.mod needs, an import no module provides.
+	ErrDependency = errors.New("plugin dependency problem")
 	// ErrCrashed is an isolated plugin's process dying under a call (502);
 	// ErrRestarting a call while it restarts, or stays down after a crash
 	// loop (503 with Retry-After).

@@ -48,6 +48,8 @@ func newIsolated(cfg config.Config, l *loader.Loader, log zerolog.Logger) (*isol
 		CacheDir:     cfg.Plugins.CacheDir,
 		Go:           cfg.Plugins.Go,
 		Tags:         tags,
+		Modules:      l.Pipeline().ProcessModule,
+		Env:          l.Pipeline().GoEnv(),
 		BuildTimeout: cfg.Plugins.BuildTimeout,
 		BuildWait:    cfg.Plugins.BuildWait,
 		Settings: func(name string) (map[string]any, map[string]string) {
@@ -68,9 +70,11 @@ func newIsolated(cfg config.Config, l *loader.Loader, log zerolog.Logger) (*isol
 	return m, nil
 }
 
-// isolated reports whether plugin name runs in a process: configured so,
-// or "auto" where .so plugins cannot load (no cgo, another platform).
-// "auto" does not yet detect a dependency version conflict.
+// isolated reports whether plugin name runs in a process from the start:
+// configured so, or "auto" where .so plugins cannot load (no cgo,
+// another platform). An "auto" plugin whose dependencies keep it from
+// loading in-process moves to a process when that shows (see
+// isolate.RouteAuto).
 func isolated(cfg config.Config, name string) bool {
 	switch cfg.Isolation(name) {
 	case config.IsolationProcess:
@@ -87,7 +91,10 @@ func (s *Server) plugins() handlers.Plugins {
 	if s.isolated == nil {
 		return handlers.Loader(s.loader)
 	}
-	return isolate.Route(handlers.Loader(s.loader), s.isolated, func(name string) bool { return isolated(s.cfg, name) })
+	return isolate.RouteAuto(handlers.Loader(s.loader), s.isolated,
+		func(name string) bool { return isolated(s.cfg, name) },
+		func(name string) bool { return s.cfg.Isolation(name) == config.IsolationAuto },
+		s.log)
 }
 
 // health is every plugin's Health hook result, in-process and isolated

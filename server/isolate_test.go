@@ -105,3 +105,38 @@ isolation = "process"
 		t.Errorf("New = %v", err)
 	}
 }
+
+// TestAutoIsolationOnDependencyConflict: with isolation = "auto", a
+// plugin that cannot load in-process because another plugin loaded
+// another version of a module it needs runs in a process of its own,
+// with the version its go.mod asks for; the log says why.
+func TestAutoIsolationOnDependencyConflict(t *testing.T) {
+	if !plugintest.OwnProcess(t) {
+		return // greet v1.0.0 and v1.1.0 cannot meet in one process
+	}
+	_, env := plugintest.ModuleProxy(t)
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	lib := filepath.Join(t.TempDir(), "lib")
+	plugintest.CopyTree(t, "deps/lib-greet", lib)                          // greet: example.com/greet v1.0.0
+	plugintest.CopyTree(t, "deps/shop", filepath.Join(lib, "src", "shop")) // shop: v1.1.0
+	srv := startConfig(t, loadConfig(t, lib, `
+[plugins]
+isolation = "auto"
+`))
+	if a := srv.do(t, "GET", "/_PLUGIN/greet/Hello", ""); a.status != http.StatusOK || a.body != "greet v1.0.0" {
+		t.Fatalf("greet: %d %s", a.status, a.body)
+	}
+	if a := srv.do(t, "GET", "/_PLUGIN/shop/Hello", ""); a.status != http.StatusOK || a.body != "greet v1.1.0" {
+		t.Fatalf("shop, which cannot load beside greet: %d %s\n%s", a.status, a.body, srv.logs)
+	}
+	moved := srv.logs.Events(map[string]any{"plugin": "shop", "message": "plugin cannot load in-process because of its dependencies; isolation is auto: it runs in a process of its own"})
+	if len(moved) != 1 || !strings.Contains(moved[0]["reason"].(string), `plugin "greet" loaded v1.0.0`) {
+		t.Errorf("the move to a process was not logged once with its reason: %v", moved)
+	}
+	if a := srv.do(t, "GET", "/_PLUGIN/greet/Hello", ""); a.status != http.StatusOK || a.body != "greet v1.0.0" {
+		t.Errorf("greet after shop moved: %d %s", a.status, a.body)
+	}
+}

@@ -74,6 +74,15 @@ func PluginDir(dir string, files map[string][]byte) error {
 	return nil
 }
 
+// WriteConfig writes toml as the config file of the plugin directory dir,
+// for what PREST_* variables cannot say ([plugin.NAME] tables).
+func WriteConfig(dir, toml string) error {
+	if err := os.WriteFile(filepath.Join(dir, "prest.toml"), []byte(toml), 0o644); err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	return nil
+}
+
 // Env is this process's environment for plugind on the plugin directory
 // dir, then extra. The empty explicit config file PluginDir writes keeps a
 // stray ./prest.toml out, and the caller's PREST_* and PORT variables are

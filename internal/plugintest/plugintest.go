@@ -11,11 +11,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/plugind/plugind/internal/modproxy"
 )
 
 // Root is the repository root.
@@ -158,5 +163,92 @@ func Busy(n int, f func()) (stop func()) {
 	return func() {
 		close(done)
 		wg.Wait()
+	}
+}
+
+// ModuleProxy builds the test module proxy (internal/modproxy over
+// testdata/modules) in a directory of t's and returns it, with the go
+// command's environment for builds that fetch fixture modules: the proxy
+// first, the machine's module cache (the server's own dependencies)
+// second, nothing else, and a module cache of t's own, so that fixtures
+// never reach the real one. Nothing reaches the network.
+func ModuleProxy(t testing.TB) (*modproxy.Proxy, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	p, err := modproxy.Build(filepath.Join(Root(), "testdata", "modules"), filepath.Join(dir, "proxy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, p.Env(filepath.Join(dir, "modcache"))
+}
+
+// ownProcessEnv names the test a child process runs (see OwnProcess).
+const ownProcessEnv = "PLUGIND_TEST_OWN_PROCESS"
+
+// OwnProcess reports whether the calling test should run its body: it
+// runs in a child process started for it. Otherwise OwnProcess runs the
+// test in such a child (the test binary, -test.run naming it), fails t
+// if the child fails, and reports false. Go keeps one version of each
+// package per process, across every loader in it: tests that load two
+// versions of a module, or that must not meet the plugins of others,
+// run so.
+func OwnProcess(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(ownProcessEnv) == t.Name() {
+		return true
+	}
+	var run []string
+	for _, part := range strings.Split(t.Name(), "/") {
+		run = append(run, "^"+regexp.QuoteMeta(part)+"$")
+	}
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run="+strings.Join(run, "/"), "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), ownProcessEnv+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("in a process of its own: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+		t.Fatalf("the child process did not run %s:\n%s", t.Name(), out)
+	}
+	return false
+}
+
+// Sums returns p's go.sum lines of module ("path version").
+func Sums(t testing.TB, p *modproxy.Proxy, module string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, s := range p.Sums() {
+		if strings.HasPrefix(s, module+" ") || strings.HasPrefix(s, module+"/go.mod ") {
+			b.WriteString(s + "\n")
+		}
+	}
+	if b.Len() == 0 {
+		t.Fatalf("the module proxy has no go.sum lines for %s", module)
+	}
+	return b.String()
+}
+
+// CopyTree copies the tree at from (a path under the repository's
+// testdata, e.g. "deps/shop") to the directory to.
+func CopyTree(t testing.TB, from, to string) {
+	t.Helper()
+	root := filepath.Join(Root(), "testdata", filepath.FromSlash(from))
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		target := filepath.Join(to, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

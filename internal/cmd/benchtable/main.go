@@ -75,8 +75,7 @@ var layers = []struct{ layer, pattern string }{
 	{"access log", ".logRequest"},
 	{"access log", "rs/zerolog."},
 	{"access log", "handlers.ClientIP"},
-	{"access log", "handlers.snoop"},
-	{"access log", "felixge/httpsnoop."},
+	{"access log", "handlers.(*recorder"}, // recorderBase and the combination types
 	{"access log", ".access.func"},
 	{"security headers", ".securityHeaders.func"},
 	{"gzip", "klauspost/compress/"},

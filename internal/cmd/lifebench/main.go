@@ -5,6 +5,11 @@
 //     standard library in plugin mode (15-60 s; -cold=false skips it);
 //   - warm build: `plugind build` of a source nothing has cached (a unique
 //     comment), the median of three, as plugind reports it;
+//   - builds with a dependency: a plugin whose lib/go.mod requires a
+//     module the server lacks (testdata/deps/lib-greet, from the test
+//     module proxy, nothing from the network): its first build with an
+//     empty module cache, a second plugin's with the module cached, and
+//     the median of three edits (target: under 2 s);
 //   - first call after restart: a server started on an artifact cache that
 //     `plugind build` filled, three times: the time from process start to
 //     /readyz 200, and the time of the first request;
@@ -12,15 +17,22 @@
 //     plugin's source to the new answer being served, -edits times, while 4
 //     clients request the plugin and count failed requests;
 //   - memory per reload: in a fresh server, free of the load's garbage,
-//     the growth of VmRSS over -reloads reloads (Linux only), and the
-//     artifact bytes per loaded version that /_PLUGINS reports.
+//     the growth of VmRSS over -reloads reloads after 5 warm-up ones
+//     (Linux only), and the artifact bytes per loaded version that
+//     /_PLUGINS reports;
+//   - isolated: the same plugin configured isolation = "process", in a
+//     server of its own: the VmRSS of the server and its children across
+//     -reloads reloads after 5 warm-up ones (target: within 10%, where
+//     in-process memory grows with each reload), and each of its
+//     processes' exec -> healthy time (target: under 100 ms), from the
+//     server's log.
 //
 // Every step has its own temporary plugin and cache directories, removed at
 // the end. -src is served as the plugin hello and must have
-// GETHelloHandler. A missed target is marked "below target"; the exit
+// GETHelloHandler. A missed target is marked "target missed"; the exit
 // status is non-zero only when a step fails. All traffic goes to 127.0.0.1:
 //
-//	go run ./internal/cmd/lifebench -bin bin/plugind [-cold=false] [-edits 5] [-reloads 10]
+//	go run ./internal/cmd/lifebench -bin bin/plugind [-cold=false] [-edits 5] [-reloads 50]
 package main
 
 import (
@@ -31,6 +43,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,6 +59,7 @@ import (
 	"time"
 
 	"github.com/plugind/plugind/internal/benchproc"
+	"github.com/plugind/plugind/internal/modproxy"
 )
 
 const (
@@ -66,12 +80,22 @@ const (
 	reloadLabel  = "< 2 s"
 	helloPath    = "/_PLUGIN/hello/Hello?abc=123"
 	versionPath  = "/_PLUGIN/v/V"
+
+	isolatedGrowth = 0.10 // RSS of the server and its children across the reloads, at most
+	// warmupReloads come before the memory is read and the counted reloads
+	// start: the first reloads grow the server's RSS once (+2-5 MiB here,
+	// mostly outside the Go heap: likely its code for watching, building
+	// and starting, paged in), and no later reload adds to it. Both
+	// figures are printed.
+	warmupReloads   = 5
+	isolatedHealthy = 100 * time.Millisecond
+	retireTimeout   = 30 * time.Second // a retired child's exit after a reload: isolate's grace is 10 s
 )
 
 type options struct {
-	bin, src       string
-	reloads, edits int
-	cold           bool
+	bin, src, testdata string
+	reloads, edits     int
+	cold               bool
 }
 
 // row is one line of the final table.
@@ -95,9 +119,10 @@ func main() {
 	var o options
 	flag.StringVar(&o.bin, "bin", "bin/plugind", "path to the plugind binary")
 	flag.StringVar(&o.src, "src", "lib/src/hello.go", "plugin source, served as the plugin hello")
-	flag.IntVar(&o.reloads, "reloads", 10, "reloads measured for memory: 1 to 100")
+	flag.IntVar(&o.reloads, "reloads", 50, "reloads measured for memory, in-process and isolated: 1 to 100")
 	flag.IntVar(&o.edits, "edits", 5, "edits timed until their new code is served: 1 to 100")
 	flag.BoolVar(&o.cold, "cold", true, "measure a build with an empty GOCACHE (15-60 s)")
+	flag.StringVar(&o.testdata, "testdata", "testdata", "the repository's testdata: the module proxy's fixtures and a plugin that uses one")
 	flag.Parse()
 	benchproc.Main("lifebench", o.check(), func(ctx context.Context) error { return run(ctx, o) })
 }
@@ -125,8 +150,10 @@ func run(ctx context.Context, o options) error {
 			return row{measure: coldMeasure, value: "skipped (-cold=false)", target: "-"}, !o.cold
 		}},
 		{name: "warm build", run: warmBuild},
+		{name: "builds with a dependency", run: dependencyBuilds},
 		{name: "first call after restart", run: firstCall},
 		{name: "edit -> new code and memory per reload", run: reloads},
+		{name: "isolated: memory across reloads and exec -> healthy", run: isolatedReloads},
 	}
 	var rows []row
 	var errs []error
@@ -211,6 +238,72 @@ func warmBuild(ctx context.Context, o options) ([]row, error) {
 		value:   fmt.Sprintf("%s (%s)", fmtDur(median(durs)), fmtDurs(durs)),
 		target:  "-",
 	}}, nil
+}
+
+// dependencyBuilds times plugind build for a plugin that imports a module
+// the server lacks (testdata/deps/lib-greet: lib/go.mod requires
+// example.com/greet, served by the test module proxy, so nothing reaches
+// the network): first with a module cache of its own, empty (the
+// server's dependencies then come from the machine's module cache, as
+// the proxy's second entry); then a second plugin with the same
+// dependency, the module cached; then edits of the first, as warmBuild
+// times them without a dependency.
+func dependencyBuilds(ctx context.Context, o options) ([]row, error) {
+	dir, err := os.MkdirTemp("", "lifebench-deps-")
+	if err != nil {
+		return nil, fmt.Errorf("temp dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	fixtures := o.testdata
+	proxy, err := modproxy.Build(filepath.Join(fixtures, "modules"), filepath.Join(dir, "proxy"))
+	if err != nil {
+		return nil, err
+	}
+	lib := filepath.Join(fixtures, "deps", "lib-greet")
+	files := map[string][]byte{}
+	for _, f := range []string{"go.mod", "go.sum", "src/greet.go"} {
+		data, err := os.ReadFile(filepath.Join(lib, filepath.FromSlash(f)))
+		if err != nil {
+			return nil, fmt.Errorf("fixture: %w", err)
+		}
+		files[f] = data
+	}
+	if err := benchproc.PluginDir(dir, map[string][]byte{"greet.go": files["src/greet.go"], "greet2.go": files["src/greet.go"]}); err != nil {
+		return nil, err
+	}
+	for _, f := range []string{"go.mod", "go.sum"} {
+		if err := os.WriteFile(filepath.Join(dir, f), files[f], 0o644); err != nil {
+			return nil, fmt.Errorf("fixture: %w", err)
+		}
+	}
+	env := proxy.Env(filepath.Join(dir, "modcache"))
+	first, err := build(ctx, o.bin, dir, "greet", firstTimeout, env...)
+	if err != nil {
+		return nil, fmt.Errorf("first build: %w", err)
+	}
+	second, err := build(ctx, o.bin, dir, "greet2", warmTimeout, env...)
+	if err != nil {
+		return nil, fmt.Errorf("second plugin: %w", err)
+	}
+	nonce := newNonce()
+	var durs []time.Duration
+	for i := range warmBuilds {
+		edited := fmt.Appendf(slices.Clip(files["src/greet.go"]), "\n// lifebench %s %d\n", nonce, i)
+		if err := os.WriteFile(filepath.Join(dir, "src", "greet.go"), edited, 0o644); err != nil {
+			return nil, fmt.Errorf("plugin source: %w", err)
+		}
+		b, err := build(ctx, o.bin, dir, "greet", warmTimeout, env...)
+		if err != nil {
+			return nil, fmt.Errorf("edit %d: %w", i+1, err)
+		}
+		durs = append(durs, b.reported)
+	}
+	return []row{
+		{measure: "first build with a dependency, empty module cache", value: fmt.Sprintf("%s (go build %s)", fmtDur(first.wall), fmtDur(first.reported)), target: "-"},
+		{measure: "first build with a dependency, module cached", value: fmt.Sprintf("%s (go build %s)", fmtDur(second.wall), fmtDur(second.reported)), target: "-"},
+		{measure: fmt.Sprintf("edit with a dependency, build median of %d", warmBuilds), value: fmt.Sprintf("%s (%s)", fmtDur(median(durs)), fmtDurs(durs)),
+			target: "< 2 s", below: median(durs) >= 2*time.Second},
+	}, nil
 }
 
 // firstCall builds hello with `plugind build`, then restarts a server on
@@ -350,31 +443,23 @@ func editUnderLoad(ctx context.Context, s *server, dir string, edits int, nonce 
 // reports the growth of the server's resident memory and the bytes
 // /_PLUGINS counts per version.
 func memoryPerReload(ctx context.Context, s *server, dir string, edits, reloads int, nonce string) ([]row, error) {
-	rssMeasure := fmt.Sprintf("RSS growth per reload, over %d", reloads)
-	before, rssErr := rss(s.Cmd.Process.Pid)
-	for i := edits + 1; i <= edits+reloads; i++ {
-		if _, err := edit(ctx, s, dir, i, nonce, nil); err != nil {
-			return nil, err
-		}
-	}
 	var rows []row
+	mem, err := s.memoryAcross(ctx, dir, edits, reloads, nonce, 0)
 	switch {
-	case runtime.GOOS != "linux":
-		rows = append(rows, row{measure: rssMeasure, value: "skipped: VmRSS is read from /proc (Linux only)", target: "-"})
-	case rssErr != nil:
-		return nil, rssErr
+	case errors.Is(err, errNoProc):
+		rows = append(rows, row{measure: fmt.Sprintf("in-process: RSS across %d reloads", reloads), value: "skipped: VmRSS is read from /proc (Linux only)", target: "-"})
+	case err != nil:
+		return nil, err
 	default:
-		after, err := rss(s.Cmd.Process.Pid)
-		if err != nil {
-			return nil, err
-		}
-		rows = append(rows, row{measure: rssMeasure, value: fmtMiB(float64(after-before) / float64(reloads)), target: "-"})
+		rows = append(rows,
+			row{measure: fmt.Sprintf("in-process: RSS of the server after %d warm-up reloads, across %d more", warmupReloads, reloads), value: mem.String(), target: "-"},
+			row{measure: fmt.Sprintf("in-process: RSS growth per reload, over %d", reloads), value: fmtPerReload(mem.perReload()), target: "-"})
 	}
 	p, err := s.plugin(ctx, "v")
 	if err != nil {
 		return rows, err
 	}
-	if want := 1 + reloads; len(p.Versions) != want {
+	if want := 1 + warmupReloads + reloads; len(p.Versions) != want {
 		return rows, fmt.Errorf("/_PLUGINS lists %d versions of v, want %d", len(p.Versions), want)
 	}
 	return append(rows, row{
@@ -382,6 +467,211 @@ func memoryPerReload(ctx context.Context, s *server, dir string, edits, reloads 
 		value:   fmt.Sprintf("%s (%s in %d versions)", fmtMiB(float64(p.Bytes)/float64(len(p.Versions))), fmtMiB(float64(p.Bytes)), len(p.Versions)),
 		target:  "-",
 	}), nil
+}
+
+// isolatedReloads runs plugin v in a process of its own, in a fresh
+// server that reloads on change, reloads it -reloads times and reports
+// the memory the server and its children keep, and how long each of the
+// plugin's processes took from exec to its first answer.
+func isolatedReloads(ctx context.Context, o options) ([]row, error) {
+	nonce := newNonce()
+	dir, err := pluginDir("v", versionSource(0, nonce))
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := benchproc.WriteConfig(dir, "[plugin.v]\nisolation = \"process\"\n"); err != nil {
+		return nil, err
+	}
+	var rows []row
+	const logName = "server-isolated.log"
+	err = withServer(ctx, o.bin, dir, logName, []string{"PREST_PLUGINS_WARMUP=false", "PREST_PLUGINS_RELOAD=on-change"}, func(s *server) error {
+		if err := s.serving(ctx, versionAnswer(0, nonce)); err != nil { // builds the program
+			return err
+		}
+		mem, err := s.memoryAcross(ctx, dir, 0, o.reloads, nonce, 1)
+		switch {
+		case errors.Is(err, errNoProc):
+			rows = append(rows, row{measure: fmt.Sprintf("isolated: RSS across %d reloads", o.reloads), value: "skipped: VmRSS is read from /proc (Linux only)", target: "-"})
+		case err != nil:
+			return err
+		default:
+			growth := mem.growth()
+			rows = append(rows,
+				row{measure: fmt.Sprintf("isolated: RSS of the server and its child after %d warm-up reloads, across %d more", warmupReloads, o.reloads), value: mem.String(),
+					target: fmt.Sprintf("within %.0f%%", isolatedGrowth*100), below: growth > isolatedGrowth || growth < -isolatedGrowth},
+				row{measure: fmt.Sprintf("isolated: RSS growth per reload, over %d", o.reloads), value: fmtPerReload(mem.perReload()), target: "about 0"},
+				row{measure: fmt.Sprintf("isolated: edit -> new code, median of %d", o.reloads), value: fmtDur(median(mem.edits)), target: "-"})
+		}
+		return nil
+	})
+	if err != nil {
+		return rows, err
+	}
+	starts, err := execToHealthy(filepath.Join(dir, logName), "v")
+	if err != nil {
+		return rows, err
+	}
+	if want := 1 + warmupReloads + o.reloads; len(starts) != want { // no crash, no restart
+		return rows, fmt.Errorf("%s: %d processes of v started, want %d (one, then one per reload)", logName, len(starts), want)
+	}
+	return append(rows,
+		row{measure: fmt.Sprintf("isolated: exec -> healthy, median of %d starts", len(starts)), value: fmtDur(median(starts)), target: "< 100 ms", below: median(starts) >= isolatedHealthy},
+		row{measure: fmt.Sprintf("isolated: exec -> healthy, max of %d starts", len(starts)), value: fmtDur(slices.Max(starts)), target: "< 100 ms", below: slices.Max(starts) >= isolatedHealthy},
+	), nil
+}
+
+// errNoProc: memory is read from /proc, which only Linux has.
+var errNoProc = errors.New("no /proc")
+
+// memory is the RSS of a server and its children at the first call, after
+// the warm-up reloads (before) and after the counted ones, and the largest
+// seen after any counted one.
+type memory struct {
+	warmup, reloads           int
+	first, before, after, max int64
+	edits                     []time.Duration // each counted reload's edit -> new code
+}
+
+func (m memory) growth() float64    { return float64(m.after-m.before) / float64(m.before) }
+func (m memory) perReload() float64 { return float64(m.after-m.before) / float64(m.reloads) }
+
+func (m memory) String() string {
+	return fmt.Sprintf("%s, %d more: %s (%+.1f%%), max %s; first call %s (%+.1f%% to the end)",
+		fmtMiB(float64(m.before)), m.reloads, fmtMiB(float64(m.after)), 100*m.growth(), fmtMiB(float64(m.max)),
+		fmtMiB(float64(m.first)), 100*float64(m.after-m.first)/float64(m.first))
+}
+
+// memoryAcross reloads v warmupReloads times, then reloads times more,
+// from version from, and reads the RSS of the server and its children at
+// the start, after the warm-up and after each counted reload, once exactly
+// children processes are left (a reload's build has ended and, isolated,
+// the retired process has exited).
+func (s *server) memoryAcross(ctx context.Context, dir string, from, reloads int, nonce string, children int) (memory, error) {
+	if runtime.GOOS != "linux" {
+		return memory{}, errNoProc
+	}
+	m := memory{warmup: warmupReloads, reloads: reloads}
+	var err error
+	if m.first, err = s.settledRSS(ctx, children); err != nil {
+		return m, fmt.Errorf("before the reloads: %w", err)
+	}
+	for i := from + 1; i <= from+warmupReloads+reloads; i++ {
+		d, err := edit(ctx, s, dir, i, nonce, nil)
+		if err != nil {
+			return m, err
+		}
+		rss, err := s.settledRSS(ctx, children)
+		if err != nil {
+			return m, fmt.Errorf("after reload %d: %w", i-from, err)
+		}
+		if i-from == warmupReloads {
+			m.before = rss
+			continue
+		} else if i-from < warmupReloads {
+			continue
+		}
+		m.edits = append(m.edits, d)
+		m.after, m.max = rss, max(m.max, rss)
+	}
+	return m, nil
+}
+
+// settledRSS waits, up to retireTimeout, until the server has exactly
+// children processes below it, and returns the RSS of all of them.
+func (s *server) settledRSS(ctx context.Context, children int) (int64, error) {
+	var total int64
+	err := s.Poll(ctx, retireTimeout, 10*time.Millisecond, func(context.Context) (bool, error) {
+		pids, err := descendants(s.Cmd.Process.Pid)
+		if err != nil {
+			return true, err
+		}
+		if len(pids) != children {
+			return false, fmt.Errorf("%d processes below the server, want %d", len(pids), children)
+		}
+		total = 0
+		for _, pid := range append(pids, s.Cmd.Process.Pid) {
+			n, err := rss(pid)
+			if err != nil {
+				return false, err // it may just have exited
+			}
+			total += n
+		}
+		return true, nil
+	})
+	return total, err
+}
+
+// descendants lists the processes below pid, from /proc/*/stat (Linux).
+func descendants(pid int) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("processes: %w", err)
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(data, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(data[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(f[1]); err == nil {
+			children[ppid] = append(children[ppid], p)
+		}
+	}
+	var out []int
+	for queue := children[pid]; len(queue) > 0; queue = queue[1:] {
+		out = append(out, queue[0])
+		queue = append(queue, children[queue[0]]...)
+	}
+	return out, nil
+}
+
+// execToHealthy reads the exec -> healthy times of plugin's processes
+// from the server's JSON log: isolate logs each start as "plugin process
+// started" with exec_to_healthy in milliseconds (zerolog's Dur).
+func execToHealthy(logPath, plugin string) ([]time.Duration, error) {
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("server log: %w", err)
+	}
+	var out []time.Duration
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		if !bytes.Contains(line, []byte(`"plugin process started"`)) {
+			continue
+		}
+		var e struct {
+			Plugin  string   `json:"plugin"`
+			Message string   `json:"message"`
+			MS      *float64 `json:"exec_to_healthy"`
+		}
+		if err := json.Unmarshal(line, &e); err != nil {
+			return nil, fmt.Errorf("server log: %q: %w", line, err)
+		}
+		if e.Plugin != plugin || e.Message != "plugin process started" {
+			continue
+		}
+		if e.MS == nil {
+			return nil, fmt.Errorf("server log: no exec_to_healthy in %q", line)
+		}
+		out = append(out, time.Duration(*e.MS*float64(time.Millisecond)))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("server log %s: no start of plugin %s", logPath, plugin)
+	}
+	return out, nil
 }
 
 // edit writes version i of v.go and returns how long its answer took to be
@@ -705,7 +995,7 @@ func report(w io.Writer, rows []row) error {
 	for _, r := range rows {
 		target := r.target
 		if r.below {
-			target += ": below target"
+			target += ": target missed"
 		}
 		fmt.Fprintf(tw, "%s\t| %s\t| %s\n", r.measure, r.value, target)
 	}
@@ -742,3 +1032,11 @@ func fmtDurs(ds []time.Duration) string {
 }
 
 func fmtMiB(b float64) string { return fmt.Sprintf("%.2f MiB", b/(1<<20)) }
+
+// fmtPerReload is b, signed, in MiB from 1 MiB, in KiB below.
+func fmtPerReload(b float64) string {
+	if math.Abs(b) >= 1<<20 {
+		return fmt.Sprintf("%+.2f MiB", b/(1<<20))
+	}
+	return fmt.Sprintf("%+.0f KiB", b/(1<<10))
+}

@@ -9,7 +9,7 @@
 //   - auth: the default configuration with an API key (-H X-API-Key);
 //
 // waits until each is ready and done warming its build cache, and measures
-// them with wrk in three phases, each printed as a table of runs and
+// them with wrk in four phases, each printed as a table of runs and
 // medians with its ratios:
 //
 //  1. one plugin path (-path, -connections) on plugin and on bare, against
@@ -18,12 +18,19 @@
 //     does hello's work (parses the query, marshals the answer, one call at
 //     a time): the ceiling for any server running that plugin. All of them
 //     in each round;
-//  2. the standard ABI against prestd's legacy ABI on plugin, both handlers
+//  2. -path in-process on plugin against the same source in a process of
+//     its own on the same server: -src is also served there as
+//     NAME-isolated, configured isolation = "process" (an executable
+//     behind a reverse proxy on a Unix socket). Each round runs the two
+//     back to back, and the ratios of throughput and of p99 are the median
+//     of the rounds' own (targets: at least 0.45x the throughput, at most
+//     2x the p99);
+//  3. the standard ABI against prestd's legacy ABI on plugin, both handlers
 //     of -slow sleeping 1 ms, at 64 connections, with a plain handler that
 //     sleeps 1 ms too as the ceiling. Legacy calls into one plugin run one
 //     at a time, so they queue: 64 of them take ~80 ms, within wrk's 2 s
 //     timeout;
-//  3. a short one: -path on auth with the key, against plugin, one round.
+//  4. a short one: -path on auth with the key, against plugin, one round.
 //
 // The plugin sources are copied to <tmp>/<instance>/src under their own
 // base names, so -path must name -src's file, and -slow's must be another
@@ -46,6 +53,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -67,6 +75,11 @@ const (
 	readyTimeout  = 30 * time.Second
 	warmupTimeout = 3 * time.Minute // the first plugin build can take ~40 s
 	targetRatio   = 0.80            // plugin path with the default chain / plain handler
+
+	// The isolated row: -src again as <name>isolatedSuffix, in a process.
+	isolatedSuffix      = "-isolated"
+	isolatedTargetRatio = 0.45 // isolated / in-process throughput, at least
+	isolatedTargetP99   = 2    // isolated / in-process p99, at most
 
 	// The ABI phase: -slow's handlers and the plain one sleep abiSleep.
 	abiConns       = 64
@@ -122,6 +135,22 @@ func main() {
 	benchproc.Main("loadrun", o.check(), func(ctx context.Context) error { return run(ctx, o) })
 }
 
+// isolatedName is the plugin name -src is served under in a process.
+func (o options) isolatedName() string {
+	return strings.TrimSuffix(filepath.Base(o.src), ".go") + isolatedSuffix
+}
+
+// isolatedPath is -path on the isolated copy of -src, or "" if -path is
+// not one of -src's.
+func (o options) isolatedPath() string {
+	prefix := "/_PLUGIN/" + strings.TrimSuffix(filepath.Base(o.src), ".go") + "/"
+	rest, ok := strings.CutPrefix(o.path, prefix)
+	if !ok {
+		return ""
+	}
+	return "/_PLUGIN/" + o.isolatedName() + "/" + rest
+}
+
 func (o options) check() error {
 	switch {
 	case o.duration < time.Second || o.duration > 5*time.Minute || o.duration%time.Second != 0:
@@ -168,11 +197,13 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	for i, in := range instances {
-		srcs := []string{o.src}
+		srcs := []source{{path: o.src}}
+		var config string
 		if in.name == pluginInstance.name {
-			srcs = append(srcs, o.slow)
+			srcs = append(srcs, source{path: o.slow}, source{path: o.src, name: o.isolatedName()})
+			config = fmt.Sprintf("[plugin.%s]\nisolation = \"process\"\n", o.isolatedName())
 		}
-		s, err := startServer(o.bin, filepath.Join(dir, in.name), ports[i], in, srcs)
+		s, err := startServer(o.bin, filepath.Join(dir, in.name), ports[i], in, srcs, config)
 		if err != nil {
 			return err
 		}
@@ -188,6 +219,7 @@ func run(ctx context.Context, o options) (err error) {
 	var runErrs error // errRunErrors: the other phases still run
 	for _, phase := range []func() error{
 		func() error { return pathPhase(ctx, wrk, o, plugin, bare) },
+		func() error { return isolatedPhase(ctx, wrk, o, plugin) },
 		func() error { return abiPhase(ctx, plugin, wrk, o) },
 		func() error { return authPhase(ctx, wrk, o, plugin, authed) },
 	} {
@@ -257,6 +289,35 @@ func pathPhase(ctx context.Context, wrk string, o options, plugin, bare *server)
 	return report(os.Stdout, o.ratios, targets, results, ratios)
 }
 
+// isolatedPhase measures -path in-process against the same source in a
+// process of its own (isolation = "process"), on the same server with the
+// default chain. Each round runs the two back to back, the other one
+// first in the next round, and the ratios are the median of each round's:
+// a machine whose load changes between rounds moves both alike.
+func isolatedPhase(ctx context.Context, wrk string, o options, plugin *server) error {
+	ipath := o.isolatedPath()
+	if ipath == "" {
+		fmt.Printf("\nphase 2: left out, %s is not a path of %s\n", o.path, o.src)
+		return nil
+	}
+	fmt.Printf("\nphase 2: %s in-process against in a process of its own (%s), same server, %d connections\n", o.path, ipath, o.conns)
+	if _, _, err := plugin.warm(ctx, o.path); err != nil {
+		return err
+	}
+	if _, _, err := plugin.warm(ctx, ipath); err != nil { // builds and starts its process
+		return err
+	}
+	targets := []target{plugin.target("in-process", o.path), plugin.target("isolated", ipath)}
+	results, err := measure(ctx, wrk, o, o.rounds, o.conns, targets)
+	if err != nil {
+		return err
+	}
+	return report(os.Stdout, o.ratios, targets, results, []ratio{
+		{label: "isolated plugin / in-process plugin", num: "isolated", den: "in-process", digits: 2, target: isolatedTargetRatio, paired: true},
+		{label: "isolated plugin p99 / in-process plugin p99", num: "isolated", den: "in-process", digits: 2, target: isolatedTargetP99, paired: true, p99: true},
+	})
+}
+
 // helloWork answers as lib/src/hello.go does by doing its work in a plain
 // handler: the query parsed, the response marshalled with encoding/json,
 // one call at a time (prestd's globals serialise a legacy plugin's calls).
@@ -301,7 +362,7 @@ func checkChain(ctx context.Context, s *server, h http.Header, want bool) error 
 // authPhase measures -path with API key auth on against the default chain
 // without it, for one round.
 func authPhase(ctx context.Context, wrk string, o options, plugin, authed *server) error {
-	fmt.Printf("\nphase 3: %s with API key auth on (%s) and off (%s), %d connections, 1 round\n", o.path, authed.name, plugin.name, o.conns)
+	fmt.Printf("\nphase 4: %s with API key auth on (%s) and off (%s), %d connections, 1 round\n", o.path, authed.name, plugin.name, o.conns)
 	if _, _, err := authed.warm(ctx, o.path); err != nil {
 		return err
 	}
@@ -327,7 +388,7 @@ func authPhase(ctx context.Context, wrk string, o options, plugin, authed *serve
 // abiPhase measures -slow's standard handler against its legacy one, with
 // a plain handler sleeping as long as theirs as the ceiling.
 func abiPhase(ctx context.Context, srv *server, wrk string, o options) error {
-	fmt.Printf("\nphase 2: standard ABI against legacy ABI, %s handlers, %d connections\n", abiSleep, abiConns)
+	fmt.Printf("\nphase 3: standard ABI against legacy ABI, %s handlers, %d connections\n", abiSleep, abiConns)
 	name := strings.TrimSuffix(filepath.Base(o.slow), ".go")
 	legacyPath, standardPath := "/_PLUGIN/"+name+"/Legacy", "/_PLUGIN/"+name+"/Standard"
 	legacyBody, _, err := srv.warm(ctx, legacyPath) // builds the plugin
@@ -371,18 +432,29 @@ type server struct {
 	logPath      string
 }
 
-// startServer copies the plugin sources srcs into dir/src and starts bin
-// as in on port with its output in dir/plugind.log.
-func startServer(bin, dir string, port int, in instance, srcs []string) (*server, error) {
+// source is a plugin source file served as name ("": its base name).
+type source struct{ path, name string }
+
+// startServer copies the plugin sources srcs into dir/src, writes config
+// as its prest.toml, and starts bin as in on port with its output in
+// dir/plugind.log.
+func startServer(bin, dir string, port int, in instance, srcs []source, config string) (*server, error) {
 	files := map[string][]byte{}
 	for _, src := range srcs {
-		data, err := os.ReadFile(src)
+		data, err := os.ReadFile(src.path)
 		if err != nil {
 			return nil, fmt.Errorf("plugin source: %w", err)
 		}
-		files[filepath.Base(src)] = data
+		name := filepath.Base(src.path)
+		if src.name != "" {
+			name = src.name + ".go"
+		}
+		files[name] = data
 	}
 	if err := benchproc.PluginDir(dir, files); err != nil {
+		return nil, fmt.Errorf("%s: %w", in.name, err)
+	}
+	if err := benchproc.WriteConfig(dir, config); err != nil {
 		return nil, fmt.Errorf("%s: %w", in.name, err)
 	}
 	logPath := filepath.Join(dir, "plugind.log")
@@ -623,12 +695,57 @@ func parseWrk(out string) (result, error) {
 // it is one (0: no target).
 // With of set, it is instead the cost 1 - num/den, printed as a whole
 // percentage "of" that.
+// With p99 set, it is num's median p99 over den's, and target is a
+// maximum. p99 ratios are printed but not gated: a tail on a shared
+// machine moves far more than the gate's 5% from run to run.
+// With paired set, it is the median of the rounds' own ratios, each of
+// num's run over den's in the same round, and every round's is printed.
 type ratio struct {
 	label    string
 	num, den string
 	digits   int
 	target   float64
 	of       string
+	p99      bool
+	paired   bool
+}
+
+// value is q's ratio of results, with each round's when q is paired;
+// NaN if results lack num or den (in the same round, for paired).
+func (q ratio) value(results []result) (v float64, rounds []float64) {
+	metric := func(r result) float64 {
+		if q.p99 {
+			return float64(r.p99)
+		}
+		return r.rps
+	}
+	num, den := map[int][]float64{}, map[int][]float64{}
+	var all struct{ num, den []float64 }
+	for _, r := range results {
+		switch r.target {
+		case q.num:
+			num[r.round] = append(num[r.round], metric(r))
+			all.num = append(all.num, metric(r))
+		case q.den:
+			den[r.round] = append(den[r.round], metric(r))
+			all.den = append(all.den, metric(r))
+		}
+	}
+	if !q.paired {
+		if len(all.num) == 0 || len(all.den) == 0 {
+			return math.NaN(), nil
+		}
+		return median(all.num) / median(all.den), nil
+	}
+	for _, round := range slices.Sorted(maps.Keys(num)) {
+		if d, ok := den[round]; ok {
+			rounds = append(rounds, median(num[round])/median(d))
+		}
+	}
+	if len(rounds) == 0 {
+		return math.NaN(), nil
+	}
+	return median(rounds), rounds
 }
 
 // errRunErrors is report's failure: a run saw errors.
@@ -647,7 +764,7 @@ func report(w io.Writer, got map[string]float64, targets []target, results []res
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\n", r.target, r.round, r.rps, r.p50, r.p99, cmp.Or(r.errs, "-"))
 	}
-	rps := map[string]float64{}
+	rps, p99 := map[string]float64{}, map[string]time.Duration{}
 	for _, t := range targets {
 		var rs []float64
 		var p50s, p99s []time.Duration
@@ -656,15 +773,34 @@ func report(w io.Writer, got map[string]float64, targets []target, results []res
 				rs, p50s, p99s = append(rs, r.rps), append(p50s, r.p50), append(p99s, r.p99)
 			}
 		}
-		rps[t.name] = median(rs)
-		fmt.Fprintf(tw, "%s\tmedian\t%.0f\t%s\t%s\n", t.name, rps[t.name], median(p50s), median(p99s))
+		rps[t.name], p99[t.name] = median(rs), median(p99s)
+		fmt.Fprintf(tw, "%s\tmedian\t%.0f\t%s\t%s\n", t.name, rps[t.name], median(p50s), p99[t.name])
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
 	fmt.Fprintln(w)
 	for _, q := range ratios {
-		v := rps[q.num] / rps[q.den]
+		v, rounds := q.value(results)
+		each := ""
+		if rounds != nil {
+			s := make([]string, len(rounds))
+			for i, r := range rounds {
+				s[i] = strconv.FormatFloat(r, 'f', q.digits, 64)
+			}
+			each = fmt.Sprintf(", median of rounds' %s", strings.Join(s, ", "))
+		}
+		if q.p99 {
+			fmt.Fprintf(w, "%s = %.*fx (medians %s / %s%s)", q.label, q.digits, v, p99[q.num], p99[q.den], each)
+			if q.target > 0 {
+				fmt.Fprintf(w, " (target <= %sx)", strconv.FormatFloat(q.target, 'f', -1, 64))
+				if v > q.target {
+					fmt.Fprint(w, ": above target")
+				}
+			}
+			fmt.Fprintln(w)
+			continue
+		}
 		got[q.label] = v
 		if q.of != "" {
 			c := math.Round((1 - v) * 100)
@@ -675,6 +811,9 @@ func report(w io.Writer, got map[string]float64, targets []target, results []res
 			continue
 		}
 		fmt.Fprintf(w, "%s = %.*fx", q.label, q.digits, v)
+		if each != "" {
+			fmt.Fprintf(w, " (medians %.0f / %.0f req/s%s)", rps[q.num], rps[q.den], each)
+		}
 		if q.target > 0 {
 			t := strconv.FormatFloat(q.target, 'f', -1, 64) // 30, not 30.0
 			if q.target != math.Trunc(q.target) {
