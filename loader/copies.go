@@ -89,7 +89,13 @@ func (l *Loader) withCopies(src Source, k string, a *artifact, progress *build.P
 	for i := 1; i < n; i++ {
 		c := src
 		c.Copy = i
-		path, dur, err := l.pipe.Artifact(l.ctx, c, build.CopyKey(k, i), progress)
+		ck := build.CopyKey(k, i)
+		if l.opened(l.pipe.Path(c, ck)) == nil {
+			if err := l.checkBudget(src.Name); err != nil { // each copy is memory for good
+				return built, err
+			}
+		}
+		path, dur, err := l.pipe.Artifact(l.ctx, c, ck, progress)
 		if err != nil {
 			return built, fmt.Errorf("copy %d: %w", i, err)
 		}

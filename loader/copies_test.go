@@ -300,3 +300,16 @@ func TestCopiesIgnored(t *testing.T) {
 		t.Error("copies of a standard-ABI plugin were loaded")
 	}
 }
+
+// TestCopiesBudget: every copy counts against the memory budget: with
+// refusal on, a copy past it fails the version, as another version would.
+func TestCopiesBudget(t *testing.T) {
+	const name = "meetbudget"
+	l, _ := newLoaderWith(t, meetPath(t, name), func(_ *build.Options, o *loader.Options) {
+		o.Copies = func(string) int { return 2 }
+		o.MaxLoadedBytes, o.RefuseOverBudget = 1, true // copy 0 fits (nothing loaded yet); copy 1 does not
+	})
+	if _, err := l.Handler(context.Background(), name, "Meet", "GET"); !errors.Is(err, loader.ErrOverBudget) {
+		t.Fatalf("err = %v; want ErrOverBudget for copy 1", err)
+	}
+}
