@@ -223,7 +223,9 @@ func (b *builder) compile(ctx context.Context, src Source, out string, pl *plan,
 // twice on one instance. So the first file is compiled with a comment
 // naming the plugin appended, through an overlay (go build -overlay): the
 // source stays untouched, lines keep their numbers, and positions in the
-// binary name the real file. stamp writes the copy and the overlay into
+// binary name the real file. Copy n > 0 of a plugin (Source.Copy, see
+// CopyKey) is stamped "copy n" as well: a package path, and globals, of
+// its own; copy 0 is stamped as every plugin always was. stamp writes the copy and the overlay into
 // a new directory under dir and returns the overlay's path and the
 // copy's; the caller removes the directory.
 func stamp(src Source, dir string) (overlay, stamped string, err error) {
@@ -237,7 +239,11 @@ func stamp(src Source, dir string) (overlay, stamped string, err error) {
 	data, err := os.ReadFile(src.Files[0])
 	if err == nil {
 		stamped = filepath.Join(tmp, filepath.Base(src.Files[0]))
-		err = os.WriteFile(stamped, fmt.Appendf(data, "\n// plugind: plugin %s\n", src.Name), 0o644)
+		mark := fmt.Appendf(data, "\n// plugind: plugin %s\n", src.Name)
+		if src.Copy > 0 {
+			mark = fmt.Appendf(data, "\n// plugind: plugin %s copy %d\n", src.Name, src.Copy)
+		}
+		err = os.WriteFile(stamped, mark, 0o644)
 	}
 	if err == nil {
 		overlay = filepath.Join(tmp, "overlay.json")

@@ -201,3 +201,45 @@ func TestMissingModule(t *testing.T) {
 		}
 	}
 }
+
+// TestStampCopies: copy 0 is stamped as every plugin always was (its
+// artifact and key unchanged), each other copy with its index as well,
+// and copy keys are distinct and derive from the plugin's key alone.
+func TestStampCopies(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hello.go")
+	if err := os.WriteFile(file, []byte("package main\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		copy int
+		want string
+	}{
+		{0, "package main\n\n// plugind: plugin hello\n"},
+		{1, "package main\n\n// plugind: plugin hello copy 1\n"},
+		{63, "package main\n\n// plugind: plugin hello copy 63\n"},
+	}
+	keys := map[string]int{}
+	for _, tt := range tests {
+		overlay, stamped, err := stamp(Source{Name: "hello", Kind: KindFile, Files: []string{file}, Copy: tt.copy}, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(stamped)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(data) != tt.want {
+			t.Errorf("copy %d stamped %q, want %q", tt.copy, data, tt.want)
+		}
+		os.RemoveAll(filepath.Dir(overlay))
+		k := CopyKey("k0", tt.copy)
+		if prev, dup := keys[k]; dup {
+			t.Errorf("copies %d and %d share key %s", prev, tt.copy, k)
+		}
+		keys[k] = tt.copy
+	}
+	if CopyKey("k0", 0) != "k0" || CopyKey("k0", 1) != CopyKey("k0", 1) || CopyKey("k0", 1) == CopyKey("k1", 1) {
+		t.Error("CopyKey: copy 0 must keep the key; others must derive from it alone")
+	}
+}

@@ -79,8 +79,18 @@ func (p *Pipeline) manifestPath(name, srcHash string) string {
 
 // Key is the content address of src's artifact. In prebuilt mode it
 // comes from the manifest; a plugin without an entry is
-// plugerr.ErrNotBuilt.
+// plugerr.ErrNotBuilt. A copy's (src.Copy > 0) is CopyKey of the
+// plugin's.
 func (p *Pipeline) Key(src Source) (string, error) {
+	if src.Copy > 0 {
+		plain := src
+		plain.Copy = 0
+		k, err := p.Key(plain)
+		if err != nil {
+			return "", err
+		}
+		return CopyKey(k, src.Copy), nil
+	}
 	if src.Kind == KindPrebuilt {
 		return p.libraryKey(src) // prestd's NAME.so is its own artifact: no build, no entry
 	}

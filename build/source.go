@@ -31,6 +31,26 @@ type Source struct {
 	Name  string
 	Kind  Kind
 	Files []string // absolute paths, sorted by name
+	// Copy is which copy of the plugin this is: 0, the plugin itself, or
+	// 1 to MaxCopies-1, one of the copies [plugin.NAME] copies asks for
+	// (see CopyKey). A copy is built with a package path, and globals, of
+	// its own; its key derives from the plugin's.
+	Copy int
+}
+
+// MaxCopies bounds [plugin.NAME] copies.
+const MaxCopies = 64
+
+// CopyKey is the content address of copy n of the plugin whose artifact's
+// key is k: k itself for copy 0, so that a plugin without copies keeps
+// the artifact it always had, and a hash of k and n for the others. It
+// derives from k alone, so prebuilt mode finds the copies of what
+// `plugind build` recorded.
+func CopyKey(k string, n int) string {
+	if n == 0 {
+		return k
+	}
+	return hashOf(fmt.Sprintf("plugind copy v1\n%s\n%d\n", k, n))
 }
 
 // sourceFinder locates and reads plugin sources in one directory.

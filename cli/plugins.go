@@ -84,6 +84,11 @@ func buildCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 				for _, name := range names {
 					start := time.Now()
 					res, err := p.Build(cmd.Context(), name)
+					if err == nil {
+						var dur time.Duration
+						dur, err = buildCopies(cmd.Context(), p, name, res.Key, cfg.Plugin(name).Copies)
+						res.Duration += dur
+					}
 					switch {
 					case err != nil:
 						failed++
@@ -102,6 +107,29 @@ func buildCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 			})
 		},
 	}
+}
+
+// buildCopies builds copies 1 to n-1 of plugin name, whose artifact's
+// key is k, as a server loads them for [plugin.NAME] copies = n (see
+// loader.CopiesOf), so that prebuilt mode finds them. It returns the
+// time spent building.
+func buildCopies(ctx context.Context, p *build.Pipeline, name, k string, configured int) (time.Duration, error) {
+	src, err := p.Find(name)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := loader.CopiesOf(src, configured)
+	var built time.Duration
+	for i := 1; i < n; i++ {
+		c := src
+		c.Copy = i
+		_, dur, err := p.Artifact(ctx, c, build.CopyKey(k, i), nil)
+		built += dur
+		if err != nil {
+			return built, fmt.Errorf("copy %d: %w", i, err)
+		}
+	}
+	return built, nil
 }
 
 // describe is an error with the compiler's diagnostics, indented.

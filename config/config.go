@@ -100,7 +100,16 @@ type PluginConfig struct {
 	// calls go to the least busy, lifting a prestd-ABI plugin's one call
 	// at a time.
 	Processes int `mapstructure:"processes"`
+	// Copies is how many copies of an in-process prestd-ABI plugin to
+	// load (0: one), each with its own package globals, so that as many
+	// calls run at once; 1 to MaxCopies.
+	Copies int `mapstructure:"copies"`
 }
+
+// MaxCopies bounds [plugin.<name>] copies: each copy is a build and a
+// .so in memory for good. It mirrors build.MaxCopies; config does not
+// import the build pipeline.
+const MaxCopies = 64
 
 // HTTP configures the listener.
 type HTTP struct {
@@ -671,6 +680,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("config: %s.isolation must be %q, %q or %q, got %q", key, IsolationInProcess, IsolationProcess, IsolationAuto, p.Isolation)
 		case p.Processes < 0:
 			return fmt.Errorf("config: %s.processes must not be negative, got %d", key, p.Processes)
+		case p.Copies < 0 || p.Copies > MaxCopies:
+			return fmt.Errorf("config: %s.copies must be between 1 and %d, got %d: each copy of a prestd-ABI plugin is a build and a library loaded for good", key, MaxCopies, p.Copies)
 		}
 		for _, m := range p.Methods {
 			if m == "" || strings.ToUpper(m) != m || strings.ContainsFunc(m, func(r rune) bool { return r < 'A' || r > 'Z' }) {

@@ -73,3 +73,45 @@ isolation = "inprocess"
 		})
 	}
 }
+
+// TestCopies reads [plugin.<name>] copies: absent is 0 (one copy), 1 to
+// MaxCopies are taken, anything else is refused naming the key and the
+// bound.
+func TestCopies(t *testing.T) {
+	tests := []struct {
+		name    string
+		toml    string
+		want    int
+		wantErr string
+	}{
+		{name: "absent", toml: "[plugin.hello]\ntimeout = \"1s\"\n", want: 0},
+		{name: "one", toml: "[plugin.hello]\ncopies = 1\n", want: 1},
+		{name: "four", toml: "[plugin.hello]\ncopies = 4\n", want: 4},
+		{name: "the bound", toml: "[plugin.hello]\ncopies = 64\n", want: config.MaxCopies},
+		{name: "negative", toml: "[plugin.hello]\ncopies = -1\n", wantErr: "plugin.hello.copies must be between 1 and 64, got -1"},
+		{name: "over the bound", toml: "[plugin.hello]\ncopies = 65\n", wantErr: "plugin.hello.copies must be between 1 and 64"},
+		{name: "not a number", toml: "[plugin.hello]\ncopies = \"many\"\n", wantErr: "copies"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			file := filepath.Join(t.TempDir(), "prest.toml")
+			writeFile(t, file, tt.toml)
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			config.AddFlags(fs)
+			c, err := config.Load(fs, []string{"PREST_CONF=" + file})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v; want one saying %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Plugin("hello").Copies; got != tt.want {
+				t.Errorf("copies = %d; want %d", got, tt.want)
+			}
+		})
+	}
+}

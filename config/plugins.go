@@ -10,7 +10,7 @@ import (
 )
 
 // pluginKeys are the keys a [plugin.<name>] table may hold.
-var pluginKeys = []string{"settings", "timeout", "maxconcurrency", "methods", "maxbodybytes", "apikeys", "jwt", "cors", "isolation", "processes"}
+var pluginKeys = []string{"settings", "timeout", "maxconcurrency", "methods", "maxbodybytes", "apikeys", "jwt", "cors", "isolation", "processes", "copies"}
 
 // loadPlugins reads the [plugin.<name>] tables and the plugin secrets.
 func (c *Config) loadPlugins(v *viper.Viper, env map[string]string) error {

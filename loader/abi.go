@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,8 +40,11 @@ type Handler struct {
 
 	legacy   func() (string, int)
 	standard func(http.ResponseWriter, *http.Request)
-	art      *artifact
-	wait     time.Duration // bound on waiting for a busy legacy plugin
+	// copies are the legacy function of each copy of the plugin
+	// (copies[0] is legacy), parallel to art.copies; nil without copies.
+	copies []func() (string, int)
+	art    *artifact
+	wait   time.Duration // bound on waiting for a busy legacy plugin
 }
 
 // hooks are a plugin's optional lifecycle functions.
@@ -52,6 +56,15 @@ type hooks struct {
 
 // artifact is one opened .so. Plugins with equal sources share it, and
 // with it the globals, so the legacy lock lives here.
+//
+// A plugin loaded with copies ([plugin.NAME] copies = N, see
+// Options.Copies) is N artifacts, each built under a package path of its
+// own, so each has its own globals. The first, the plugin itself, holds
+// them all in copies, and its sem counts free copies: a legacy call
+// takes a slot of sem (waiting as one without copies waits for the
+// lock), then the first free copy from a rotating start (take). A slot
+// guarantees a free copy: at most N calls hold slots, each at most one
+// copy.
 type artifact struct {
 	path  string
 	syms  symbolTable
@@ -61,9 +74,13 @@ type artifact struct {
 	// version as its build information says (see build.Registry).
 	modules map[string]string
 
-	// sem (capacity 1) serialises legacy calls: they communicate through
-	// httpVars and urlQuery, which point into the plugin's globals.
+	// sem (capacity 1, or the number of copies) serialises legacy calls
+	// on a copy: they communicate through httpVars and urlQuery, which
+	// point into its globals.
 	sem      chan struct{}
+	copies   []*artifact          // every copy, copies[0] the artifact itself; nil: one copy
+	next     atomic.Uint32        // where take starts looking for a free copy
+	busy     atomic.Bool          // this copy runs a legacy call (with copies only)
 	httpVars *map[string]string   // nil if the plugin has no HTTPVars
 	urlQuery *map[string][]string // nil if the plugin has no URLQuery
 	settings *map[string]any      // nil if the plugin has no Settings
@@ -141,18 +158,38 @@ func (a *artifact) handler(plugin, method, fn string, wait time.Duration) (*Hand
 		return nil, errNoSymbol
 	}
 	h := &Handler{Plugin: plugin, Fn: fn, Symbol: symbol, art: a, wait: wait}
-	switch f := sym.(type) {
-	case func() string:
-		h.ABI, h.legacy = ABILegacy, func() (string, int) { return f(), http.StatusOK }
-	case func() (string, int):
-		h.ABI, h.legacy = ABILegacy, f
-	case func(http.ResponseWriter, *http.Request):
+	if h.legacy = legacyFunc(sym); h.legacy != nil {
+		h.ABI = ABILegacy
+	} else if f, ok := sym.(func(http.ResponseWriter, *http.Request)); ok {
 		h.ABI, h.standard = ABIStandard, f
-	default:
+	} else {
 		return nil, newError(ErrSignature, plugin, nil, "plugin %q: %s has type %T; want %s", plugin, symbol, sym, acceptedSignatures)
+	}
+	if h.ABI == ABILegacy && len(a.copies) > 1 {
+		h.copies = make([]func() (string, int), len(a.copies))
+		h.copies[0] = h.legacy
+		for i, c := range a.copies[1:] {
+			csym, err := c.syms.Lookup(symbol)
+			if h.copies[i+1] = legacyFunc(csym); err != nil || h.copies[i+1] == nil {
+				// Built from the same source: cannot happen unless the
+				// cache was tampered with.
+				return nil, newError(ErrSignature, plugin, err, "plugin %q: copy %d of the plugin does not export %s as copy 0 does", plugin, i+1, symbol)
+			}
+		}
 	}
 	actual, _ := a.handlers.LoadOrStore(symbol, h)
 	return actual.(*Handler), nil
+}
+
+// legacyFunc is sym as a prestd-ABI handler, nil if it is not one.
+func legacyFunc(sym any) func() (string, int) {
+	switch f := sym.(type) {
+	case func() string:
+		return func() (string, int) { return f(), http.StatusOK }
+	case func() (string, int):
+		return f
+	}
+	return nil
 }
 
 // lockYields is how many times a legacy call yields to other goroutines,
@@ -204,8 +241,29 @@ func (a *artifact) tryLock() bool {
 
 func (a *artifact) unlock() { <-a.sem }
 
+// take marks a free copy busy and returns its index. The caller holds a
+// slot of sem, so one is free: every other slot holder holds at most one
+// copy. The scan starts at a rotating index, spreading calls (and the
+// cache lines they touch) across the copies; a copy freed behind the
+// scan while another is taken ahead of it sends it round again.
+func (a *artifact) take() int {
+	n := uint32(len(a.copies))
+	start := a.next.Add(1)
+	for {
+		for j := range n {
+			i := (start + j) % n
+			if a.copies[i].busy.CompareAndSwap(false, true) {
+				return int(i)
+			}
+		}
+		runtime.Gosched()
+	}
+}
+
 // Concurrent reports whether calls may run at the same time: not for
-// prestd's ABI, whose calls share the plugin's globals.
+// prestd's ABI, whose calls share the plugin's globals; with copies, as
+// many run at once as there are copies, bounded by the copies
+// themselves.
 func (h *Handler) Concurrent() bool { return h.ABI == ABIStandard }
 
 // ServeHTTP serves r with the handler, through either ABI, and returns
@@ -214,8 +272,9 @@ func (h *Handler) Concurrent() bool { return h.ABI == ABIStandard }
 // http.ErrAbortHandler, which net/http handles itself.
 //
 // A prestd-ABI handler gets r's route variables and query through the
-// plugin's globals. Calls into one artifact are serialised: a call that
-// cannot start within the plugin's wait bound (or before r's context
+// plugin's globals. Calls into one copy of the plugin are serialised
+// (one copy unless [plugin.NAME] copies says more); a call that
+// finds every copy busy and cannot start within the plugin's wait bound (or before r's context
 // ends) fails with ErrBusy (ErrTimeout at r's deadline). The adapter
 // checks the status the handler returned (ErrStatus) and writes the body
 // as it is, with a JSON content type if it is valid JSON. Timeouts are
@@ -263,8 +322,9 @@ func (h *Handler) vars() map[string]string {
 }
 
 // Call runs a prestd-ABI handler with route variables vars and query
-// under the artifact's lock, and returns its body and status (0 becomes
-// 200). ServeHTTP is Call with the request's own.
+// in a free copy of the plugin, under that copy's lock, and returns its
+// body and status (0 becomes 200). ServeHTTP is Call with the request's
+// own.
 func (h *Handler) Call(ctx context.Context, vars map[string]string, query map[string][]string) (body string, status int, err error) {
 	a := h.art
 	if !a.lock(ctx, h.wait) {
@@ -277,11 +337,23 @@ func (h *Handler) Call(ctx context.Context, vars map[string]string, query map[st
 		return "", 0, newError(ErrBusy, h.Plugin, nil, "plugin %q is busy with another call; try again", h.Plugin)
 	}
 	defer a.unlock()
-	return h.callLocked(vars, query)
+	if h.copies == nil {
+		return h.callLocked(vars, query)
+	}
+	i := a.take()
+	c := a.copies[i]
+	defer c.busy.Store(false) // before the slot goes: see take
+	return h.callIn(c, h.copies[i], vars, query)
 }
 
+// callLocked calls the plugin without copies, holding its lock.
 func (h *Handler) callLocked(vars map[string]string, query map[string][]string) (body string, status int, err error) {
-	a := h.art
+	return h.callIn(h.art, h.legacy, vars, query)
+}
+
+// callIn calls fn, the handler of copy a, which the caller holds, with
+// a's globals set to vars and query for the call.
+func (h *Handler) callIn(a *artifact, fn func() (string, int), vars map[string]string, query map[string][]string) (body string, status int, err error) {
 	defer func() {
 		if a.httpVars != nil {
 			*a.httpVars = nil
@@ -299,7 +371,7 @@ func (h *Handler) callLocked(vars map[string]string, query map[string][]string) 
 	if a.urlQuery != nil {
 		*a.urlQuery = query
 	}
-	body, status = h.legacy()
+	body, status = fn()
 	if status == 0 {
 		status = http.StatusOK
 	}

@@ -21,8 +21,10 @@
 // prestd's handlers receive the request through two optional package
 // globals, HTTPVars map[string]string (route variables) and URLQuery
 // map[string][]string (the parsed query). Because the globals are shared,
-// calls through that ABI into one loaded plugin are serialised. Standard
-// handlers get the request itself and run concurrently.
+// calls through that ABI into one loaded plugin are serialised, unless
+// Options.Copies loads several copies of it, each with globals of its own
+// (see copies.go). Standard handlers get the request itself and run
+// concurrently.
 //
 // # Warnings
 //

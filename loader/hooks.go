@@ -59,8 +59,9 @@ func (l *Loader) commit(name string, v, cur *version) error {
 }
 
 // activate prepares version v of plugin name to serve: it fills the
-// Settings and Secrets globals and runs the Init hook. An Init error
-// makes the version unavailable with that message.
+// Settings and Secrets globals and runs the Init hook, in every copy of
+// the plugin (see copies.go). An Init error makes the version
+// unavailable with that message.
 //
 // A version is activated again when the source reverts to its content
 // (Go cannot load it twice), perhaps after a reload retired it and its
@@ -93,11 +94,14 @@ func (l *Loader) activate(name string, v *version) (err error) {
 	if l.bus != nil {
 		l.bus.Stage(owner(name, v)) // live at commit, when v becomes current
 	}
-	if a.settings != nil {
-		*a.settings = env.Settings
-	}
-	if a.secrets != nil {
-		*a.secrets = env.Secrets
+	envs := copyEnvs(env, len(a.all()))
+	for i, c := range a.all() { // every copy has globals of its own
+		if c.settings != nil {
+			*c.settings = envs[i].Settings
+		}
+		if c.secrets != nil {
+			*c.secrets = envs[i].Secrets
+		}
 	}
 	if a.hooks.init == nil {
 		return nil
@@ -111,7 +115,7 @@ func (l *Loader) activate(name string, v *version) (err error) {
 	}()
 	returned := done
 	done = nil
-	if err := runHookThen(ctx, func(ctx context.Context) error { return a.hooks.init(ctx, env.Settings) }, returned); err != nil {
+	if err := runHookThen(ctx, initCopies(a, envs), returned); err != nil {
 		if errors.Is(err, errHookTimeout) {
 			return newError(ErrInit, name, context.DeadlineExceeded, "plugin %q: Init did not return within %s", name, l.hookTimeout)
 		}
@@ -213,7 +217,7 @@ func (l *Loader) retire(name string, v *version) {
 	}()
 }
 
-// closeVersion runs v's Close hook in its turn (prev, done: see
+// closeVersion runs v's Close hook, in every copy, in its turn (prev, done: see
 // version.turn), bounded by ctx, containing a panic.
 func (l *Loader) closeVersion(ctx context.Context, name string, v *version, prev <-chan struct{}, done func()) error {
 	if prev != nil {
@@ -224,7 +228,7 @@ func (l *Loader) closeVersion(ctx context.Context, name string, v *version, prev
 			return fmt.Errorf("plugin %q: Close not run: its Init did not return in time", name)
 		}
 	}
-	if err := runHookThen(sdk.NewContext(ctx, l.env(name, v, false)), v.art.hooks.close, done); err != nil {
+	if err := runHookThen(sdk.NewContext(ctx, l.env(name, v, false)), closeCopies(v.art), done); err != nil {
 		return fmt.Errorf("plugin %q: Close: %w", name, err)
 	}
 	return nil

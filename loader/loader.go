@@ -36,6 +36,10 @@ type Options struct {
 	// LegacyWait bounds how long a legacy call waits for its plugin to
 	// finish another call before it fails with ErrBusy; 0 means 30 s.
 	LegacyWait time.Duration
+	// Copies is how many copies of plugin name to load, so that as many
+	// prestd-ABI calls run at once ([plugin.NAME] copies, see copies.go);
+	// nil or below 2: one, as always. At most build.MaxCopies.
+	Copies func(name string) int
 	// Settings returns a plugin's settings and secrets: they fill its
 	// Settings and Secrets globals and reach its Init hook. nil: none.
 	Settings func(name string) (settings map[string]any, secrets map[string]string)
@@ -68,6 +72,7 @@ type Loader struct {
 	maxBytes    int64
 	refuse      bool
 	legacyWait  time.Duration
+	copies      func(name string) int
 	settings    func(name string) (map[string]any, map[string]string)
 	onEvent     func(Event)
 	bus         BusRegistry
@@ -180,6 +185,7 @@ func New(opts Options) (*Loader, error) {
 		maxBytes:    opts.MaxLoadedBytes,
 		refuse:      opts.RefuseOverBudget,
 		legacyWait:  opts.LegacyWait,
+		copies:      opts.Copies,
 		settings:    opts.Settings,
 		onEvent:     opts.Notify,
 		bus:         opts.Bus,
@@ -625,13 +631,7 @@ func permanent(err error) bool {
 // already open, or the cached artifact, or a new build.
 func (l *Loader) load(src Source, k string) (*version, error) {
 	path := l.pipe.Path(src, k)
-	if a := l.opened(path); a != nil {
-		return &version{art: a, key: k, bytes: a.bytes, loadedAt: time.Now()}, nil
-	}
-	if err := l.checkBudget(src.Name); err != nil {
-		return nil, err
-	}
-	path, dur, err := l.pipe.Artifact(l.ctx, src, k, &build.Progress{
+	progress := &build.Progress{
 		Built: func(dur time.Duration, err error) {
 			if err != nil {
 				l.notify(Event{Kind: EventBuildFailed, Plugin: src.Name, Duration: dur, Err: err})
@@ -639,7 +639,17 @@ func (l *Loader) load(src Source, k string) (*version, error) {
 				l.notify(Event{Kind: EventBuilt, Plugin: src.Name, Duration: dur})
 			}
 		},
-	})
+	}
+	if a := l.opened(path); a != nil {
+		if _, err := l.withCopies(src, k, a, progress); err != nil { // a failed attempt may have left them out
+			return nil, err
+		}
+		return &version{art: a, key: k, bytes: a.totalBytes(), loadedAt: time.Now()}, nil
+	}
+	if err := l.checkBudget(src.Name); err != nil {
+		return nil, err
+	}
+	path, dur, err := l.pipe.Artifact(l.ctx, src, k, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -650,7 +660,12 @@ func (l *Loader) load(src Source, k string) (*version, error) {
 	}
 	l.log.Info().Str("plugin", src.Name).Str("version", k[:16]).Bool("cached", dur == 0).
 		Int64("bytes", a.bytes).Msg("plugin loaded")
-	return &version{art: a, key: k, bytes: a.bytes, loadedAt: time.Now(), buildDur: dur}, nil
+	copiesDur, err := l.withCopies(src, k, a, progress)
+	if err != nil {
+		l.log.Error().Str("plugin", src.Name).Err(err).Msg("plugin load failed")
+		return nil, err
+	}
+	return &version{art: a, key: k, bytes: a.totalBytes(), loadedAt: time.Now(), buildDur: dur + copiesDur}, nil
 }
 
 // opened returns the artifact at path if this process has opened it.

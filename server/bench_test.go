@@ -5,6 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +63,64 @@ func BenchmarkRequestPath(b *testing.B) {
 				for pb.Next() {
 					rec := httptest.NewRecorder()
 					bc.handler.ServeHTTP(rec, httptest.NewRequest("GET", bc.path, nil))
+					if rec.Code != 200 {
+						b.Errorf("status %d", rec.Code)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkLegacyCopies measures prestd's hello through the server's
+// handler chain with [plugin.NAME] copies = 1, 2 and 4 against the
+// standard ABI doing hello's work (testdata/plugins/hellostd.go), in
+// parallel: with one copy the legacy calls take turns on the plugin's
+// globals; with N, N run at once. The plugins are hello under three names
+// (a name is a package path of its own), so each has its own copies.
+func BenchmarkLegacyCopies(b *testing.B) {
+	dir := plugintest.PluginPath(b, "hello", "hellostd")
+	src, err := os.ReadFile(filepath.Join(dir, "src", "hello.go"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, name := range []string{"hello2", "hello4"} {
+		plugintest.WriteFile(b, filepath.Join(dir, "src"), name+".go", string(src))
+	}
+	cfg := config.Config{
+		PluginPath: dir,
+		Plugins:    config.Plugins{CacheDir: plugintest.CacheDir(), Go: "go", BuildTimeout: 5 * time.Minute},
+		Tasks:      config.Tasks{Dir: b.TempDir(), Workers: 1, Retention: time.Hour},
+		PluginConfigs: map[string]config.PluginConfig{
+			"hello2": {Copies: 2},
+			"hello4": {Copies: 4},
+		},
+	}
+	s, err := server.New(context.Background(), cfg, zerolog.New(io.Discard))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	h := s.Handler()
+	for _, bc := range []struct{ name, path string }{
+		{"legacy/copies=1", "/_PLUGIN/hello/Hello?abc=123"},
+		{"legacy/copies=2", "/_PLUGIN/hello2/Hello?abc=123"},
+		{"legacy/copies=4", "/_PLUGIN/hello4/Hello?abc=123"},
+		{"standard", "/_PLUGIN/hellostd/Hello?abc=123"},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", bc.path, nil))
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), "Hello plugin caller!") {
+			b.Fatalf("%s: %d %s", bc.path, rec.Code, rec.Body)
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(8) // callers outnumber cores, as under load
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, httptest.NewRequest("GET", bc.path, nil))
 					if rec.Code != 200 {
 						b.Errorf("status %d", rec.Code)
 						return

@@ -123,6 +123,7 @@ func NewLoader(cfg config.Config, log zerolog.Logger, extend func(*loader.Option
 		MaxLoadedBytes:   cfg.Plugins.MemoryBudgetMB << 20,
 		RefuseOverBudget: cfg.Plugins.RefuseOverBudget,
 		LegacyWait:       cfg.Plugins.LegacyWait,
+		Copies:           func(name string) int { return cfg.Plugin(name).Copies },
 		Settings: func(name string) (map[string]any, map[string]string) {
 			return cfg.Plugin(name).Settings, cfg.Secrets(name)
 		},

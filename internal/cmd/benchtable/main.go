@@ -95,8 +95,10 @@ var layers = []struct{ layer, pattern string }{
 	{"legacy lock", "loader.(*artifact).lock"},
 	{"legacy lock", "loader.(*artifact).tryLock"},
 	{"legacy lock", "loader.(*artifact).unlock"},
+	{"legacy lock", "loader.(*artifact).take"}, // a free copy, with [plugin.NAME] copies
 	{"legacy lock", "loader.(*Handler).Call"},
 	{"legacy globals", "loader.(*Handler).callLocked"},
+	{"legacy globals", "loader.(*Handler).callIn"},
 	{"legacy globals", "loader.(*Handler).vars"},
 	{"legacy globals", "net/url."},
 	{"json check", "encoding/json.Valid"},
