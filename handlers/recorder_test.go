@@ -293,7 +293,15 @@ func TestRecorderHijack(t *testing.T) {
 			if tt.status != http.StatusSwitchingProtocols && resp.StatusCode != tt.status {
 				t.Errorf("the client got %d, want %d", resp.StatusCode, tt.status)
 			}
-			if ev := logs.Events(map[string]any{"message": "request"}); len(ev) != 1 || ev[0]["status"] != float64(tt.status) {
+			// The client can have the hijacker's answer before the
+			// handler returns and the access log is written.
+			var ev []map[string]any
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				if ev = logs.Events(map[string]any{"message": "request"}); len(ev) > 0 {
+					break
+				}
+			}
+			if len(ev) != 1 || ev[0]["status"] != float64(tt.status) {
 				t.Errorf("access log: %s; want status %d", logs, tt.status)
 			}
 		})
