@@ -82,8 +82,10 @@ func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild
 	p := &plan{declared: d, process: process}
 	var pinSums []string
 
-	// want is a module's version in the plan; held reports a conflict
-	// with what is loaded, or raises want to it.
+	// hold returns want, a module's version in the plan, raised to the
+	// version loaded in the process where that is higher (a requirement
+	// is a minimum); a conflict where the loaded one is lower, or is
+	// another build (a vendored copy).
 	hold := func(path, want string) (string, error) {
 		if reg == nil || process {
 			return want, nil
