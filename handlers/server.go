@@ -157,9 +157,16 @@ func (s *Server) Handler() http.Handler {
 // /_PLUGIN/{valid}/{valid} (a clean path, which mux would match to that
 // row before any other), without mux's two request copies per match;
 // everything else through the router.
+//
+// Each route's chain is built once and shared by both ways in: a chain
+// holds the middleware plugins' instances, whose state must not split.
 func (s *Server) dispatch(rs []route) http.Handler {
-	r := s.router(rs)
-	plugin := s.chain(rs[0])
+	chains := make([]http.Handler, len(rs))
+	for i, rt := range rs {
+		chains[i] = s.chain(rt)
+	}
+	r := s.router(rs, chains)
+	plugin := chains[0]
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if info := infoFrom(req.Context()); info != nil && info.named {
 			plugin.ServeHTTP(w, req)
@@ -169,8 +176,8 @@ func (s *Server) dispatch(rs []route) http.Handler {
 	})
 }
 
-// router is the mux router over rs, each route behind its chain.
-func (s *Server) router(rs []route) *mux.Router {
+// router is the mux router over rs, route i behind chains[i].
+func (s *Server) router(rs []route, chains []http.Handler) *mux.Router {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "not found"})
@@ -178,8 +185,8 @@ func (s *Server) router(rs []route) *mux.Router {
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method not allowed"})
 	})
-	for _, rt := range rs {
-		h := s.chain(rt)
+	for i, rt := range rs {
+		h := chains[i]
 		var m *mux.Route
 		switch {
 		case rt.match != nil:
