@@ -72,8 +72,13 @@ type Pipeline struct {
 	loadCheck LoadChecker
 	reg       *Registry
 
-	kmu     sync.Mutex             // guards libKeys
+	kmu     sync.Mutex             // guards libKeys and plans
 	libKeys map[string]prebuiltKey // by path
+	// plans are the build modules Key planned, by the key they gave,
+	// until that key's build takes its own: the build is then of exactly
+	// the module its key names, whatever the Registry learnt meanwhile,
+	// and the plan is not made twice.
+	plans map[string]*plan
 
 	onHash func(path string) // tests: a source file is being hashed
 }
@@ -122,6 +127,7 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		loadCheck: opts.LoadCheck,
 		reg:       opts.Registry,
 		libKeys:   make(map[string]prebuiltKey),
+		plans:     make(map[string]*plan),
 	}
 	if p.reg == nil {
 		p.reg = NewRegistry(host.Deps)
@@ -320,7 +326,7 @@ func (p *Pipeline) hashKey(src Source) (string, error) {
 		return hashOf("prebuilt library\n" + p.hostID + "\n" + sh), nil
 	}
 	k, err := keyFor(src, p.moduleDir, p.hostID)
-	if err != nil || p.prebuilt || src.Kind == KindPrebuilt {
+	if err != nil || src.Kind == KindPrebuilt {
 		return k, err
 	}
 	// The module the plugin declares its requirements in: the plan
@@ -332,11 +338,37 @@ func (p *Pipeline) hashKey(src Source) (string, error) {
 		return k, err
 	}
 	if pl, err := planFor(src, d, p.moduleDir, p.cacheDir, p.host, p.reg, false); err == nil {
-		return hashOf(k + "\nbuild module " + pl.key), nil
+		k = hashOf(k + "\nbuild module " + pl.key)
+		p.kmu.Lock()
+		p.plans[k] = pl
+		p.kmu.Unlock()
+		return k, nil
 	}
 	// Unbuildable as it stands (Artifact says why): a key all the same,
 	// which changes with what the user will edit.
 	return hashOf(k + "\ndeclared " + string(d.mod) + "\n" + string(d.sum)), nil
+}
+
+// plan is the build module of src's artifact with key k: the one Key
+// planned, or, for a key Key did not plan (a copy's, an unbuildable
+// source's), a new plan, whose error says why it cannot be built. nil
+// when src declares no requirements.
+func (p *Pipeline) plan(src Source, k string) (*plan, error) {
+	p.kmu.Lock()
+	pl, ok := p.plans[k]
+	delete(p.plans, k)
+	p.kmu.Unlock()
+	if ok {
+		return pl, nil
+	}
+	d, err := readDeclared(src, p.src.dir)
+	if err != nil {
+		return nil, plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
+	}
+	if d == nil {
+		return nil, nil
+	}
+	return planFor(src, d, p.moduleDir, p.cacheDir, p.host, p.reg, false)
 }
 
 // ProcessModule prepares the build module of src as a program of its
@@ -393,8 +425,11 @@ func (p *Pipeline) Modules(path string) (map[string]string, error) {
 // requirements in, for Registry.Add: a plugin built later and held at a
 // version src loaded needs them; nil when it declares none.
 func (p *Pipeline) Sums(src Source) []string {
+	if p.prebuilt || src.Kind == KindPrebuilt {
+		return nil
+	}
 	d, err := readDeclared(src, p.src.dir)
-	if err != nil || d == nil || p.prebuilt {
+	if err != nil || d == nil {
 		return nil
 	}
 	return strings.Split(strings.TrimSpace(string(d.sum)), "\n")
@@ -439,6 +474,9 @@ func (p *Pipeline) artifact(ctx context.Context, src Source, k string, progress 
 	}
 	switch {
 	case err == nil:
+		p.kmu.Lock()
+		delete(p.plans, k) // built already: no build will take it
+		p.kmu.Unlock()
 		if src.Kind != KindPrebuilt && !p.prebuilt {
 			now := time.Now()
 			_ = os.Chtimes(path, now, now) // recently used: kept by Prune
@@ -446,7 +484,7 @@ func (p *Pipeline) artifact(ctx context.Context, src Source, k string, progress 
 	case errors.Is(err, fs.ErrNotExist) && p.prebuilt:
 		return 0, p.notBuilt(src.Name, nil, "its artifact is missing from the cache")
 	case errors.Is(err, fs.ErrNotExist):
-		if dur, err = p.build(ctx, src, path, progress); err != nil {
+		if dur, err = p.build(ctx, src, k, path, progress); err != nil {
 			return 0, err
 		}
 	default:
@@ -491,18 +529,13 @@ func (p *Pipeline) loadCheckFailed(name, path string, err error) *plugerr.Error 
 	return plugerr.FromPlugin(plugerr.ErrInit, name, unpath(lc.Detail), nil, "plugin %q cannot be loaded: %s", name, unpath(lc.Reason))
 }
 
-// build runs the compiler and logs the outcome.
-func (p *Pipeline) build(ctx context.Context, src Source, path string, progress *Progress) (time.Duration, error) {
+// build runs the compiler for src's artifact with key k, at path, and
+// logs the outcome.
+func (p *Pipeline) build(ctx context.Context, src Source, k, path string, progress *Progress) (time.Duration, error) {
 	log := p.log.With().Str("plugin", src.Name).Logger()
 	log.Info().Str("kind", string(src.Kind)).Int("files", len(src.Files)).Msg("plugin build started")
 	start := time.Now()
-	var pl *plan
-	d, err := readDeclared(src, p.src.dir)
-	if err != nil {
-		err = plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
-	} else if d != nil {
-		pl, err = planFor(src, d, p.moduleDir, p.cacheDir, p.host, p.reg, false)
-	}
+	pl, err := p.plan(src, k)
 	if err != nil {
 		log.Error().Err(err).Msg("plugin build refused")
 		if progress != nil && progress.Built != nil {

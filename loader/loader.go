@@ -686,7 +686,7 @@ func (l *Loader) open(src Source, path string) (*artifact, error) {
 	if err != nil {
 		return nil, newError(ErrOpen, name, err, "plugin %q: its artifact is unreadable", name)
 	}
-	reg := l.pipe.Registry()
+	reg, sums := l.pipe.Registry(), l.pipe.Sums(src) // read before taking amu
 	l.amu.Lock()
 	defer l.amu.Unlock()
 	if a, ok := l.artifacts[path]; ok {
@@ -699,7 +699,7 @@ func (l *Loader) open(src Source, path string) (*artifact, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg.Add(name, mods, l.pipe.Sums(src))
+	reg.Add(name, mods, sums)
 	a.modules = mods
 	if fi, err := os.Stat(path); err == nil {
 		a.bytes = fi.Size()
