@@ -78,24 +78,17 @@ type Options struct {
 	Log         zerolog.Logger
 }
 
-// SourceFinder finds one plugin's source through l's discovery, so that
+// SourceFinder finds one plugin's source as l's pipeline does, so that
 // files are selected (tests out, build constraints applied) as for the
-// in-process loader.
+// in-process loader: two stats, not a listing of the source directory,
+// since it runs for every call to a plugin not yet known.
 func SourceFinder(l *loader.Loader) func(name string) (loader.Source, error) {
+	find := l.Pipeline().Find
 	return func(name string) (loader.Source, error) {
 		if !loader.ValidName(name) {
 			return loader.Source{}, &loader.Error{Kind: loader.ErrBadName, Plugin: name, Msg: fmt.Sprintf("invalid plugin name %q", name)}
 		}
-		found, _, err := l.Discover()
-		if err != nil {
-			return loader.Source{}, &loader.Error{Kind: loader.ErrNotFound, Plugin: name, Err: err, Msg: fmt.Sprintf("plugin %q not found", name)}
-		}
-		for _, s := range found {
-			if s.Name == name {
-				return s, nil
-			}
-		}
-		return loader.Source{}, &loader.Error{Kind: loader.ErrNotFound, Plugin: name, Msg: fmt.Sprintf("plugin %q not found", name)}
+		return find(name)
 	}
 }
 

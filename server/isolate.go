@@ -8,7 +8,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/config"
 	"github.com/plugind/plugind/handlers"
 	"github.com/plugind/plugind/isolate"
@@ -35,9 +34,8 @@ func newIsolated(cfg config.Config, l *loader.Loader, log zerolog.Logger) (*isol
 		}
 		return nil, nil
 	}
-	host, _ := build.HostBuildInfo()
 	var tags string
-	for _, f := range host.Flags {
+	for _, f := range l.Pipeline().Host().Flags {
 		if t, ok := strings.CutPrefix(f, "-tags="); ok {
 			tags = t
 		}

@@ -255,23 +255,7 @@ func Sums(t testing.TB, p *modproxy.Proxy, module string) string {
 // testdata, e.g. "deps/shop") to the directory to.
 func CopyTree(t testing.TB, from, to string) {
 	t.Helper()
-	root := filepath.Join(Root(), "testdata", filepath.FromSlash(from))
-	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, path)
-		target := filepath.Join(to, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, data, 0o644)
-	})
-	if err != nil {
+	if err := os.CopyFS(to, os.DirFS(filepath.Join(Root(), "testdata", filepath.FromSlash(from)))); err != nil {
 		t.Fatal(err)
 	}
 }
