@@ -17,12 +17,16 @@ import (
 // newIsolated makes the manager of the plugins that run in processes of
 // their own (plugins.isolation, plugin.<name>.isolation), built in the
 // loader's module and cached beside its artifacts. Nothing starts until
-// such a plugin is called.
+// such a plugin is called. There is none when every plugin runs
+// in-process.
 //
-// In prebuilt mode there is none: isolated plugins are built on demand,
+// In prebuilt mode there is none either: isolated plugins are built on demand,
 // and plugind build does not build their executables yet, so a plugin
 // configured to run in a process is refused at start.
 func newIsolated(cfg config.Config, l *loader.Loader, log zerolog.Logger) (*isolate.Manager, error) {
+	if !isolationOf(cfg).any() {
+		return nil, nil // every plugin in-process: no manager, no second watcher
+	}
 	if cfg.Plugins.Build == config.BuildOff {
 		if cfg.Plugins.Isolation == config.IsolationProcess {
 			return nil, fmt.Errorf(`config: plugins.isolation = "process" needs plugins built on demand, and plugins.build is "off": plugind build does not build isolated plugins yet`)
@@ -68,13 +72,52 @@ func newIsolated(cfg config.Config, l *loader.Loader, log zerolog.Logger) (*isol
 	return m, nil
 }
 
+// isolation is every plugin's isolation mode, read from the
+// configuration once: the router asks for each request.
+type isolation struct {
+	def   string            // plugins.isolation
+	named map[string]string // plugin.<name>.isolation, where set
+}
+
+func isolationOf(cfg config.Config) isolation {
+	iso := isolation{def: cfg.Plugins.Isolation, named: make(map[string]string)}
+	for name := range cfg.PluginConfigs {
+		if mode := cfg.Plugin(name).Isolation; mode != "" {
+			iso.named[name] = mode
+		}
+	}
+	return iso
+}
+
+// of is plugin name's mode.
+func (iso isolation) of(name string) string {
+	if mode, ok := iso.named[name]; ok {
+		return mode
+	}
+	return iso.def
+}
+
+// any reports whether some plugin may run in a process.
+func (iso isolation) any() bool {
+	inProcess := func(mode string) bool { return mode == "" || mode == config.IsolationInProcess }
+	if !inProcess(iso.def) {
+		return true
+	}
+	for _, mode := range iso.named {
+		if !inProcess(mode) {
+			return true
+		}
+	}
+	return false
+}
+
 // isolated reports whether plugin name runs in a process from the start:
 // configured so, or "auto" where .so plugins cannot load (no cgo,
 // another platform). An "auto" plugin whose dependencies keep it from
 // loading in-process moves to a process when that shows (see
 // isolate.RouteAuto).
-func isolated(cfg config.Config, name string) bool {
-	switch cfg.Isolation(name) {
+func (iso isolation) isolated(name string) bool {
+	switch iso.of(name) {
 	case config.IsolationProcess:
 		return true
 	case config.IsolationAuto:
@@ -83,16 +126,17 @@ func isolated(cfg config.Config, name string) bool {
 	return false
 }
 
+// auto reports whether plugin name is in "auto" isolation.
+func (iso isolation) auto(name string) bool { return iso.of(name) == config.IsolationAuto }
+
 // plugins resolves isolated plugins through the manager, the others
 // in-process.
 func (s *Server) plugins() handlers.Plugins {
 	if s.isolated == nil {
 		return handlers.Loader(s.loader)
 	}
-	return isolate.RouteAuto(handlers.Loader(s.loader), s.isolated,
-		func(name string) bool { return isolated(s.cfg, name) },
-		func(name string) bool { return s.cfg.Isolation(name) == config.IsolationAuto },
-		s.log)
+	iso := isolationOf(s.cfg)
+	return isolate.RouteAuto(handlers.Loader(s.loader), s.isolated, iso.isolated, iso.auto, s.log)
 }
 
 // health is every plugin's Health hook result, in-process and isolated
