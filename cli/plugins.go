@@ -206,7 +206,7 @@ func doctorCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 					problems = append(problems, notBuilt(p)...)
 				} else {
 					fmt.Fprintln(stdout, "mode        auto (plugins.build = auto): builds plugins on demand")
-					goCmd, cc := toolchainOf(cmd.Context(), cfg.Plugins.Go)
+					goCmd, cc := toolchainOf(cmd.Context(), cfg.Plugins.Go, p.GoEnv())
 					fmt.Fprintf(stdout, "go          %s\n", goCmd)
 					fmt.Fprintf(stdout, "cc          %s\n", cc)
 					fmt.Fprintf(stdout, "module      plugins are built in %s\n", p.ModuleDir())
@@ -241,39 +241,51 @@ func doctorCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 
 // toolchainOf describes the go command plugins are built with and the C
 // compiler cgo uses with it (go env CC): the path of each and the
-// version it reports. The loader names what is missing as problems.
-func toolchainOf(ctx context.Context, goCmd string) (goDesc, ccDesc string) {
+// version it reports, asked with goEnv, the environment the server runs
+// the go command with (build.Pipeline.GoEnv). The process's environment
+// is not that one (a blank CC, which go env echoes, builds take as unset),
+// so asking with it could name a compiler builds never use. The loader
+// names what is missing as problems.
+func toolchainOf(ctx context.Context, goCmd string, goEnv []string) (goDesc, ccDesc string) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	// As plugin builds run it: never a toolchain download.
-	env := append(os.Environ(), "GOTOOLCHAIN=local", "GOWORK=off", "GOFLAGS=-mod=readonly")
+	// As the pipeline reads go env: never a toolchain download, no go.work.
+	env := append(goEnv, "GOTOOLCHAIN=local", "GOWORK=off")
 	goPath, err := exec.LookPath(goCmd)
 	if err != nil {
 		return fmt.Sprintf("%q not found on PATH", goCmd), "unknown (no go command to ask for CC)"
 	}
-	goDesc = goPath + ", " + firstLine(ctx, env, goPath, "env", "GOVERSION")
-	cc := strings.Fields(firstLine(ctx, env, goPath, "env", "CC"))
+	// One go env for both, as the pipeline's: a line per variable.
+	out, err := output(ctx, env, goPath, "env", "GOVERSION", "CC")
+	if err != nil {
+		return fmt.Sprintf("%s, go env failed: %v", goPath, err), "unknown (go env CC failed)"
+	}
+	version, ccLine, _ := strings.Cut(out, "\n")
+	goDesc = goPath + ", " + version
+	cc := strings.Fields(ccLine)
 	if len(cc) == 0 {
-		return goDesc, "unknown (go env CC failed)"
+		return goDesc, "unknown (go env CC is empty)"
 	}
 	ccPath, err := exec.LookPath(cc[0])
 	if err != nil {
 		return goDesc, fmt.Sprintf("%q (go env CC) not found on PATH", cc[0])
 	}
-	return goDesc, ccPath + ", " + firstLine(ctx, env, ccPath, "--version")
+	line, _ := output(ctx, env, ccPath, "--version")
+	line, _, _ = strings.Cut(line, "\n")
+	return goDesc, ccPath + ", " + line
 }
 
-// firstLine runs a command and returns the first line of its output, or
-// why there is none.
-func firstLine(ctx context.Context, env []string, name string, args ...string) string {
+// output runs a command and returns its output, trimmed, or when it
+// failed without any, why; err is the command's.
+func output(ctx context.Context, env []string, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = env
 	out, err := cmd.Output()
-	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	if err != nil && line == "" {
-		return fmt.Sprintf("%s %s failed: %v", filepath.Base(name), strings.Join(args, " "), err)
+	s := strings.TrimSpace(string(out))
+	if err != nil && s == "" {
+		s = fmt.Sprintf("%s %s failed: %v", filepath.Base(name), strings.Join(args, " "), err)
 	}
-	return line
+	return s, err
 }
 
 func newCommand(environ []string, stdout io.Writer) *cobra.Command {
