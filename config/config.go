@@ -102,7 +102,7 @@ type PluginConfig struct {
 	Processes int `mapstructure:"processes"`
 	// Copies is how many copies of an in-process prestd-ABI plugin to
 	// load (0: one), each with its own package globals, so that as many
-	// calls run at once; 1 to MaxCopies.
+	// calls run at once; 1 to MaxCopies, or 0 (unset): one.
 	Copies int `mapstructure:"copies"`
 }
 
@@ -681,7 +681,7 @@ func (c Config) Validate() error {
 		case p.Processes < 0:
 			return fmt.Errorf("config: %s.processes must not be negative, got %d", key, p.Processes)
 		case p.Copies < 0 || p.Copies > MaxCopies:
-			return fmt.Errorf("config: %s.copies must be between 1 and %d, got %d: each copy of a prestd-ABI plugin is a build and a library loaded for good", key, MaxCopies, p.Copies)
+			return fmt.Errorf("config: %s.copies must be between 1 and %d, or 0 for one copy (as when unset), got %d: each copy of a prestd-ABI plugin is a build and a library loaded for good", key, MaxCopies, p.Copies)
 		}
 		for _, m := range p.Methods {
 			if m == "" || strings.ToUpper(m) != m || strings.ContainsFunc(m, func(r rune) bool { return r < 'A' || r > 'Z' }) {

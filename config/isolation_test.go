@@ -74,9 +74,9 @@ isolation = "inprocess"
 	}
 }
 
-// TestCopies reads [plugin.<name>] copies: absent is 0 (one copy), 1 to
-// MaxCopies are taken, anything else is refused naming the key and the
-// bound.
+// TestCopies reads [plugin.<name>] copies: absent is 0 (one copy), 0 and
+// 1 to MaxCopies are taken, anything else is refused naming the key, the
+// bound and that 0 is allowed.
 func TestCopies(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -88,8 +88,9 @@ func TestCopies(t *testing.T) {
 		{name: "one", toml: "[plugin.hello]\ncopies = 1\n", want: 1},
 		{name: "four", toml: "[plugin.hello]\ncopies = 4\n", want: 4},
 		{name: "the bound", toml: "[plugin.hello]\ncopies = 64\n", want: config.MaxCopies},
-		{name: "negative", toml: "[plugin.hello]\ncopies = -1\n", wantErr: "plugin.hello.copies must be between 1 and 64, got -1"},
-		{name: "over the bound", toml: "[plugin.hello]\ncopies = 65\n", wantErr: "plugin.hello.copies must be between 1 and 64"},
+		{name: "zero, as unset", toml: "[plugin.hello]\ncopies = 0\n", want: 0},
+		{name: "negative", toml: "[plugin.hello]\ncopies = -1\n", wantErr: "plugin.hello.copies must be between 1 and 64, or 0 for one copy (as when unset), got -1"},
+		{name: "over the bound", toml: "[plugin.hello]\ncopies = 65\n", wantErr: "plugin.hello.copies must be between 1 and 64, or 0 for one copy (as when unset), got 65"},
 		{name: "not a number", toml: "[plugin.hello]\ncopies = \"many\"\n", wantErr: "copies"},
 	}
 	for _, tt := range tests {
