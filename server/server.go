@@ -211,9 +211,6 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Opt
 		return nil, err
 	}
 	s.onClose("isolated plugins", func(ctx context.Context) error { s.closeIsolated(ctx); return nil })
-	if err := os.MkdirAll(cfg.Tasks.Dir, 0o700); err != nil && cfg.Tasks.Store != "postgres" {
-		return nil, fmt.Errorf("tasks.dir: %w", err)
-	}
 	tm, err := tasks.Open(tasks.Options{
 		Store: cfg.Tasks.Store, DSN: cfg.Tasks.DSN, Lease: cfg.Tasks.Lease,
 		Dir: cfg.Tasks.Dir, Workers: cfg.Tasks.Workers, QueueSize: cfg.Tasks.Queue,

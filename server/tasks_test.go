@@ -2,11 +2,14 @@ package server_test
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/plugind/plugind/config"
+	"github.com/plugind/plugind/internal/pgtest"
 	"github.com/plugind/plugind/internal/plugintest"
 )
 
@@ -123,5 +126,43 @@ func TestTasks(t *testing.T) {
 	}
 	if v := waitTask(t, again, done.ID, func(taskView) bool { return true }); v.State != "done" || string(v.Result) != `{"steps":4}` {
 		t.Errorf("a finished task after restart: %+v", v)
+	}
+}
+
+// TestTaskDirOnlyForTheFileStore: the task directory is the file
+// store's (tasks.db); a server on a PostgreSQL store leaves it uncreated
+// (it may be the default, <pluginpath>/.plugind/tasks, in a plugin
+// directory nothing should write to). A task runs through either store.
+func TestTaskDirOnlyForTheFileStore(t *testing.T) {
+	tests := []struct {
+		store   string
+		dirMade bool
+	}{
+		{store: "bolt", dirMade: true},
+		{store: "postgres", dirMade: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.store, func(t *testing.T) {
+			tasksDir := filepath.Join(t.TempDir(), "not", "yet")
+			var dsn string
+			if tt.store == "postgres" {
+				dsn = pgtest.Start(t).NewDatabase(t)
+			}
+			srv := startWith(t, plugintest.PluginPath(t, "jobs"), func(c *config.Config) {
+				c.Tasks = config.Tasks{Store: tt.store, DSN: dsn, Dir: tasksDir, Workers: 1, Timeout: time.Minute, Retention: time.Hour}
+			})
+			id, got := startTask(t, srv, "d=4ms")
+			if got.status != 202 {
+				t.Fatalf("start: %d %s", got.status, got.body)
+			}
+			waitTask(t, srv, id, func(v taskView) bool { return v.State == "done" })
+			_, err := os.Stat(tasksDir)
+			if made := err == nil; made != tt.dirMade {
+				t.Errorf("tasks.dir created: %v, want %v (stat: %v)", made, tt.dirMade, err)
+			}
+			if _, err := os.Stat(filepath.Join(tasksDir, "tasks.db")); tt.dirMade && err != nil {
+				t.Errorf("the file store: %v", err)
+			}
+		})
 	}
 }

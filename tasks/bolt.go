@@ -44,7 +44,14 @@ func (e *LockedError) Error() string {
 	return fmt.Sprintf("another plugind (pid %d) is using %s", e.PID, e.Dir)
 }
 
+// openBolt opens the store in dir, creating dir if need be: only this
+// store has one (a PostgreSQL store writes no file).
 func openBolt(dir string, lockWait time.Duration) (*boltStore, error) {
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("tasks.dir: %w", err)
+		}
+	}
 	db, err := bolt.Open(filepath.Join(dir, "tasks.db"), 0o600, &bolt.Options{Timeout: lockWait})
 	if errors.Is(err, berrors.ErrTimeout) {
 		abs, aerr := filepath.Abs(dir)

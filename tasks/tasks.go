@@ -114,7 +114,7 @@ const DefaultLease = 15 * time.Second
 // Options configure a Manager.
 type Options struct {
 	Store       string        // "bolt" (default): a file in Dir; "postgres": a database at DSN, shared by replicas
-	Dir         string        // where tasks.db lives
+	Dir         string        // bolt: where tasks.db lives, created if missing; postgres: unused
 	DSN         string        // the PostgreSQL database
 	Lease       time.Duration // postgres: a dead replica's tasks read interrupted within it; 0: DefaultLease
 	Workers     int           // tasks running at once

@@ -108,6 +108,22 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
+// TestFileStoreMakesItsDir: the file store creates its directory, parents
+// too (the server leaves it to the store: a PostgreSQL store has none).
+func TestFileStoreMakesItsDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "plugind", "tasks")
+	m := open(t, dir, nil)
+	defer m.Shutdown(context.Background())
+	id, _ := m.Start("p", "sum", result(map[string]int{"sum": 3}))
+	wait(t, m, id, Done)
+	if fi, err := os.Stat(filepath.Join(dir, "tasks.db")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("tasks.db: %v %v", fi, err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("tasks.dir: %v %v, want mode 0700", fi, err)
+	}
+}
+
 // TestActive: the running and queued tasks, oldest first; a finished
 // one is gone from the list.
 func TestActive(t *testing.T) {
