@@ -116,7 +116,14 @@ func (s *pgStore) migrate(ctx context.Context) error {
 // a dead owner's tasks read interrupted within one period.
 func (s *pgStore) leaseFor() int64 { return (s.lease / 2).Microseconds() }
 
-func (s *pgStore) put(ctx context.Context, rec Task, keep int) error {
+// put writes rec. It trims nothing: finished tasks beyond the cap are
+// deleted by expire, on every replica's sweep. A trim here would run, on
+// every finish on every replica, a DELETE that walks keep index entries
+// (all but the rows it deletes) and that replicas finishing together
+// would run against the same oldest rows, to make exact between sweeps a
+// cap that, like retention, holds from each sweep (one a minute per
+// replica, and at start).
+func (s *pgStore) put(ctx context.Context, rec Task, _ int) error {
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -137,14 +144,12 @@ func (s *pgStore) put(ctx context.Context, rec Task, keep int) error {
 		return err
 	case tag.RowsAffected() == 0:
 		return errSuperseded
-	case rec.State.finished():
-		s.trim(ctx, keep)
 	}
 	return nil
 }
 
 // trim deletes the oldest finished tasks beyond keep, fleet-wide. A
-// failure is logged: the next finish or sweep trims again.
+// failure is logged: the next sweep trims again.
 func (s *pgStore) trim(ctx context.Context, keep int) {
 	_, err := s.pool.Exec(ctx, `DELETE FROM plugind_tasks WHERE id IN (
 		SELECT id FROM plugind_tasks WHERE finished_at IS NOT NULL

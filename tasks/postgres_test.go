@@ -204,10 +204,12 @@ func TestPostgresKilledReplica(t *testing.T) {
 	}
 }
 
-// The cap and retention hold across replicas.
+// The cap and retention hold across replicas, from a sweep: finishing a
+// task deletes none (a DELETE per finish on every replica), one replica's
+// sweep trims the fleet's.
 func TestPostgresCapAndRetentionAreFleetWide(t *testing.T) {
 	dsn := pgDatabase(t)
-	cap3 := func(o *Options) { o.MaxFinished = 3 }
+	cap3 := func(o *Options) { o.MaxFinished, o.sweepPeriod = 3, time.Hour } // sweeps are this test's
 	a, b := openPG(t, dsn, cap3), openPG(t, dsn, cap3)
 	defer a.Shutdown(context.Background())
 	defer b.Shutdown(context.Background())
@@ -220,10 +222,16 @@ func TestPostgresCapAndRetentionAreFleetWide(t *testing.T) {
 		wait(t, m, id, Done)
 		ids = append(ids, id)
 	}
+	for i, id := range ids {
+		if _, err := b.Get(id); err != nil {
+			t.Errorf("task %d of 5 with a cap of 3, before a sweep: %v (trimmed when it finished?)", i, err)
+		}
+	}
+	a.expire(time.Now())
 	for _, m := range []*Manager{a, b} {
 		for i, id := range ids {
 			if _, err := m.Get(id); (i >= 2) != (err == nil) {
-				t.Errorf("task %d of 5 with a cap of 3 across two replicas: %v", i, err)
+				t.Errorf("task %d of 5 with a cap of 3 across two replicas, after a sweep: %v", i, err)
 			}
 		}
 	}

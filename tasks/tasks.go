@@ -4,7 +4,8 @@
 //
 // Concurrency and the queue are bounded (a full queue is ErrQueueFull,
 // 429); each task has a timeout; finished tasks are kept for a retention
-// period, and at most MaxFinished of them (the oldest go first). Records
+// period, and at most MaxFinished of them (the oldest go first; in
+// PostgreSQL both hold from each sweep, once a minute per replica). Records
 // live in a store and survive restarts: a bbolt file, one process's, or a
 // PostgreSQL database shared by replicas, any of which answers for and
 // cancels any task. What a Manager reports is what the store accepted: a
@@ -133,7 +134,8 @@ type Options struct {
 // store keeps task records.
 type store interface {
 	// put writes a record; a finished one may push the oldest finished
-	// records beyond keep out.
+	// records beyond keep out (bbolt's does, in the same transaction;
+	// PostgreSQL's leaves them to expire).
 	put(ctx context.Context, rec Task, keep int) error
 	// get reads a record; ErrNotFound when there is none.
 	get(ctx context.Context, id string) (Task, error)
