@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
+
+	plugbuild "github.com/plugind/plugind/build"
+	"github.com/plugind/plugind/internal/plugintest"
+	"github.com/plugind/plugind/isolate"
+	"github.com/plugind/plugind/loader"
 )
 
 func TestExecToHealthy(t *testing.T) {
@@ -48,6 +56,65 @@ func TestExecToHealthy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExecToHealthyOfRealStarts reads the log of real plugin processes,
+// started by package isolate as a server with isolation = "process"
+// starts them, into a JSON log as the server writes it: the hand-written
+// lines above would pass whatever isolate logs, so a renamed event or
+// field, or another unit, fails here rather than in make bench.
+func TestExecToHealthyOfRealStarts(t *testing.T) {
+	const processes = 2
+	src := filepath.Join(plugintest.PluginPath(t, "hello"), "src")
+	logPath := filepath.Join(t.TempDir(), "server.log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	log := zerolog.New(f).With().Timestamp().Logger()
+	p, err := plugbuild.New(t.Context(), plugbuild.Options{SrcDir: src, CacheDir: plugintest.CacheDir(), Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := loader.New(loader.Options{Pipeline: p, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	m, err := isolate.New(isolate.Options{
+		Find: isolate.SourceFinder(l), ModuleDir: l.ModuleDir(), CacheDir: plugintest.CacheDir(),
+		BuildWait: plugintest.BuildWait, Processes: func(string) int { return processes }, Log: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	begun := time.Now()
+	h, err := m.Resolve(t.Context(), "hello", "Hello", "GET") // builds, and starts the processes
+	if err != nil || h == nil {
+		t.Fatalf("resolving hello in a process: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bound := time.Since(begun)
+
+	starts, err := execToHealthy(logPath, "hello")
+	if err != nil {
+		data, _ := os.ReadFile(logPath)
+		t.Fatalf("%v\n%s", err, data)
+	}
+	if len(starts) != processes {
+		t.Fatalf("%d starts read, want %d: %v", len(starts), processes, starts)
+	}
+	for _, d := range starts {
+		if d <= 0 || d > bound { // milliseconds read as such, not as seconds or nanoseconds
+			t.Errorf("exec -> healthy %s: want within (0, %s], the time the start took", d, bound)
+		}
+	}
+	t.Logf("exec -> healthy: %v", starts)
 }
 
 // TestDescendants: a child of a child is found, and what has exited is not.
