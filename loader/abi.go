@@ -306,13 +306,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) (err error) 
 	if status < 200 || status > 599 {
 		return newError(ErrStatus, h.Plugin, nil, "plugin %q: %s returned status %d; want 200-599 (or 0 for 200)", h.Plugin, h.Symbol, status)
 	}
-	hdr := w.Header()
-	// Canonical keys, assigned: Set would allocate a slice per call. The
-	// values are shared and cap 1, so a later Add appends to a copy.
-	hdr["Content-Type"] = textType
+	ct := textType
 	if json.Valid([]byte(body)) {
-		hdr["Content-Type"] = jsonType
+		ct = jsonType
 	}
+	hdr := w.Header()
+	// Canonical keys, assigned once: Set would allocate a slice per call,
+	// and a second assignment to a map of 8 entries grows it, even with
+	// the key already there. The values are shared and cap 1, so a later
+	// Add appends to a copy.
+	hdr["Content-Type"] = ct
 	// net/http adds the Content-Length of a body this small itself (the
 	// handler writes it at once, unflushed, and returns), outside the
 	// header map: one entry less to grow it and to copy at WriteHeader.
