@@ -11,6 +11,7 @@ import (
 
 	"github.com/plugind/plugind/auth"
 	"github.com/plugind/plugind/loader"
+	"github.com/plugind/plugind/sdk"
 )
 
 // The access middleware is written out rather than assembled from hlog's
@@ -50,6 +51,14 @@ type requestInfo struct {
 	// bodyTooLarge: a read of the body went over a limit. Atomic: a
 	// handler under a timeout may read on after its caller has answered.
 	bodyTooLarge atomic.Bool
+
+	// env is the sdk's view of the plugin and the request, which Value
+	// answers for sdk.EnvKey once hasEnv is set. The plugin handler
+	// writes env, then sets hasEnv, before it calls the plugin
+	// (pluginState.withEnv); nothing changes them after. Atomic: a
+	// middleware plugin's goroutine may ask for the env meanwhile.
+	env    sdk.Env
+	hasEnv atomic.Bool
 }
 
 // started reports whether the response has begun: after that, a failure
@@ -58,10 +67,16 @@ func (i *requestInfo) started() bool { return i.status != 0 }
 
 type requestInfoKey struct{}
 
-// Value returns i for requestInfoKey, the parent's values for other keys.
+// Value returns i for requestInfoKey, the plugin's sdk.Env for
+// sdk.EnvKey once set, and the parent's values for other keys.
 func (i *requestInfo) Value(key any) any {
-	if _, ok := key.(requestInfoKey); ok {
+	switch key.(type) {
+	case requestInfoKey:
 		return i
+	case sdk.EnvKey:
+		if i.hasEnv.Load() {
+			return &i.env
+		}
 	}
 	return i.Context.Value(key)
 }

@@ -16,7 +16,7 @@ import (
 // TestLayerAllocs holds the layers to what they must allocate per
 // request: nothing over the handler's own for security headers, the gzip
 // layer when the client accepts no compression, the plugin route's
-// dispatch and the metrics.
+// dispatch, the plugin handler without limits and the metrics.
 func TestLayerAllocs(t *testing.T) {
 	s := benchServer(false)
 	s.Auth, _ = auth.New(auth.Config{})
@@ -33,6 +33,9 @@ func TestLayerAllocs(t *testing.T) {
 		{"gzip, not accepted", s.compress(trivial), benchRequest(), 0},
 		{"plugin route dispatch", s.dispatch(rs), withInfo(benchRequest()), 0},
 		{"auth, none configured", s.guard(auth.Plugin, trivial), withInfo(benchRequest()), 0},
+		// Resolve, the plugin's state and the sdk env, which the
+		// request's info holds: no context, request copy or map.
+		{"plugin handler, no limits", http.HandlerFunc(benchServer(true).plugin), withInfo(benchRequest()), 0},
 		{"metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			m.Request("hello", "Hello", http.MethodGet, http.StatusOK, time.Millisecond)
 			trivial(w, r)

@@ -173,16 +173,27 @@ func (st *pluginState) acquire() (release func(), err error) {
 	}
 }
 
-// withEnv hands the handler the sdk's view of the plugin and request.
+// withEnv hands the handler the sdk's view of the plugin and request. In
+// the access layer it is the request's info, which the request's context
+// already is: no context, request copy or map more per call (sdk.Vars
+// makes the route variables' map when a plugin asks).
 func (st *pluginState) withEnv(next Handler) Handler {
 	return HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		env := &sdk.Env{Plugin: st.name, Settings: st.Settings, Secrets: st.Secrets, Log: st.log, Bus: st.Bus, Tasks: st.Tasks}
-		if info := infoFrom(r.Context()); info != nil {
-			env.RequestID = info.id
-			env.Vars = map[string]string{"file": info.file, "func": info.fn}
+		info := infoFrom(r.Context())
+		if info == nil {
+			env := st.env()
+			return next.ServeHTTP(w, r.WithContext(sdk.NewContext(r.Context(), &env)))
 		}
-		return next.ServeHTTP(w, r.WithContext(sdk.NewContext(r.Context(), env)))
+		info.env = st.env()
+		info.env.RequestID, info.env.File, info.env.Func = info.id, info.file, info.fn
+		info.hasEnv.Store(true)
+		return next.ServeHTTP(w, r)
 	})
+}
+
+// env is the plugin's part of the sdk's Env.
+func (st *pluginState) env() sdk.Env {
+	return sdk.Env{Plugin: st.name, Settings: st.Settings, Secrets: st.Secrets, Log: st.log, Bus: st.Bus, Tasks: st.Tasks}
 }
 
 // errTimeout is a handler outliving its plugin's timeout; errBufferFull a

@@ -81,8 +81,13 @@ func (b limitedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// limitReader bounds r's body at limit bytes (limit > 0).
+// limitReader bounds r's body at limit bytes (limit > 0). A request
+// without a body (net/http's NoBody: no Content-Length, not chunked) has
+// nothing to bound and keeps it.
 func limitReader(w http.ResponseWriter, r *http.Request, limit int64) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return
+	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 	if info := infoFrom(r.Context()); info != nil {
 		body = limitedBody{body, info}

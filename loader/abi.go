@@ -86,7 +86,7 @@ type artifact struct {
 	settings *map[string]any      // nil if the plugin has no Settings
 	secrets  *map[string]string   // nil if the plugin has no Secrets
 
-	handlers sync.Map // symbol name -> *Handler; only symbols that exist
+	handlers sync.Map // handlerKey -> *Handler; only symbols that exist
 }
 
 // openArtifact opens path and checks the types of its optional globals
@@ -147,12 +147,19 @@ func typeName(sym any) string {
 // errNoSymbol marks a symbol the plugin does not export.
 var errNoSymbol = errors.New("no such symbol")
 
-// handler returns the handler for symbol, looked up once and cached.
+// handlerKey names a handler symbol: method + fn + "Handler".
+type handlerKey struct{ method, fn string }
+
+// handler returns the handler method + fn + "Handler", looked up once
+// and cached.
 func (a *artifact) handler(plugin, method, fn string, wait time.Duration) (*Handler, error) {
-	symbol := method + fn + "Handler"
-	if h, ok := a.handlers.Load(symbol); ok {
+	// Keyed by the symbol's parts: the name itself would be a string
+	// made, on the heap, for every request.
+	key := handlerKey{method, fn}
+	if h, ok := a.handlers.Load(key); ok {
 		return h.(*Handler), nil
 	}
+	symbol := method + fn + "Handler"
 	sym, err := a.syms.Lookup(symbol)
 	if err != nil {
 		return nil, errNoSymbol
@@ -177,7 +184,7 @@ func (a *artifact) handler(plugin, method, fn string, wait time.Duration) (*Hand
 			}
 		}
 	}
-	actual, _ := a.handlers.LoadOrStore(symbol, h)
+	actual, _ := a.handlers.LoadOrStore(key, h)
 	return actual.(*Handler), nil
 }
 
@@ -299,17 +306,40 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) (err error) 
 	if status < 200 || status > 599 {
 		return newError(ErrStatus, h.Plugin, nil, "plugin %q: %s returned status %d; want 200-599 (or 0 for 200)", h.Plugin, h.Symbol, status)
 	}
-	ct := "text/plain; charset=utf-8"
+	ct := textType
 	if json.Valid([]byte(body)) {
-		ct = "application/json"
+		ct = jsonType
 	}
 	hdr := w.Header()
-	hdr.Set("Content-Type", ct)
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	// Canonical keys, assigned once: Set would allocate a slice per call,
+	// and a second assignment to a map of 8 entries grows it, even with
+	// the key already there. The values are shared and cap 1, so a later
+	// Add appends to a copy.
+	hdr["Content-Type"] = ct
+	// net/http adds the Content-Length of a body this small itself (the
+	// handler writes it at once, unflushed, and returns), outside the
+	// header map: one entry less to grow it and to copy at WriteHeader.
+	// HEAD has no body to measure.
+	if len(body) > autoLengthMax || r.Method == http.MethodHead {
+		hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, body) // a client that left is not the plugin's failure
 	return nil
 }
+
+// The Content-Type values of prestd-ABI answers, shared by all: see
+// ServeHTTP.
+var (
+	textType = []string{"text/plain; charset=utf-8"}[:1:1]
+	jsonType = []string{"application/json"}[:1:1]
+)
+
+// autoLengthMax is the largest body ServeHTTP leaves to net/http to
+// measure: it computes the length of a response whose body fits its
+// buffer (2 KiB; "under a few KB" in ResponseWriter.Write's doc) when
+// the handler returns.
+const autoLengthMax = 1024
 
 // vars are the route variables a prestd-ABI handler finds in HTTPVars.
 // Each call gets fresh maps in HTTPVars and URLQuery (these two, about a

@@ -42,25 +42,33 @@ import (
 // request. The server builds it; plugins read it through the functions
 // of this package.
 type Env struct {
-	Plugin    string            // the plugin's name
-	RequestID string            // "" outside a request (Init, Close)
-	Vars      map[string]string // route variables: "file" and "func"
-	Settings  map[string]any    // [plugin.<name>.settings]; read-only
-	Secrets   map[string]string // never logged or listed; read-only
-	Log       zerolog.Logger    // carries the plugin's name
-	Bus       Bus               // nil outside plugind
-	Tasks     Tasks             // nil outside plugind
+	Plugin    string // the plugin's name
+	RequestID string // "" outside a request (Init, Close)
+	// Vars are the route variables, "file" and "func". When Vars is nil,
+	// Vars(ctx) makes them from File and Func, a new map for each call.
+	Vars     map[string]string
+	File     string            // the route's plugin file, for Vars
+	Func     string            // the route's function, for Vars
+	Settings map[string]any    // [plugin.<name>.settings]; read-only
+	Secrets  map[string]string // never logged or listed; read-only
+	Log      zerolog.Logger    // carries the plugin's name
+	Bus      Bus               // nil outside plugind
+	Tasks    Tasks             // nil outside plugind
 }
 
-type envKey struct{}
+// EnvKey is the context key of the Env: a context carries env when its
+// Value(EnvKey{}) is env, an *Env. NewContext makes one; a server whose
+// request contexts are of its own type answers the key itself, without
+// a context (and a request copy) more per request. For the server.
+type EnvKey struct{}
 
 // NewContext returns ctx carrying env. For the server.
 func NewContext(ctx context.Context, env *Env) context.Context {
-	return context.WithValue(ctx, envKey{}, env)
+	return context.WithValue(ctx, EnvKey{}, env)
 }
 
 func envFrom(ctx context.Context) *Env {
-	if env, ok := ctx.Value(envKey{}).(*Env); ok {
+	if env, ok := ctx.Value(EnvKey{}).(*Env); ok && env != nil {
 		return env
 	}
 	return &Env{Log: zerolog.Nop()}
@@ -73,8 +81,16 @@ func Plugin(ctx context.Context) string { return envFrom(ctx).Plugin }
 // the X-Request-Id response header.
 func RequestID(ctx context.Context) string { return envFrom(ctx).RequestID }
 
-// Vars are the request's route variables ("file" and "func").
-func Vars(ctx context.Context) map[string]string { return envFrom(ctx).Vars }
+// Vars are the request's route variables ("file" and "func"); nil
+// outside a request. The map may be new for each call: write to it only
+// if the writes need not be seen by a later call.
+func Vars(ctx context.Context) map[string]string {
+	env := envFrom(ctx)
+	if env.Vars != nil || env.File == "" && env.Func == "" {
+		return env.Vars
+	}
+	return map[string]string{"file": env.File, "func": env.Func}
+}
 
 // Secret returns one of the plugin's secrets (PREST_PLUGIN_<NAME>_<KEY>
 // or the secrets file). Never log it.

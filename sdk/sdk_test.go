@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -78,6 +79,54 @@ func TestContext(t *testing.T) {
 	sdk.Logger(bare).Info().Msg("dropped")
 	if _, ok := sdk.Secret(bare, "token"); ok {
 		t.Error("a bare context has secrets")
+	}
+}
+
+// ownContext is a server's request context that answers sdk.EnvKey
+// itself, as plugind's does, instead of a context.WithValue.
+type ownContext struct {
+	context.Context
+	env *sdk.Env
+}
+
+func (c ownContext) Value(key any) any {
+	if _, ok := key.(sdk.EnvKey); ok {
+		return c.env
+	}
+	return c.Context.Value(key)
+}
+
+func TestVars(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want map[string]string
+	}{
+		{"the map given", sdk.NewContext(context.Background(), &sdk.Env{Vars: map[string]string{"file": "f", "func": "F", "x": "y"}}),
+			map[string]string{"file": "f", "func": "F", "x": "y"}},
+		{"made from File and Func", sdk.NewContext(context.Background(), &sdk.Env{File: "hello", Func: "Hello"}),
+			map[string]string{"file": "hello", "func": "Hello"}},
+		{"a context answering EnvKey", ownContext{context.Background(), &sdk.Env{Plugin: "p", File: "p", Func: "G"}},
+			map[string]string{"file": "p", "func": "G"}},
+		{"outside a request", sdk.NewContext(context.Background(), &sdk.Env{Plugin: "p"}), nil},
+		{"a nil env", ownContext{context.Background(), nil}, nil},
+		{"a bare context", context.Background(), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := sdk.Vars(tc.ctx)
+			if !maps.Equal(got, tc.want) || (got == nil) != (tc.want == nil) {
+				t.Fatalf("Vars = %v, want %v", got, tc.want)
+			}
+			if got == nil {
+				return
+			}
+			// A plugin may write to the map it was given without changing
+			// what the next call returns when the map is made per call.
+			got["file"] = "changed"
+			if again := sdk.Vars(tc.ctx)["file"]; tc.name != "the map given" && again != tc.want["file"] {
+				t.Errorf("after a write to the first map, Vars()[file] = %q, want %q", again, tc.want["file"])
+			}
+		})
 	}
 }
 
