@@ -240,15 +240,32 @@ func errClosed(name string) error {
 // Reload builds plugin name's source again and, if it changed, starts
 // the new program, waits until it is healthy, switches calls to it and
 // drains and stops the old processes. A plugin left down by a crash loop
-// starts again. A plugin never called is left alone.
+// starts again. A plugin never called is left alone (see Runs). ctx
+// bounds the reload, and so does Close. The server calls it when the
+// loader's watcher reports that the plugin's source or requirements
+// changed (loader.EventSourceChanged).
 func (m *Manager) Reload(ctx context.Context, name string) error {
 	m.mu.Lock()
-	p := m.plugins[name]
+	p, closed := m.plugins[name], m.closed
 	m.mu.Unlock()
+	if closed {
+		return errClosed(name)
+	}
 	if p == nil {
 		return nil
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(m.ctx, cancel)()
 	return p.reload(ctx)
+}
+
+// Runs reports whether plugin name runs in a process of m's: it has been
+// called through m (Route sends it there), so Reload concerns it.
+func (m *Manager) Runs(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.plugins[name] != nil
 }
 
 // Close stops every plugin process: calls in flight complete (bounded by

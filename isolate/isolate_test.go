@@ -695,37 +695,6 @@ func TestLegacyBusy(t *testing.T) {
 	}
 }
 
-// TestWatchReloads: with Watch on, an edited source of an isolated plugin
-// that has been called is built and swapped in by itself.
-func TestWatchReloads(t *testing.T) {
-	h := newHarness(t, config{isolated: []string{"slow"}}, "slow")
-	if err := h.m.Watch(h.src); err != nil {
-		t.Fatal(err)
-	}
-	if a := h.get(t, "/_PLUGIN/slow/Legacy"); a.body != "slept" {
-		t.Fatalf("%d %s", a.status, a.body)
-	}
-	src, err := os.ReadFile(filepath.Join(h.src, "slow.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	plugintest.WriteFile(t, h.src, "slow.go", strings.Replace(string(src), `return "slept"`, `return "slept, watched"`, 1))
-	deadline := time.Now().Add(plugintest.BuildWait)
-	for {
-		a := h.get(t, "/_PLUGIN/slow/Legacy")
-		if a.status != http.StatusOK {
-			t.Fatalf("during the reload: %d %s", a.status, a.body)
-		}
-		if a.body == "slept, watched" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the edit was not picked up")
-		}
-		time.Sleep(50 * time.Millisecond) // polling a condition, with a bound
-	}
-}
-
 // TestUnknownNames: a name with no source is 404 and leaves no record:
 // calls for random names cannot grow the manager.
 func TestUnknownNames(t *testing.T) {
@@ -735,13 +704,16 @@ func TestUnknownNames(t *testing.T) {
 			t.Fatalf("%d %s; want 404", a.status, a.body)
 		}
 	}
-	if _, ok := h.m.Info("nope"); ok {
+	if _, ok := h.m.Info("nope"); ok || h.m.Runs("nope") {
 		t.Fatal("a plugin without source got a record")
+	}
+	if h.m.Runs("crashy") {
+		t.Fatal("a plugin never called runs in a process")
 	}
 	if a := h.get(t, "/_PLUGIN/crashy/Ok"); a.status != http.StatusOK {
 		t.Fatalf("%d %s", a.status, a.body)
 	}
-	if _, ok := h.m.Info("crashy"); !ok {
+	if _, ok := h.m.Info("crashy"); !ok || !h.m.Runs("crashy") {
 		t.Fatal("a called plugin has no record")
 	}
 }

@@ -193,7 +193,9 @@ func (p *plugin) reload(ctx context.Context) error {
 		g, err = p.startGeneration(ctx, prog)
 	}
 	if err != nil {
-		p.log.Error().Err(err).Msg("isolated plugin reload failed; the previous version keeps serving")
+		if p.m.ctx.Err() == nil { // a reload cut short by Close is no failure of the plugin
+			p.log.Error().Err(err).Msg("isolated plugin reload failed; the previous version keeps serving")
+		}
 		return err
 	}
 	p.mu.Lock()

@@ -12,6 +12,14 @@ const (
 	EventReloaded    EventKind = "reloaded"     // a new version replaced the current one
 	EventLoadFailed  EventKind = "load_failed"  // a built plugin was refused or failed to load
 	EventRemoved     EventKind = "removed"      // its source went; it is no longer routed
+	// EventSourceChanged: the watcher (see Watch) saw the plugin's source,
+	// or the go.mod or go.sum that declares its requirements, change, and
+	// the files are quiet again. It comes before the loader brings the
+	// plugin up to date, whether or not the loader has loaded it, so that
+	// what runs plugins elsewhere (in processes of their own) can do the
+	// same. A change of lib/go.mod or lib/go.sum comes as one event for
+	// every plugin in the source directory.
+	EventSourceChanged EventKind = "source_changed"
 )
 
 // Event is something that happened to a plugin, for Options.Notify.

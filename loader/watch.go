@@ -24,8 +24,10 @@ const debounce = 150 * time.Millisecond
 // change:
 // the new version is built once, in the background, and swapped in; the
 // current one serves until then, and keeps serving if the new one fails.
-// Plugins never requested stay unbuilt. Watch returns once watching has
-// started; Close stops it and waits for it.
+// Plugins never requested stay unbuilt. Each change, once the files are
+// quiet, is told to Options.Notify first (EventSourceChanged), for plugins
+// the loader does not run. Watch returns once watching has started; Close
+// stops it and waits for it.
 func (l *Loader) Watch() error {
 	if !l.reload {
 		return errors.New("reload is off")
@@ -92,13 +94,9 @@ func (l *Loader) watch(w *fsnotify.Watcher) {
 			} else if name == "" {
 				timers[name] = time.AfterFunc(debounce, l.invalidate)
 			} else if name == everyPlugin {
-				timers[name] = time.AfterFunc(debounce, func() {
-					for _, e := range l.entries() {
-						l.refresh(e.name)
-					}
-				})
+				timers[name] = time.AfterFunc(debounce, l.requirementsChanged)
 			} else {
-				timers[name] = time.AfterFunc(debounce, func() { l.refresh(name) })
+				timers[name] = time.AfterFunc(debounce, func() { l.sourceChanged(name) })
 			}
 			mu.Unlock()
 		}
@@ -145,6 +143,36 @@ func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
 		return "", false
 	}
 	return name, isDir
+}
+
+// sourceChanged tells Notify that plugin name's source changed, and
+// brings the plugin up to date.
+func (l *Loader) sourceChanged(name string) {
+	if l.ctx.Err() != nil {
+		return
+	}
+	l.notify(Event{Kind: EventSourceChanged, Plugin: name})
+	l.refresh(name)
+}
+
+// requirementsChanged tells Notify that the source of every plugin in the
+// source directory changed, since lib/go.mod or lib/go.sum did, and
+// brings every plugin requested before up to date.
+func (l *Loader) requirementsChanged() {
+	if l.ctx.Err() != nil {
+		return
+	}
+	l.invalidate()
+	found, _, err := l.Discover()
+	if err != nil {
+		l.log.Warn().Err(err).Msg("listing plugin sources after a change of their requirements")
+	}
+	for _, src := range found {
+		l.notify(Event{Kind: EventSourceChanged, Plugin: src.Name})
+	}
+	for _, e := range l.entries() {
+		l.refresh(e.name)
+	}
 }
 
 // refresh makes List look again and updates a plugin that has been

@@ -25,7 +25,7 @@ import (
 // configured to run in a process is refused at start.
 func newIsolated(cfg config.Config, l *loader.Loader, log zerolog.Logger) (*isolate.Manager, error) {
 	if !isolationOf(cfg).any() {
-		return nil, nil // every plugin in-process: no manager, no second watcher
+		return nil, nil // every plugin in-process: no manager
 	}
 	if cfg.Plugins.Build == config.BuildOff {
 		if cfg.Plugins.Isolation == config.IsolationProcess {
@@ -64,12 +64,20 @@ func newIsolated(cfg config.Config, l *loader.Loader, log zerolog.Logger) (*isol
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Plugins.Reload == config.ReloadOnChange {
-		if err := m.Watch(cfg.SrcDir()); err != nil {
-			log.Warn().Err(err).Msg("hot reload is off for isolated plugins: cannot watch plugin sources")
-		}
-	}
 	return m, nil
+}
+
+// sourceChanged hands a change the loader's watcher saw (plugin name's
+// source, or the go.mod that declares its requirements) to the manager
+// of isolated plugins if name runs in a process: it is rebuilt and its
+// processes replaced. In-process plugins are the loader's to reload. The
+// loader's goroutine must not wait for a build, so the reload goes on in
+// the background; the manager's Close ends it.
+func (s *Server) sourceChanged(name string) {
+	if s.isolated == nil || !s.isolated.Runs(name) {
+		return
+	}
+	go func() { _ = s.isolated.Reload(context.Background(), name) }() // Reload logs its failure
 }
 
 // isolation is every plugin's isolation mode, read from the

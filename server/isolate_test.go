@@ -140,3 +140,137 @@ isolation = "auto"
 		t.Errorf("greet after shop moved: %d %s", a.status, a.body)
 	}
 }
+
+// TestIsolatedPluginReloads: with plugins.reload = "on-change", a plugin
+// that runs in a process is rebuilt and its process replaced when the
+// watcher sees its source edited, and when lib/go.mod, which declares its
+// requirements, bumps a dependency (as `go get example.com/greet@v1.1.0`
+// does); every call meanwhile is answered, by the old version until the
+// new one serves.
+func TestIsolatedPluginReloads(t *testing.T) {
+	proxy, env := plugintest.ModuleProxy(t)
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	tests := []struct {
+		name   string
+		change func(t *testing.T, lib string)
+		want   string
+	}{
+		{
+			name: "source edited",
+			change: func(t *testing.T, lib string) {
+				src := filepath.Join(lib, "src")
+				edited := strings.Replace(readFile(t, filepath.Join(src, "greet.go")), "io.WriteString(w, greet.Hello())", `io.WriteString(w, greet.Hello()+", edited")`, 1)
+				plugintest.WriteFile(t, src, "greet.go", edited)
+			},
+			want: "greet v1.0.0, edited",
+		},
+		{
+			name: "lib/go.mod bumped",
+			change: func(t *testing.T, lib string) {
+				plugintest.WriteFile(t, lib, "go.sum", readFile(t, filepath.Join(lib, "go.sum"))+plugintest.Sums(t, proxy, "example.com/greet v1.1.0"))
+				plugintest.WriteFile(t, lib, "go.mod", strings.Replace(readFile(t, filepath.Join(lib, "go.mod")), "v1.0.0", "v1.1.0", 1))
+			},
+			want: "greet v1.1.0",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lib := filepath.Join(t.TempDir(), "lib")
+			plugintest.CopyTree(t, "deps/lib-greet", lib) // greet: example.com/greet v1.0.0
+			srv := startConfig(t, loadConfig(t, lib, `
+[plugins]
+reload = "on-change"
+
+[plugin.greet]
+isolation = "process"
+`))
+			if a := srv.do(t, "GET", "/_PLUGIN/greet/Hello", ""); a.status != http.StatusOK || a.body != "greet v1.0.0" {
+				t.Fatalf("before: %d %s", a.status, a.body)
+			}
+			tt.change(t, lib)
+			// A build takes seconds; BuildWait bounds it on a loaded machine.
+			for deadline := time.Now().Add(plugintest.BuildWait); ; {
+				a := srv.do(t, "GET", "/_PLUGIN/greet/Hello", "")
+				if a.status != http.StatusOK {
+					t.Fatalf("during the reload: %d %s", a.status, a.body)
+				}
+				if a.body == tt.want {
+					break
+				}
+				if a.body != "greet v1.0.0" || time.Now().After(deadline) {
+					t.Fatalf("after the change: %q; want %q\n%s", a.body, tt.want, withoutRequests(srv.logs))
+				}
+				time.Sleep(50 * time.Millisecond) // polling a condition, with a bound
+			}
+			if n := len(srv.logs.Events(map[string]any{"plugin": "greet", "message": "isolated plugin reloaded"})); n == 0 {
+				t.Errorf("no reload of greet logged:\n%s", withoutRequests(srv.logs))
+			}
+		})
+	}
+}
+
+// withoutRequests is what logs holds but the lines of requests.
+func withoutRequests(logs *plugintest.Log) string {
+	var b strings.Builder
+	for line := range strings.Lines(logs.String()) {
+		if !strings.Contains(line, `"message":"request"`) {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// TestMovedPluginReloadsOnItsGoMod: an "auto" plugin that moved to a
+// process (TestAutoIsolationOnDependencyConflict) reloads there when the
+// go.mod of its folder changes.
+func TestMovedPluginReloadsOnItsGoMod(t *testing.T) {
+	if !plugintest.OwnProcess(t) {
+		return // greet v1.0.0 and v1.1.0 cannot meet in one process
+	}
+	proxy, env := plugintest.ModuleProxy(t)
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	lib := filepath.Join(t.TempDir(), "lib")
+	plugintest.CopyTree(t, "deps/lib-greet", lib) // greet: example.com/greet v1.0.0
+	shop := filepath.Join(lib, "src", "shop")
+	plugintest.CopyTree(t, "deps/shop", shop) // shop: v1.1.0
+	srv := startConfig(t, loadConfig(t, lib, `
+[plugins]
+isolation = "auto"
+reload = "on-change"
+`))
+	if a := srv.do(t, "GET", "/_PLUGIN/greet/Hello", ""); a.status != http.StatusOK || a.body != "greet v1.0.0" {
+		t.Fatalf("greet: %d %s", a.status, a.body)
+	}
+	first := srv.do(t, "GET", "/_PLUGIN/shop/Hello", "")
+	if first.status != http.StatusOK || first.body != "greet v1.1.0" {
+		t.Fatalf("shop, which cannot load beside greet: %d %s\n%s", first.status, first.body, withoutRequests(srv.logs))
+	}
+	// shop goes down to the version greet loaded.
+	plugintest.WriteFile(t, shop, "go.sum", plugintest.Sums(t, proxy, "example.com/greet v1.0.0"))
+	plugintest.WriteFile(t, shop, "go.mod", strings.Replace(readFile(t, filepath.Join(shop, "go.mod")), "v1.1.0", "v1.0.0", 1))
+	reloaded := map[string]any{"plugin": "shop", "message": "isolated plugin reloaded"}
+	for deadline := time.Now().Add(plugintest.BuildWait); len(srv.logs.Events(reloaded)) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("shop was not reloaded in its process:\n%s", withoutRequests(srv.logs))
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition, with a bound
+	}
+	if a := srv.do(t, "GET", "/_PLUGIN/shop/Hello", ""); a.status != http.StatusOK || a.body != "greet v1.0.0" {
+		t.Errorf("shop after its go.mod changed: %d %s; want greet v1.0.0", a.status, a.body)
+	}
+}

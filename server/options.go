@@ -10,8 +10,9 @@ type options struct {
 }
 
 // OnPluginEvent has the server call f with every loader event (built,
-// build_failed, loaded, reloaded, load_failed, removed), after its own
-// handling (metrics, the bus). f runs on the loader's goroutines and must
+// build_failed, loaded, reloaded, load_failed, removed, source_changed),
+// after its own handling (metrics and the bus; a reload of a plugin that
+// runs in a process for source_changed). f runs on the loader's goroutines and must
 // not block. plugind dev prints a line per rebuild with it.
 func OnPluginEvent(f func(loader.Event)) Option {
 	return func(o *options) { o.onEvent = f }

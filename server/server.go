@@ -188,9 +188,15 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Opt
 	// the plugins' Close hooks run. No plugin loads before the store
 	// is open (plugins load on request, or when Serve starts).
 	l, _, err := NewLoader(cfg, log, func(o *loader.Options) {
-		o.Notify = s.pluginEvent
-		if so.onEvent != nil {
-			o.Notify = func(ev loader.Event) { s.pluginEvent(ev); so.onEvent(ev) }
+		o.Notify = func(ev loader.Event) {
+			if ev.Kind == loader.EventSourceChanged {
+				s.sourceChanged(ev.Plugin) // not an event of the bus or the metrics
+			} else {
+				s.pluginEvent(ev)
+			}
+			if so.onEvent != nil {
+				so.onEvent(ev)
+			}
 		}
 		o.Bus = s.bus
 		o.Tasks = func(plugin string) sdk.Tasks { return s.tasks.For(plugin) }
@@ -269,7 +275,11 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Opt
 	} else if removed > 0 {
 		log.Info().Int("artifacts", removed).Int64("bytes", freed).Msg("plugin cache pruned")
 	}
-	if cfg.Plugins.Reload == config.ReloadOnChange && loader.Supported {
+	// One watcher for every plugin: the loader's, which reloads in-process
+	// plugins and tells of changes (sourceChanged) for those that run in
+	// processes; so it runs where .so plugins cannot load if some plugin
+	// may run in a process.
+	if cfg.Plugins.Reload == config.ReloadOnChange && (loader.Supported || s.isolated != nil) {
 		if err := l.Watch(); err != nil {
 			log.Warn().Err(err).Msg("hot reload is off: cannot watch plugin sources")
 		} else {
