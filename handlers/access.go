@@ -128,7 +128,8 @@ func (s *Server) access(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		if s.Metrics != nil {
-			defer s.Metrics.InFlight()()
+			s.Metrics.Started()
+			defer s.Metrics.Done()
 		}
 		info := &requestInfo{Context: r.Context()}
 		s.requestID(w.Header(), r, info)

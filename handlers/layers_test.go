@@ -37,6 +37,8 @@ func TestLayerAllocs(t *testing.T) {
 		// request's info holds: no context, request copy or map.
 		{"plugin handler, no limits", http.HandlerFunc(benchServer(true).plugin), withInfo(benchRequest()), 0},
 		{"metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			m.Started()
+			defer m.Done()
 			m.Request("hello", "Hello", http.MethodGet, http.StatusOK, time.Millisecond)
 			trivial(w, r)
 		}), benchRequest(), 0},

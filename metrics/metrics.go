@@ -141,11 +141,13 @@ func (m *Metrics) Request(plugin, fn, method string, status int, d time.Duration
 	c.duration.Observe(d.Seconds())
 }
 
-// InFlight counts a request in; the returned func counts it out.
-func (m *Metrics) InFlight() func() {
-	m.inFlight.Inc()
-	return m.inFlight.Dec
-}
+// Started counts a request in flight; Done counts it out. Two methods,
+// not a func to defer: a method value of the gauge would be a closure
+// allocated per request.
+func (m *Metrics) Started() { m.inFlight.Inc() }
+
+// Done counts a request that Started counted out.
+func (m *Metrics) Done() { m.inFlight.Dec() }
 
 // Event records a loader event.
 func (m *Metrics) Event(ev loader.Event) {
