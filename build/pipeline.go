@@ -72,15 +72,17 @@ type Pipeline struct {
 	loadCheck LoadChecker
 	reg       *Registry
 
-	kmu     sync.Mutex             // guards libKeys and plans
-	libKeys map[string]prebuiltKey // by path
+	kmu     sync.Mutex               // guards libKeys, decls and plans
+	libKeys map[string]prebuiltKey   // by path
+	decls   map[string]*declaredRead // by directory (see declared)
 	// plans are the build modules Key planned, by the key they gave,
 	// until that key's build takes its own: the build is then of exactly
 	// the module its key names, whatever the Registry learnt meanwhile,
 	// and the plan is not made twice.
 	plans map[string]*plan
 
-	onHash func(path string) // tests: a source file is being hashed
+	onHash     func(path string) // tests: a source file is being hashed
+	onDeclared func(dir string)  // tests: the module in dir is being read
 }
 
 // prebuiltKey is a prebuilt library's content address, remembered with
@@ -127,6 +129,7 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		loadCheck: opts.LoadCheck,
 		reg:       opts.Registry,
 		libKeys:   make(map[string]prebuiltKey),
+		decls:     make(map[string]*declaredRead),
 		plans:     make(map[string]*plan),
 	}
 	if p.reg == nil {
@@ -333,7 +336,7 @@ func (p *Pipeline) hashKey(src Source) (string, error) {
 	// names the versions it will be built with (the resolution that
 	// follows is a function of them), so a dependency change rebuilds
 	// and a restart with unchanged ones reuses the artifact.
-	d, err := readDeclared(src, p.src.dir)
+	d, err := p.declared(src)
 	if err != nil || d == nil {
 		return k, err
 	}
@@ -361,7 +364,7 @@ func (p *Pipeline) plan(src Source, k string) (*plan, error) {
 	if ok {
 		return pl, nil
 	}
-	d, err := readDeclared(src, p.src.dir)
+	d, err := p.declared(src)
 	if err != nil {
 		return nil, plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
 	}
@@ -382,7 +385,7 @@ func (p *Pipeline) ProcessModule(ctx context.Context, src Source) (string, error
 	if p.prebuilt {
 		return "", nil
 	}
-	d, err := readDeclared(src, p.src.dir)
+	d, err := p.declared(src)
 	if err != nil {
 		return "", plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
 	}
@@ -428,7 +431,7 @@ func (p *Pipeline) Sums(src Source) []string {
 	if p.prebuilt || src.Kind == KindPrebuilt {
 		return nil
 	}
-	d, err := readDeclared(src, p.src.dir)
+	d, err := p.declared(src)
 	if err != nil || d == nil {
 		return nil
 	}

@@ -23,7 +23,7 @@ func (p *Pipeline) Check(src Source) error {
 	if p.prebuilt || src.Kind == KindPrebuilt {
 		return nil // checked by plugind build, which had the build module
 	}
-	d, err := readDeclared(src, p.src.dir)
+	d, err := p.declared(src)
 	if err != nil {
 		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
 	}
