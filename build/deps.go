@@ -212,23 +212,43 @@ func (d *declared) isVendored(path string) bool {
 	return slices.ContainsFunc(d.vendor, func(v vendored) bool { return v.mod.Path == path })
 }
 
-// imports lists the packages src imports, sorted and without repeats.
-func imports(src Source) []string {
+// imports lists the packages src imports, sorted and without repeats,
+// and reports whether every file parsed: the compiler says better what
+// is wrong with one that does not.
+func imports(src Source) (paths []string, parsed bool) {
 	fset := token.NewFileSet()
-	var out []string
+	parsed = true
 	for _, file := range src.Files {
 		af, err := parser.ParseFile(fset, file, nil, parser.ImportsOnly)
 		if err != nil {
-			continue // the compiler will say it better
+			parsed = false
+			continue
 		}
 		for _, imp := range af.Imports {
 			if path := strings.Trim(imp.Path.Value, `"`); path != "C" {
-				out = append(out, path)
+				paths = append(paths, path)
 			}
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	slices.Sort(paths)
+	return slices.Compact(paths), parsed
+}
+
+// within reports whether package path is in module mod.
+func within(path, mod string) bool { return path == mod || strings.HasPrefix(path, mod+"/") }
+
+// unprovided is the first package of imps, import paths, that is outside
+// the standard library and in none of modules; "" if there is none.
+func unprovided(imps, modules []string) string {
+	for _, imp := range imps {
+		if first, _, _ := strings.Cut(imp, "/"); !strings.Contains(first, ".") {
+			continue // the standard library
+		}
+		if !slices.ContainsFunc(modules, func(m string) bool { return within(imp, m) }) {
+			return imp
+		}
+	}
+	return ""
 }
 
 // downloads logs the go command's "go: downloading M V" lines as they
