@@ -86,11 +86,11 @@ type Pipeline struct {
 }
 
 // prebuiltKey is a prebuilt library's content address, remembered with
-// the size and modification time it had.
+// the library's stamp, taken at at, before it was hashed.
 type prebuiltKey struct {
-	size int64
-	mod  time.Time
-	key  string
+	stamp fileStamp
+	at    time.Time
+	key   string
 }
 
 // New returns a Pipeline. Unless in prebuilt mode it finds (or writes)
@@ -289,18 +289,20 @@ func Describe(holder string) string {
 }
 
 // libraryKey is the content address of a prebuilt library, remembered by
-// path, size and modification time: it is megabytes to hash, and one that
+// path and stamp (see fileStamp): it is megabytes to hash, and one that
 // was refused is asked for again and again.
 func (p *Pipeline) libraryKey(src Source) (string, error) {
 	path := src.Files[0]
+	at := time.Now()
 	fi, err := os.Stat(path)
 	if err != nil {
 		return "", err
 	}
+	st := fileStamp{fi: fi}
 	p.kmu.Lock()
 	lk, ok := p.libKeys[path]
 	p.kmu.Unlock()
-	if ok && lk.size == fi.Size() && lk.mod.Equal(fi.ModTime()) {
+	if ok && lk.stamp.same(st) && lk.stamp.settled(lk.at) {
 		return lk.key, nil
 	}
 	k, err := p.hashKey(src)
@@ -308,7 +310,7 @@ func (p *Pipeline) libraryKey(src Source) (string, error) {
 		return "", err
 	}
 	p.kmu.Lock()
-	p.libKeys[path] = prebuiltKey{size: fi.Size(), mod: fi.ModTime(), key: k}
+	p.libKeys[path] = prebuiltKey{stamp: st, at: at, key: k}
 	p.kmu.Unlock()
 	return k, nil
 }
