@@ -170,7 +170,8 @@ func (p *Pipeline) Prune(maxBytes int64, inUse func(path string) bool) (removed 
 }
 
 // Cached reports the content address of name's current source and
-// whether the cache holds a checked artifact for it.
+// whether its artifact exists where Artifact takes it from (Path): in
+// the cache, or, for prestd's prebuilt NAME.so, where it lies.
 func (p *Pipeline) Cached(name string) (key string, cached bool, err error) {
 	src, err := p.src.find(name)
 	if err != nil {
@@ -179,7 +180,7 @@ func (p *Pipeline) Cached(name string) (key string, cached bool, err error) {
 	if key, err = p.Key(src); err != nil {
 		return "", false, err
 	}
-	return key, fileExists(p.artifactPath(key)), nil
+	return key, fileExists(p.Path(src, key)), nil
 }
 
 // ArtifactReport is the compatibility of one cached artifact.

@@ -66,6 +66,52 @@ func TestPrune(t *testing.T) {
 	}
 }
 
+// TestCachedLooksWhereArtifactsLie: Cached finds a plugin's artifact
+// where Artifact would take it from: a source's in the cache, prestd's
+// prebuilt NAME.so beside the sources, with the toolchain or without
+// (plugins.build = "off").
+func TestCachedLooksWhereArtifactsLie(t *testing.T) {
+	tests := []struct {
+		name     string
+		plugin   string
+		prebuilt bool
+		artifact bool // an artifact is put where Path says
+		want     bool
+	}{
+		{name: "prestd library", plugin: "old", want: true},
+		{name: "prestd library, prebuilt mode", plugin: "old", prebuilt: true, want: true},
+		{name: "source with its artifact", plugin: "hello", artifact: true, want: true},
+		{name: "source without one", plugin: "hello", want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := plugintest.PluginPath(t, "hello")
+			plugintest.WriteFile(t, dir, "old.so", "prestd's library, as it lies beside src")
+			p, _ := newPipeline(t, dir, func(o *build.Options) {
+				o.CacheDir, o.Prebuilt = t.TempDir(), tt.prebuilt
+				if tt.prebuilt {
+					o.Go = "/nonexistent/go"
+				}
+			})
+			src, err := p.Find(tt.plugin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := p.Key(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.artifact {
+				plugintest.WriteFile(t, filepath.Dir(p.Path(src, want)), filepath.Base(p.Path(src, want)), "an artifact")
+			}
+			k, cached, err := p.Cached(tt.plugin)
+			if err != nil || k != want || cached != tt.want {
+				t.Errorf("Cached = %.12s, %v, %v; want %.12s, %v", k, cached, err, want, tt.want)
+			}
+		})
+	}
+}
+
 func TestWarmUp(t *testing.T) {
 	l, logs := newPipeline(t, plugintest.PluginPath(t), func(o *build.Options) { o.CacheDir = t.TempDir() })
 	if err := l.WarmUp(context.Background()); err != nil {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/mod/modfile"
@@ -23,7 +24,9 @@ import (
 // declared is the module a plugin declares its requirements in: lib/go.mod
 // (the plugin path's) for single files and folders without one, a
 // folder's own go.mod otherwise. plugind reads it and its go.sum, and never
-// writes either.
+// writes either. One is shared by every load that asks for it while its
+// files are unchanged (see Pipeline.declared): nothing writes to it after
+// parseDeclared.
 type declared struct {
 	dir    string // the directory holding go.mod
 	mod    []byte // go.mod as read
@@ -40,42 +43,116 @@ type vendored struct {
 	packages []string // import paths
 }
 
-// readDeclared reads the module that declares src's requirements. It
-// returns nil when there is none, or when it requires nothing: such a
-// plugin builds in the server's module as it is.
-func readDeclared(src Source, srcDir string) (*declared, error) {
-	pluginPath := filepath.Dir(srcDir)
-	dir := pluginPath
+// declaredDir is the directory of the go.mod that declares src's
+// requirements, if there is one: a folder plugin's own directory when it
+// holds a go.mod, else the plugin path (the parent of srcDir).
+func declaredDir(src Source, srcDir string) string {
 	if src.Kind == KindFolder {
 		if folder := filepath.Dir(src.Files[0]); fileExists(filepath.Join(folder, "go.mod")) {
-			dir = folder
+			return folder
 		}
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
+	return filepath.Dir(srcDir)
+}
+
+// declaredFiles are the files of the module in dir that plugind reads:
+// go.mod, go.sum and vendor/modules.txt.
+func declaredFiles(dir string) [3]string {
+	return [3]string{filepath.Join(dir, "go.mod"), filepath.Join(dir, "go.sum"), filepath.Join(dir, "vendor", "modules.txt")}
+}
+
+// declaredRead is what Pipeline.declared read from a directory: the
+// stamps of its declaredFiles, taken at at, before they were read, and
+// the module they declare (nil for none) or why go.mod does not parse.
+type declaredRead struct {
+	at     time.Time
+	stamps [3]fileStamp
+	d      *declared
+	err    error
+}
+
+// current reports whether r still stands for files with these stamps:
+// they are the ones r was read with, and were written long enough before
+// that a write since would have changed them (see racyWindow).
+func (r *declaredRead) current(stamps [3]fileStamp) bool {
+	for i, s := range stamps {
+		if !s.same(r.stamps[i]) || !s.settled(r.at) {
+			return false
+		}
 	}
+	return true
+}
+
+// declared is the module that declares src's requirements (see
+// parseDeclared; nil when there is none, or it requires nothing). Check,
+// Key and Sums each ask for it on every load, and for a plugin that
+// failed on every request: it is read once and remembered by directory
+// with its files' stamps (see fileStamp), and read again when one of
+// them changes. A go.mod that does not parse is remembered as such; a
+// file that cannot be read is not remembered.
+func (p *Pipeline) declared(src Source) (*declared, error) {
+	dir := declaredDir(src, p.src.dir)
+	paths := declaredFiles(dir)
+	at := time.Now()
+	var stamps [3]fileStamp
+	for i, path := range paths {
+		s, err := stampFile(path)
+		if err != nil {
+			return nil, err
+		}
+		stamps[i] = s
+	}
+	if !stamps[0].exists() { // no go.mod
+		p.kmu.Lock()
+		delete(p.decls, dir)
+		p.kmu.Unlock()
+		return nil, nil
+	}
+	p.kmu.Lock()
+	r, ok := p.decls[dir]
+	p.kmu.Unlock()
+	if ok && r.current(stamps) {
+		return r.d, r.err
+	}
+	if p.onDeclared != nil {
+		p.onDeclared(dir)
+	}
+	var files [3][]byte
+	for i, path := range paths {
+		data, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) && i == 0 {
+			return nil, nil // removed since it was stamped
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		files[i] = data
+	}
+	r = &declaredRead{at: at, stamps: stamps}
+	r.d, r.err = parseDeclared(dir, filepath.Dir(p.src.dir), files[0], files[1], files[2])
+	p.kmu.Lock()
+	p.decls[dir] = r
+	p.kmu.Unlock()
+	return r.d, r.err
+}
+
+// parseDeclared parses the module in dir, under the plugin path
+// pluginPath, from its go.mod, go.sum and vendor/modules.txt (nil: none).
+// It returns nil when the module requires nothing: such a plugin builds
+// in the server's module as it is.
+func parseDeclared(dir, pluginPath string, mod, sum, vendor []byte) (*declared, error) {
 	shown := filepath.Base(pluginPath)
 	if rel, err := filepath.Rel(pluginPath, dir); err == nil && rel != "." {
 		shown = filepath.ToSlash(filepath.Join(shown, rel))
 	}
-	f, err := modfile.Parse(filepath.Join(shown, "go.mod"), data, nil)
+	f, err := modfile.Parse(filepath.Join(shown, "go.mod"), mod, nil)
 	if err != nil {
 		return nil, err
 	}
-	d := &declared{dir: dir, mod: data, shown: shown, file: f, hashes: make(map[string]bool)}
-	if d.vendor, err = readVendor(filepath.Join(dir, "vendor", "modules.txt")); err != nil {
-		return nil, err
-	}
+	d := &declared{dir: dir, mod: mod, shown: shown, file: f, hashes: make(map[string]bool), vendor: parseVendor(vendor)}
 	if len(f.Require) == 0 && len(f.Replace) == 0 && d.vendor == nil {
 		return nil, nil
 	}
-	d.sum, err = os.ReadFile(filepath.Join(dir, "go.sum"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
+	d.sum = sum
 	for line := range strings.Lines(string(d.sum)) {
 		if f := strings.Fields(line); len(f) == 3 {
 			d.hashes[f[0]+" "+f[1]] = true
@@ -84,14 +161,8 @@ func readDeclared(src Source, srcDir string) (*declared, error) {
 	return d, nil
 }
 
-// readVendor parses a vendor/modules.txt; nil, nil when there is none.
-func readVendor(path string) ([]vendored, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
-	}
+// parseVendor parses a vendor/modules.txt; nil for none.
+func parseVendor(data []byte) []vendored {
 	var mods []vendored
 	for line := range strings.Lines(string(data)) {
 		line = strings.TrimSpace(line)
@@ -107,7 +178,7 @@ func readVendor(path string) ([]vendored, error) {
 			mods[len(mods)-1].packages = append(mods[len(mods)-1].packages, line)
 		}
 	}
-	return mods, nil
+	return mods
 }
 
 // fix is the command a user runs in d's directory.
@@ -141,23 +212,43 @@ func (d *declared) isVendored(path string) bool {
 	return slices.ContainsFunc(d.vendor, func(v vendored) bool { return v.mod.Path == path })
 }
 
-// imports lists the packages src imports, sorted and without repeats.
-func imports(src Source) []string {
+// imports lists the packages src imports, sorted and without repeats,
+// and reports whether every file parsed: the compiler says better what
+// is wrong with one that does not.
+func imports(src Source) (paths []string, parsed bool) {
 	fset := token.NewFileSet()
-	var out []string
+	parsed = true
 	for _, file := range src.Files {
 		af, err := parser.ParseFile(fset, file, nil, parser.ImportsOnly)
 		if err != nil {
-			continue // the compiler will say it better
+			parsed = false
+			continue
 		}
 		for _, imp := range af.Imports {
 			if path := strings.Trim(imp.Path.Value, `"`); path != "C" {
-				out = append(out, path)
+				paths = append(paths, path)
 			}
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	slices.Sort(paths)
+	return slices.Compact(paths), parsed
+}
+
+// within reports whether package path is in module mod.
+func within(path, mod string) bool { return path == mod || strings.HasPrefix(path, mod+"/") }
+
+// unprovided is the first package of imps, import paths, that is outside
+// the standard library and in none of modules; "" if there is none.
+func unprovided(imps, modules []string) string {
+	for _, imp := range imps {
+		if first, _, _ := strings.Cut(imp, "/"); !strings.Contains(first, ".") {
+			continue // the standard library
+		}
+		if !slices.ContainsFunc(modules, func(m string) bool { return within(imp, m) }) {
+			return imp
+		}
+	}
+	return ""
 }
 
 // downloads logs the go command's "go: downloading M V" lines as they

@@ -72,23 +72,25 @@ type Pipeline struct {
 	loadCheck LoadChecker
 	reg       *Registry
 
-	kmu     sync.Mutex             // guards libKeys and plans
-	libKeys map[string]prebuiltKey // by path
+	kmu     sync.Mutex               // guards libKeys, decls and plans
+	libKeys map[string]prebuiltKey   // by path
+	decls   map[string]*declaredRead // by directory (see declared)
 	// plans are the build modules Key planned, by the key they gave,
 	// until that key's build takes its own: the build is then of exactly
 	// the module its key names, whatever the Registry learnt meanwhile,
 	// and the plan is not made twice.
 	plans map[string]*plan
 
-	onHash func(path string) // tests: a source file is being hashed
+	onHash     func(path string) // tests: a source file is being hashed
+	onDeclared func(dir string)  // tests: the module in dir is being read
 }
 
 // prebuiltKey is a prebuilt library's content address, remembered with
-// the size and modification time it had.
+// the library's stamp, taken at at, before it was hashed.
 type prebuiltKey struct {
-	size int64
-	mod  time.Time
-	key  string
+	stamp fileStamp
+	at    time.Time
+	key   string
 }
 
 // New returns a Pipeline. Unless in prebuilt mode it finds (or writes)
@@ -127,6 +129,7 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		loadCheck: opts.LoadCheck,
 		reg:       opts.Registry,
 		libKeys:   make(map[string]prebuiltKey),
+		decls:     make(map[string]*declaredRead),
 		plans:     make(map[string]*plan),
 	}
 	if p.reg == nil {
@@ -286,18 +289,20 @@ func Describe(holder string) string {
 }
 
 // libraryKey is the content address of a prebuilt library, remembered by
-// path, size and modification time: it is megabytes to hash, and one that
+// path and stamp (see fileStamp): it is megabytes to hash, and one that
 // was refused is asked for again and again.
 func (p *Pipeline) libraryKey(src Source) (string, error) {
 	path := src.Files[0]
+	at := time.Now()
 	fi, err := os.Stat(path)
 	if err != nil {
 		return "", err
 	}
+	st := fileStamp{fi: fi}
 	p.kmu.Lock()
 	lk, ok := p.libKeys[path]
 	p.kmu.Unlock()
-	if ok && lk.size == fi.Size() && lk.mod.Equal(fi.ModTime()) {
+	if ok && lk.stamp.same(st) && lk.stamp.settled(lk.at) {
 		return lk.key, nil
 	}
 	k, err := p.hashKey(src)
@@ -305,7 +310,7 @@ func (p *Pipeline) libraryKey(src Source) (string, error) {
 		return "", err
 	}
 	p.kmu.Lock()
-	p.libKeys[path] = prebuiltKey{size: fi.Size(), mod: fi.ModTime(), key: k}
+	p.libKeys[path] = prebuiltKey{stamp: st, at: at, key: k}
 	p.kmu.Unlock()
 	return k, nil
 }
@@ -333,7 +338,7 @@ func (p *Pipeline) hashKey(src Source) (string, error) {
 	// names the versions it will be built with (the resolution that
 	// follows is a function of them), so a dependency change rebuilds
 	// and a restart with unchanged ones reuses the artifact.
-	d, err := readDeclared(src, p.src.dir)
+	d, err := p.declared(src)
 	if err != nil || d == nil {
 		return k, err
 	}
@@ -361,7 +366,7 @@ func (p *Pipeline) plan(src Source, k string) (*plan, error) {
 	if ok {
 		return pl, nil
 	}
-	d, err := readDeclared(src, p.src.dir)
+	d, err := p.declared(src)
 	if err != nil {
 		return nil, plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
 	}
@@ -382,7 +387,7 @@ func (p *Pipeline) ProcessModule(ctx context.Context, src Source) (string, error
 	if p.prebuilt {
 		return "", nil
 	}
-	d, err := readDeclared(src, p.src.dir)
+	d, err := p.declared(src)
 	if err != nil {
 		return "", plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
 	}
@@ -428,7 +433,7 @@ func (p *Pipeline) Sums(src Source) []string {
 	if p.prebuilt || src.Kind == KindPrebuilt {
 		return nil
 	}
-	d, err := readDeclared(src, p.src.dir)
+	d, err := p.declared(src)
 	if err != nil || d == nil {
 		return nil
 	}

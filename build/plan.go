@@ -199,35 +199,30 @@ func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild
 		}
 	}
 
-	imps := imports(src)
-	within := func(path, mod string) bool { return path == mod || strings.HasPrefix(path, mod+"/") }
-	ownPath := ""
-	if d.file.Module != nil {
-		ownPath = d.file.Module.Mod.Path
-	}
-	for _, imp := range imps {
-		first, _, _ := strings.Cut(imp, "/")
-		switch {
-		case ownPath != "" && ownPath != mainPath && within(imp, ownPath):
-			// The folder's own packages: its module, replaced by its
-			// directory, once.
-			if !slices.ContainsFunc(f.Replace, func(r *modfile.Replace) bool { return r.Old.Path == ownPath }) {
-				err := f.AddRequire(ownPath, "v0.0.0")
-				if err == nil {
-					err = f.AddReplace(ownPath, "", d.dir, "")
-				}
-				if err != nil {
-					return nil, plugerr.New(plugerr.ErrBuild, name, err, "plugin %q: its module path %s cannot be used", name, ownPath)
-				}
+	imps, _ := imports(src)
+	modules := []string{mainPath}
+	if own := d.file.Module; own != nil && own.Mod.Path != mainPath {
+		// The folder's own packages: its module, replaced by its
+		// directory, once.
+		modules = append(modules, own.Mod.Path)
+		imported := slices.ContainsFunc(imps, func(imp string) bool { return within(imp, own.Mod.Path) })
+		if imported && !slices.ContainsFunc(f.Replace, func(r *modfile.Replace) bool { return r.Old.Path == own.Mod.Path }) {
+			err := f.AddRequire(own.Mod.Path, "v0.0.0")
+			if err == nil {
+				err = f.AddReplace(own.Mod.Path, "", d.dir, "")
 			}
-		case !strings.Contains(first, "."):
-			// the standard library
-		case within(imp, mainPath), slices.ContainsFunc(f.Require, func(r *modfile.Require) bool { return within(imp, r.Mod.Path) }):
-		default:
-			return nil, plugerr.New(plugerr.ErrDependency, name, nil,
-				"plugin %q imports %s, which neither the server nor %s/go.mod provides: run %q",
-				name, imp, d.shown, d.fix("go get "+imp))
+			if err != nil {
+				return nil, plugerr.New(plugerr.ErrBuild, name, err, "plugin %q: its module path %s cannot be used", name, own.Mod.Path)
+			}
 		}
+	}
+	for _, r := range f.Require {
+		modules = append(modules, r.Mod.Path)
+	}
+	if imp := unprovided(imps, modules); imp != "" {
+		return nil, plugerr.New(plugerr.ErrDependency, name, nil,
+			"plugin %q imports %s, which neither the server nor %s/go.mod provides: run %q",
+			name, imp, d.shown, d.fix("go get "+imp))
 	}
 
 	f.Cleanup()

@@ -3,11 +3,6 @@ package build
 import (
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
-
-	"go/parser"
-	"go/token"
 
 	"golang.org/x/mod/modfile"
 
@@ -23,7 +18,7 @@ func (p *Pipeline) Check(src Source) error {
 	if p.prebuilt || src.Kind == KindPrebuilt {
 		return nil // checked by plugind build, which had the build module
 	}
-	d, err := readDeclared(src, p.src.dir)
+	d, err := p.declared(src)
 	if err != nil {
 		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
 	}
@@ -50,27 +45,17 @@ func (p *Pipeline) checkImports(src Source) error {
 	for _, r := range f.Require {
 		modules = append(modules, r.Mod.Path)
 	}
-	fset := token.NewFileSet()
-	for _, file := range src.Files {
-		af, err := parser.ParseFile(fset, file, nil, parser.ImportsOnly)
-		if err != nil {
-			return nil // the compiler will say it better
+	imps, parsed := imports(src)
+	if !parsed {
+		return nil // the compiler will say it better
+	}
+	if path := unprovided(imps, modules); path != "" {
+		lib := filepath.Base(filepath.Dir(p.src.dir))
+		fix := "cd " + lib + " && go get " + path
+		if !fileExists(filepath.Join(filepath.Dir(p.src.dir), "go.mod")) {
+			fix = "cd " + lib + " && go mod init plugind.local/" + lib + " && go get " + path
 		}
-		for _, imp := range af.Imports {
-			path := strings.Trim(imp.Path.Value, `"`)
-			first, _, _ := strings.Cut(path, "/")
-			if !strings.Contains(first, ".") || path == "C" {
-				continue // the standard library
-			}
-			if !slices.ContainsFunc(modules, func(m string) bool { return path == m || strings.HasPrefix(path, m+"/") }) {
-				lib := filepath.Base(filepath.Dir(p.src.dir))
-				fix := "cd " + lib + " && go get " + path
-				if !fileExists(filepath.Join(filepath.Dir(p.src.dir), "go.mod")) {
-					fix = "cd " + lib + " && go mod init plugind.local/" + lib + " && go get " + path
-				}
-				return plugerr.New(plugerr.ErrDependency, src.Name, nil, "plugin %q imports %s, which neither the server nor %s/go.mod provides; declare it: run %q", src.Name, path, lib, fix)
-			}
-		}
+		return plugerr.New(plugerr.ErrDependency, src.Name, nil, "plugin %q imports %s, which neither the server nor %s/go.mod provides; declare it: run %q", src.Name, path, lib, fix)
 	}
 	return nil
 }

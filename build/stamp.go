@@ -1,0 +1,56 @@
+package build
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// racyWindow is how long after its last modification a file's metadata
+// is not trusted to tell its content: a memo filled from a file modified
+// less than this before the memo was filled is not used (it is filled
+// again). Timestamps are as coarse as the filesystem keeps them (1 s on
+// ext3 and HFS+, 2 s on FAT, the kernel's clock tick on the others), so
+// two writes of the same size within one tick leave the same size and
+// modification time: only a file that was last written well before it
+// was read can be told unchanged by its stamp. This is Git's "racy
+// clean" rule.
+const racyWindow = 2 * time.Second
+
+// fileStamp is what a file's metadata says of its content: its size, its
+// modification time and its identity (device and inode where the system
+// has them), so that a file replaced by a rename is a new file whatever
+// its size and time. The zero fileStamp is a file that does not exist.
+type fileStamp struct {
+	fi os.FileInfo
+}
+
+// stampFile stamps the file at path; the zero fileStamp if there is none.
+func stampFile(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fileStamp{}, nil
+	} else if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{fi: fi}, nil
+}
+
+// exists reports whether the file existed when it was stamped.
+func (s fileStamp) exists() bool { return s.fi != nil }
+
+// same reports whether s and o stamp one unchanged file, or both no file.
+func (s fileStamp) same(o fileStamp) bool {
+	if s.fi == nil || o.fi == nil {
+		return s.fi == nil && o.fi == nil
+	}
+	return s.fi.Size() == o.fi.Size() && s.fi.ModTime().Equal(o.fi.ModTime()) && os.SameFile(s.fi, o.fi)
+}
+
+// settled reports whether the file was last modified long enough before
+// at (when it was stamped, before it was read) that a later write cannot
+// leave the same stamp: see racyWindow.
+func (s fileStamp) settled(at time.Time) bool {
+	return s.fi == nil || s.fi.ModTime().Before(at.Add(-racyWindow))
+}
