@@ -439,7 +439,8 @@ func GETHelloHandler(w http.ResponseWriter, r *http.Request) {
 }
 
 // notBuilt lists, in prebuilt mode, the discovered plugins and middleware
-// with no artifact for their current source.
+// with no artifact for their current source. prestd's prebuilt NAME.so
+// is its own artifact: Cached finds it where it lies.
 func notBuilt(p *build.Pipeline) []string {
 	found, _, err := p.Discover()
 	if err == nil {
@@ -452,10 +453,10 @@ func notBuilt(p *build.Pipeline) []string {
 	}
 	var problems []string
 	for _, s := range found {
-		if s.Kind == build.KindPrebuilt {
-			continue // prestd's NAME.so is its own artifact
-		}
-		if _, cached, err := p.Cached(s.Name); err != nil || !cached {
+		switch _, cached, err := p.Cached(s.Name); {
+		case err != nil && !errors.Is(err, loader.ErrNotBuilt):
+			problems = append(problems, err.Error()) // unreadable, say: plugind build would not help
+		case err != nil || !cached:
 			problems = append(problems, fmt.Sprintf("plugin %s has no artifact for its source: run plugind build %s", s.Name, s.Name))
 		}
 	}
