@@ -105,18 +105,20 @@ func TestBuildModuleReadOnce(t *testing.T) {
 		plugin  string
 		files   map[string]string
 		vendors int64 // vendor directories digested in all
+		owns    int64 // digests of a module's own packages
 	}{
 		{name: "no go.mod", plugin: "hello", files: helloPlugin},
 		{name: "lib/go.mod", plugin: "greet", files: greetPlugin},
-		{name: "a folder importing its own package", plugin: "shop", files: cartPlugin},
+		{name: "a folder importing its own package", plugin: "shop", files: cartPlugin, owns: 1},
 		{name: "a folder that vendors", plugin: "shop", files: vendorPlugin, vendors: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p, _, _ := buildModuleFixture(t, tt.files, old)
-			var reads, vendors atomic.Int64
+			var reads, vendors, owns atomic.Int64
 			p.onBuildModule = func() { reads.Add(1) }
 			p.onVendor = func(string) { vendors.Add(1) }
+			p.onOwn = func(string) { owns.Add(1) }
 			keys := map[string]bool{}
 			for range 3 { // a load, then two requests
 				k := key(t, p, tt.plugin)
@@ -135,6 +137,9 @@ func TestBuildModuleReadOnce(t *testing.T) {
 			}
 			if n := vendors.Load(); n != tt.vendors {
 				t.Errorf("three loads digested the vendor directory %d times, want %d", n, tt.vendors)
+			}
+			if n := owns.Load(); n != tt.owns {
+				t.Errorf("three loads digested the module's own packages %d times, want %d", n, tt.owns)
 			}
 			if len(keys) > 1 {
 				t.Errorf("one source gave %d keys", len(keys))

@@ -98,6 +98,19 @@ func TestFolderImportsItsOwnPackages(t *testing.T) {
 			if resp.StatusCode != http.StatusOK || string(body) != tt.want {
 				t.Fatalf("GET shop/Hello = %d %q; want 200 %q\n%s", resp.StatusCode, body, tt.want, logs)
 			}
+
+			// The package is compiled from the folder: an edit of it is
+			// another artifact, built anew (not opened here: one process
+			// holds one version of example.com/shop/cart).
+			first, err := p.Build(t.Context(), "shop")
+			if err != nil || first.Duration != 0 {
+				t.Fatalf("Build after serving: %+v, %v; want the artifact served", first, err)
+			}
+			plugintest.WriteFile(t, filepath.Join(shop, "cart"), "cart.go", "package cart\n\nfunc Hello() string { return \"edited\" }\n")
+			second, err := p.Build(t.Context(), "shop")
+			if err != nil || second.Key == first.Key || second.Duration == 0 {
+				t.Errorf("Build after an edit of example.com/shop/cart: %+v, %v; want a new artifact built (was %.12s)", second, err, first.Key)
+			}
 		})
 	}
 }

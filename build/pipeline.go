@@ -73,11 +73,12 @@ type Pipeline struct {
 	loadCheck LoadChecker
 	reg       *Registry
 
-	kmu     sync.Mutex               // guards libKeys, decls, base, vendors and plans
+	kmu     sync.Mutex               // guards libKeys, decls, base, vendors, owns and plans
 	libKeys map[string]prebuiltKey   // by path
 	decls   map[string]*declaredRead // by directory (see declared)
 	base    *buildModule             // see buildModule
 	vendors map[string]*vendorRead   // by vendor directory and module (see vendorHash)
+	owns    map[string]*ownRead      // by module directory and imports (see ownPackages)
 	// plans are the build modules Key planned, by the key they gave,
 	// until that key's build takes its own: the build is then of exactly
 	// the module its key names, whatever the Registry learnt meanwhile,
@@ -88,6 +89,7 @@ type Pipeline struct {
 	onDeclared    func(dir string)    // tests: the module in dir is being read
 	onBuildModule func()              // tests: the build module is being read
 	onVendor      func(vendor string) // tests: a vendor directory is being hashed
+	onOwn         func(dir string)    // tests: the packages of the module in dir are being hashed
 }
 
 // prebuiltKey is a prebuilt library's content address, remembered with
@@ -136,6 +138,7 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		libKeys:   make(map[string]prebuiltKey),
 		decls:     make(map[string]*declaredRead),
 		vendors:   make(map[string]*vendorRead),
+		owns:      make(map[string]*ownRead),
 		plans:     make(map[string]*plan),
 	}
 	if p.reg == nil {
@@ -352,6 +355,15 @@ func (p *Pipeline) hashKey(src Source) (string, error) {
 	d, err := p.module(src)
 	if err != nil || d == nil {
 		return k, err
+	}
+	own, err := p.ownPackages(src, d)
+	if err != nil {
+		return "", err
+	}
+	if own != "" {
+		// The module's packages it imports are compiled from its
+		// directory: an edit of one is a new artifact.
+		k = hashOf(k + "\nown packages " + own)
 	}
 	if pl, err := p.planFor(src, d, p.reg, false); err == nil {
 		k = hashOf(k + "\nbuild module " + pl.key)
