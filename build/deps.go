@@ -79,12 +79,12 @@ func (r *declaredRead) current(stamps [3]fileStamp) bool {
 }
 
 // declared is the module that declares src's requirements (see
-// parseDeclared; nil when there is none). Check,
-// Key and Sums each ask for it on every load, and for a plugin that
-// failed on every request: it is read once and remembered by directory
-// with its files' stamps (see fileStamp), and read again when one of
-// them changes. A go.mod that does not parse is remembered as such; a
-// file that cannot be read is not remembered.
+// parseDeclared; nil when there is none). Check, Key and Sums each ask
+// for it on every load, and for a plugin that failed on every request:
+// it is read once and remembered by directory with its files' stamps
+// (see fileStamp), and read again when one of them changes. A go.mod
+// that does not parse is remembered as such; a file that cannot be read
+// is not remembered.
 func (p *Pipeline) declared(src Source) (*declared, error) {
 	dir := declaredDir(src, p.src.dir)
 	paths := declaredFiles(dir)
