@@ -105,25 +105,31 @@ func TestStopAndPoll(t *testing.T) {
 	}
 }
 
-func TestPollSeesTheExit(t *testing.T) {
-	p, _ := start(t, "fail")
-	err := p.Poll(t.Context(), 30*time.Second, 5*time.Millisecond, func(context.Context) (bool, error) {
-		return false, errors.New("not yet")
-	})
-	if err == nil || !strings.HasPrefix(err.Error(), "child exited (exit status 3); last not yet") {
-		t.Errorf("Poll of a child that exits: %v", err)
+// TestPollEnds: Poll of a try never done ends when the child exits, or
+// at its limit, saying which with the last answer.
+func TestPollEnds(t *testing.T) {
+	tests := []struct {
+		kind  string
+		limit time.Duration
+		want  string
+	}{
+		{"fail", 30 * time.Second, "child exited (exit status 3); last not yet"},
+		{"term", 50 * time.Millisecond, "child gave no expected answer within 50ms; last not yet"},
 	}
+	for _, tt := range tests {
+		t.Run(tt.kind, func(t *testing.T) {
+			p, _ := start(t, tt.kind)
+			err := p.Poll(t.Context(), tt.limit, 5*time.Millisecond, func(context.Context) (bool, error) {
+				return false, errors.New("not yet")
+			})
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("Poll: %v, want %q", err, tt.want)
+			}
+		})
+	}
+	p, _ := start(t, "fail")
+	<-p.Exited()
 	if err := p.Stop(os.Kill, time.Second); !errors.Is(err, ErrExited) {
 		t.Errorf("Stop after the exit: %v, want ErrExited", err)
-	}
-}
-
-func TestPollGivesUpAtItsLimit(t *testing.T) {
-	p, _ := start(t, "term")
-	err := p.Poll(t.Context(), 50*time.Millisecond, 5*time.Millisecond, func(context.Context) (bool, error) {
-		return false, errors.New("not yet")
-	})
-	if err == nil || err.Error() != "child gave no expected answer within 50ms; last not yet" {
-		t.Errorf("Poll past its limit: %v", err)
 	}
 }
