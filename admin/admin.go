@@ -19,14 +19,12 @@ package admin
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"embed"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html/template"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -35,6 +33,7 @@ import (
 
 	"github.com/plugind/plugind/bus"
 	"github.com/plugind/plugind/internal/reqstats"
+	"github.com/plugind/plugind/internal/sse"
 	"github.com/plugind/plugind/loader"
 	"github.com/plugind/plugind/tasks"
 )
@@ -53,14 +52,6 @@ type Stats interface {
 	Window(plugin string) reqstats.Window
 }
 
-// eventBuffer is how many events a page's stream may fall behind.
-const eventBuffer = 256
-
-// EventStream streams bus traffic; *bus.Tap implements it.
-type EventStream interface {
-	Stream(ctx context.Context, buffer int) <-chan bus.Message
-}
-
 // TaskLister lists the tasks queued or running.
 type TaskLister interface {
 	Active() []tasks.Task
@@ -74,13 +65,12 @@ type Options struct {
 	History *History
 	// Stats is their recent requests.
 	Stats Stats
-	// Events, if set, feeds the live tail of server events.
-	Events EventStream
+	// Events, if set, feeds the live tail of server events, under its
+	// limits (bus.maxstreams, shared with /_EVENTS; bus.writetimeout) and
+	// until the server starts shutting down.
+	Events *sse.Streams
 	// Tasks, if set, lists the tasks queued and running.
 	Tasks TaskLister
-	// Closing, if set, is closed when the server starts shutting down: the
-	// event stream ends then.
-	Closing <-chan struct{}
 	// APIKey says that requests need credentials: curl lines then carry
 	// -H "X-API-Key: $PLUGIND_API_KEY".
 	APIKey bool
@@ -114,7 +104,8 @@ func mustRead(name string) string {
 
 // handler serves the page.
 type handler struct {
-	opts Options
+	opts   Options
+	events http.Handler // nil without Options.Events
 }
 
 // New returns the handler of everything under Prefix; mount it at Prefix
@@ -123,7 +114,11 @@ func New(opts Options) http.Handler {
 	if opts.Plugins == nil {
 		panic("admin.New: Options.Plugins is required")
 	}
-	return &handler{opts: opts}
+	h := &handler{opts: opts}
+	if opts.Events != nil {
+		h.events = opts.Events.Handler("admin", serverEvent)
+	}
+	return h
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -143,7 +138,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "plugins":
 		h.fragment(w, r)
 	case "events":
-		h.events(w, r)
+		if h.events == nil {
+			http.Error(w, "the event stream is off", http.StatusNotFound)
+			return
+		}
+		h.events.ServeHTTP(w, r)
 	default:
 		http.Error(w, "not found", http.StatusNotFound)
 	}
@@ -274,61 +273,22 @@ func (h *handler) render(w http.ResponseWriter, r *http.Request, name string, d 
 // serverEventPrefix selects, of the bus traffic, the server's own events.
 const serverEventPrefix = "plugind."
 
-// events streams the server's events as Server-Sent Events, each a JSON
-// object {time, name, payload}, until the client goes or the server
-// shuts down.
-func (h *handler) events(w http.ResponseWriter, r *http.Request) {
-	if h.opts.Events == nil {
-		http.Error(w, "the event stream is off", http.StatusNotFound)
-		return
+// serverEvent is the format of the page's event stream: the server's
+// own events, each a JSON object {time, name, payload}.
+func serverEvent(m bus.Message) (event string, data []byte, ok bool) {
+	if !strings.HasPrefix(m.Name, serverEventPrefix) {
+		return "", nil, false
 	}
-	// A page that falls this far behind is dropped; it reconnects.
-	stream := h.opts.Events.Stream(r.Context(), eventBuffer)
-	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives http.writetimeout
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return
+	var payload json.RawMessage
+	if json.Valid(m.Payload) {
+		payload = m.Payload
 	}
-	// A comment first gets the headers through every buffering writer.
-	if _, err := io.WriteString(w, ": plugind admin\n\n"); err != nil {
-		return
-	}
-	_ = rc.Flush()
-	for {
-		var m bus.Message
-		select {
-		case msg, ok := <-stream:
-			if !ok {
-				return
-			}
-			m = msg
-		case <-h.opts.Closing: // nil: never
-			return
-		}
-		if !strings.HasPrefix(m.Name, serverEventPrefix) {
-			continue
-		}
-		var payload json.RawMessage
-		if json.Valid(m.Payload) {
-			payload = m.Payload
-		}
-		data, err := json.Marshal(struct {
-			Time    time.Time       `json:"time"`
-			Name    string          `json:"name"`
-			Payload json.RawMessage `json:"payload,omitempty"`
-		}{time.Now().UTC(), m.Name, payload})
-		if err != nil {
-			continue
-		}
-		if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
-			return
-		}
-		if err := rc.Flush(); err != nil {
-			return
-		}
-	}
+	data, err := json.Marshal(struct {
+		Time    time.Time       `json:"time"`
+		Name    string          `json:"name"`
+		Payload json.RawMessage `json:"payload,omitempty"`
+	}{time.Now().UTC(), m.Name, payload})
+	return "", data, err == nil
 }
 
 // baseURL is the scheme and host the client reached, for curl lines; a

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -11,8 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/plugind/plugind/admin"
 	"github.com/plugind/plugind/bus"
+	"github.com/plugind/plugind/internal/plugintest"
+	"github.com/plugind/plugind/internal/sse"
 	"github.com/plugind/plugind/loader"
 )
 
@@ -25,7 +32,8 @@ func TestEventStream(t *testing.T) {
 	tap := &bus.Tap{}
 	b := bus.New(tap.Observe)
 	closing := make(chan struct{})
-	srv := httptest.NewServer(admin.New(admin.Options{Plugins: noPlugins{}, Events: tap, Closing: closing}))
+	streams := sse.New(sse.Options{Source: tap, Max: 4, WriteTimeout: 10 * time.Second, Closing: closing})
+	srv := httptest.NewServer(admin.New(admin.Options{Plugins: noPlugins{}, Events: streams}))
 	defer srv.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -76,6 +84,75 @@ func TestEventStream(t *testing.T) {
 	}
 	if ctx.Err() != nil {
 		t.Fatal("the stream did not end when the server began shutting down")
+	}
+}
+
+// newLimitedStream serves the page with an event stream of at most max
+// streams and a short write timeout.
+func newLimitedStream(t *testing.T, max int) (*sse.Streams, *bus.Tap, *httptest.Server, *plugintest.Log) {
+	t.Helper()
+	logs := &plugintest.Log{}
+	tap := &bus.Tap{}
+	streams := sse.New(sse.Options{Source: tap, Max: max, WriteTimeout: 300 * time.Millisecond, Log: zerolog.New(logs)})
+	srv := httptest.NewServer(admin.New(admin.Options{Plugins: noPlugins{}, Events: streams}))
+	t.Cleanup(srv.Close)
+	return streams, tap, srv, logs
+}
+
+// TestEventStreamIsCapped: the page's stream counts against the cap
+// (bus.maxstreams, shared with /_EVENTS); past it, 503 with Retry-After.
+func TestEventStreamIsCapped(t *testing.T) {
+	_, _, srv, _ := newLimitedStream(t, 1)
+	resp, err := http.Get(srv.URL + "/_ADMIN/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if line, _ := bufio.NewReader(resp.Body).ReadString('\n'); resp.StatusCode != http.StatusOK || line != ": plugind admin\n" {
+		t.Fatalf("first stream: %s %q", resp.Status, line)
+	}
+	over, err := http.Get(srv.URL + "/_ADMIN/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Body.Close()
+	if over.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("past the cap: %s %v", over.Status, over.Header)
+	}
+	body, _ := io.ReadAll(over.Body)
+	if over.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "too many event streams") {
+		t.Fatalf("past the cap: %s %v %s", over.Status, over.Header, body)
+	}
+}
+
+// TestEventStreamDropsAStalledPage: a client that never reads is dropped
+// once a write has waited the write timeout, instead of holding its
+// goroutine and buffers for good.
+func TestEventStreamDropsAStalledPage(t *testing.T) {
+	streams, tap, srv, logs := newLimitedStream(t, 4)
+	conn, err := net.DialTimeout("tcp", srv.Listener.Addr().String(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	fmt.Fprint(conn, "GET /_ADMIN/events HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
+	for deadline := time.Now().Add(10 * time.Second); streams.Open() != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream never opened")
+		}
+	}
+	// Server events (the page shows no others), large enough to fill the
+	// connection's buffers soon.
+	payload := []byte(`"` + strings.Repeat("x", 64<<10) + `"`)
+	for deadline := time.Now().Add(20 * time.Second); streams.Open() != 0; time.Sleep(time.Millisecond) { // paces the producer
+		if time.Now().After(deadline) {
+			t.Fatalf("a page that stopped reading still holds its stream: %s", logs)
+		}
+		tap.Observe(bus.Message{Kind: bus.KindEvent, Name: "plugind.plugin.loaded", Payload: payload})
+	}
+	if ev := logs.Events(map[string]any{"message": "event stream dropped", "stream": "admin"}); len(ev) != 1 {
+		t.Errorf("the drop is not logged once: %s", logs)
 	}
 }
 

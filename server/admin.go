@@ -40,9 +40,8 @@ func (s *Server) mountAdmin(h *handlers.Server) {
 		Plugins: s.loader,
 		History: s.admin.history,
 		Stats:   s.admin.stats,
-		Events:  s.tap,
+		Events:  s.streams, // bus.maxstreams counts these and /_EVENTS together
 		Tasks:   s.tasks,
-		Closing: s.closing,
 		APIKey:  len(s.cfg.Auth.APIKeys) > 0,
 		Log:     s.log.With().Str("component", "admin").Logger(),
 	})

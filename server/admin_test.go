@@ -1,10 +1,13 @@
 package server_test
 
 import (
+	"bufio"
+	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plugind/plugind/internal/plugintest"
 )
@@ -112,5 +115,29 @@ func TestAdminPageIsOffByDefaultAndBehindAuth(t *testing.T) {
 	r := on.request(t, "GET", "/_ADMIN/", map[string]string{"X-API-Key": "k3y"})
 	if r.status != 200 || !strings.Contains(r.body, `-H &#34;X-API-Key: $PLUGIND_API_KEY&#34;`) {
 		t.Fatalf("GET /_ADMIN/ with a key: %d; want 200 and curl lines that send a key\n%s", r.status, r.body)
+	}
+}
+
+// TestAdminEventStreamSharesTheBusLimits: the page's live tail is an
+// event stream like /_EVENTS: one bus.maxstreams counts both (more get
+// 503), and an open one does not hold up the shutdown.
+func TestAdminEventStreamSharesTheBusLimits(t *testing.T) {
+	srv := startConfig(t, loadConfig(t, plugintest.PluginPath(t), "[admin]\nenabled = true\n[bus]\nevents = true\nmaxstreams = 1\n"))
+	resp, err := http.Get(srv.url + "/_ADMIN/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if line, _ := bufio.NewReader(resp.Body).ReadString('\n'); resp.StatusCode != 200 || line != ": plugind admin\n" {
+		t.Fatalf("GET /_ADMIN/events: %d %q", resp.StatusCode, line)
+	}
+	for _, path := range []string{"/_EVENTS", "/_ADMIN/events"} {
+		if r := srv.request(t, "GET", path, nil); r.status != 503 || r.header.Get("Retry-After") == "" {
+			t.Errorf("GET %s past bus.maxstreams: %d %v %s", path, r.status, r.header, r.body)
+		}
+	}
+	began := time.Now()
+	if err := srv.stop(); err != nil || time.Since(began) > 5*time.Second {
+		t.Errorf("shutdown with the page's stream open: %v after %s", err, time.Since(began))
 	}
 }

@@ -3,18 +3,12 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/http"
-	"os"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/plugind/plugind/bus"
-	"github.com/plugind/plugind/handlers"
 	"github.com/plugind/plugind/loader"
 )
 
@@ -145,109 +139,24 @@ func (q *eventQueue) close(ctx context.Context) error {
 	}
 }
 
-// streamBuffer is how many messages an /_EVENTS reader may fall behind
-// before its stream is dropped.
-const streamBuffer = 256
-
-// eventStreams serves GET /_EVENTS: bus traffic as Server-Sent Events,
-// for debugging. A debugging stream never slows the bus nor holds a
-// goroutine for a client that stopped reading: at most max streams are
-// open at once (more get 503), each write must finish within
-// writeTimeout, and a reader that falls streamBuffer messages behind is
-// dropped. Streams end when the server starts shutting down (closing).
-type eventStreams struct {
-	tap          *bus.Tap
-	max          int
-	writeTimeout time.Duration
-	closing      <-chan struct{}
-	log          zerolog.Logger
-
-	open atomic.Int64 // streams being served
-}
-
-var _ handlers.EventStream = (*eventStreams)(nil)
-
-func (e *eventStreams) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if e.open.Add(1) > int64(e.max) {
-		e.open.Add(-1)
-		e.log.Warn().Int("max", e.max).Msg("event stream refused: bus.maxstreams are open")
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Retry-After", "5")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_ = json.NewEncoder(w).Encode(map[string]string{
-			"error": fmt.Sprintf("too many event streams: the limit is %d (bus.maxstreams)", e.max),
-		})
-		return
+// busEvent is the format of GET /_EVENTS: every message, as an event
+// named after its kind, with its name, payload (when JSON), deliveries
+// and error.
+func busEvent(m bus.Message) (event string, data []byte, ok bool) {
+	var errText string
+	if m.Err != nil {
+		errText = m.Err.Error()
 	}
-	defer e.open.Add(-1)
-	ctx := r.Context()
-	stream := e.tap.Stream(ctx, streamBuffer) // before the client can know it is open
-	rc := http.NewResponseController(w)
-	deadlines := true
-	write := func(b []byte) error {
-		// A stream outlives http.writetimeout; each write has its own.
-		if err := rc.SetWriteDeadline(time.Now().Add(e.writeTimeout)); err != nil && deadlines {
-			deadlines = false // a wrapper without Unwrap: serve, unbounded
-			e.log.Warn().Err(err).Msg("event stream writes cannot be bounded (bus.writetimeout)")
-		}
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-		return rc.Flush()
+	payload := json.RawMessage(m.Payload)
+	if !json.Valid(payload) {
+		payload = nil
 	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	// A comment first: it gets the headers out through every buffering
-	// writer (compression decides on the first bytes), so the client knows
-	// the stream is open before any message arrives.
-	if err := write([]byte(": plugind bus\n\n")); err != nil {
-		e.dropped(err)
-		return
-	}
-	for {
-		var m bus.Message
-		select {
-		case msg, ok := <-stream:
-			if !ok {
-				if ctx.Err() == nil {
-					e.dropped(fmt.Errorf("the client fell %d messages behind", streamBuffer))
-				}
-				return
-			}
-			m = msg
-		case <-e.closing:
-			return
-		}
-		var errText string
-		if m.Err != nil {
-			errText = m.Err.Error()
-		}
-		payload := json.RawMessage(m.Payload)
-		if !json.Valid(payload) {
-			payload = nil
-		}
-		data, err := json.Marshal(struct {
-			Kind      bus.Kind        `json:"kind"`
-			Name      string          `json:"name"`
-			Payload   json.RawMessage `json:"payload,omitempty"`
-			Delivered int             `json:"delivered"`
-			Error     string          `json:"error,omitempty"`
-		}{m.Kind, m.Name, payload, m.Delivered, errText})
-		if err != nil {
-			continue
-		}
-		if err := write(fmt.Appendf(nil, "event: %s\ndata: %s\n\n", m.Kind, data)); err != nil {
-			// A failed write cancels ctx: a timeout is worth a line, a
-			// client that left is not.
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				e.dropped(fmt.Errorf("the client stopped reading: %w", err))
-			}
-			return
-		}
-	}
-}
-
-func (e *eventStreams) dropped(err error) {
-	e.log.Warn().Err(err).Msg("event stream dropped")
+	data, err := json.Marshal(struct {
+		Kind      bus.Kind        `json:"kind"`
+		Name      string          `json:"name"`
+		Payload   json.RawMessage `json:"payload,omitempty"`
+		Delivered int             `json:"delivered"`
+		Error     string          `json:"error,omitempty"`
+	}{m.Kind, m.Name, payload, m.Delivered, errText})
+	return string(m.Kind), data, err == nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/plugind/plugind/bus"
 	"github.com/plugind/plugind/config"
 	"github.com/plugind/plugind/handlers"
+	"github.com/plugind/plugind/internal/sse"
 	"github.com/plugind/plugind/isolate"
 	"github.com/plugind/plugind/loader"
 	"github.com/plugind/plugind/metrics"
@@ -55,7 +56,7 @@ type Server struct {
 	certs   *certStore // nil without https.mode
 	bus     *bus.Bus
 	tap     *bus.Tap       // /_EVENTS
-	streams *eventStreams  // /_EVENTS
+	streams *sse.Streams   // /_EVENTS and the admin page's
 	events  *eventQueue    // server events on the bus
 	tasks   *tasks.Manager // plugins' background tasks
 	closing chan struct{}  // closed when shutdown begins
@@ -181,7 +182,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, opts ...Opt
 	s.bus.Retain(startupEvents)
 	s.events = newEventQueue(s.bus, log)
 	s.newAdminState()
-	s.streams = &eventStreams{tap: s.tap, max: cfg.Bus.MaxStreams, writeTimeout: cfg.Bus.WriteTimeout, closing: s.closing, log: log}
+	s.streams = sse.New(sse.Options{Source: s.tap, Max: cfg.Bus.MaxStreams, WriteTimeout: cfg.Bus.WriteTimeout, Closing: s.closing, Log: log})
 	s.onClose("server events", s.events.close)
 	// The loader comes before the task store so that the store is
 	// released first: tasks run plugin code, which must be done before
@@ -426,7 +427,7 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 		h.Metrics, h.MetricsPath = s.metrics, cfg.Metrics.Path
 	}
 	if cfg.Bus.Events {
-		h.Events = s.streams
+		h.Events = s.streams.Handler("bus", busEvent)
 	}
 	s.mountAdmin(h)
 	return h.Handler()

@@ -1,12 +1,12 @@
 // Package benchproc is what the benchmark programs under internal/cmd
 // (loadrun, lifebench) share to run plugind as a child process: their
 // main, a plugin directory with an empty config file, a clean environment,
-// free ports on 127.0.0.1, starting, polling and stopping the server, and
-// the end of its log when something fails.
+// free ports on 127.0.0.1, starting, polling and stopping the server (a
+// childproc.Process), and the end of its log when something fails.
 //
-// It uses the standard library only and builds wherever the programs do
-// (CGO_ENABLED=0, GOOS=windows); on Windows, which has no SIGTERM to send,
-// Stop kills the server.
+// It uses the standard library (and childproc) only and builds wherever
+// the programs do (CGO_ENABLED=0, GOOS=windows); on Windows, which has no
+// SIGTERM to send, Stop kills the server.
 package benchproc
 
 import (
@@ -27,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/plugind/plugind/internal/childproc"
 )
 
 const (
@@ -110,34 +112,23 @@ func FreePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// Server is a running plugind child process.
+// Server is a running plugind child process; its Poll waits for an
+// answer while it runs.
 type Server struct {
-	Cmd     *exec.Cmd
-	Addr    string        // 127.0.0.1:PORT
-	Started time.Time     // just before the process started
-	exited  chan struct{} // closed once the process has exited
-	waitErr error         // cmd.Wait's result, set before exited closes
+	*childproc.Process
+	Addr string // 127.0.0.1:PORT
 }
 
 // Start starts bin as a server of the plugin directory dir on
 // 127.0.0.1:port, with Env(dir) and extra, and its output in logPath.
 func Start(bin, dir string, port int, logPath string, extra ...string) (*Server, error) {
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("server log: %w", err)
-	}
-	defer logFile.Close() // the child has its own descriptor
-
 	cmd := exec.Command(bin)
 	cmd.Env = Env(dir, append([]string{"PREST_HTTP_HOST=127.0.0.1", "PREST_HTTP_PORT=" + strconv.Itoa(port)}, extra...)...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	s := &Server{Cmd: cmd, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), exited: make(chan struct{})}
-	s.Started = time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start server: %w", err)
+	p, err := childproc.Start("server", cmd, logPath)
+	if err != nil {
+		return nil, err
 	}
-	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
-	return s, nil
+	return &Server{Process: p, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}, nil
 }
 
 // URL is the server's URL for path.
@@ -146,58 +137,15 @@ func (s *Server) URL(path string) string { return "http://" + s.Addr + path }
 // Stop sends SIGTERM and waits for the exit, killing after StopTimeout.
 // A server that has already exited is an error: something else stopped it.
 func (s *Server) Stop() error {
-	select {
-	case <-s.exited:
+	if err := s.Process.Stop(syscall.SIGTERM, StopTimeout); errors.Is(err, childproc.ErrExited) {
 		return fmt.Errorf("the server exited before the end of the run (%s)", s.Cmd.ProcessState)
-	default:
+	} else if err != nil {
+		return err
 	}
-	if err := s.Cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		_ = s.Cmd.Process.Kill()
-		<-s.exited
-		return fmt.Errorf("stop server: %w; killed it", err)
-	}
-	select {
-	case <-s.exited:
-	case <-time.After(StopTimeout):
-		_ = s.Cmd.Process.Kill()
-		<-s.exited
-		return fmt.Errorf("server still running %s after SIGTERM; killed it", StopTimeout)
-	}
-	if s.waitErr != nil {
-		return fmt.Errorf("server exit: %w", s.waitErr)
+	if err := s.Err(); err != nil {
+		return fmt.Errorf("server exit: %w", err)
 	}
 	return nil
-}
-
-// Poll calls try every interval, counted from the start of the one
-// before, until it is done, the server exits or limit passes. try gets a
-// context that ends with limit and returns done and, when done, nil or an
-// error to give up with; when not done, why not (the last answer), which
-// the error Poll returns ends with.
-func (s *Server) Poll(ctx context.Context, limit, interval time.Duration, try func(context.Context) (done bool, err error)) error {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		done, err := try(ctx)
-		if done {
-			return err
-		}
-		if err == nil {
-			err = errors.New("not done")
-		}
-		select {
-		case <-s.exited:
-			return fmt.Errorf("server exited (%v); last %w", s.waitErr, err)
-		case <-ctx.Done():
-			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("%w; last %w", ctx.Err(), err)
-			}
-			return fmt.Errorf("no expected answer within %s; last %w", limit, err)
-		case <-tick.C:
-		}
-	}
 }
 
 // Get GETs url with client, sending header ("Name: value", "" for none),

@@ -71,8 +71,7 @@ func TestServer(t *testing.T) {
 	stopped := false
 	defer func() {
 		if !stopped {
-			_ = s.Cmd.Process.Kill()
-			<-s.exited
+			s.Kill()
 		}
 	}()
 

@@ -3,7 +3,9 @@
 package fleettest
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,9 +23,12 @@ import (
 	"time"
 
 	"github.com/plugind/plugind/build"
+	"github.com/plugind/plugind/internal/benchproc"
+	"github.com/plugind/plugind/internal/childproc"
 	"github.com/plugind/plugind/internal/haproxytest"
 	"github.com/plugind/plugind/internal/pgtest"
 	"github.com/plugind/plugind/internal/plugintest"
+	"github.com/plugind/plugind/internal/stats"
 )
 
 const (
@@ -87,7 +92,10 @@ func TestFleet(t *testing.T) {
 	dsn := pg.NewDatabase(t)
 	ports = append(ports, pg.Port())
 
-	free := freePorts(t, replicas)
+	free, err := benchproc.FreePorts(replicas)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ports = append(ports, free...)
 	var fleet []*replica
 	var servers []haproxytest.Server
@@ -109,10 +117,9 @@ func TestFleet(t *testing.T) {
 		readiness = append(readiness, r.awaitReady(t))
 	}
 	defer func() {
-		slices.Sort(readiness)
 		t.Logf("figure: prebuilt mode, process start to /readyz 200: median %s, min %s, max %s over %d starts",
-			readiness[len(readiness)/2].Round(time.Millisecond), readiness[0].Round(time.Millisecond),
-			readiness[len(readiness)-1].Round(time.Millisecond), len(readiness))
+			stats.Median(readiness).Round(time.Millisecond), slices.Min(readiness).Round(time.Millisecond),
+			slices.Max(readiness).Round(time.Millisecond), len(readiness))
 	}()
 
 	proxy := haproxytest.Start(t, haproxytest.Config{Servers: servers, Check: "/readyz", Interval: checkInterval, Retries: 3})
@@ -265,7 +272,7 @@ func rollingRestart(t *testing.T, proxy *haproxytest.Proxy, fleet []*replica) []
 		// fails at once, the listener closes after shutdownDelay.
 		if err := proxy.Await(t.Context(), r.name, "DOWN", shutdownDelay); err != nil {
 			t.Errorf("%s: %v", r.name, err)
-		} else if r.exited() {
+		} else if !r.run.Running() {
 			t.Errorf("%s exited before HAProxy took it out", r.name)
 		}
 		r.wait(t, shutdownDelay+15*time.Second)
@@ -332,16 +339,8 @@ func hello(client *http.Client, url string) (string, error) {
 type replica struct {
 	name, bin, addr string
 	env             []string
-	dir             string // working directory (no prest.toml in it) and log
-	run             *run   // the current process; nil before the first start
-}
-
-// run is one process of a replica.
-type run struct {
-	cmd   *exec.Cmd
-	began time.Time     // just before it started
-	done  chan struct{} // closed when it has exited, after err is set
-	err   error
+	dir             string             // working directory (no prest.toml in it) and log
+	run             *childproc.Process // the current one; nil before the first start
 }
 
 func newReplica(t *testing.T, name, bin string, port int, env ...string) *replica {
@@ -356,9 +355,8 @@ func newReplica(t *testing.T, name, bin string, port int, env ...string) *replic
 			"PREST_TASKS_DIR=" + filepath.Join(dir, "tasks"), "PREST_LOG_FORMAT=json"}, env...)...),
 	}
 	t.Cleanup(func() {
-		if r.run != nil && !r.exited() {
-			_ = r.run.cmd.Process.Kill()
-			<-r.run.done
+		if r.run != nil {
+			r.run.Kill()
 		}
 		if t.Failed() {
 			t.Logf("%s's log ends:\n%s", r.name, r.logTail())
@@ -380,18 +378,12 @@ func (r *replica) start(t *testing.T) time.Duration {
 // launch starts the replica's process.
 func (r *replica) launch(t *testing.T) {
 	t.Helper()
-	log, err := os.OpenFile(filepath.Join(r.dir, "plugind.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	cmd := exec.Command(r.bin)
+	cmd.Dir, cmd.Env = r.dir, r.env
+	p, err := childproc.Start(r.name, cmd, filepath.Join(r.dir, "plugind.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer log.Close() // the child has its own descriptor
-	cmd := exec.Command(r.bin)
-	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = r.dir, r.env, log, log
-	p := &run{cmd: cmd, done: make(chan struct{}), began: time.Now()}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
 	r.run = p
 }
 
@@ -399,43 +391,28 @@ func (r *replica) launch(t *testing.T) {
 // from the process's start to then.
 func (r *replica) awaitReady(t *testing.T) time.Duration {
 	t.Helper()
-	p := r.run
 	client := &http.Client{Timeout: time.Second}
-	deadline := time.After(30 * time.Second)
-	last := "no answer"
-	for {
-		resp, err := client.Get(r.url("/readyz"))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return time.Since(p.began)
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
+	err := r.run.Poll(t.Context(), 30*time.Second, 5*time.Millisecond, func(ctx context.Context) (bool, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.url("/readyz"), nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false, err
 		}
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited while starting (%v):\n%s", r.name, p.err, r.logTail())
-		case <-deadline:
-			t.Fatalf("%s: /readyz not 200 within 30s: %s\n%s", r.name, last, r.logTail())
-		case <-time.After(5 * time.Millisecond): // the next poll
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false, errors.New(resp.Status)
 		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: /readyz not 200: %v\n%s", r.name, err, r.logTail())
 	}
-}
-
-func (r *replica) exited() bool {
-	select {
-	case <-r.run.done:
-		return true
-	default:
-		return false
-	}
+	return time.Since(r.run.Started)
 }
 
 func (r *replica) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	if err := r.run.cmd.Process.Signal(sig); err != nil {
+	if err := r.run.Cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("%s: %v", r.name, err)
 	}
 }
@@ -445,9 +422,9 @@ func (r *replica) signal(t *testing.T, sig syscall.Signal) {
 func (r *replica) wait(t *testing.T, limit time.Duration) {
 	t.Helper()
 	select {
-	case <-r.run.done:
-		if r.run.err != nil {
-			t.Errorf("%s exited with %v, want status 0:\n%s", r.name, r.run.err, r.logTail())
+	case <-r.run.Exited():
+		if err := r.run.Err(); err != nil {
+			t.Errorf("%s exited with %v, want status 0:\n%s", r.name, err, r.logTail())
 		}
 	case <-time.After(limit):
 		t.Fatalf("%s still running %s after SIGTERM", r.name, limit)
@@ -459,7 +436,7 @@ func (r *replica) kill(t *testing.T) time.Time {
 	t.Helper()
 	r.signal(t, syscall.SIGKILL)
 	at := time.Now()
-	<-r.run.done
+	<-r.run.Exited()
 	return at
 }
 
@@ -552,21 +529,6 @@ func prebuild(t *testing.T, bin, pp, cache string) {
 		t.Fatalf("plugind build: %v\n%s", err, out)
 	}
 	t.Logf("plugind build of hello and jobs: %s", time.Since(began).Round(time.Millisecond))
-}
-
-// freePorts returns n distinct free ports on 127.0.0.1.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
 
 // portsFree checks that nothing listens on ports any more: every server

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/plugind/plugind/internal/benchproc"
+	"github.com/plugind/plugind/internal/childproc"
 )
 
 // Install says how to get HAProxy on Debian.
@@ -58,9 +59,7 @@ type Proxy struct {
 	Addr      string // the frontend, 127.0.0.1:PORT
 	statsAddr string
 	dir       string
-	cmd       *exec.Cmd
-	exited    chan struct{}
-	waitErr   error
+	proc      *childproc.Process
 }
 
 // Check reports an error naming the package to install when there is no
@@ -155,7 +154,6 @@ func start(dir string, cfg Config) (*Proxy, error) {
 		Addr:      net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
 		statsAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
 		dir:       dir,
-		exited:    make(chan struct{}),
 	}
 	var b strings.Builder
 	err = configTemplate.Execute(&b, map[string]any{
@@ -172,35 +170,20 @@ func start(dir string, cfg Config) (*Proxy, error) {
 	if out, err := exec.Command(bin, "-c", "-q", "-f", conf).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("haproxy -c: %w\n%s\n%s", err, out, b.String())
 	}
-	logFile, err := os.Create(filepath.Join(dir, "haproxy.log"))
+	// -db: in the foreground, a single process that SIGTERM stops.
+	p.proc, err = childproc.Start("haproxy", exec.Command(bin, "-db", "-f", conf), filepath.Join(dir, "haproxy.log"))
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close()
-	// -db: in the foreground, a single process that SIGTERM stops.
-	p.cmd = exec.Command(bin, "-db", "-f", conf)
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting haproxy: %w", err)
-	}
-	go func() { p.waitErr = p.cmd.Wait(); close(p.exited) }()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
+	err = p.proc.Poll(context.Background(), 30*time.Second, 20*time.Millisecond, func(ctx context.Context) (bool, error) {
 		_, err := p.States(ctx)
-		if err == nil {
-			return p, nil
-		}
-		select {
-		case <-p.exited:
-			return nil, fmt.Errorf("haproxy exited (%v):\n%s", p.waitErr, p.Log())
-		case <-ctx.Done():
-			p.stop()
-			return nil, fmt.Errorf("haproxy's stats page did not answer within 30s: %w\n%s", err, p.Log())
-		case <-time.After(20 * time.Millisecond):
-		}
+		return err == nil, err
+	})
+	if err != nil {
+		p.proc.Kill()
+		return nil, fmt.Errorf("haproxy's stats page: %w\n%s", err, p.Log())
 	}
+	return p, nil
 }
 
 // URL is the frontend's URL for path.
@@ -307,8 +290,8 @@ func (p *Proxy) Await(ctx context.Context, name, state string, limit time.Durati
 			last = s
 		}
 		select {
-		case <-p.exited:
-			return fmt.Errorf("haproxy exited (%v)", p.waitErr)
+		case <-p.proc.Exited():
+			return fmt.Errorf("haproxy exited (%v)", p.proc.Err())
 		case <-ctx.Done():
 			return fmt.Errorf("haproxy did not report %s %s within %s: last %s", name, state, limit, last)
 		case <-time.After(10 * time.Millisecond):
@@ -317,20 +300,11 @@ func (p *Proxy) Await(ctx context.Context, name, state string, limit time.Durati
 }
 
 func (p *Proxy) stop() error {
-	select {
-	case <-p.exited:
-		return fmt.Errorf("haproxy exited before the end of the test (%v):\n%s", p.waitErr, p.Log())
-	default:
+	err := p.proc.Stop(syscall.SIGTERM, 10*time.Second)
+	if errors.Is(err, childproc.ErrExited) {
+		return fmt.Errorf("haproxy exited before the end of the test (%v):\n%s", p.proc.Err(), p.Log())
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		return errors.New("haproxy still running 10s after SIGTERM: killed")
-	}
+	return err
 }
 
 // binary finds haproxy on PATH or else at one of the paths in elsewhere:

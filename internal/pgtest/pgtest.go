@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/plugind/plugind/internal/benchproc"
+	"github.com/plugind/plugind/internal/childproc"
 )
 
 // Install says how to get PostgreSQL's server binaries on Debian.
@@ -36,8 +37,7 @@ type Server struct {
 	bin, base, data string
 	run, log        string
 	cred            *syscall.Credential
-	proc            *os.Process
-	exited          chan error // nil while stopped
+	proc            *childproc.Process // nil while stopped
 }
 
 // Start starts a PostgreSQL server for tb and removes it at tb's cleanup.
@@ -136,63 +136,43 @@ func (s *Server) Restart(tb testing.TB) {
 }
 
 func (s *Server) start() error {
-	if s.exited != nil {
+	if s.proc != nil {
 		return errors.New("the server is running")
 	}
-	logFile, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
 	srv := command(s.cred, filepath.Join(s.bin, "postgres"), "-D", s.data, "-p", strconv.Itoa(s.port), "-k", s.run,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off", "-c", "max_connections=200")
-	srv.Stdout, srv.Stderr = logFile, logFile
-	if err := srv.Start(); err != nil {
-		return fmt.Errorf("starting postgres: %w", err)
+	proc, err := childproc.Start("postgres", srv, s.log)
+	if err != nil {
+		return err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
-	s.proc, s.exited = srv.Process, exited
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
+	err = proc.Poll(context.Background(), 60*time.Second, 50*time.Millisecond, func(ctx context.Context) (bool, error) {
 		conn, err := pgx.Connect(ctx, s.DSN("postgres"))
 		if err == nil {
 			conn.Close(ctx)
-			return nil
 		}
-		select {
-		case werr := <-exited:
-			s.exited = nil
-			log, _ := os.ReadFile(s.log)
-			return fmt.Errorf("postgres exited: %v\n%s", werr, log)
-		case <-ctx.Done():
-			s.proc.Kill()
-			<-exited
-			s.exited = nil
-			log, _ := os.ReadFile(s.log)
-			return fmt.Errorf("postgres did not accept connections: %w\n%s", err, log)
-		case <-time.After(50 * time.Millisecond):
-		}
+		return err == nil, err
+	})
+	if err != nil {
+		proc.Kill()
+		log, _ := os.ReadFile(s.log)
+		return fmt.Errorf("postgres did not accept connections: %w\n%s", err, log)
 	}
+	s.proc = proc
+	return nil
 }
 
 func (s *Server) stop() error {
-	if s.exited == nil {
+	if s.proc == nil {
 		return nil
 	}
-	defer func() { s.exited = nil }()
-	s.proc.Signal(syscall.SIGINT) // fast shutdown: disconnect clients, stop
-	select {
-	case <-s.exited:
-		return nil
-	case <-time.After(30 * time.Second):
-		s.proc.Kill()
-		<-s.exited
-		return errors.New("postgres did not stop within 30s: killed")
+	defer func() { s.proc = nil }()
+	// SIGINT is the fast shutdown: disconnect clients, stop. One that had
+	// exited already is stopped as well.
+	if err := s.proc.Stop(syscall.SIGINT, 30*time.Second); err != nil && !errors.Is(err, childproc.ErrExited) {
+		return err
 	}
+	return nil
 }
 
 // DSN is the address of database db, as the superuser.

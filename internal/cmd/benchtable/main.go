@@ -31,6 +31,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/plugind/plugind/internal/stats"
 )
 
 // row is one line of the table: a benchmark, the layer it measures, and
@@ -223,18 +225,13 @@ func bench(pkg, pattern string, count int, benchtime string) (map[string]result,
 	}
 	res := map[string]result{}
 	for name, rs := range runs {
-		res[name] = result{median(rs, func(r result) float64 { return r.ns }), median(rs, func(r result) float64 { return r.allocs })}
+		ns, allocs := make([]float64, len(rs)), make([]float64, len(rs))
+		for i, r := range rs {
+			ns[i], allocs[i] = r.ns, r.allocs
+		}
+		res[name] = result{stats.Median(ns), stats.Median(allocs)}
 	}
 	return res, nil
-}
-
-func median(rs []result, f func(result) float64) float64 {
-	v := make([]float64, len(rs))
-	for i, r := range rs {
-		v[i] = f(r)
-	}
-	slices.Sort(v)
-	return v[len(v)/2]
 }
 
 // profile runs pkg's benchmark pattern under -cpuprofile and returns each

@@ -60,6 +60,7 @@ import (
 
 	"github.com/plugind/plugind/internal/benchproc"
 	"github.com/plugind/plugind/internal/modproxy"
+	"github.com/plugind/plugind/internal/stats"
 )
 
 const (
@@ -235,7 +236,7 @@ func warmBuild(ctx context.Context, o options) ([]row, error) {
 	}
 	return []row{{
 		measure: fmt.Sprintf("warm build, median of %d", warmBuilds),
-		value:   fmt.Sprintf("%s (%s)", fmtDur(median(durs)), fmtDurs(durs)),
+		value:   fmt.Sprintf("%s (%s)", fmtDur(stats.Median(durs)), fmtDurs(durs)),
 		target:  "-",
 	}}, nil
 }
@@ -301,8 +302,8 @@ func dependencyBuilds(ctx context.Context, o options) ([]row, error) {
 	return []row{
 		{measure: "first build with a dependency, empty module cache", value: fmt.Sprintf("%s (go build %s)", fmtDur(first.wall), fmtDur(first.reported)), target: "-"},
 		{measure: "first build with a dependency, module cached", value: fmt.Sprintf("%s (go build %s)", fmtDur(second.wall), fmtDur(second.reported)), target: "-"},
-		{measure: fmt.Sprintf("edit with a dependency, build median of %d", warmBuilds), value: fmt.Sprintf("%s (%s)", fmtDur(median(durs)), fmtDurs(durs)),
-			target: "< 2 s", below: median(durs) >= 2*time.Second},
+		{measure: fmt.Sprintf("edit with a dependency, build median of %d", warmBuilds), value: fmt.Sprintf("%s (%s)", fmtDur(stats.Median(durs)), fmtDurs(durs)),
+			target: "< 2 s", below: stats.Median(durs) >= 2*time.Second},
 	}, nil
 }
 
@@ -357,8 +358,8 @@ func firstCall(ctx context.Context, o options) ([]row, error) {
 		fmt.Fprintf(os.Stderr, "lifebench: the server rebuilt hello on %d of %d first calls instead of loading the artifact plugind build made\n", rebuilt, restarts)
 	}
 	return []row{
-		{measure: fmt.Sprintf("process start -> /readyz 200, median of %d", restarts), value: fmtDur(median(ready)), target: "-"},
-		{measure: fmt.Sprintf("first call after restart, median of %d", restarts), value: fmtDur(median(first)), target: firstLabel, below: median(first) >= firstTarget},
+		{measure: fmt.Sprintf("process start -> /readyz 200, median of %d", restarts), value: fmtDur(stats.Median(ready)), target: "-"},
+		{measure: fmt.Sprintf("first call after restart, median of %d", restarts), value: fmtDur(stats.Median(first)), target: firstLabel, below: stats.Median(first) >= firstTarget},
 		{measure: fmt.Sprintf("first call after restart, max of %d", restarts), value: fmtDur(slices.Max(first)), target: firstLabel, below: slices.Max(first) >= firstTarget},
 	}, nil
 }
@@ -427,7 +428,7 @@ func editUnderLoad(ctx context.Context, s *server, dir string, edits int, nonce 
 	}
 	failed := c.non200.Load() + c.transport.Load() + c.wrong.Load()
 	return []row{
-		{measure: fmt.Sprintf("edit -> new code, median of %d", edits), value: fmtDur(median(durs)), target: reloadLabel, below: median(durs) >= reloadTarget},
+		{measure: fmt.Sprintf("edit -> new code, median of %d", edits), value: fmtDur(stats.Median(durs)), target: reloadLabel, below: stats.Median(durs) >= reloadTarget},
 		{measure: fmt.Sprintf("edit -> new code, max of %d", edits), value: fmtDur(slices.Max(durs)), target: reloadLabel, below: slices.Max(durs) >= reloadTarget},
 		{
 			measure: "failed requests during reloads",
@@ -446,7 +447,7 @@ func memoryPerReload(ctx context.Context, s *server, dir string, edits, reloads 
 	var rows []row
 	mem, err := s.memoryAcross(ctx, dir, edits, reloads, nonce, 0)
 	switch {
-	case errors.Is(err, errNoProc):
+	case errors.Is(err, stats.ErrNoProc):
 		rows = append(rows, row{measure: fmt.Sprintf("in-process: RSS across %d reloads", reloads), value: "skipped: VmRSS is read from /proc (Linux only)", target: "-"})
 	case err != nil:
 		return nil, err
@@ -491,7 +492,7 @@ func isolatedReloads(ctx context.Context, o options) ([]row, error) {
 		}
 		mem, err := s.memoryAcross(ctx, dir, 0, o.reloads, nonce, 1)
 		switch {
-		case errors.Is(err, errNoProc):
+		case errors.Is(err, stats.ErrNoProc):
 			rows = append(rows, row{measure: fmt.Sprintf("isolated: RSS across %d reloads", o.reloads), value: "skipped: VmRSS is read from /proc (Linux only)", target: "-"})
 		case err != nil:
 			return err
@@ -501,7 +502,7 @@ func isolatedReloads(ctx context.Context, o options) ([]row, error) {
 				row{measure: fmt.Sprintf("isolated: RSS of the server and its child after %d warm-up reloads, across %d more", warmupReloads, o.reloads), value: mem.String(),
 					target: fmt.Sprintf("within %.0f%%", isolatedGrowth*100), below: growth > isolatedGrowth || growth < -isolatedGrowth},
 				row{measure: fmt.Sprintf("isolated: RSS growth per reload, over %d", o.reloads), value: fmtPerReload(mem.perReload()), target: "about 0"},
-				row{measure: fmt.Sprintf("isolated: edit -> new code, median of %d", o.reloads), value: fmtDur(median(mem.edits)), target: "-"})
+				row{measure: fmt.Sprintf("isolated: edit -> new code, median of %d", o.reloads), value: fmtDur(stats.Median(mem.edits)), target: "-"})
 		}
 		return nil
 	})
@@ -516,13 +517,10 @@ func isolatedReloads(ctx context.Context, o options) ([]row, error) {
 		return rows, fmt.Errorf("%s: %d processes of v started, want %d (one, then one per reload)", logName, len(starts), want)
 	}
 	return append(rows,
-		row{measure: fmt.Sprintf("isolated: exec -> healthy, median of %d starts", len(starts)), value: fmtDur(median(starts)), target: "< 100 ms", below: median(starts) >= isolatedHealthy},
+		row{measure: fmt.Sprintf("isolated: exec -> healthy, median of %d starts", len(starts)), value: fmtDur(stats.Median(starts)), target: "< 100 ms", below: stats.Median(starts) >= isolatedHealthy},
 		row{measure: fmt.Sprintf("isolated: exec -> healthy, max of %d starts", len(starts)), value: fmtDur(slices.Max(starts)), target: "< 100 ms", below: slices.Max(starts) >= isolatedHealthy},
 	), nil
 }
-
-// errNoProc: memory is read from /proc, which only Linux has.
-var errNoProc = errors.New("no /proc")
 
 // memory is the RSS of a server and its children at the first call, after
 // the warm-up reloads (before) and after the counted ones, and the largest
@@ -549,7 +547,7 @@ func (m memory) String() string {
 // the retired process has exited).
 func (s *server) memoryAcross(ctx context.Context, dir string, from, reloads int, nonce string, children int) (memory, error) {
 	if runtime.GOOS != "linux" {
-		return memory{}, errNoProc
+		return memory{}, stats.ErrNoProc
 	}
 	m := memory{warmup: warmupReloads, reloads: reloads}
 	var err error
@@ -591,7 +589,7 @@ func (s *server) settledRSS(ctx context.Context, children int) (int64, error) {
 		}
 		total = 0
 		for _, pid := range append(pids, s.Cmd.Process.Pid) {
-			n, err := rss(pid)
+			n, err := stats.RSS(pid)
 			if err != nil {
 				return false, err // it may just have exited
 			}
@@ -963,31 +961,6 @@ func (s *server) load(ctx context.Context, path string, n int, nonce string, c *
 	return func() { cancel(); wg.Wait() }
 }
 
-// rss is the resident memory of process pid, from /proc (Linux).
-func rss(pid int) (int64, error) {
-	if runtime.GOOS != "linux" {
-		return 0, nil
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("server memory: %w", err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) != 2 || f[1] != "kB" {
-				return 0, fmt.Errorf("server memory: unexpected line %q", line)
-			}
-			kb, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("server memory: %w", err)
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("server memory: no VmRSS in /proc/%d/status", pid)
-}
-
 // report prints the table, marking rows that miss their target.
 func report(w io.Writer, rows []row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
@@ -1003,16 +976,6 @@ func report(w io.Writer, rows []row) error {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
-}
-
-// median of a non-empty slice; the mean of the middle two for even sizes.
-func median(v []time.Duration) time.Duration {
-	s := slices.Sorted(slices.Values(v))
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // fmtDur is d in ms below a second, in s above.

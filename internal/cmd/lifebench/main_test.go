@@ -15,6 +15,7 @@ import (
 
 	plugbuild "github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/plugintest"
+	"github.com/plugind/plugind/internal/stats"
 	"github.com/plugind/plugind/isolate"
 	"github.com/plugind/plugind/loader"
 )
@@ -146,7 +147,7 @@ func TestDescendants(t *testing.T) {
 	if len(pids) != 2 || pids[0] != cmd.Process.Pid {
 		t.Fatalf("descendants %v: want the shell %d, then its sleep", pids, cmd.Process.Pid)
 	}
-	if got, err := rss(pids[1]); err != nil || got <= 0 {
+	if got, err := stats.RSS(pids[1]); err != nil || got <= 0 {
 		t.Fatalf("RSS of the sleep: %d, %v", got, err)
 	}
 }

@@ -69,6 +69,7 @@ import (
 	"time"
 
 	"github.com/plugind/plugind/internal/benchproc"
+	"github.com/plugind/plugind/internal/stats"
 )
 
 const (
@@ -751,17 +752,17 @@ func (q ratio) value(results []result) (v float64, rounds []float64) {
 		if len(all.num) == 0 || len(all.den) == 0 {
 			return math.NaN(), nil
 		}
-		return median(all.num) / median(all.den), nil
+		return stats.Median(all.num) / stats.Median(all.den), nil
 	}
 	for _, round := range slices.Sorted(maps.Keys(num)) {
 		if d, ok := den[round]; ok {
-			rounds = append(rounds, median(num[round])/median(d))
+			rounds = append(rounds, stats.Median(num[round])/stats.Median(d))
 		}
 	}
 	if len(rounds) == 0 {
 		return math.NaN(), nil
 	}
-	return median(rounds), rounds
+	return stats.Median(rounds), rounds
 }
 
 // errRunErrors is report's failure: a run saw errors.
@@ -789,8 +790,8 @@ func report(w io.Writer, got map[string]float64, targets []target, results []res
 				rs, p50s, p99s = append(rs, r.rps), append(p50s, r.p50), append(p99s, r.p99)
 			}
 		}
-		rps[t.name], p99[t.name] = median(rs), median(p99s)
-		fmt.Fprintf(tw, "%s\tmedian\t%.0f\t%s\t%s\n", t.name, rps[t.name], median(p50s), p99[t.name])
+		rps[t.name], p99[t.name] = stats.Median(rs), stats.Median(p99s)
+		fmt.Fprintf(tw, "%s\tmedian\t%.0f\t%s\t%s\n", t.name, rps[t.name], stats.Median(p50s), p99[t.name])
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write report: %w", err)
@@ -848,14 +849,4 @@ func report(w io.Writer, got map[string]float64, targets []target, results []res
 		return fmt.Errorf("%w: %d of %d (see the errors column)", errRunErrors, failed, len(results))
 	}
 	return nil
-}
-
-// median of a non-empty slice; the mean of the middle two for even sizes.
-func median[T float64 | time.Duration](v []T) T {
-	s := slices.Sorted(slices.Values(v))
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }

@@ -1,0 +1,70 @@
+// Package stats holds the small readings the benchmark programs and
+// test harnesses share: the median of a set of samples and the resident
+// memory of a process.
+//
+// It uses the standard library only and builds wherever the programs do.
+package stats
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Number is what Median takes: durations, counts, rates.
+type Number interface {
+	~int | ~int64 | ~float64
+}
+
+// Median of v, which must not be empty: the middle sample, or for an even
+// count the mean of the middle two (the usual definition, and benchstat's:
+// picking either of the two instead would lean the figure towards the
+// slower or the faster runs). v is not reordered.
+func Median[T Number](v []T) T {
+	if len(v) == 0 {
+		panic("stats.Median of no samples")
+	}
+	s := slices.Sorted(slices.Values(v))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// ErrNoProc is RSS's error where there is no /proc to read (not Linux).
+var ErrNoProc = fmt.Errorf("resident memory is read from /proc (Linux only): %w", errors.ErrUnsupported)
+
+// RSS is the resident memory of process pid, in bytes: VmRSS of
+// /proc/PID/status.
+func RSS(pid int) (int64, error) {
+	if runtime.GOOS != "linux" {
+		return 0, ErrNoProc
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("memory of process %d: %w", pid, err)
+	}
+	return parseRSS(string(data), pid)
+}
+
+func parseRSS(status string, pid int) (int64, error) {
+	for line := range strings.Lines(status) {
+		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\n"), "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) != 2 || f[1] != "kB" {
+				return 0, fmt.Errorf("memory of process %d: unexpected line %q", pid, line)
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("memory of process %d: %w", pid, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("memory of process %d: no VmRSS in /proc/%d/status", pid, pid)
+}
