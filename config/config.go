@@ -211,10 +211,11 @@ type Bus struct {
 	// Events serves GET /_EVENTS, a Server-Sent Events stream of bus
 	// traffic, for debugging (behind auth like every route).
 	Events bool `mapstructure:"events"`
-	// MaxStreams bounds the open /_EVENTS streams; more get 503.
+	// MaxStreams bounds the open event streams, /_EVENTS and the admin
+	// page's /_ADMIN/events together; more get 503.
 	MaxStreams int `mapstructure:"maxstreams"`
-	// WriteTimeout bounds each write to a stream: a client that stops
-	// reading is dropped.
+	// WriteTimeout bounds each write to either kind of stream: a client
+	// that stops reading is dropped.
 	WriteTimeout time.Duration `mapstructure:"writetimeout"`
 }
 

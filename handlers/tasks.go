@@ -51,7 +51,8 @@ func (s *Server) task(w http.ResponseWriter, r *http.Request) {
 
 // EventStream serves GET /_EVENTS, the bus's traffic as Server-Sent
 // Events. The server implements it: the stream's limits are the bus's
-// configuration (bus.maxstreams, bus.writetimeout).
+// configuration (bus.maxstreams, bus.writetimeout), shared with the admin
+// page's stream.
 type EventStream interface {
 	http.Handler
 }
