@@ -173,7 +173,9 @@ func (b *builder) compile(ctx context.Context, name string, files map[string][]b
 	defer os.RemoveAll(dir)
 	// -s -w: no symbol table or DWARF, a third less link time and size;
 	// stack traces (the runtime's pclntab) are unaffected.
-	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", exe + ".tmp"}
+	// -mod=readonly: never edit a go.mod. On the command line, as the
+	// pipeline's builds pass it, so that the user's GOFLAGS in env apply.
+	args := []string{"build", "-mod=readonly", "-trimpath", "-ldflags=-s -w", "-o", exe + ".tmp"}
 	if b.tags != "" {
 		args = append(args, "-tags="+b.tags)
 	}
@@ -191,13 +193,14 @@ func (b *builder) compile(ctx context.Context, name string, files map[string][]b
 	cmd.Dir = b.moduleDir
 	env := b.env
 	if env == nil {
-		env = os.Environ()
+		// The process's, less its GOFLAGS: which of them builds may take
+		// is the pipeline's to say (build.Pipeline.GoEnv).
+		env = append(os.Environ(), "GOFLAGS=")
 	}
 	cmd.Env = append(slices.Clip(env),
-		"GOWORK=off",            // a go.work above the module silently changes versions
-		"GOFLAGS=-mod=readonly", // never edit go.mod
-		"GOTOOLCHAIN=local",     // never a download
-		"CGO_ENABLED=0",         // a separate process: no C compiler needed, a static binary
+		"GOWORK=off",        // a go.work above the module silently changes versions
+		"GOTOOLCHAIN=local", // never a download
+		"CGO_ENABLED=0",     // a separate process: no C compiler needed, a static binary
 	)
 	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
