@@ -125,6 +125,58 @@ isolation = "process"
 	}
 }
 
+// TestBuildAutoConflictForPrebuilt: with isolation = "auto", plugind
+// build keeps only the executable of a plugin whose .so needs another
+// version of a module than a plugin built before it, and exits 0; a
+// prebuilt-mode server, where that plugin has no .so, runs it in a
+// process from that executable, with the version its go.mod asks for,
+// and the other in-process; the log says why it moved.
+func TestBuildAutoConflictForPrebuilt(t *testing.T) {
+	if !plugintest.OwnProcess(t) {
+		return // greet v1.0.0 and v1.1.0 cannot meet in one process
+	}
+	_, env := plugintest.ModuleProxy(t)
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	lib := filepath.Join(t.TempDir(), "lib")
+	plugintest.CopyTree(t, "deps/lib-greet", lib)                          // greet: example.com/greet v1.0.0
+	plugintest.CopyTree(t, "deps/shop", filepath.Join(lib, "src", "shop")) // shop: v1.1.0
+	conf := filepath.Join(t.TempDir(), "prest.toml")
+	plugintest.WriteFile(t, filepath.Dir(conf), "prest.toml", "[plugins]\nisolation = \"auto\"\n")
+	environ := []string{"PREST_CONF=" + conf, "PREST_PLUGINPATH=" + lib, "PREST_PLUGINS_CACHEDIR=" + t.TempDir(),
+		"PREST_PLUGINS_LOADCHECKTIMEOUT=0", "PREST_PLUGINS_WARMUP=false", "PREST_TASKS_DIR=" + t.TempDir(),
+		"PREST_PLUGINS_BUILDWAIT=" + plugintest.BuildWait.String(), "PREST_HTTP_WRITETIMEOUT=" + plugintest.WriteTimeout.String()}
+
+	var out, errs bytes.Buffer
+	if code := Main(t.Context(), []string{"build", "greet", "shop"}, environ, &out, &errs); code != 0 {
+		t.Fatalf("plugind build: exit %d\n%s\n%s", code, out.String(), errs.String())
+	}
+	t.Logf("plugind build:\n%s", out.String())
+	for _, want := range []string{"greet                built ", "greet (process)      built ", "shop                 process cannot load in-process", "shop (process)       built "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plugind build printed no line %q", want)
+		}
+	}
+
+	t.Setenv("PATH", t.TempDir()) // no go
+	url, logs := serve(t, append(environ, "PREST_PLUGINS_BUILD=off", "PREST_PLUGINS_GO=/nonexistent/go", "PREST_HTTP_HOST=127.0.0.1"))
+	for _, tt := range []struct{ path, want string }{
+		{"/_PLUGIN/greet/Hello", "greet v1.0.0"},
+		{"/_PLUGIN/shop/Hello", "greet v1.1.0"},
+		{"/_PLUGIN/greet/Hello", "greet v1.0.0"},
+	} {
+		if status, body := httpGet(t, url+tt.path); status != http.StatusOK || body != tt.want {
+			t.Errorf("GET %s = %d %s; want 200 %s\n%s", tt.path, status, body, tt.want, logs)
+		}
+	}
+	moved := logs.Events(map[string]any{"plugin": "shop", "message": "plugin has no in-process artifact but plugind build made its executable; isolation is auto: it runs in a process of its own"})
+	if len(moved) != 1 {
+		t.Errorf("the move to a process was not logged once: %v\n%s", moved, logs)
+	}
+}
+
 // serve starts a server with environ on loopback until the test ends and
 // returns its URL once it is ready, and its log.
 func serve(t *testing.T, environ []string) (string, *plugintest.Log) {

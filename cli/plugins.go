@@ -116,7 +116,14 @@ func buildCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 							dur, err = buildCopies(cmd.Context(), p, name, res.Key, cfg.Plugin(name).Copies)
 							res.Duration += dur
 						}
-						ok = report(name, res.Key, res.Duration, start, err)
+						if isolated && errors.Is(err, loader.ErrDependency) {
+							// "auto": a server runs it in a process, from
+							// the executable built next; no .so is kept.
+							fmt.Fprintf(stdout, "%-20s process %s\n", name, "cannot load in-process, runs in a process (isolation = \"auto\")")
+							fmt.Fprintf(stdout, "  %s\n", describe(err))
+						} else {
+							ok = report(name, res.Key, res.Duration, start, err)
+						}
 					}
 					if isolated && iso != nil {
 						start := time.Now()
