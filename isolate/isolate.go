@@ -220,13 +220,8 @@ func (m *Manager) Built(name string) error {
 // Resolve returns the handler of method+fn+"Handler" in plugin name,
 // building and starting the plugin on its first call.
 func (m *Manager) Resolve(ctx context.Context, name, fn, method string) (*Handler, error) {
-	switch {
-	case !loader.ValidName(name):
-		return nil, &loader.Error{Kind: loader.ErrBadName, Msg: fmt.Sprintf("invalid plugin name: use 1 to %d letters, digits, '_' or '-'", loader.MaxNameLen)}
-	case !loader.ValidFunc(fn):
-		return nil, &loader.Error{Kind: loader.ErrBadName, Plugin: name, Msg: fmt.Sprintf("invalid function name: use 1 to %d letters, digits or '_'", loader.MaxNameLen)}
-	case !loader.ValidMethod(method):
-		return nil, &loader.Error{Kind: loader.ErrMethodNotAllowed, Plugin: name, Msg: "method not allowed"}
+	if err := loader.CheckCall(name, fn, method); err != nil {
+		return nil, err
 	}
 	p, err := m.plugin(name)
 	if err != nil {
