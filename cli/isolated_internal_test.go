@@ -46,6 +46,9 @@ isolation = "auto"
 
 [plugin.unbuilt]
 isolation = "process"
+
+[plugin.oldso]
+isolation = "auto"
 `)
 	cache := t.TempDir() // what is in it, this test built
 	environ := []string{"PREST_CONF=" + conf, "PREST_PLUGINPATH=" + pp, "PREST_PLUGINS_CACHEDIR=" + cache,
@@ -64,6 +67,21 @@ isolation = "process"
 	}
 	if strings.Contains(out.String(), "crashy               ") {
 		t.Error("plugind build built the .so of a plugin that only runs in a process")
+	}
+	// prestd's NAME.so, without source, in "auto": it can only run
+	// in-process, so plugind build checks the .so alone.
+	sos, err := filepath.Glob(filepath.Join(cache, "*.so"))
+	if err != nil || len(sos) != 1 {
+		t.Fatalf("artifacts in the cache: %v, %v; want autohi's", sos, err)
+	}
+	data, err := os.ReadFile(sos[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugintest.WriteFile(t, pp, "oldso.so", string(data))
+	out.Reset()
+	if code := Main(t.Context(), []string{"build", "oldso"}, environ, &out, &errs); code != 0 || strings.Contains(out.String(), "(process)") {
+		t.Errorf("plugind build of a .so without source in auto: exit %d\n%s\n%s", code, out.String(), errs.String())
 	}
 
 	// Prebuilt mode: no go on PATH, and plugins.go a command that leaves

@@ -107,6 +107,11 @@ func buildCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 				}
 				for _, name := range names {
 					inProcess, isolated := buildsOf(cfg, name)
+					if isolated && inProcess && build.ValidName(name) {
+						if src, err := p.Find(name); err == nil && src.Kind == build.KindPrebuilt {
+							isolated = false // "auto": a .so without source can only run in-process
+						}
+					}
 					ok := true
 					if inProcess {
 						start := time.Now()
