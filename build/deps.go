@@ -75,21 +75,16 @@ type declaredRead struct {
 // they are the ones r was read with, and were written long enough before
 // that a write since would have changed them (see racyWindow).
 func (r *declaredRead) current(stamps [3]fileStamp) bool {
-	for i, s := range stamps {
-		if !s.same(r.stamps[i]) || !s.settled(r.at) {
-			return false
-		}
-	}
-	return true
+	return unchanged(r.stamps[:], stamps[:], r.at)
 }
 
 // declared is the module that declares src's requirements (see
-// parseDeclared; nil when there is none, or it requires nothing). Check,
-// Key and Sums each ask for it on every load, and for a plugin that
-// failed on every request: it is read once and remembered by directory
-// with its files' stamps (see fileStamp), and read again when one of
-// them changes. A go.mod that does not parse is remembered as such; a
-// file that cannot be read is not remembered.
+// parseDeclared; nil when there is none). Check, Key and Sums each ask
+// for it on every load, and for a plugin that failed on every request:
+// it is read once and remembered by directory with its files' stamps
+// (see fileStamp), and read again when one of them changes. A go.mod
+// that does not parse is remembered as such; a file that cannot be read
+// is not remembered.
 func (p *Pipeline) declared(src Source) (*declared, error) {
 	dir := declaredDir(src, p.src.dir)
 	paths := declaredFiles(dir)
@@ -137,8 +132,8 @@ func (p *Pipeline) declared(src Source) (*declared, error) {
 
 // parseDeclared parses the module in dir, under the plugin path
 // pluginPath, from its go.mod, go.sum and vendor/modules.txt (nil: none).
-// It returns nil when the module requires nothing: such a plugin builds
-// in the server's module as it is.
+// A module that requires nothing is a module all the same: its own
+// packages are the plugin's to import (see Pipeline.module).
 func parseDeclared(dir, pluginPath string, mod, sum, vendor []byte) (*declared, error) {
 	shown := filepath.Base(pluginPath)
 	if rel, err := filepath.Rel(pluginPath, dir); err == nil && rel != "." {
@@ -148,11 +143,7 @@ func parseDeclared(dir, pluginPath string, mod, sum, vendor []byte) (*declared, 
 	if err != nil {
 		return nil, err
 	}
-	d := &declared{dir: dir, mod: mod, shown: shown, file: f, hashes: make(map[string]bool), vendor: parseVendor(vendor)}
-	if len(f.Require) == 0 && len(f.Replace) == 0 && d.vendor == nil {
-		return nil, nil
-	}
-	d.sum = sum
+	d := &declared{dir: dir, mod: mod, shown: shown, file: f, sum: sum, hashes: make(map[string]bool), vendor: parseVendor(vendor)}
 	for line := range strings.Lines(string(d.sum)) {
 		if f := strings.Fields(line); len(f) == 3 {
 			d.hashes[f[0]+" "+f[1]] = true
@@ -179,6 +170,24 @@ func parseVendor(data []byte) []vendored {
 		}
 	}
 	return mods
+}
+
+// empty reports whether d requires, replaces and vendors nothing: a
+// plugin that imports none of d's own packages builds in the server's
+// module as it is (see Pipeline.module).
+func (d *declared) empty() bool {
+	return len(d.file.Require) == 0 && len(d.file.Replace) == 0 && d.vendor == nil
+}
+
+// ownImported reports whether imps, a plugin's imports, has a package of
+// d's own module, which only d's directory holds. A module named as the
+// build module (mainPath) is that module, whose packages the build has.
+func (d *declared) ownImported(imps []string, mainPath string) bool {
+	own := d.file.Module
+	if own == nil || own.Mod.Path == mainPath {
+		return false
+	}
+	return slices.ContainsFunc(imps, func(imp string) bool { return within(imp, own.Mod.Path) })
 }
 
 // fix is the command a user runs in d's directory.

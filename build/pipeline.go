@@ -1,6 +1,7 @@
 package build
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"debug/buildinfo"
@@ -72,17 +73,23 @@ type Pipeline struct {
 	loadCheck LoadChecker
 	reg       *Registry
 
-	kmu     sync.Mutex               // guards libKeys, decls and plans
+	kmu     sync.Mutex               // guards libKeys, decls, base, vendors, owns and plans
 	libKeys map[string]prebuiltKey   // by path
 	decls   map[string]*declaredRead // by directory (see declared)
+	base    *buildModule             // see buildModule
+	vendors map[string]*vendorRead   // by vendor directory and module (see vendorHash)
+	owns    map[string]*ownRead      // by module directory and imports (see ownPackages)
 	// plans are the build modules Key planned, by the key they gave,
 	// until that key's build takes its own: the build is then of exactly
 	// the module its key names, whatever the Registry learnt meanwhile,
 	// and the plan is not made twice.
 	plans map[string]*plan
 
-	onHash     func(path string) // tests: a source file is being hashed
-	onDeclared func(dir string)  // tests: the module in dir is being read
+	onHash        func(path string)   // tests: a source file is being hashed
+	onDeclared    func(dir string)    // tests: the module in dir is being read
+	onBuildModule func()              // tests: the build module is being read
+	onVendor      func(vendor string) // tests: a vendor directory is being hashed
+	onOwn         func(dir string)    // tests: the packages of the module in dir are being hashed
 }
 
 // prebuiltKey is a prebuilt library's content address, remembered with
@@ -130,6 +137,8 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		reg:       opts.Registry,
 		libKeys:   make(map[string]prebuiltKey),
 		decls:     make(map[string]*declaredRead),
+		vendors:   make(map[string]*vendorRead),
+		owns:      make(map[string]*ownRead),
 		plans:     make(map[string]*plan),
 	}
 	if p.reg == nil {
@@ -330,19 +339,33 @@ func (p *Pipeline) hashKey(src Source) (string, error) {
 		}
 		return hashOf("prebuilt library\n" + p.hostID + "\n" + sh), nil
 	}
-	k, err := keyFor(src, p.moduleDir, p.hostID)
+	base, err := p.buildModule()
+	if err != nil {
+		return "", err
+	}
+	k, err := keyFor(src, base, p.hostID)
 	if err != nil || src.Kind == KindPrebuilt {
 		return k, err
 	}
 	// The module the plugin declares its requirements in: the plan
 	// names the versions it will be built with (the resolution that
 	// follows is a function of them), so a dependency change rebuilds
-	// and a restart with unchanged ones reuses the artifact.
-	d, err := p.declared(src)
+	// and a restart with unchanged ones reuses the artifact. A plugin
+	// that needs none keeps the key it always had.
+	d, err := p.module(src)
 	if err != nil || d == nil {
 		return k, err
 	}
-	if pl, err := planFor(src, d, p.moduleDir, p.cacheDir, p.host, p.reg, false); err == nil {
+	own, err := p.ownPackages(src, d)
+	if err != nil {
+		return "", err
+	}
+	if own != "" {
+		// The module's packages it imports are compiled from its
+		// directory: an edit of one is a new artifact.
+		k = hashOf(k + "\nown packages " + own)
+	}
+	if pl, err := p.planFor(src, d, p.reg, false); err == nil {
 		k = hashOf(k + "\nbuild module " + pl.key)
 		p.kmu.Lock()
 		p.plans[k] = pl
@@ -357,7 +380,7 @@ func (p *Pipeline) hashKey(src Source) (string, error) {
 // plan is the build module of src's artifact with key k: the one Key
 // planned, or, for a key Key did not plan (a copy's, an unbuildable
 // source's), a new plan, whose error says why it cannot be built. nil
-// when src declares no requirements.
+// when src builds in the server's module as it is (see module).
 func (p *Pipeline) plan(src Source, k string) (*plan, error) {
 	p.kmu.Lock()
 	pl, ok := p.plans[k]
@@ -366,19 +389,16 @@ func (p *Pipeline) plan(src Source, k string) (*plan, error) {
 	if ok {
 		return pl, nil
 	}
-	d, err := p.declared(src)
-	if err != nil {
-		return nil, plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
+	d, err := p.module(src)
+	if err != nil || d == nil {
+		return nil, err
 	}
-	if d == nil {
-		return nil, nil
-	}
-	return planFor(src, d, p.moduleDir, p.cacheDir, p.host, p.reg, false)
+	return p.planFor(src, d, p.reg, false)
 }
 
 // ProcessModule prepares the build module of src as a program of its
 // own (an isolated plugin, see package isolate) and returns its go.mod,
-// for go build -modfile; "" when src declares no requirements. Nothing
+// for go build -modfile; "" when src needs none (see module). Nothing
 // in such a program is shared with the server, so the plugin's
 // requirements are taken as the go command selects them: a version the
 // server or another plugin could not load in-process is fine. Downloads
@@ -387,14 +407,11 @@ func (p *Pipeline) ProcessModule(ctx context.Context, src Source) (string, error
 	if p.prebuilt {
 		return "", nil
 	}
-	d, err := p.declared(src)
-	if err != nil {
-		return "", plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: the go.mod that declares its requirements cannot be read", src.Name)
+	d, err := p.module(src)
+	if err != nil || d == nil {
+		return "", err
 	}
-	if d == nil {
-		return "", nil
-	}
-	pl, err := planFor(src, d, p.moduleDir, p.cacheDir, p.host, nil, true)
+	pl, err := p.planFor(src, d, nil, true)
 	if err != nil {
 		return "", err
 	}
@@ -432,13 +449,14 @@ func (p *Pipeline) Modules(path string) (map[string]string, error) {
 
 // Sums are the go.sum lines of the module src declares its
 // requirements in, for Registry.Add: a plugin built later and held at a
-// version src loaded needs them; nil when it declares none.
+// version src loaded needs them; nil when it needs no module of its own
+// (see module) or its go.sum is empty.
 func (p *Pipeline) Sums(src Source) []string {
 	if p.prebuilt || src.Kind == KindPrebuilt {
 		return nil
 	}
-	d, err := p.declared(src)
-	if err != nil || d == nil {
+	d, err := p.module(src)
+	if err != nil || d == nil || len(bytes.TrimSpace(d.sum)) == 0 {
 		return nil
 	}
 	return strings.Split(strings.TrimSpace(string(d.sum)), "\n")

@@ -4,13 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/mod/modfile"
@@ -47,25 +46,30 @@ type vendorCopy struct {
 }
 
 // planFor plans src's build module from d, the module that declares its
-// requirements. moduleDir is the build module (the server's); host says
-// what the server links; reg, if not nil, what other plugins loaded.
-// With process, the plan is for a program of its own (an isolated
-// plugin): nothing it links is shared, so neither the server's versions
-// nor the loaded ones hold it; the go command's selection stands.
-func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild, reg *Registry, process bool) (*plan, error) {
-	name := src.Name
-	data, err := os.ReadFile(filepath.Join(moduleDir, "go.mod"))
+// requirements (see module), and the build module (the server's, see
+// buildModule); p.host says what the server links; reg, if not nil, what
+// other plugins loaded. With process, the plan is for a program of its
+// own (an isolated plugin): nothing it links is shared, so neither the
+// server's versions nor the loaded ones hold it; the go command's
+// selection stands.
+func (p *Pipeline) planFor(src Source, d *declared, reg *Registry, process bool) (*plan, error) {
+	name, host := src.Name, p.host
+	base, err := p.buildModule()
+	if err == nil {
+		err = base.modErr
+	}
 	if err != nil {
 		return nil, plugerr.New(plugerr.ErrBuild, name, err, "plugin %q: the build module's go.mod cannot be read", name)
 	}
-	f, err := modfile.Parse("go.mod", data, nil)
+	// Parsed anew: the plan is made by editing it.
+	f, err := modfile.Parse("go.mod", base.mod, nil)
 	if err != nil {
 		return nil, plugerr.New(plugerr.ErrBuild, name, err, "plugin %q: the build module's go.mod cannot be parsed", name)
 	}
-	baseSum, err := os.ReadFile(filepath.Join(moduleDir, "go.sum"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, plugerr.New(plugerr.ErrBuild, name, err, "plugin %q: the build module's go.sum cannot be read", name)
+	if f.Module == nil {
+		return nil, plugerr.New(plugerr.ErrBuild, name, nil, "plugin %q: the build module's go.mod has no module line", name)
 	}
+	baseSum := base.sum
 	mainPath := f.Module.Mod.Path
 	linked := func(path string) (string, bool) {
 		if process {
@@ -79,7 +83,7 @@ func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild
 		}
 		return "", false
 	}
-	p := &plan{declared: d, process: process}
+	pl := &plan{declared: d, process: process}
 	var pinSums []string
 
 	// hold returns want, a module's version in the plan, raised to the
@@ -176,7 +180,7 @@ func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild
 		if d.replaced(path) {
 			continue
 		}
-		sum, err := vendorHash(filepath.Join(d.dir, "vendor"), v.packages)
+		sum, err := p.vendorHash(filepath.Join(d.dir, "vendor"), v.mod.Path, v.packages)
 		if err != nil {
 			return nil, plugerr.New(plugerr.ErrBuild, name, err, "plugin %q: its vendor directory cannot be read", name)
 		}
@@ -185,11 +189,11 @@ func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild
 			return nil, plugerr.New(plugerr.ErrBuild, name, err, "plugin %q: vendor/modules.txt: bad module path %s", name, path)
 		}
 		c := vendorCopy{mod: v.mod, vendor: filepath.Join(d.dir, "vendor"), packages: v.packages,
-			dir: filepath.Join(cacheDir, "vendor", filepath.FromSlash(esc)+"@"+v.mod.Version+"-"+sum[:12])}
+			dir: filepath.Join(p.cacheDir, "vendor", filepath.FromSlash(esc)+"@"+v.mod.Version+"-"+sum[:12])}
 		if _, err := hold(path, v.mod.Version+" => "+c.dir+" "); err != nil {
 			return nil, err
 		}
-		p.copies = append(p.copies, c)
+		pl.copies = append(pl.copies, c)
 		err = f.AddRequire(path, v.mod.Version)
 		if err == nil {
 			err = f.AddReplace(path, "", c.dir, "")
@@ -226,17 +230,17 @@ func planFor(src Source, d *declared, moduleDir, cacheDir string, host HostBuild
 	}
 
 	f.Cleanup()
-	if p.gomod, err = f.Format(); err != nil {
+	if pl.gomod, err = f.Format(); err != nil {
 		return nil, plugerr.New(plugerr.ErrBuild, name, err, "plugin %q: cannot write its build module", name)
 	}
-	p.gosum = mergeSums(baseSum, d.sum, []byte(strings.Join(pinSums, "\n")))
+	pl.gosum = mergeSums(baseSum, d.sum, []byte(strings.Join(pinSums, "\n")))
 	h := sha256.New()
-	fmt.Fprintf(h, "plugind build module v1\nprocess %v\n%d\n%s%d\n%s", process, len(p.gomod), p.gomod, len(p.gosum), p.gosum)
+	fmt.Fprintf(h, "plugind build module v1\nprocess %v\n%d\n%s%d\n%s", process, len(pl.gomod), pl.gomod, len(pl.gosum), pl.gosum)
 	for _, imp := range imps {
 		fmt.Fprintf(h, "import %s\n", imp)
 	}
-	p.key = hex.EncodeToString(h.Sum(nil))
-	return p, nil
+	pl.key = hex.EncodeToString(h.Sum(nil))
+	return pl, nil
 }
 
 // conflictError is the error for plugin name needing module path at
@@ -296,11 +300,48 @@ func mergeSums(files ...[]byte) []byte {
 	return []byte(strings.Join(lines, "\n") + "\n")
 }
 
-// vendorHash digests the vendored files of packages.
-func vendorHash(vendor string, packages []string) (string, error) {
+// vendorRead is what vendorHash digested of one module's packages in a
+// vendor directory: the packages' directories, then their files, with
+// their stamps, taken at at, before they were listed and read.
+type vendorRead struct {
+	packages []string
+	at       time.Time
+	paths    []string
+	stamps   []fileStamp
+	sum      string
+}
+
+// vendorHash digests the vendored files of packages, module mod's in the
+// vendor directory vendor. A plugin that vendors asks for it on every
+// Key: the digest is remembered with the stamps of the packages'
+// directories (a file added, removed or renamed changes its directory's)
+// and files, and made again when one of them changes (see fileStamp,
+// racyWindow).
+func (p *Pipeline) vendorHash(vendor, mod string, packages []string) (string, error) {
+	id := vendor + "\n" + mod
+	p.kmu.Lock()
+	r := p.vendors[id]
+	p.kmu.Unlock()
+	if r != nil && slices.Equal(r.packages, packages) {
+		if stamps, err := stampAll(r.paths); err == nil && unchanged(r.stamps, stamps, r.at) {
+			return r.sum, nil
+		}
+	}
+	if p.onVendor != nil {
+		p.onVendor(vendor)
+	}
+	r = &vendorRead{packages: packages, at: time.Now()}
+	stamp := func(path string) error {
+		s, err := stampFile(path)
+		r.paths, r.stamps = append(r.paths, path), append(r.stamps, s)
+		return err
+	}
 	h := sha256.New()
 	for _, pkg := range packages {
 		dir := filepath.Join(vendor, filepath.FromSlash(pkg))
+		if err := stamp(dir); err != nil {
+			return "", err
+		}
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			return "", err
@@ -309,7 +350,11 @@ func vendorHash(vendor string, packages []string) (string, error) {
 			if !e.Type().IsRegular() {
 				continue
 			}
-			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			file := filepath.Join(dir, e.Name())
+			if err := stamp(file); err != nil {
+				return "", err
+			}
+			data, err := os.ReadFile(file)
 			if err != nil {
 				return "", err
 			}
@@ -317,7 +362,11 @@ func vendorHash(vendor string, packages []string) (string, error) {
 			h.Write(data)
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	r.sum = hex.EncodeToString(h.Sum(nil))
+	p.kmu.Lock()
+	p.vendors[id] = r
+	p.kmu.Unlock()
+	return r.sum, nil
 }
 
 // copyVendored makes c's copy unless it exists: the vendored packages of

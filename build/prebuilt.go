@@ -101,7 +101,7 @@ func (p *Pipeline) Key(src Source) (string, error) {
 		}
 		return k, nil
 	}
-	sh, err := sourceHash(src)
+	sh, err := p.sourceHash(src)
 	if err != nil {
 		return "", plugerr.New(plugerr.ErrOpen, src.Name, err, "plugin %q: cannot read its source", src.Name)
 	}
@@ -132,7 +132,7 @@ func (p *Pipeline) notBuilt(name string, cause error, why string) *plugerr.Error
 // changed meanwhile are not recorded: the entry would map new sources to
 // an old artifact.
 func (p *Pipeline) record(src Source, before, k string) error {
-	after, err := sourceHash(src)
+	after, err := p.sourceHash(src)
 	if err != nil {
 		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: cannot read its source", src.Name)
 	}

@@ -207,23 +207,19 @@ func (f sourceFinder) discover(sub string) (found []Source, skipped []string, er
 }
 
 // keyFor is the content address of src's artifact: the plugin's name,
-// its files' contents, the module's go.mod and go.sum and the host's
-// build identity. The name is in it because every build stamps it into
-// the package path (see builder.build): equal sources under two names are
-// two artifacts, two package paths, two instances with globals of their
-// own. File names are not: the go command derives a file build's package
-// path from the content it compiles.
-func keyFor(src Source, moduleDir, hostID string) (string, error) {
+// its files' contents, the build module's go.mod and go.sum (base) and
+// the host's build identity. The name is in it because every build
+// stamps it into the package path (see builder.build): equal sources
+// under two names are two artifacts, two package paths, two instances
+// with globals of their own. File names are not: the go command derives
+// a file build's package path from the content it compiles.
+func keyFor(src Source, base *buildModule, hostID string) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "plugind artifact v2\nplugin %s\nhost %s\n", src.Name, hostID)
-	for _, name := range []string{"go.mod", "go.sum"} {
-		data, err := os.ReadFile(filepath.Join(moduleDir, name))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return "", err
-		}
-		fmt.Fprintf(h, "%s %d\n", name, len(data))
-		h.Write(data)
-	}
+	fmt.Fprintf(h, "go.mod %d\n", len(base.mod))
+	h.Write(base.mod)
+	fmt.Fprintf(h, "go.sum %d\n", len(base.sum))
+	h.Write(base.sum)
 	for _, file := range src.Files {
 		data, err := os.ReadFile(file)
 		if err != nil {

@@ -54,3 +54,32 @@ func (s fileStamp) same(o fileStamp) bool {
 func (s fileStamp) settled(at time.Time) bool {
 	return s.fi == nil || s.fi.ModTime().Before(at.Add(-racyWindow))
 }
+
+// stampAll stamps the files at paths, in order (see stampFile).
+func stampAll(paths []string) ([]fileStamp, error) {
+	stamps := make([]fileStamp, len(paths))
+	for i, path := range paths {
+		s, err := stampFile(path)
+		if err != nil {
+			return nil, err
+		}
+		stamps[i] = s
+	}
+	return stamps, nil
+}
+
+// unchanged reports whether a memo filled from files stamped was, at at
+// (before they were read), still stands for them, now stamped now: each
+// is the file it was, and was written long enough before at that a
+// write since would have changed its stamp (see racyWindow).
+func unchanged(was, now []fileStamp, at time.Time) bool {
+	if len(was) != len(now) {
+		return false
+	}
+	for i, s := range now {
+		if !s.same(was[i]) || !s.settled(at) {
+			return false
+		}
+	}
+	return true
+}

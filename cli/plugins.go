@@ -499,7 +499,8 @@ func GETHelloHandler(w http.ResponseWriter, r *http.Request) {
 
 // notBuilt lists, in prebuilt mode, the discovered plugins and middleware
 // with no artifact for their current source, and the plugins that may
-// run in a process (see buildsOf) with no program for it.
+// run in a process (see buildsOf) with no program for it. prestd's
+// prebuilt NAME.so is its own artifact: Cached finds it where it lies.
 func notBuilt(cfg config.Config, p *build.Pipeline) []string {
 	found, _, err := p.Discover()
 	if err == nil {
@@ -519,12 +520,17 @@ func notBuilt(cfg config.Config, p *build.Pipeline) []string {
 	}
 	var problems []string
 	for _, s := range found {
-		if s.Kind == build.KindPrebuilt {
-			continue // prestd's NAME.so is its own artifact
-		}
 		inProcess, isolated := buildsOf(cfg, s.Name)
-		if _, cached, err := p.Cached(s.Name); inProcess && (err != nil || !cached) {
-			problems = append(problems, fmt.Sprintf("plugin %s has no artifact for its source: run plugind build %s", s.Name, s.Name))
+		if s.Kind == build.KindPrebuilt {
+			inProcess, isolated = true, false // a .so without source runs in-process or not at all
+		}
+		if inProcess {
+			switch _, cached, err := p.Cached(s.Name); {
+			case err != nil && !errors.Is(err, loader.ErrNotBuilt):
+				problems = append(problems, err.Error()) // unreadable, say: plugind build would not help
+			case err != nil || !cached:
+				problems = append(problems, fmt.Sprintf("plugin %s has no artifact for its source: run plugind build %s", s.Name, s.Name))
+			}
 		}
 		if isolated && iso != nil && iso.Built(s.Name) != nil {
 			problems = append(problems, fmt.Sprintf("plugin %s has no executable to run in a process for its source: run plugind build %s", s.Name, s.Name))

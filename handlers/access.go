@@ -132,7 +132,7 @@ func (s *Server) access(next http.Handler) http.Handler {
 			defer s.Metrics.Done()
 		}
 		info := &requestInfo{Context: r.Context()}
-		s.requestID(w.Header(), r, info)
+		s.requestID(w.Header(), r, info, start)
 		info.file, info.fn, info.pluginRoute = splitPluginPath(r.URL.Path)
 		info.named = info.pluginRoute && loader.ValidName(info.file) && loader.ValidFunc(info.fn)
 		defer s.logRequest(r, info, start)
@@ -140,17 +140,18 @@ func (s *Server) access(next http.Handler) http.Handler {
 	})
 }
 
-// requestID sets info's id to r's, the client's if valid, else a new one,
-// and returns it in the response header h. The header's value is
-// info.idHeader, not a slice of its own: it has length and capacity 1,
-// so a handler's Add makes a new slice rather than writing into info.
-func (s *Server) requestID(h http.Header, r *http.Request, info *requestInfo) {
+// requestID sets info's id to r's, the client's if valid, else a new one
+// made at now (the request's start: a clock read less), and returns it in
+// the response header h. The header's value is info.idHeader, not a
+// slice of its own: it has length and capacity 1, so a handler's Add
+// makes a new slice rather than writing into info.
+func (s *Server) requestID(h http.Header, r *http.Request, info *requestInfo, now time.Time) {
 	var id string
 	if v := r.Header["X-Request-Id"]; len(v) > 0 { // the canonical key: Get would canonicalise it per request
 		id = v[0]
 	}
 	if !validRequestID(id) {
-		id = xid.New().String()
+		id = xid.NewWithTime(now).String()
 	}
 	info.id, info.idHeader[0] = id, id
 	h["X-Request-Id"] = info.idHeader[:]

@@ -127,7 +127,7 @@ func BenchmarkLayer(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			w.reset()
-			s.requestID(w.h, r, info)
+			s.requestID(w.h, r, info, time.Now())
 		}
 	})
 	b.Run("metrics", func(b *testing.B) {

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,7 +52,7 @@ func (l *Loader) Watch() error {
 	if entries, err := os.ReadDir(l.pipe.SrcDir()); err == nil {
 		for _, e := range entries {
 			if e.IsDir() && ValidName(e.Name()) && !Ignored(e.Name()) {
-				_ = w.Add(filepath.Join(l.pipe.SrcDir(), e.Name()))
+				watchTree(w, filepath.Join(l.pipe.SrcDir(), e.Name()))
 			}
 		}
 	}
@@ -86,7 +87,7 @@ func (l *Loader) watch(w *fsnotify.Watcher) {
 			// listing alone.
 			name, isDir := l.pluginOf(ev)
 			if isDir && ev.Has(fsnotify.Create) {
-				_ = w.Add(ev.Name)
+				watchTree(w, ev.Name)
 			}
 			mu.Lock()
 			if t, ok := timers[name]; ok {
@@ -101,6 +102,22 @@ func (l *Loader) watch(w *fsnotify.Watcher) {
 			mu.Unlock()
 		}
 	}
+}
+
+// watchTree watches dir and every directory under it but hidden ones: a
+// folder plugin's own packages (lib/src/shop/cart/) are part of it, and
+// fsnotify watches one directory, not a tree.
+func watchTree(w *fsnotify.Watcher, dir string) {
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil || !d.IsDir():
+			return nil // a directory that went meanwhile is no longer there to watch
+		case path != dir && strings.HasPrefix(d.Name(), "."):
+			return filepath.SkipDir
+		}
+		_ = w.Add(path)
+		return nil
+	})
 }
 
 // everyPlugin is pluginOf's answer for a change of lib/go.mod or
@@ -128,7 +145,12 @@ func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
 		}
 		return build.MiddlewareName(strings.TrimSuffix(file, ".go")), false
 	} else if nested {
-		if !strings.HasSuffix(rest, ".go") && rest != "go.mod" && rest != "go.sum" {
+		// A folder plugin's file, go.mod or go.sum, or a file or
+		// directory of one of its own packages (cart/cart.go).
+		switch fi, err := os.Stat(ev.Name); {
+		case err == nil && fi.IsDir():
+			isDir = true
+		case !strings.HasSuffix(rest, ".go") && rest != "go.mod" && rest != "go.sum":
 			return "", false
 		}
 		name = first

@@ -76,6 +76,13 @@ const (
 	warmupTimeout = 3 * time.Minute // the first plugin build can take ~40 s
 	targetRatio   = 0.80            // plugin path with the default chain / plain handler
 
+	// Against a plain handler doing the plugin's own work (plain+work):
+	// the default chain's throughput, the bare chain's, and the default
+	// chain's p99 (at most).
+	workTargetRatio     = 0.90
+	bareWorkTargetRatio = 0.95
+	workTargetP99       = 1.15
+
 	// The isolated row: -src again as <name>isolatedSuffix, in a process.
 	isolatedSuffix      = "-isolated"
 	isolatedTargetRatio = 0.45 // isolated / in-process throughput, at least
@@ -85,6 +92,8 @@ const (
 	abiConns       = 64
 	abiSleep       = time.Millisecond
 	abiTargetRatio = 30 // standard / legacy
+	// standard / plain with both sleeping abiSleep, at least.
+	abiPlainTargetRatio = 0.95
 
 	apiKey = "bench-key" // the auth instance's, sent by wrk in X-API-Key
 )
@@ -276,9 +285,13 @@ func pathPhase(ctx context.Context, wrk string, o options, plugin, bare *server)
 	defer closeWorked()
 	if got, _, err := get(ctx, worked+o.path, ""); err == nil && bytes.Equal(got, body) {
 		targets = append(targets, target{name: "plain+work", url: worked + o.path})
+		// The targets of "within 10% of native": plugind against a plain
+		// handler doing the same work.
 		ratios = append(ratios,
 			ratio{label: "plain+work / plain (the plugin's own work)", num: "plain+work", den: "plain", digits: 2, reference: true},
-			ratio{label: "bare plugin path / plain+work", num: "bare", den: "plain+work", digits: 2})
+			ratio{label: "plugin (default chain) / plain+work", num: "plugin", den: "plain+work", digits: 2, target: workTargetRatio},
+			ratio{label: "bare plugin path / plain+work", num: "bare", den: "plain+work", digits: 2, target: bareWorkTargetRatio},
+			ratio{label: "plugin p99 / plain+work p99", num: "plugin", den: "plain+work", digits: 2, target: workTargetP99, p99: true})
 	} else {
 		fmt.Printf("plain+work: left out, %s is not prestd's hello plugin (%q, %v)\n", o.path, got, err)
 	}
@@ -414,7 +427,7 @@ func abiPhase(ctx context.Context, srv *server, wrk string, o options) error {
 	}
 	return report(os.Stdout, o.ratios, targets, results, []ratio{
 		{label: "standard / legacy", num: "standard", den: "legacy", digits: 1, target: abiTargetRatio},
-		{label: fmt.Sprintf("standard / plain (%d ms handlers)", abiSleep.Milliseconds()), num: "standard", den: "plain", digits: 2},
+		{label: fmt.Sprintf("standard / plain (%d ms handlers)", abiSleep.Milliseconds()), num: "standard", den: "plain", digits: 2, target: abiPlainTargetRatio},
 	})
 }
 

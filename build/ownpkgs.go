@@ -1,0 +1,150 @@
+package build
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ownRead is what ownPackages digested of a module's packages: the
+// directories and files it read, with their stamps, taken at at, before
+// they were listed and read.
+type ownRead struct {
+	at     time.Time
+	paths  []string
+	stamps []fileStamp
+	sum    string
+}
+
+// ownPackages digests the packages of d's own module that src imports,
+// and those they import in turn: every regular file of their
+// directories. A plugin built from d compiles them from d's directory
+// (planFor replaces the module by it), so an edit of one must be a new
+// artifact, as an edit of the plugin's own files is. "" when src imports
+// none. The digest is remembered with the stamps of what it read (a
+// file added or removed changes its directory's) and made again when
+// one of them changes (see fileStamp, racyWindow).
+func (p *Pipeline) ownPackages(src Source, d *declared) (string, error) {
+	own := d.file.Module
+	if own == nil {
+		return "", nil
+	}
+	imps, _ := imports(src)
+	var start []string
+	for _, imp := range imps {
+		if within(imp, own.Mod.Path) {
+			start = append(start, imp)
+		}
+	}
+	if len(start) == 0 {
+		return "", nil
+	}
+	id := d.dir + "\n" + strings.Join(start, "\n")
+	p.kmu.Lock()
+	r := p.owns[id]
+	p.kmu.Unlock()
+	if r != nil {
+		if stamps, err := stampAll(r.paths); err == nil && unchanged(r.stamps, stamps, r.at) {
+			return r.sum, nil
+		}
+	}
+	if p.onOwn != nil {
+		p.onOwn(d.dir)
+	}
+	r = &ownRead{at: time.Now()}
+	stamp := func(path string) error {
+		s, err := stampFile(path)
+		r.paths, r.stamps = append(r.paths, path), append(r.stamps, s)
+		return err
+	}
+	h := sha256.New()
+	fset := token.NewFileSet()
+	seen := make(map[string]bool)
+	for queue := start; len(queue) > 0; {
+		pkg := queue[0]
+		queue = queue[1:]
+		if seen[pkg] {
+			continue
+		}
+		seen[pkg] = true
+		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, own.Mod.Path), "/")
+		dir := filepath.Join(d.dir, filepath.FromSlash(rel))
+		if err := stamp(dir); err != nil {
+			return "", err
+		}
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(h, "%s missing\n", pkg) // the compiler will say
+			continue
+		} else if err != nil {
+			return "", err
+		}
+		for _, e := range entries {
+			if !e.Type().IsRegular() {
+				continue
+			}
+			file := filepath.Join(dir, e.Name())
+			if err := stamp(file); err != nil {
+				return "", err
+			}
+			data, err := os.ReadFile(file)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(h, "%s/%s %d\n", pkg, e.Name(), len(data))
+			h.Write(data)
+			if !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
+				continue
+			}
+			af, err := parser.ParseFile(fset, file, data, parser.ImportsOnly)
+			if err != nil {
+				continue // the compiler will say
+			}
+			for _, imp := range af.Imports {
+				if path := strings.Trim(imp.Path.Value, `"`); within(path, own.Mod.Path) && !seen[path] {
+					queue = append(queue, path)
+				}
+			}
+		}
+	}
+	r.sum = hex.EncodeToString(h.Sum(nil))
+	p.kmu.Lock()
+	p.owns[id] = r
+	p.kmu.Unlock()
+	return r.sum, nil
+}
+
+// sourceHash is sourceHash of src's files and, for a plugin that imports
+// packages of the module it declares its requirements in, of those
+// packages (see ownPackages): what prebuilt mode's manifest maps to an
+// artifact. It needs no toolchain.
+func (p *Pipeline) sourceHash(src Source) (string, error) {
+	sh, err := sourceHash(src)
+	if err != nil || src.Kind == KindPrebuilt {
+		return sh, err
+	}
+	own, err := p.ownDigest(src)
+	if err != nil || own == "" {
+		return sh, err
+	}
+	return hashOf("plugind source v1\n" + sh + "\nown packages " + own), nil
+}
+
+// ownDigest is ownPackages for the module src declares its
+// requirements in; "" when there is none, or its go.mod cannot be read
+// (the build says why).
+func (p *Pipeline) ownDigest(src Source) (string, error) {
+	d, err := p.declared(src)
+	if err != nil || d == nil {
+		return "", nil
+	}
+	return p.ownPackages(src, d)
+}
