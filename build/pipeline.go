@@ -419,8 +419,12 @@ func (p *Pipeline) ProcessModule(ctx context.Context, src Source) (string, error
 }
 
 // GoEnv is the environment the go command runs with for builds, before
-// what a build sets itself: the process's, and Options.Env.
-func (p *Pipeline) GoEnv() []string { return slices.Clip(p.builder.environ) }
+// what a build sets itself: the process's, Options.Env, and GOFLAGS less
+// the flags that would change compiled code (see keptGoflags), so that
+// other builds (isolated plugins' programs) take what plugin builds take.
+func (p *Pipeline) GoEnv() []string {
+	return append(slices.Clip(p.builder.environ), "GOFLAGS="+p.tool.goflags)
+}
 
 // Registry is the record of module versions builds align with.
 func (p *Pipeline) Registry() *Registry { return p.reg }

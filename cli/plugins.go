@@ -64,7 +64,9 @@ func buildCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 			"opened once in a child process, so that a server started later serves them at\n" +
 			"once. Prints one line per plugin and the compiler's diagnostics; exits non-zero\n" +
 			"if any plugin fails. For images and CI. Without NAME it builds every plugin and\n" +
-			"every middleware in src/middlewares, named middlewares/NAME.",
+			"every middleware in src/middlewares, named middlewares/NAME. A plugin whose\n" +
+			"isolation is \"process\" is built as the executable the server runs it as, on a\n" +
+			"line NAME (process); one whose isolation is \"auto\" is built both ways.",
 		RunE: func(cmd *cobra.Command, names []string) error {
 			return withPipeline(cmd, environ, stderr, func(cfg config.Config, p *build.Pipeline, _ build.HostBuild) error {
 				if len(names) == 0 {
@@ -80,24 +82,61 @@ func buildCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 						names = append(names, s.Name)
 					}
 				}
+				// The manager a server with this configuration runs
+				// isolated plugins with: the programs it builds are
+				// those the server looks for.
+				iso, err := server.NewIsolated(cfg, p, zerolog.Nop())
+				if err != nil {
+					return err
+				}
+				if iso != nil {
+					defer iso.Close(context.WithoutCancel(cmd.Context())) // nothing was started: returns at once
+				}
 				failed := 0
-				for _, name := range names {
-					start := time.Now()
-					res, err := p.Build(cmd.Context(), name)
-					if err == nil {
-						var dur time.Duration
-						dur, err = buildCopies(cmd.Context(), p, name, res.Key, cfg.Plugin(name).Copies)
-						res.Duration += dur
-					}
+				report := func(label, key string, dur time.Duration, start time.Time, err error) (ok bool) {
 					switch {
 					case err != nil:
-						failed++
-						fmt.Fprintf(stdout, "%-20s FAILED  %s\n", name, time.Since(start).Round(time.Millisecond))
+						fmt.Fprintf(stdout, "%-20s FAILED  %s\n", label, time.Since(start).Round(time.Millisecond))
 						fmt.Fprintf(stdout, "  %s\n", describe(err))
-					case res.Duration == 0:
-						fmt.Fprintf(stdout, "%-20s cached  %s\n", name, res.Key[:16])
+					case dur == 0:
+						fmt.Fprintf(stdout, "%-20s cached  %s\n", label, key[:16])
 					default:
-						fmt.Fprintf(stdout, "%-20s built   %s  %s\n", name, res.Key[:16], res.Duration.Round(time.Millisecond))
+						fmt.Fprintf(stdout, "%-20s built   %s  %s\n", label, key[:16], dur.Round(time.Millisecond))
+					}
+					return err == nil
+				}
+				for _, name := range names {
+					inProcess, isolated := buildsOf(cfg, name)
+					if isolated && inProcess && build.ValidName(name) {
+						if src, err := p.Find(name); err == nil && src.Kind == build.KindPrebuilt {
+							isolated = false // "auto": a .so without source can only run in-process
+						}
+					}
+					ok := true
+					if inProcess {
+						start := time.Now()
+						res, err := p.Build(cmd.Context(), name)
+						if err == nil {
+							var dur time.Duration
+							dur, err = buildCopies(cmd.Context(), p, name, res.Key, cfg.Plugin(name).Copies)
+							res.Duration += dur
+						}
+						if isolated && errors.Is(err, loader.ErrDependency) {
+							// "auto": a server runs it in a process, from
+							// the executable built next; no .so is kept.
+							fmt.Fprintf(stdout, "%-20s process %s\n", name, "cannot load in-process, runs in a process (isolation = \"auto\")")
+							fmt.Fprintf(stdout, "  %s\n", describe(err))
+						} else {
+							ok = report(name, res.Key, res.Duration, start, err)
+						}
+					}
+					if isolated && iso != nil {
+						start := time.Now()
+						res, err := iso.Build(cmd.Context(), name)
+						ok = report(name+" (process)", res.Key, res.Duration, start, err) && ok
+					}
+					if !ok {
+						failed++
 					}
 				}
 				if failed > 0 {
@@ -107,6 +146,26 @@ func buildCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 			})
 		},
 	}
+}
+
+// buildsOf says which builds of plugin name a server with cfg may use:
+// the .so it loads in-process, the program it runs in a process of the
+// plugin's own (isolation "process"), or both ("auto": in-process, and
+// in a process when the plugin cannot load in-process; building both
+// costs a second build, paid once where plugind build runs, and lets a
+// prebuilt-mode server move the plugin as a server that builds would).
+// Middleware always runs in-process.
+func buildsOf(cfg config.Config, name string) (inProcess, isolated bool) {
+	if _, ok := build.MiddlewareFile(name); ok {
+		return true, false
+	}
+	switch cfg.Isolation(name) {
+	case config.IsolationProcess:
+		return false, true
+	case config.IsolationAuto:
+		return loader.Supported, true // where .so plugins cannot load, auto runs every plugin in a process
+	}
+	return true, false
 }
 
 // buildCopies builds copies 1 to n-1 of plugin name, whose artifact's
@@ -203,7 +262,7 @@ func doctorCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 				fmt.Fprintf(stdout, "platform    %s, plugins supported: %v\n", strings.Join(host.Env, " "), loader.Supported)
 				if p.Prebuilt() {
 					fmt.Fprintln(stdout, "mode        prebuilt (plugins.build = off): serves what plugind build made; never runs go or a C compiler")
-					problems = append(problems, notBuilt(p)...)
+					problems = append(problems, notBuilt(cfg, p)...)
 				} else {
 					fmt.Fprintln(stdout, "mode        auto (plugins.build = auto): builds plugins on demand")
 					goCmd, cc := toolchainOf(cmd.Context(), cfg.Plugins.Go, p.GoEnv())
@@ -439,9 +498,10 @@ func GETHelloHandler(w http.ResponseWriter, r *http.Request) {
 }
 
 // notBuilt lists, in prebuilt mode, the discovered plugins and middleware
-// with no artifact for their current source. prestd's prebuilt NAME.so
-// is its own artifact: Cached finds it where it lies.
-func notBuilt(p *build.Pipeline) []string {
+// with no artifact for their current source, and the plugins that may
+// run in a process (see buildsOf) with no program for it. prestd's
+// prebuilt NAME.so is its own artifact: Cached finds it where it lies.
+func notBuilt(cfg config.Config, p *build.Pipeline) []string {
 	found, _, err := p.Discover()
 	if err == nil {
 		var middleware []build.Source
@@ -451,13 +511,29 @@ func notBuilt(p *build.Pipeline) []string {
 	if err != nil {
 		return []string{fmt.Sprintf("cannot read the plugin sources: %v", err)}
 	}
+	iso, err := server.NewIsolated(cfg, p, zerolog.Nop())
+	if err != nil {
+		return []string{fmt.Sprintf("isolated plugins: %v", err)}
+	}
+	if iso != nil {
+		defer iso.Close(context.Background()) // nothing was started: returns at once
+	}
 	var problems []string
 	for _, s := range found {
-		switch _, cached, err := p.Cached(s.Name); {
-		case err != nil && !errors.Is(err, loader.ErrNotBuilt):
-			problems = append(problems, err.Error()) // unreadable, say: plugind build would not help
-		case err != nil || !cached:
-			problems = append(problems, fmt.Sprintf("plugin %s has no artifact for its source: run plugind build %s", s.Name, s.Name))
+		inProcess, isolated := buildsOf(cfg, s.Name)
+		if s.Kind == build.KindPrebuilt {
+			inProcess, isolated = true, false // a .so without source runs in-process or not at all
+		}
+		if inProcess {
+			switch _, cached, err := p.Cached(s.Name); {
+			case err != nil && !errors.Is(err, loader.ErrNotBuilt):
+				problems = append(problems, err.Error()) // unreadable, say: plugind build would not help
+			case err != nil || !cached:
+				problems = append(problems, fmt.Sprintf("plugin %s has no artifact for its source: run plugind build %s", s.Name, s.Name))
+			}
+		}
+		if isolated && iso != nil && iso.Built(s.Name) != nil {
+			problems = append(problems, fmt.Sprintf("plugin %s has no executable to run in a process for its source: run plugind build %s", s.Name, s.Name))
 		}
 	}
 	return problems

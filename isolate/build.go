@@ -48,10 +48,11 @@ var childFingerprint = sync.OnceValue(func() string {
 
 // program is a plugin built as an executable.
 type program struct {
-	key   string // content address: sources, generated main, build settings
-	exe   string
-	model *model
-	kind  loader.Kind
+	key    string // content address: sources, generated main, build settings
+	exe    string
+	model  *model
+	kind   loader.Kind
+	source string // sourceHash of the files it was built from
 }
 
 // builder turns sources into programs, one build at a time, cached by
@@ -63,44 +64,53 @@ type builder struct {
 	tags      string                                               // the server's -tags, which select a folder's files
 	modules   func(context.Context, loader.Source) (string, error) // see Options.Modules
 	env       []string                                             // see Options.Env
+	prebuilt  bool                                                 // see Options.Prebuilt
 	timeout   time.Duration
 	flight    singleflight.Group
 	slot      chan struct{}
 }
 
-// build returns src's program, building it if the cache lacks it.
-func (b *builder) build(ctx context.Context, src loader.Source) (*program, error) {
+// build returns src's program, building it if the cache lacks it;
+// compiled reports whether it did. In prebuilt mode it looks the program
+// up in the manifest (see lookup) and never builds.
+func (b *builder) build(ctx context.Context, src loader.Source) (p *program, compiled bool, err error) {
 	if src.Kind == loader.KindPrebuilt {
-		return nil, &loader.Error{Kind: loader.ErrUnsupported, Plugin: src.Name,
+		return nil, false, &loader.Error{Kind: loader.ErrUnsupported, Plugin: src.Name,
 			Msg: fmt.Sprintf("plugin %q is a prebuilt .so without source: it cannot run in a process", src.Name)}
 	}
 	m, err := parse(src)
 	if err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	if b.prebuilt {
+		p, err := b.lookup(src, m)
+		return p, false, err
 	}
 	main, err := generate(m)
 	if err != nil {
-		return nil, fmt.Errorf("plugin %q: generating its main: %w", src.Name, err)
+		return nil, false, fmt.Errorf("plugin %q: generating its main: %w", src.Name, err)
 	}
 	// The module the plugin declares requirements in, completed by the
 	// go command; its go.mod and go.sum are in the key.
 	var modfile string
 	if b.modules != nil {
 		if modfile, err = b.modules(ctx, src); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	files := make(map[string][]byte, len(src.Files))
 	h := sha256.New()
 	fmt.Fprintf(h, "plugind isolate %s\n%s\n%s\n%s\n%s\n%s\n", protocolVersion, runtime.Version(), b.moduleDir, b.tags, sdk.Fingerprint(), childFingerprint())
+	srcHash := newSourceHash(src)
 	for _, f := range src.Files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return nil, &loader.Error{Kind: loader.ErrBuild, Plugin: src.Name, Err: err, Msg: fmt.Sprintf("plugin %q: cannot read its source", src.Name)}
+			return nil, false, &loader.Error{Kind: loader.ErrBuild, Plugin: src.Name, Err: err, Msg: fmt.Sprintf("plugin %q: cannot read its source", src.Name)}
 		}
 		files[filepath.Base(f)] = data
 		fmt.Fprintf(h, "%s %d\n", filepath.Base(f), len(data))
 		h.Write(data)
+		srcHash.add(f, data)
 	}
 	h.Write(main)
 	for _, sum := range []string{"go.mod", "go.sum"} {
@@ -111,27 +121,32 @@ func (b *builder) build(ctx context.Context, src loader.Source) (*program, error
 		for _, f := range []string{modfile, strings.TrimSuffix(modfile, ".mod") + ".sum"} {
 			data, err := os.ReadFile(f)
 			if err != nil {
-				return nil, &loader.Error{Kind: loader.ErrBuild, Plugin: src.Name, Err: err, Msg: fmt.Sprintf("plugin %q: its build module cannot be read", src.Name)}
+				return nil, false, &loader.Error{Kind: loader.ErrBuild, Plugin: src.Name, Err: err, Msg: fmt.Sprintf("plugin %q: its build module cannot be read", src.Name)}
 			}
 			fmt.Fprintf(h, "modfile %d\n", len(data))
 			h.Write(data)
 		}
 	}
 	key := hex.EncodeToString(h.Sum(nil))
-	p := &program{key: key, exe: filepath.Join(b.dir, key[:32], src.Name), model: m, kind: src.Kind}
+	p = &program{key: key, exe: b.exePath(key, src.Name), model: m, kind: src.Kind, source: srcHash.sum()}
 	if fileExists(p.exe) {
-		return p, nil
+		return p, false, nil
 	}
-	_, err, _ = b.flight.Do(key, func() (any, error) {
+	v, err, _ := b.flight.Do(key, func() (any, error) {
 		if fileExists(p.exe) {
-			return nil, nil
+			return false, nil
 		}
-		return nil, b.compile(ctx, src.Name, files, main, p.exe, modfile)
+		return true, b.compile(ctx, src.Name, files, main, p.exe, modfile)
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return p, nil
+	return p, v.(bool), nil
+}
+
+// exePath is where the program of plugin name with key is.
+func (b *builder) exePath(key, name string) string {
+	return filepath.Join(b.dir, key[:32], name)
 }
 
 // compile copies the sources and the generated main into a private build
@@ -158,7 +173,9 @@ func (b *builder) compile(ctx context.Context, name string, files map[string][]b
 	defer os.RemoveAll(dir)
 	// -s -w: no symbol table or DWARF, a third less link time and size;
 	// stack traces (the runtime's pclntab) are unaffected.
-	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", exe + ".tmp"}
+	// -mod=readonly: never edit a go.mod. On the command line, as the
+	// pipeline's builds pass it, so that the user's GOFLAGS in env apply.
+	args := []string{"build", "-mod=readonly", "-trimpath", "-ldflags=-s -w", "-o", exe + ".tmp"}
 	if b.tags != "" {
 		args = append(args, "-tags="+b.tags)
 	}
@@ -176,13 +193,14 @@ func (b *builder) compile(ctx context.Context, name string, files map[string][]b
 	cmd.Dir = b.moduleDir
 	env := b.env
 	if env == nil {
-		env = os.Environ()
+		// The process's, less its GOFLAGS: which of them builds may take
+		// is the pipeline's to say (build.Pipeline.GoEnv).
+		env = append(os.Environ(), "GOFLAGS=")
 	}
 	cmd.Env = append(slices.Clip(env),
-		"GOWORK=off",            // a go.work above the module silently changes versions
-		"GOFLAGS=-mod=readonly", // never edit go.mod
-		"GOTOOLCHAIN=local",     // never a download
-		"CGO_ENABLED=0",         // a separate process: no C compiler needed, a static binary
+		"GOWORK=off",        // a go.work above the module silently changes versions
+		"GOTOOLCHAIN=local", // never a download
+		"CGO_ENABLED=0",     // a separate process: no C compiler needed, a static binary
 	)
 	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer

@@ -23,6 +23,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/loader"
 )
 
@@ -32,10 +33,15 @@ type Options struct {
 	Find func(name string) (loader.Source, error)
 	// ModuleDir is the module programs are built in: the loader's
 	// (loader.Loader.ModuleDir), so that sdk and the plugin's imports
-	// resolve as for in-process builds.
+	// resolve as for in-process builds. Not needed in prebuilt mode.
 	ModuleDir string
 	// CacheDir holds built programs, under CacheDir/isolate.
 	CacheDir string
+	// Prebuilt (plugins.build = "off") runs only the programs Build
+	// recorded for the plugins' current sources, and never the go
+	// command; a plugin without one is loader.ErrNotBuilt. Nothing is
+	// written under CacheDir, which may be read-only.
+	Prebuilt bool
 	Go       string // go command; "" means "go"
 	// Tags are the server's build tags: they select a folder's files.
 	Tags string
@@ -44,8 +50,9 @@ type Options struct {
 	// for -modfile, "" for a plugin that declares none: the build
 	// pipeline's ProcessModule. nil: programs build in ModuleDir alone.
 	Modules func(ctx context.Context, src loader.Source) (string, error)
-	// Env is the go command's environment (GOPROXY and the like); nil:
-	// the process's.
+	// Env is the go command's environment (GOPROXY and the like): the
+	// build pipeline's (build.Pipeline.GoEnv), whose GOFLAGS keeps only
+	// what plugin builds take; nil: the process's, without its GOFLAGS.
 	Env          []string
 	BuildTimeout time.Duration // bound on one build; 0: 5 minutes
 	// BuildWait bounds how long a call waits for a build and a start
@@ -83,7 +90,13 @@ type Options struct {
 // in-process loader: two stats, not a listing of the source directory,
 // since it runs for every call to a plugin not yet known.
 func SourceFinder(l *loader.Loader) func(name string) (loader.Source, error) {
-	find := l.Pipeline().Find
+	return PipelineFinder(l.Pipeline())
+}
+
+// PipelineFinder is SourceFinder for a build pipeline without a loader
+// (plugind build).
+func PipelineFinder(p *build.Pipeline) func(name string) (loader.Source, error) {
+	find := p.Find
 	return func(name string) (loader.Source, error) {
 		if !loader.ValidName(name) {
 			return loader.Source{}, &loader.Error{Kind: loader.ErrBadName, Plugin: name, Msg: fmt.Sprintf("invalid plugin name %q", name)}
@@ -107,7 +120,7 @@ type Manager struct {
 
 // New returns a Manager; nothing starts until a plugin is called.
 func New(opts Options) (*Manager, error) {
-	if opts.Find == nil || opts.ModuleDir == "" || opts.CacheDir == "" {
+	if opts.Find == nil || (opts.ModuleDir == "" && !opts.Prebuilt) || opts.CacheDir == "" {
 		return nil, errors.New("isolate: Find, ModuleDir and CacheDir are required")
 	}
 	defaults := []struct {
@@ -139,28 +152,76 @@ func New(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("isolate: cache directory: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("isolate: cache directory: %w", err)
+	if !opts.Prebuilt { // prebuilt: the cache is read-only
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("isolate: cache directory: %w", err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
 		opts: opts, log: opts.Log, ctx: ctx, cancel: cancel,
 		builder: &builder{goCmd: opts.Go, moduleDir: opts.ModuleDir, dir: dir, tags: opts.Tags, modules: opts.Modules, env: opts.Env,
-			timeout: opts.BuildTimeout, slot: make(chan struct{}, 1)},
+			prebuilt: opts.Prebuilt, timeout: opts.BuildTimeout, slot: make(chan struct{}, 1)},
 		plugins: make(map[string]*plugin),
 	}, nil
+}
+
+// BuildResult is the outcome of Build for one plugin.
+type BuildResult struct {
+	Key      string        // the program's content address
+	Duration time.Duration // 0: the program was cached
+}
+
+// Build makes sure plugin name's program is in the cache, building it as
+// its first call would, and records it for a Manager in prebuilt mode
+// (Options.Prebuilt), which runs only what Build recorded: plugind build
+// runs it for every plugin a server may run in a process. It starts
+// nothing. In prebuilt mode it builds nothing either, and fails.
+func (m *Manager) Build(ctx context.Context, name string) (BuildResult, error) {
+	if m.opts.Prebuilt {
+		return BuildResult{}, &loader.Error{Kind: loader.ErrBuild, Plugin: name, Msg: fmt.Sprintf("plugin %q: plugins.build is off: this process does not build plugins", name)}
+	}
+	src, err := m.opts.Find(name)
+	if err != nil {
+		return BuildResult{}, err
+	}
+	start := time.Now()
+	prog, compiled, err := m.builder.build(ctx, src)
+	if err != nil {
+		return BuildResult{}, err
+	}
+	res := BuildResult{Key: prog.key}
+	if compiled {
+		res.Duration = time.Since(start)
+	}
+	if err := m.builder.record(src, prog); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// Built reports whether plugin name's current source can run in a
+// process without a build: in prebuilt mode, nil if Build recorded its
+// program, else why not (loader.ErrNotBuilt, naming the plugind build
+// command that makes it); otherwise always nil, since a call builds it.
+// It reads the manifest and the sources, and starts nothing.
+func (m *Manager) Built(name string) error {
+	if !m.opts.Prebuilt {
+		return nil
+	}
+	src, err := m.opts.Find(name)
+	if err != nil {
+		return err
+	}
+	_, _, err = m.builder.build(m.ctx, src)
+	return err
 }
 
 // Resolve returns the handler of method+fn+"Handler" in plugin name,
 // building and starting the plugin on its first call.
 func (m *Manager) Resolve(ctx context.Context, name, fn, method string) (*Handler, error) {
-	switch {
-	case !loader.ValidName(name):
-		return nil, &loader.Error{Kind: loader.ErrBadName, Msg: fmt.Sprintf("invalid plugin name: use 1 to %d letters, digits, '_' or '-'", loader.MaxNameLen)}
-	case !loader.ValidFunc(fn):
-		return nil, &loader.Error{Kind: loader.ErrBadName, Plugin: name, Msg: fmt.Sprintf("invalid function name: use 1 to %d letters, digits or '_'", loader.MaxNameLen)}
-	case !loader.ValidMethod(method):
-		return nil, &loader.Error{Kind: loader.ErrMethodNotAllowed, Plugin: name, Msg: "method not allowed"}
+	if err := loader.CheckCall(name, fn, method); err != nil {
+		return nil, err
 	}
 	p, err := m.plugin(name)
 	if err != nil {

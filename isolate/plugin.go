@@ -134,7 +134,7 @@ func (p *plugin) build(ctx context.Context) (*program, error) {
 		return nil, err
 	}
 	began := time.Now()
-	prog, err := p.m.builder.build(ctx, src)
+	prog, _, err := p.m.builder.build(ctx, src)
 	if err != nil {
 		return nil, err
 	}

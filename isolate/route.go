@@ -26,7 +26,10 @@ func Route(inner handlers.Plugins, m *Manager, isolated func(name string) bool) 
 // its module requirements (loader.ErrDependency: a version the server
 // links, or another plugin loaded, stands in its way); then it moves to
 // a process of its own, where nothing is shared, for as long as the
-// server runs, and log says why.
+// server runs, and log says why. In prebuilt mode it also moves when it
+// has no in-process artifact (loader.ErrNotBuilt) but m has its program:
+// plugind build builds both for such a plugin, and keeps the program
+// alone when its .so conflicts with another plugin's modules.
 func RouteAuto(inner handlers.Plugins, m *Manager, isolated, auto func(name string) bool, log zerolog.Logger) handlers.Plugins {
 	if auto == nil {
 		auto = func(string) bool { return false }
@@ -55,12 +58,20 @@ func (r *router) inProcess(name string) bool {
 func (r *router) Resolve(ctx context.Context, name, fn, method string) (handlers.Handler, error) {
 	if r.inProcess(name) {
 		h, err := r.inner.Resolve(ctx, name, fn, method)
-		if err == nil || !r.auto(name) || !errors.Is(err, loader.ErrDependency) {
+		if err == nil || !r.auto(name) {
+			return h, err
+		}
+		var msg string
+		switch {
+		case errors.Is(err, loader.ErrDependency):
+			msg = "plugin cannot load in-process because of its dependencies; isolation is auto: it runs in a process of its own"
+		case errors.Is(err, loader.ErrNotBuilt) && r.m.opts.Prebuilt && r.m.Built(name) == nil:
+			msg = "plugin has no in-process artifact but plugind build made its executable; isolation is auto: it runs in a process of its own"
+		default:
 			return h, err
 		}
 		if _, loaded := r.moved.LoadOrStore(name, struct{}{}); !loaded {
-			r.log.Warn().Str("plugin", name).Str("reason", err.Error()).
-				Msg("plugin cannot load in-process because of its dependencies; isolation is auto: it runs in a process of its own")
+			r.log.Warn().Str("plugin", name).Str("reason", err.Error()).Msg(msg)
 		}
 	}
 	h, err := r.m.Resolve(ctx, name, fn, method)

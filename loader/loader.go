@@ -348,14 +348,10 @@ var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS
 // GET handler. ctx bounds only the wait: a build, once started, finishes
 // for the callers that still want it.
 func (l *Loader) Handler(ctx context.Context, name, fn, method string) (*Handler, error) {
-	switch {
-	case !ValidName(name):
-		return nil, newError(ErrBadName, "", nil, "invalid plugin name: use 1 to %d letters, digits, '_' or '-'", MaxNameLen)
-	case !ValidFunc(fn):
-		return nil, newError(ErrBadName, name, nil, "invalid function name: use 1 to %d letters, digits or '_'", MaxNameLen)
-	case !ValidMethod(method):
-		return nil, newError(ErrMethodNotAllowed, name, nil, "method not allowed")
-	case !Supported:
+	if err := CheckCall(name, fn, method); err != nil {
+		return nil, err
+	}
+	if !Supported {
 		return nil, newError(ErrUnsupported, name, nil, "%s", unsupportedReason)
 	}
 	v, err := l.current(ctx, name)

@@ -47,6 +47,23 @@ func ValidMethod(s string) bool {
 	return true
 }
 
+// CheckCall checks the names of a call to handler method+fn+"Handler"
+// of plugin name, as they come from a URL, before anything touches the
+// disk: nil, or the error the caller answers (ErrBadName for the plugin
+// or function name, ErrMethodNotAllowed for the method). The loader and
+// isolated plugins (package isolate) answer alike.
+func CheckCall(name, fn, method string) error {
+	switch {
+	case !ValidName(name):
+		return newError(ErrBadName, "", nil, "invalid plugin name: use 1 to %d letters, digits, '_' or '-'", MaxNameLen)
+	case !ValidFunc(fn):
+		return newError(ErrBadName, name, nil, "invalid function name: use 1 to %d letters, digits or '_'", MaxNameLen)
+	case !ValidMethod(method):
+		return newError(ErrMethodNotAllowed, name, nil, "method not allowed")
+	}
+	return nil
+}
+
 func isIdentByte(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_'
 }

@@ -2,12 +2,12 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/config"
 	"github.com/plugind/plugind/handlers"
 	"github.com/plugind/plugind/isolate"
@@ -15,43 +15,59 @@ import (
 )
 
 // newIsolated makes the manager of the plugins that run in processes of
-// their own (plugins.isolation, plugin.<name>.isolation), built in the
-// loader's module and cached beside its artifacts. Nothing starts until
-// such a plugin is called. There is none when every plugin runs
-// in-process.
-//
-// In prebuilt mode there is none either: isolated plugins are built on demand,
-// and plugind build does not build their executables yet, so a plugin
-// configured to run in a process is refused at start.
+// their own (plugins.isolation, plugin.<name>.isolation), as NewIsolated
+// does. In prebuilt mode it logs, at start, each plugin that runs in a
+// process from the start and has no program plugind build made for its
+// current source: its calls answer 503 naming that command.
 func newIsolated(cfg config.Config, l *loader.Loader, log zerolog.Logger) (*isolate.Manager, error) {
+	m, err := NewIsolated(cfg, l.Pipeline(), log)
+	if err != nil || m == nil || !l.Prebuilt() {
+		return m, err
+	}
+	plugins, _, err := l.Discover()
+	if err != nil {
+		return m, nil // New logs an unreadable source directory
+	}
+	iso := isolationOf(cfg)
+	for _, p := range plugins {
+		if p.Kind == loader.KindPrebuilt || !iso.isolated(p.Name) {
+			continue
+		}
+		if err := m.Built(p.Name); err != nil {
+			log.Error().Str("plugin", p.Name).Err(err).Msg("isolated plugin is not built; its calls fail until plugind build builds it")
+		}
+	}
+	return m, nil
+}
+
+// NewIsolated makes the manager of the plugins that run in processes of
+// their own, built in p's module and cached beside its artifacts:
+// for the server, and for plugind build, which builds their programs
+// with it (isolate.Manager.Build) so that a server with the same
+// configuration finds them. Nothing starts until such a plugin is
+// called. There is none (nil) when every plugin runs in-process.
+//
+// In prebuilt mode the manager runs the programs plugind build made and
+// never builds one (isolate.Options.Prebuilt).
+func NewIsolated(cfg config.Config, p *build.Pipeline, log zerolog.Logger) (*isolate.Manager, error) {
 	if !isolationOf(cfg).any() {
 		return nil, nil // every plugin in-process: no manager
 	}
-	if cfg.Plugins.Build == config.BuildOff {
-		if cfg.Plugins.Isolation == config.IsolationProcess {
-			return nil, fmt.Errorf(`config: plugins.isolation = "process" needs plugins built on demand, and plugins.build is "off": plugind build does not build isolated plugins yet`)
-		}
-		for name := range cfg.PluginConfigs {
-			if cfg.Isolation(name) == config.IsolationProcess {
-				return nil, fmt.Errorf(`config: plugin.%s.isolation = "process" needs plugins built on demand, and plugins.build is "off": plugind build does not build isolated plugins yet`, name)
-			}
-		}
-		return nil, nil
-	}
 	var tags string
-	for _, f := range l.Pipeline().Host().Flags {
+	for _, f := range p.Host().Flags {
 		if t, ok := strings.CutPrefix(f, "-tags="); ok {
 			tags = t
 		}
 	}
-	m, err := isolate.New(isolate.Options{
-		Find:         isolate.SourceFinder(l),
-		ModuleDir:    l.ModuleDir(),
+	return isolate.New(isolate.Options{
+		Find:         isolate.PipelineFinder(p),
+		ModuleDir:    p.ModuleDir(),
 		CacheDir:     cfg.Plugins.CacheDir,
+		Prebuilt:     p.Prebuilt(),
 		Go:           cfg.Plugins.Go,
 		Tags:         tags,
-		Modules:      l.Pipeline().ProcessModule,
-		Env:          l.Pipeline().GoEnv(),
+		Modules:      p.ProcessModule,
+		Env:          p.GoEnv(),
 		BuildTimeout: cfg.Plugins.BuildTimeout,
 		BuildWait:    cfg.Plugins.BuildWait,
 		Settings: func(name string) (map[string]any, map[string]string) {
@@ -61,10 +77,6 @@ func newIsolated(cfg config.Config, l *loader.Loader, log zerolog.Logger) (*isol
 		LegacyWait: cfg.Plugins.LegacyWait,
 		Log:        log,
 	})
-	if err != nil {
-		return nil, err
-	}
-	return m, nil
 }
 
 // sourceChanged hands a change the loader's watcher saw (plugin name's

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -12,11 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/plugind/plugind/internal/plugintest"
 	"github.com/plugind/plugind/loader"
-	"github.com/plugind/plugind/server"
 )
 
 // TestIsolatedPlugins: plugins configured isolation = "process" run in
@@ -85,24 +81,33 @@ greeting = "hey"
 	}
 }
 
-// TestIsolatedPluginsNeedBuilds: prebuilt mode has no toolchain, and
-// plugind build does not build isolated plugins' executables, so a plugin
-// configured to run in a process stops the start with the reason.
+// TestIsolatedPluginsNeedBuilds: prebuilt mode has no toolchain, so a
+// plugin configured to run in a process whose executable plugind build
+// did not make is logged at start and answered 503 naming the command
+// that builds it; the server runs, and never runs the go command (here
+// one that fails). See cli's TestBuildIsolatedForPrebuilt for a built one.
 func TestIsolatedPluginsNeedBuilds(t *testing.T) {
-	dir := plugintest.PluginPath(t, "hello")
-	cfg := loadConfig(t, dir, `
+	dir := plugintest.PluginPath(t)
+	plugintest.WriteFile(t, filepath.Join(dir, "src"), "lone.go", plugintest.Unique(t, "package main\n\nfunc GETHiHandler() string { return \"hi\" }\n"))
+	srv := startConfig(t, loadConfig(t, dir, `
 [plugins]
 build = "off"
+go = "/nonexistent/go"
 
 [tasks]
 dir = "`+t.TempDir()+`"
 
-[plugin.hello]
+[plugin.lone]
 isolation = "process"
-`)
-	_, err := server.New(context.Background(), cfg, zerolog.Nop())
-	if err == nil || !strings.Contains(err.Error(), "plugin.hello.isolation") || !strings.Contains(err.Error(), `plugins.build is "off"`) {
-		t.Errorf("New = %v", err)
+`))
+	for range 2 { // not remembered as a failure
+		if a := srv.do(t, "GET", "/_PLUGIN/lone/Hi", ""); a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, "run `plugind build lone`") {
+			t.Errorf("unbuilt isolated plugin: %d %s", a.status, a.body)
+		}
+	}
+	logged := srv.logs.Events(map[string]any{"plugin": "lone", "level": "error", "message": "isolated plugin is not built; its calls fail until plugind build builds it"})
+	if len(logged) != 1 || !strings.Contains(logged[0]["error"].(string), "run `plugind build lone`") {
+		t.Errorf("the start did not log the unbuilt plugin once, naming plugind build: %v\n%s", logged, srv.logs)
 	}
 }
 
