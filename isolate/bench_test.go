@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/plugintest"
+	"github.com/plugind/plugind/internal/stats"
 	"github.com/plugind/plugind/isolate"
 	"github.com/plugind/plugind/loader"
 )
@@ -115,9 +114,9 @@ func BenchmarkReloadMemory(b *testing.B) {
 	}
 	rss := func() (server, children int64) {
 		debug.FreeOSMemory() // what is garbage is not kept
-		server = rssOf(b, "self")
+		server = rssOf(b, os.Getpid())
 		for _, pid := range h.m.Stat("slow").PIDs {
-			children += rssOf(b, strconv.Itoa(pid))
+			children += rssOf(b, pid)
 		}
 		return server, children
 	}
@@ -142,19 +141,12 @@ func BenchmarkReloadMemory(b *testing.B) {
 	}
 }
 
-// rssOf reads VmRSS (bytes) of /proc/<pid>/status.
-func rssOf(b testing.TB, pid string) int64 {
+// rssOf is the resident memory of process pid.
+func rssOf(b testing.TB, pid int) int64 {
 	b.Helper()
-	data, err := os.ReadFile("/proc/" + pid + "/status")
+	n, err := stats.RSS(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	b.Fatalf("no VmRSS for %s", pid)
-	return 0
+	return n
 }

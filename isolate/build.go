@@ -175,7 +175,12 @@ func (b *builder) compile(ctx context.Context, name string, files map[string][]b
 	// stack traces (the runtime's pclntab) are unaffected.
 	// -mod=readonly: never edit a go.mod. On the command line, as the
 	// pipeline's builds pass it, so that the user's GOFLAGS in env apply.
-	args := []string{"build", "-mod=readonly", "-trimpath", "-ldflags=-s -w", "-o", exe + ".tmp"}
+	// A temporary name of this build's own beside exe (renamed over it at
+	// the end, on one file system): servers sharing a cache may build the
+	// same program at once.
+	tmp := fmt.Sprintf("%s.%d-%d.tmp", exe, os.Getpid(), time.Now().UnixNano())
+	defer os.Remove(tmp) // a failed build's; gone after the rename
+	args := []string{"build", "-mod=readonly", "-trimpath", "-ldflags=-s -w", "-o", tmp}
 	if b.tags != "" {
 		args = append(args, "-tags="+b.tags)
 	}
@@ -214,7 +219,7 @@ func (b *builder) compile(ctx context.Context, name string, files map[string][]b
 		e.(*loader.Error).Output = relativeOutput(out.String(), dir+string(filepath.Separator), b.moduleDir+string(filepath.Separator))
 		return e
 	}
-	if err := os.Rename(exe+".tmp", exe); err != nil {
+	if err := os.Rename(tmp, exe); err != nil {
 		return buildErr(err, "plugin %q: cannot store its program")
 	}
 	return nil

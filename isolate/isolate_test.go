@@ -567,7 +567,7 @@ func TestReloadMemory(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		debug.FreeOSMemory()
 		return sample{pid: pids[0], heap: ms.HeapAlloc, goroutines: runtime.NumGoroutine(),
-			serverRSS: rssOf(t, "self"), procRSS: rssOf(t, strconv.Itoa(pids[0]))}
+			serverRSS: rssOf(t, os.Getpid()), procRSS: rssOf(t, pids[0])}
 	}
 	for i := range warmup { // the first reloads size the server's buffers
 		reload(i + 1)
