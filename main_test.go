@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,15 +23,44 @@ import (
 	"github.com/plugind/plugind/internal/plugintest"
 )
 
-// buildBinary builds plugind with the test binary's own build flags (so
-// -race under the race detector) and env.
+// binaries are the server binaries this package's tests run, one per
+// build environment, shared: linking the server under -race takes about
+// 9 s, and most tests want the same one. TestMain owns the directory.
+var binaries struct {
+	sync.Mutex
+	dir   string
+	byEnv map[string]string
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "plugind-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binaries.dir, binaries.byEnv = dir, map[string]string{}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildBinary returns plugind built with the test binary's own build
+// flags (so -race under the race detector) and env added to go build's
+// environment, building it the first time a test asks for that env.
+// Tests must not change the file.
 func buildBinary(t *testing.T, env ...string) string {
 	t.Helper()
+	binaries.Lock()
+	defer binaries.Unlock()
+	key := strings.Join(env, "\x00")
+	if bin, ok := binaries.byEnv[key]; ok {
+		return bin
+	}
 	host, err := build.HostBuildInfo()
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "plugind")
+	bin := filepath.Join(binaries.dir, fmt.Sprintf("%d", len(binaries.byEnv)), "plugind")
 	// -buildvcs=auto is go's default, whatever GOFLAGS this machine sets:
 	// a binary built in a git checkout records a pseudo-version, as a
 	// user's does.
@@ -46,6 +76,7 @@ func buildBinary(t *testing.T, env ...string) string {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	binaries.byEnv[key] = bin
 	return bin
 }
 
