@@ -92,7 +92,7 @@ func (p *Pipeline) Build(ctx context.Context, name string) (BuildResult, error) 
 	if p.prebuilt {
 		return BuildResult{Name: name}, plugerr.New(plugerr.ErrBuild, name, nil, "plugin %q: plugins.build is off: this process does not build plugins", name)
 	}
-	srcHash, err := p.sourceHash(src)
+	srcHash, err := p.SourceHash(src)
 	if err != nil {
 		return BuildResult{Name: name}, plugerr.New(plugerr.ErrBuild, name, err, "plugin %q: cannot read its source", name)
 	}

@@ -122,11 +122,11 @@ func (p *Pipeline) ownPackages(src Source, d *declared) (string, error) {
 	return r.sum, nil
 }
 
-// sourceHash is sourceHash of src's files and, for a plugin that imports
+// SourceHash is sourceHash of src's files and, for a plugin that imports
 // packages of the module it declares its requirements in, of those
-// packages (see ownPackages): what prebuilt mode's manifest maps to an
-// artifact. It needs no toolchain.
-func (p *Pipeline) sourceHash(src Source) (string, error) {
+// packages (see ownPackages): what a prebuilt-mode Manifest maps to a
+// build. It needs no toolchain.
+func (p *Pipeline) SourceHash(src Source) (string, error) {
 	sh, err := sourceHash(src)
 	if err != nil || src.Kind == KindPrebuilt {
 		return sh, err

@@ -57,7 +57,7 @@ func TestOwnPackageEditSeen(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := key(t, p, "shop")
-			shBefore, err := p.sourceHash(src)
+			shBefore, err := p.SourceHash(src)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,7 +67,7 @@ func TestOwnPackageEditSeen(t *testing.T) {
 			if after != want || after == before {
 				t.Errorf("key after the edit %.12s, before %.12s; a new pipeline's %.12s", after, before, want)
 			}
-			if shAfter, err := p.sourceHash(src); err != nil || shAfter == shBefore {
+			if shAfter, err := p.SourceHash(src); err != nil || shAfter == shBefore {
 				t.Errorf("prebuilt mode's source hash after the edit %.12s (%v), before %.12s; want another", shAfter, err, shBefore)
 			}
 		})

@@ -3,16 +3,13 @@ package build
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/plugind/plugind/plugerr"
 )
@@ -20,28 +17,18 @@ import (
 // Prebuilt mode (Options.Prebuilt, plugins.build = "off") serves only
 // what `plugind build` put in the cache, and never runs the go command or
 // a C compiler, nor writes to the cache, which may be read-only (an
-// image's layer, a volume mounted read-only).
-//
-// An artifact's key covers the build module's go.mod and go.sum and, for
-// a server built without -trimpath, the go command's GOMODCACHE: things
-// only a machine with the toolchain and the source tree can read. So
-// `plugind build` records, for each plugin it builds, a manifest entry
-// beside the artifacts: the plugin's name and a hash of its sources (file
-// names and contents, nothing else) map to the key, with the identity of
-// the binary that built it. A prebuilt-mode server hashes the sources it
-// finds, looks up the entry and serves the artifact it names, refusing an
-// entry written by a different binary.
+// image's layer, a volume mounted read-only). `plugind build` records
+// each artifact in the pipeline's Manifest, under the identity of the
+// binary that built it; a prebuilt-mode server hashes the sources it
+// finds and serves the artifact the record names, refusing a record
+// written by a different binary.
 
-// manifestDir is where the entries live, in the cache directory.
+// manifestDir is where the records live, in the cache directory.
 const manifestDir = "prebuilt"
 
-// manifestEntry is one file in manifestDir.
-type manifestEntry struct {
-	Plugin string    `json:"plugin"`
-	Source string    `json:"source"` // sourceHash of the plugin's files
-	Key    string    `json:"key"`    // the artifact's content address
-	Binary string    `json:"binary"` // binaryID of the plugind that built it
-	Built  time.Time `json:"built"`
+// manifest is the pipeline's record of its artifacts.
+func (p *Pipeline) manifest() Manifest {
+	return Manifest{Dir: filepath.Join(p.cacheDir, manifestDir), Identity: binaryID(p.host), What: "artifact"}
 }
 
 // binaryID digests what makes this server's artifacts this server's: its
@@ -73,10 +60,6 @@ func sourceHash(src Source) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func (p *Pipeline) manifestPath(name, srcHash string) string {
-	return filepath.Join(p.cacheDir, manifestDir, name+"."+srcHash[:32]+".json")
-}
-
 // Key is the content address of src's artifact. In prebuilt mode it
 // comes from the manifest; a plugin without an entry is
 // plugerr.ErrNotBuilt. A copy's (src.Copy > 0) is CopyKey of the
@@ -101,24 +84,15 @@ func (p *Pipeline) Key(src Source) (string, error) {
 		}
 		return k, nil
 	}
-	sh, err := p.sourceHash(src)
+	sh, err := p.SourceHash(src)
 	if err != nil {
 		return "", plugerr.New(plugerr.ErrOpen, src.Name, err, "plugin %q: cannot read its source", src.Name)
 	}
-	data, err := os.ReadFile(p.manifestPath(src.Name, sh))
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", p.notBuilt(src.Name, nil, "no artifact was built for its current source")
-	} else if err != nil {
-		return "", p.notBuilt(src.Name, err, "its build record cannot be read")
+	k, err := p.manifest().Lookup(src.Name, sh)
+	if re, ok := errors.AsType[*RecordError](err); ok {
+		return "", p.notBuilt(src.Name, re.Err, re.Why)
 	}
-	var m manifestEntry
-	switch err := json.Unmarshal(data, &m); {
-	case err != nil, len(m.Key) < 32:
-		return "", p.notBuilt(src.Name, err, "its build record is damaged")
-	case m.Binary != binaryID(p.host):
-		return "", p.notBuilt(src.Name, nil, "its artifact was built by a different plugind binary")
-	}
-	return m.Key, nil
+	return k, err
 }
 
 // notBuilt is the error of a plugin prebuilt mode cannot serve.
@@ -132,42 +106,15 @@ func (p *Pipeline) notBuilt(name string, cause error, why string) *plugerr.Error
 // changed meanwhile are not recorded: the entry would map new sources to
 // an old artifact.
 func (p *Pipeline) record(src Source, before, k string) error {
-	after, err := p.sourceHash(src)
+	after, err := p.SourceHash(src)
 	if err != nil {
 		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: cannot read its source", src.Name)
 	}
 	if after != before {
 		return plugerr.New(plugerr.ErrBuild, src.Name, nil, "plugin %q: its source changed during the build; build it again", src.Name)
 	}
-	data, err := json.MarshalIndent(manifestEntry{Plugin: src.Name, Source: after, Key: k, Binary: binaryID(p.host), Built: time.Now().UTC()}, "", "  ")
-	if err != nil {
-		return err
-	}
-	path := p.manifestPath(src.Name, after)
-	if err := writeFileAtomic(path, append(data, '\n')); err != nil {
+	if err := p.manifest().Record(src.Name, after, k); err != nil {
 		return plugerr.New(plugerr.ErrBuild, src.Name, err, "plugin %q: cannot record its build", src.Name)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to path through a temporary file in the
-// same directory and a rename, so a reader in another process sees the
-// old file or the new one, never part of one.
-func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

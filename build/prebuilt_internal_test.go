@@ -32,11 +32,11 @@ func TestPrebuiltRefusals(t *testing.T) {
 	}{
 		{"no entry", nil, "no artifact was built for its current source"},
 		{"entry of another binary", func(sh string) []byte {
-			return mustJSON(t, manifestEntry{Plugin: "hello", Source: sh, Key: strings.Repeat("a", 64), Binary: "another"})
+			return mustJSON(t, manifestEntry{Plugin: "hello", Source: sh, Key: strings.Repeat("a", 64), Identity: "another"})
 		}, "built by a different plugind binary"},
 		{"damaged entry", func(string) []byte { return []byte("{") }, "its build record is damaged"},
 		{"artifact gone", func(sh string) []byte {
-			return mustJSON(t, manifestEntry{Plugin: "hello", Source: sh, Key: strings.Repeat("b", 64), Binary: binaryID(host)})
+			return mustJSON(t, manifestEntry{Plugin: "hello", Source: sh, Key: strings.Repeat("b", 64), Identity: binaryID(host)})
 		}, "its artifact is missing from the cache"},
 	}
 	for _, tt := range tests {
@@ -62,7 +62,7 @@ func TestPrebuiltRefusals(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := writeFileAtomic(p.manifestPath("hello", sh), tt.entry(sh)); err != nil {
+				if err := writeFileAtomic(p.manifest().path("hello", sh), tt.entry(sh)); err != nil {
 					t.Fatal(err)
 				}
 			}
