@@ -8,21 +8,9 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
-	"time"
 )
-
-// ownRead is what ownPackages digested of a module's packages: the
-// directories and files it read, with their stamps, taken at at, before
-// they were listed and read.
-type ownRead struct {
-	at     time.Time
-	paths  []string
-	stamps []fileStamp
-	sum    string
-}
 
 // ownPackages digests the packages of d's own module that src imports,
 // and those they import in turn: every regular file of their
@@ -51,20 +39,13 @@ func (p *Pipeline) ownPackages(src Source, d *declared) (string, error) {
 	p.kmu.Lock()
 	r := p.owns[id]
 	p.kmu.Unlock()
-	if r != nil {
-		if stamps, err := stampAll(r.paths); err == nil && unchanged(r.stamps, stamps, r.at) {
-			return r.sum, nil
-		}
+	if r != nil && r.current() {
+		return r.sum, nil
 	}
 	if p.onOwn != nil {
 		p.onOwn(d.dir)
 	}
-	r = &ownRead{at: time.Now()}
-	stamp := func(path string) error {
-		s, err := stampFile(path)
-		r.paths, r.stamps = append(r.paths, path), append(r.stamps, s)
-		return err
-	}
+	r = newTreeRead()
 	h := sha256.New()
 	fset := token.NewFileSet()
 	seen := make(map[string]bool)
@@ -77,42 +58,24 @@ func (p *Pipeline) ownPackages(src Source, d *declared) (string, error) {
 		seen[pkg] = true
 		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, own.Mod.Path), "/")
 		dir := filepath.Join(d.dir, filepath.FromSlash(rel))
-		if err := stamp(dir); err != nil {
-			return "", err
-		}
-		entries, err := os.ReadDir(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			fmt.Fprintf(h, "%s missing\n", pkg) // the compiler will say
-			continue
-		} else if err != nil {
-			return "", err
-		}
-		for _, e := range entries {
-			if !e.Type().IsRegular() {
-				continue
-			}
-			file := filepath.Join(dir, e.Name())
-			if err := stamp(file); err != nil {
-				return "", err
-			}
-			data, err := os.ReadFile(file)
-			if err != nil {
-				return "", err
-			}
-			fmt.Fprintf(h, "%s/%s %d\n", pkg, e.Name(), len(data))
-			h.Write(data)
-			if !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
-				continue
+		err := r.hashDir(h, dir, pkg, func(file string, data []byte) {
+			if !strings.HasSuffix(file, ".go") || strings.HasSuffix(file, "_test.go") {
+				return
 			}
 			af, err := parser.ParseFile(fset, file, data, parser.ImportsOnly)
 			if err != nil {
-				continue // the compiler will say
+				return // the compiler will say
 			}
 			for _, imp := range af.Imports {
 				if path := strings.Trim(imp.Path.Value, `"`); within(path, own.Mod.Path) && !seen[path] {
 					queue = append(queue, path)
 				}
 			}
+		})
+		if errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(h, "%s missing\n", pkg) // the compiler will say
+		} else if err != nil {
+			return "", err
 		}
 	}
 	r.sum = hex.EncodeToString(h.Sum(nil))

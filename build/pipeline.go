@@ -78,7 +78,7 @@ type Pipeline struct {
 	decls   map[string]*declaredRead // by directory (see declared)
 	base    *buildModule             // see buildModule
 	vendors map[string]*vendorRead   // by vendor directory and module (see vendorHash)
-	owns    map[string]*ownRead      // by module directory and imports (see ownPackages)
+	owns    map[string]*treeRead     // by module directory and imports (see ownPackages)
 	// plans are the build modules Key planned, by the key they gave,
 	// until that key's build takes its own: the build is then of exactly
 	// the module its key names, whatever the Registry learnt meanwhile,
@@ -138,7 +138,7 @@ func New(ctx context.Context, opts Options) (*Pipeline, error) {
 		libKeys:   make(map[string]prebuiltKey),
 		decls:     make(map[string]*declaredRead),
 		vendors:   make(map[string]*vendorRead),
-		owns:      make(map[string]*ownRead),
+		owns:      make(map[string]*treeRead),
 		plans:     make(map[string]*plan),
 	}
 	if p.reg == nil {

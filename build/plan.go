@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/mod/modfile"
@@ -301,14 +300,10 @@ func mergeSums(files ...[]byte) []byte {
 }
 
 // vendorRead is what vendorHash digested of one module's packages in a
-// vendor directory: the packages' directories, then their files, with
-// their stamps, taken at at, before they were listed and read.
+// vendor directory.
 type vendorRead struct {
 	packages []string
-	at       time.Time
-	paths    []string
-	stamps   []fileStamp
-	sum      string
+	*treeRead
 }
 
 // vendorHash digests the vendored files of packages, module mod's in the
@@ -322,44 +317,17 @@ func (p *Pipeline) vendorHash(vendor, mod string, packages []string) (string, er
 	p.kmu.Lock()
 	r := p.vendors[id]
 	p.kmu.Unlock()
-	if r != nil && slices.Equal(r.packages, packages) {
-		if stamps, err := stampAll(r.paths); err == nil && unchanged(r.stamps, stamps, r.at) {
-			return r.sum, nil
-		}
+	if r != nil && slices.Equal(r.packages, packages) && r.current() {
+		return r.sum, nil
 	}
 	if p.onVendor != nil {
 		p.onVendor(vendor)
 	}
-	r = &vendorRead{packages: packages, at: time.Now()}
-	stamp := func(path string) error {
-		s, err := stampFile(path)
-		r.paths, r.stamps = append(r.paths, path), append(r.stamps, s)
-		return err
-	}
+	r = &vendorRead{packages: packages, treeRead: newTreeRead()}
 	h := sha256.New()
 	for _, pkg := range packages {
-		dir := filepath.Join(vendor, filepath.FromSlash(pkg))
-		if err := stamp(dir); err != nil {
+		if err := r.hashDir(h, filepath.Join(vendor, filepath.FromSlash(pkg)), pkg, nil); err != nil {
 			return "", err
-		}
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			return "", err
-		}
-		for _, e := range entries {
-			if !e.Type().IsRegular() {
-				continue
-			}
-			file := filepath.Join(dir, e.Name())
-			if err := stamp(file); err != nil {
-				return "", err
-			}
-			data, err := os.ReadFile(file)
-			if err != nil {
-				return "", err
-			}
-			fmt.Fprintf(h, "%s/%s %d\n", pkg, e.Name(), len(data))
-			h.Write(data)
 		}
 	}
 	r.sum = hex.EncodeToString(h.Sum(nil))

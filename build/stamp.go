@@ -2,8 +2,11 @@ package build
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -82,4 +85,62 @@ func unchanged(was, now []fileStamp, at time.Time) bool {
 		}
 	}
 	return true
+}
+
+// treeRead is a digest of package directories and their files, with the
+// stamps of what it read, taken at at, before each was listed or read:
+// it holds while current says so.
+type treeRead struct {
+	at     time.Time
+	paths  []string
+	stamps []fileStamp
+	sum    string
+}
+
+func newTreeRead() *treeRead { return &treeRead{at: time.Now()} }
+
+// current reports whether every file and directory r read is as it was.
+func (r *treeRead) current() bool {
+	stamps, err := stampAll(r.paths)
+	return err == nil && unchanged(r.stamps, stamps, r.at)
+}
+
+// stamp records path's stamp, before its contents are read.
+func (r *treeRead) stamp(path string) error {
+	s, err := stampFile(path)
+	r.paths, r.stamps = append(r.paths, path), append(r.stamps, s)
+	return err
+}
+
+// hashDir writes every regular file of dir, package pkg's directory,
+// into h ("pkg/name size", then the contents), stamping dir and each
+// file first, and hands each file to each (nil: none). A dir that does
+// not exist is fs.ErrNotExist.
+func (r *treeRead) hashDir(h io.Writer, dir, pkg string, each func(path string, data []byte)) error {
+	if err := r.stamp(dir); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		file := filepath.Join(dir, e.Name())
+		if err := r.stamp(file); err != nil {
+			return err
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s/%s %d\n", pkg, e.Name(), len(data))
+		h.Write(data)
+		if each != nil {
+			each(file, data)
+		}
+	}
+	return nil
 }
