@@ -83,7 +83,7 @@ func TestPrebuiltModeWithoutToolchain(t *testing.T) {
 // and checks at cleanup that nothing under pp changed.
 func startPrebuilt(t *testing.T, bin, pp string, env ...string) (*proc, time.Duration) {
 	t.Helper()
-	before := snapshot(t, pp)
+	before := plugintest.Tree(t, pp)
 	cmd := exec.Command(bin) // by absolute path: PATH finds nothing
 	cmd.Env = append(prebuiltEnv(t, pp), env...)
 	cmd.Dir = "/"
@@ -95,7 +95,7 @@ func startPrebuilt(t *testing.T, bin, pp string, env ...string) (*proc, time.Dur
 	}
 	readOnly(t, pp)
 	t.Cleanup(func() {
-		if after := snapshot(t, pp); after != before {
+		if after := plugintest.Tree(t, pp); after != before {
 			t.Errorf("prebuilt mode wrote into the plugin directory:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 	})
@@ -181,27 +181,6 @@ func readOnly(t *testing.T, dir string) {
 	}
 	chmodAll(func(m fs.FileMode) fs.FileMode { return m &^ 0o222 })
 	t.Cleanup(func() { chmodAll(func(m fs.FileMode) fs.FileMode { return m | 0o200 }) })
-}
-
-// snapshot lists every entry under dir with size and modification time.
-func snapshot(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(&b, "%s %d %s\n", path, fi.Size(), fi.ModTime().Format(time.RFC3339Nano))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }
 
 // startCmd starts cmd, a plugind server, and waits for it to listen.

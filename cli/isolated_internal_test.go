@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -94,7 +93,7 @@ isolation = "auto"
 		t.Fatal(err)
 	}
 	prebuilt := append(environ, "PREST_PLUGINS_BUILD=off", "PREST_PLUGINS_GO="+fakeGo, "PREST_HTTP_HOST=127.0.0.1")
-	before := tree(t, cache)
+	before := plugintest.Tree(t, cache)
 	url, logs := serve(t, prebuilt)
 
 	tests := []struct {
@@ -138,7 +137,7 @@ isolation = "auto"
 	if data, err := os.ReadFile(mark); err == nil {
 		t.Errorf("prebuilt mode ran the go command: %s", data)
 	}
-	if after := tree(t, cache); after != before {
+	if after := plugintest.Tree(t, cache); after != before {
 		t.Errorf("prebuilt mode wrote into the cache:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
@@ -258,25 +257,4 @@ func linesWith(s, prefix string) []string {
 		}
 	}
 	return out
-}
-
-// tree lists every entry under dir with its size and modification time.
-func tree(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(&b, "%s %d %s\n", path, fi.Size(), fi.ModTime().Format(time.RFC3339Nano))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }

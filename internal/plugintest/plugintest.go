@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -258,4 +259,26 @@ func CopyTree(t testing.TB, from, to string) {
 	if err := os.CopyFS(to, os.DirFS(filepath.Join(Root(), "testdata", filepath.FromSlash(from)))); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Tree lists every entry under dir with its size and modification time:
+// two equal Trees say nothing under dir was written meanwhile.
+func Tree(t testing.TB, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %d %s\n", path, fi.Size(), fi.ModTime().Format(time.RFC3339Nano))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
