@@ -256,6 +256,9 @@ type Admin struct {
 	// Enabled serves the page, an operator route (plugind dev turns it
 	// on).
 	Enabled bool `mapstructure:"enabled"`
+	// PProf serves the runtime's profiles under /_ADMIN/pprof/, an
+	// operator route, whether the page is on or not.
+	PProf bool `mapstructure:"pprof"`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -411,6 +414,7 @@ var defaults = map[string]any{
 	"metrics.enabled":                      true,
 	"bus.events":                           false,
 	"admin.enabled":                        false,
+	"admin.pprof":                          false,
 	"tasks.store":                          "bolt",
 	"tasks.dsn":                            "",
 	"tasks.lease":                          "15s",

@@ -44,6 +44,9 @@ var statuses = []struct {
 	{errBodyTooLarge, http.StatusRequestEntityTooLarge},
 	{errTaskNotFound, http.StatusNotFound},
 	{errTaskFinished, http.StatusConflict},
+	{errNoProfile, http.StatusNotFound},
+	{errProfiling, http.StatusConflict},
+	{errProfileTime, http.StatusBadRequest},
 	{loader.ErrBadName, http.StatusBadRequest},
 	{loader.ErrNotFound, http.StatusNotFound},
 	{loader.ErrNoHandler, http.StatusNotFound},
@@ -132,7 +135,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, errBufferFull):
 		body.Error = err.Error() // names the limit and the key, no path
 	case errors.Is(err, auth.ErrUnauthorized), errors.Is(err, auth.ErrForbidden), errors.Is(err, errBodyTooLarge),
-		errors.Is(err, errTaskNotFound), errors.Is(err, errTaskFinished):
+		errors.Is(err, errTaskNotFound), errors.Is(err, errTaskFinished),
+		errors.Is(err, errNoProfile), errors.Is(err, errProfiling), errors.Is(err, errProfileTime):
 		body.Error = err.Error() // names no credential, no path
 	case errors.Is(err, context.DeadlineExceeded):
 		body.Error = "the plugin is not ready yet; try again"

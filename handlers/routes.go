@@ -57,6 +57,9 @@ func (s *Server) routes() []route {
 	if s.Events != nil {
 		rs = append(rs, route{path: "/_EVENTS", methods: []string{http.MethodGet}, class: auth.Operator, serve: s.events})
 	}
+	if s.Profiles { // before the admin page's prefix: mux tries routes in order
+		rs = append(rs, route{path: profilesPath, prefix: true, methods: []string{http.MethodGet}, class: auth.Operator, serve: s.profiles})
+	}
 	if s.Admin != nil {
 		rs = append(rs, route{path: "/_ADMIN/", prefix: true, class: auth.Operator, serve: s.Admin.ServeHTTP})
 		rs = append(rs, route{path: "/_ADMIN", class: auth.Operator, serve: http.RedirectHandler("/_ADMIN/", http.StatusMovedPermanently).ServeHTTP})

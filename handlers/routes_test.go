@@ -71,7 +71,7 @@ func TestAccessMatrix(t *testing.T) {
 		{"private's key", "192.0.2.1:1234", [2]string{"X-API-Key", "private-key"}},
 		{"token", "192.0.2.1:1234", [2]string{"Authorization", "Bearer " + tok}},
 	}
-	routes := []string{"/_PLUGIN/open/X", "/_PLUGIN/private/X", "/_PLUGIN/public/X", "/healthz", "/_health", "/readyz", "/metrics", "/_PLUGINS", "/_TASKS/ab12", "/_EVENTS", "/_ADMIN/"}
+	routes := []string{"/_PLUGIN/open/X", "/_PLUGIN/private/X", "/_PLUGIN/public/X", "/healthz", "/_health", "/readyz", "/metrics", "/_PLUGINS", "/_TASKS/ab12", "/_EVENTS", "/_ADMIN/", "/_ADMIN/pprof/"}
 	opKeys := []string{"op-key"}
 	pluginKeys := map[string][]string{"private": {"private-key"}}
 	jwtOn := auth.Config{JWTKey: jwtKey, JWTAlgo: "HS256", JWTDefault: true}
@@ -89,19 +89,19 @@ func TestAccessMatrix(t *testing.T) {
 		want       []string // per route
 	}{
 		{"none", auth.Config{},
-			false, []string{all, all, all, all, all, all, all, loopback, loopback, loopback, loopback}},
+			false, []string{all, all, all, all, all, all, all, loopback, loopback, loopback, loopback, loopback}},
 		{"operator keys", auth.Config{APIKeys: opKeys},
-			false, []string{opOnly, opOnly, opOnly, all, all, all, all, opOnly, opOnly, opOnly, opOnly}},
+			false, []string{opOnly, opOnly, opOnly, all, all, all, all, opOnly, opOnly, opOnly, opOnly, opOnly}},
 		{"plugin keys only", auth.Config{PluginKeys: pluginKeys},
-			false, []string{all, "uuuou", all, all, all, all, all, closed, closed, closed, closed}},
+			false, []string{all, "uuuou", all, all, all, all, all, closed, closed, closed, closed, closed}},
 		{"JWT", jwtOn,
-			false, []string{"uuuuo", "uuuuo", "uuuuo", all, all, all, all, closed, closed, closed, closed}},
+			false, []string{"uuuuo", "uuuuo", "uuuuo", all, all, all, all, closed, closed, closed, closed, closed}},
 		{"JWT and whitelist", auth.Config{JWTKey: jwtKey, JWTAlgo: "HS256", JWTDefault: true, Whitelist: []string{`^/_PLUGIN/public/`, `^/_PLUGINS`, `^/_ADMIN`}},
-			false, []string{"uuuuo", "uuuuo", all, all, all, all, all, closed, closed, closed, closed}},
+			false, []string{"uuuuo", "uuuuo", all, all, all, all, all, closed, closed, closed, closed, closed}},
 		{"keys and JWT", auth.Config{APIKeys: opKeys, PluginKeys: pluginKeys, JWTKey: jwtKey, JWTAlgo: "HS256", JWTDefault: true},
-			false, []string{"uuouo", "uuoou", "uuouo", all, all, all, all, opOnly, opOnly, opOnly, opOnly}},
+			false, []string{"uuouo", "uuoou", "uuouo", all, all, all, all, opOnly, opOnly, opOnly, opOnly, opOnly}},
 		{"keys and JWT, probes and metrics guarded", auth.Config{APIKeys: opKeys, PluginKeys: pluginKeys, JWTKey: jwtKey, JWTAlgo: "HS256", JWTDefault: true},
-			true, []string{"uuouo", "uuoou", "uuouo", opOnly, opOnly, opOnly, opOnly, opOnly, opOnly, opOnly, opOnly}},
+			true, []string{"uuouo", "uuoou", "uuouo", opOnly, opOnly, opOnly, opOnly, opOnly, opOnly, opOnly, opOnly, opOnly}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,7 +115,8 @@ func TestAccessMatrix(t *testing.T) {
 				Plugins: plugins, Log: zerolog.Nop(), Auth: a, AuthProbes: tt.authProbes, AuthMetrics: tt.authProbes,
 				Metrics: metrics.New(func() []loader.Stat { return nil }), MetricsPath: "/metrics",
 				Tasks: fakeTasks{}, Events: closedStream{},
-				Admin: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { admin.Add(1) }),
+				Admin:    http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { admin.Add(1) }),
+				Profiles: true,
 			}
 			h := s.Handler()
 			for i, path := range routes {

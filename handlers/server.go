@@ -107,6 +107,10 @@ type Server struct {
 	Events EventStream
 	// Admin, if set, serves the admin page under /_ADMIN/.
 	Admin http.Handler
+	// Profiles serves the runtime's profiles (CPU, heap, goroutines, an
+	// execution trace) under /_ADMIN/pprof/, an operator route, with or
+	// without the admin page.
+	Profiles bool
 	// RequestStats, if set, is told of every request to a plugin, for the
 	// admin page.
 	RequestStats interface {

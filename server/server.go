@@ -407,7 +407,8 @@ func (s *Server) handler(middleware []func(http.Handler) http.Handler) http.Hand
 		CORS:           policy(cfg.CORS),
 		PluginCORS:     pluginCORS,
 
-		Tasks: s.tasks,
+		Tasks:    s.tasks,
+		Profiles: cfg.Admin.PProf,
 
 		SecurityHeaders: cfg.HTTP.SecurityHeaders,
 		CSP:             cfg.HTTP.CSP,
