@@ -1,6 +1,6 @@
 // Package stats holds the small readings the benchmark programs and
-// test harnesses share: the median of a set of samples and the resident
-// memory of a process.
+// test harnesses share: the median of a set of samples, and the resident
+// memory and CPU time of a process.
 //
 // It uses the standard library only and builds wherever the programs do.
 package stats
@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Number is what Median takes: durations, counts, rates.
@@ -67,4 +68,45 @@ func parseRSS(status string, pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("memory of process %d: no VmRSS in /proc/%d/status", pid, pid)
+}
+
+// userHZ is the unit of /proc/PID/stat's times: USER_HZ, 100 on every
+// Linux architecture Go supports (the kernel's ABI, whatever its HZ).
+const userHZ = 100
+
+// CPUTime is the CPU time process pid has used, user and system, of
+// all its threads: utime and stime of /proc/PID/stat, to a hundredth of
+// a second.
+func CPUTime(pid int) (time.Duration, error) {
+	if runtime.GOOS != "linux" {
+		return 0, ErrNoProc
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("CPU time of process %d: %w", pid, err)
+	}
+	return parseCPUTime(string(data), pid)
+}
+
+func parseCPUTime(stat string, pid int) (time.Duration, error) {
+	// The command name, field 2, is in parentheses and may hold spaces
+	// and parentheses itself: the fields after it follow the last ')'.
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("CPU time of process %d: no command name in %q", pid, stat)
+	}
+	f := strings.Fields(stat[i+1:]) // from field 3, state
+	const utime, stime = 14 - 3, 15 - 3
+	if len(f) <= stime {
+		return 0, fmt.Errorf("CPU time of process %d: %d fields in /proc/%d/stat", pid, len(f)+2, pid)
+	}
+	var ticks int64
+	for _, s := range []string{f[utime], f[stime]} {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("CPU time of process %d: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
 }

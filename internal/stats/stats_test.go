@@ -72,3 +72,38 @@ func TestRSS(t *testing.T) {
 		t.Fatalf("RSS of this test = %d, %v; want at least a MiB", got, err)
 	}
 }
+
+func TestParseCPUTime(t *testing.T) {
+	// Fields 14 and 15 (utime, stime) are 250 and 50 ticks.
+	const rest = " S 1 2 3 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 5 6 7"
+	tests := []struct {
+		name, stat string
+		want       time.Duration
+		err        string
+	}{
+		{"plain name", "42 (plugind)" + rest, 3 * time.Second, ""},
+		{"name with spaces and parentheses", "42 (a (b) c)" + rest, 3 * time.Second, ""},
+		{"no name", "42 plugind S 1", 0, "no command name"},
+		{"cut short", "42 (plugind) S 1 2 3", 0, "fields"},
+		{"not a number", "42 (plugind) S 1 2 3 0 -1 4194560 100 0 0 0 x 50", 0, "invalid syntax"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseCPUTime(tt.stat, 42)
+			if got != tt.want || (err == nil) != (tt.err == "") || err != nil && !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("parseCPUTime = %v, %v; want %v, %q", got, err, tt.want, tt.err)
+			}
+		})
+	}
+}
+
+// TestCPUTimeOffLinux: elsewhere CPUTime says it cannot; on Linux,
+// TestCPUTime (cputime_linux_test.go) reads it.
+func TestCPUTimeOffLinux(t *testing.T) {
+	if runtime.GOOS == "linux" {
+		return
+	}
+	if got, err := CPUTime(os.Getpid()); !errors.Is(err, ErrNoProc) {
+		t.Fatalf("CPUTime off Linux: %v, %v; want ErrNoProc", got, err)
+	}
+}

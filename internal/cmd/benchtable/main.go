@@ -8,10 +8,10 @@
 // The profile is of the in-process benchmark of the whole default chain
 // (BenchmarkChain/default) and of the legacy adapter
 // (BenchmarkLegacy/adapter), taken with -cpuprofile and read with
-// `go tool pprof -traces`: each sample goes to the innermost frame that
-// belongs to a layer (so a layer's share is its own work, its
-// allocations included, not that of the layers inside it). The server
-// exposes no pprof endpoint, so a profile under wrk is not taken.
+// `go tool pprof -traces` by internal/layerprof: each sample goes to the
+// innermost frame that belongs to a layer (so a layer's share is its own
+// work, its allocations included, not that of the layers inside it).
+// loadrun profiles the server itself under wrk, with the same layers.
 //
 //	go run ./internal/cmd/benchtable [-count 3] [-benchtime 20000x]
 package main
@@ -19,6 +19,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -26,12 +27,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
+	"github.com/plugind/plugind/internal/layerprof"
 	"github.com/plugind/plugind/internal/stats"
 )
 
@@ -65,47 +65,6 @@ var rows = []row{
 	{"legacy adapter, whole", "BenchmarkLegacy/adapter", "", ""},
 	{"chain: default", "BenchmarkChain/default", "BenchmarkLayer/none", ""},
 	{"chain: bare", "BenchmarkChain/bare", "BenchmarkLayer/none", ""},
-}
-
-// layers attribute profile frames: the first pattern a frame contains
-// names its layer. Order matters only among patterns of one frame.
-var layers = []struct{ layer, pattern string }{
-	{"request id", ".requestID"},
-	{"request id", "rs/xid."},
-	{"metrics", "plugind/metrics."},
-	{"metrics", "prometheus/"},
-	{"access log", ".logRequest"},
-	{"access log", "rs/zerolog."},
-	{"access log", "handlers.ClientIP"},
-	{"access log", "handlers.(*recorder"}, // recorderBase and the combination types
-	{"access log", ".access.func"},
-	{"security headers", ".securityHeaders.func"},
-	{"gzip", "klauspost/compress/"},
-	{"cors", "rs/cors."},
-	{"cors", ".corsHandler.func"},
-	{"auth", "plugind/auth."},
-	{"auth", ".guard.func"},
-	{"router", "gorilla/mux."},
-	{"router", ".dispatch.func"},
-	{"router", "handlers.matchPluginRoute"},
-	{"limits", "handlers.(*pluginState)"},
-	{"limits", "handlers.(*Server).plugin"},
-	{"limits", "handlers.(*Server).existing"},
-	{"limits", "plugind/sdk."},
-	{"handler", "handlers.trivialServe"},
-	{"handler", "handlers.(*trivialPlugin)"},
-	{"legacy lock", "loader.(*artifact).lock"},
-	{"legacy lock", "loader.(*artifact).tryLock"},
-	{"legacy lock", "loader.(*artifact).unlock"},
-	{"legacy lock", "loader.(*artifact).take"}, // a free copy, with [plugin.NAME] copies
-	{"legacy lock", "loader.(*Handler).Call"},
-	{"legacy globals", "loader.(*Handler).callLocked"},
-	{"legacy globals", "loader.(*Handler).callIn"},
-	{"legacy globals", "loader.(*Handler).vars"},
-	{"legacy globals", "net/url."},
-	{"json check", "encoding/json.Valid"},
-	{"harness", "testing."},
-	{"harness", "handlers.serveBench"},
 }
 
 type result struct{ ns, allocs float64 }
@@ -177,13 +136,8 @@ func run(count int, benchtime string) error {
 }
 
 func shares(m map[string]float64) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b string) int { return int((m[b] - m[a]) * 1000) })
 	var parts []string
-	for _, k := range keys {
+	for _, k := range layerprof.Sorted(m) {
 		parts = append(parts, fmt.Sprintf("%s %.1f%%", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
@@ -245,61 +199,9 @@ func profile(tmp, pkg, pattern string) (map[string]float64, error) {
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("profiling %s: %w", pkg, err)
 	}
-	out, err := exec.Command("go", "tool", "pprof", "-traces", bin, prof).Output()
+	traces, err := layerprof.Traces(context.Background(), bin, prof)
 	if err != nil {
-		return nil, fmt.Errorf("go tool pprof -traces: %w", err)
+		return nil, err
 	}
-	return attribute(string(out))
-}
-
-// attribute splits pprof -traces output into samples and gives each to
-// the innermost frame's layer; samples in no layer's frames are the
-// runtime's own (GC, scheduler), or "other".
-func attribute(traces string) (map[string]float64, error) {
-	by := map[string]time.Duration{}
-	var total time.Duration
-	for _, block := range strings.Split(traces, "-----------+")[1:] {
-		lines := strings.Split(strings.TrimSpace(block), "\n")
-		if len(lines) < 2 {
-			continue
-		}
-		// The first line is the rule's tail; then "  10ms   frame", frames.
-		first := strings.Fields(lines[1])
-		if len(first) < 2 {
-			continue
-		}
-		d, err := time.ParseDuration(first[0])
-		if err != nil {
-			continue
-		}
-		frames := []string{first[1]}
-		for _, l := range lines[2:] {
-			if f := strings.Fields(l); len(f) > 0 {
-				frames = append(frames, f[0])
-			}
-		}
-		layer := "runtime (GC, scheduler)"
-		if slices.ContainsFunc(frames, func(f string) bool { return !strings.HasPrefix(f, "runtime.") && !strings.HasPrefix(f, "internal/") }) {
-			layer = "other"
-		}
-	frames:
-		for _, f := range frames {
-			for _, l := range layers {
-				if strings.Contains(f, l.pattern) {
-					layer = l.layer
-					break frames
-				}
-			}
-		}
-		by[layer] += d
-		total += d
-	}
-	if total == 0 {
-		return nil, fmt.Errorf("the profile has no samples")
-	}
-	shares := map[string]float64{}
-	for k, v := range by {
-		shares[k] = 100 * float64(v) / float64(total)
-	}
-	return shares, nil
+	return layerprof.Attribute(traces, layerprof.Chain())
 }

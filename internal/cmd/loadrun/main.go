@@ -32,6 +32,12 @@
 //     timeout;
 //  4. a short one: -path on auth with the key, against plugin, one round.
 //
+// Each run also reads the CPU time of the process serving its target
+// (the plugind instance, or this one for a plain handler), printed per
+// request. After phase 1, a profile run takes a CPU profile of plugin
+// (its /_ADMIN/pprof/profile, which the instance serves) under wrk and
+// prints where its CPU goes by layer (profile.go).
+//
 // The plugin sources are copied to <tmp>/<instance>/src under their own
 // base names, so -path must name -src's file, and -slow's must be another
 // name. A run that reports errors fails the program once all phases are
@@ -102,7 +108,10 @@ const (
 // The instances: each is a plugind server of its own. PREST_* variables
 // are PREST_ and the configuration key with dots as underscores.
 var (
-	pluginInstance = instance{name: "plugin"}
+	// The plugin instance serves its runtime profiles: the profile run
+	// after phase 1 reads where its CPU goes (profile.go). The route is
+	// one of the server's own, outside the plugin path.
+	pluginInstance = instance{name: "plugin", env: []string{"PREST_ADMIN_PPROF=true"}}
 	bareInstance   = instance{name: "bare", env: []string{
 		"PREST_HTTP_SECURITYHEADERS=false", "PREST_HTTP_GZIP=false", "PREST_METRICS_ENABLED=false",
 	}}
@@ -126,6 +135,9 @@ type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	errs     string // wrk's error lines, "" if none
+	// cpu is the CPU time the target's server process used per request
+	// answered during the run, 0 where it is not read (see target.pid).
+	cpu time.Duration
 }
 
 func main() {
@@ -272,7 +284,7 @@ func pathPhase(ctx context.Context, wrk string, o options, plugin, bare *server)
 		return err
 	}
 	defer closePlain()
-	targets := []target{plugin.target("plugin", o.path), bare.target("bare", o.path), {name: "plain", url: plain + o.path}}
+	targets := []target{plugin.target("plugin", o.path), bare.target("bare", o.path), {name: "plain", url: plain + o.path, pid: os.Getpid()}}
 	ratios := []ratio{
 		{label: "plugin (default chain) / plain", num: "plugin", den: "plain", digits: 2, target: targetRatio},
 		{label: "bare plugin path / plain", num: "bare", den: "plain", digits: 2},
@@ -285,7 +297,7 @@ func pathPhase(ctx context.Context, wrk string, o options, plugin, bare *server)
 	}
 	defer closeWorked()
 	if got, _, err := get(ctx, worked+o.path, ""); err == nil && bytes.Equal(got, body) {
-		targets = append(targets, target{name: "plain+work", url: worked + o.path})
+		targets = append(targets, target{name: "plain+work", url: worked + o.path, pid: os.Getpid()})
 		// The targets of "within 10% of native": plugind against a plain
 		// handler doing the same work.
 		ratios = append(ratios,
@@ -300,7 +312,10 @@ func pathPhase(ctx context.Context, wrk string, o options, plugin, bare *server)
 	if err != nil {
 		return err
 	}
-	return report(os.Stdout, o.ratios, targets, results, ratios)
+	if err := report(os.Stdout, o.ratios, targets, results, ratios); err != nil {
+		return err
+	}
+	return profileRun(ctx, wrk, o, plugin, o.path, medianCPU(results, "plugin"), medianCPU(results, "plain+work"))
 }
 
 // isolatedPhase measures -path in-process against the same source in a
@@ -421,7 +436,7 @@ func abiPhase(ctx context.Context, srv *server, wrk string, o options) error {
 		return err
 	}
 	defer closePlain()
-	targets := []target{srv.target("legacy", legacyPath), srv.target("standard", standardPath), {name: "plain", url: plain + standardPath}}
+	targets := []target{srv.target("legacy", legacyPath), srv.target("standard", standardPath), {name: "plain", url: plain + standardPath, pid: os.Getpid()}}
 	results, err := measure(ctx, wrk, o, o.rounds, abiConns, targets)
 	if err != nil {
 		return err
@@ -481,7 +496,7 @@ func startServer(bin, dir string, port int, in instance, srcs []source, config s
 
 // target is path on s, named name in the report.
 func (s *server) target(name, path string) target {
-	return target{name: name, url: s.URL(path), header: s.header}
+	return target{name: name, url: s.URL(path), header: s.header, pid: s.Cmd.Process.Pid}
 }
 
 // ready waits for /readyz to answer 200, then for the build cache
@@ -617,8 +632,13 @@ func after(d time.Duration, h http.Handler) http.Handler {
 }
 
 // target is a URL wrk measures, named in the report, with the header
-// ("Name: value", "" for none) wrk sends.
-type target struct{ name, url, header string }
+// ("Name: value", "" for none) wrk sends, and the process serving it,
+// whose CPU time is read around each run (0: not read). A plain handler
+// is served by this process, whose other goroutines wait meanwhile.
+type target struct {
+	name, url, header string
+	pid               int
+}
 
 // measure runs wrk with conns connections on every target each of rounds,
 // starting one target later in each round, so that each leads in turn.
@@ -646,7 +666,9 @@ func runWrk(ctx context.Context, wrk string, o options, conns int, t target) (re
 	if t.header != "" {
 		args = append(args, "-H", t.header)
 	}
+	cpu := cpuReader(t.pid)
 	out, err := exec.CommandContext(ctx, wrk, append(args, t.url)...).CombinedOutput()
+	used := cpu()
 	if ctx.Err() != nil {
 		return result{}, fmt.Errorf("wrk stopped: %w", ctx.Err())
 	}
@@ -657,13 +679,44 @@ func runWrk(ctx context.Context, wrk string, o options, conns int, t target) (re
 	if err != nil {
 		return result{}, fmt.Errorf("wrk output: %w\n%s", err, out)
 	}
+	if n := requestsOf(string(out)); used > 0 && n > 0 {
+		r.cpu = used / time.Duration(n)
+	}
 	return r, nil
 }
 
+// cpuReader starts reading process pid's CPU time and returns what
+// reports the time used since: 0 for pid 0 or where it cannot be read
+// (stats.CPUTime reads Linux's /proc).
+func cpuReader(pid int) func() time.Duration {
+	if pid == 0 {
+		return func() time.Duration { return 0 }
+	}
+	before, err := stats.CPUTime(pid)
+	return func() time.Duration {
+		after, err2 := stats.CPUTime(pid)
+		if err != nil || err2 != nil {
+			return 0
+		}
+		return after - before
+	}
+}
+
+// requestsOf is wrk's "N requests in" count, 0 if missing.
+func requestsOf(out string) int64 {
+	m := requestsLine.FindStringSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	return n
+}
+
 var (
-	rpsLine  = regexp.MustCompile(`(?m)^Requests/sec:\s+([0-9.]+)\s*$`)
-	distLine = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+[a-z]+)\s*$`)
-	errLine  = regexp.MustCompile(`(?m)^\s*(Non-2xx or 3xx responses|Socket errors):.*$`)
+	requestsLine = regexp.MustCompile(`(?m)^\s*(\d+) requests in `)
+	rpsLine      = regexp.MustCompile(`(?m)^Requests/sec:\s+([0-9.]+)\s*$`)
+	distLine     = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+[a-z]+)\s*$`)
+	errLine      = regexp.MustCompile(`(?m)^\s*(Non-2xx or 3xx responses|Socket errors):.*$`)
 )
 
 // parseWrk reads Requests/sec, the 50% and 99% lines of the Latency
@@ -765,6 +818,14 @@ func (q ratio) value(results []result) (v float64, rounds []float64) {
 	return stats.Median(rounds), rounds
 }
 
+// cpuText is a CPU time per request as the report prints it.
+func cpuText(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
+}
+
 // errRunErrors is report's failure: a run saw errors.
 var errRunErrors = errors.New("runs reported errors")
 
@@ -773,25 +834,32 @@ var errRunErrors = errors.New("runs reported errors")
 // fails if any run saw errors: its figures would then measure errors.
 func report(w io.Writer, got map[string]float64, targets []target, results []result, ratios []ratio) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\ntarget\tround\treq/s\tp50\tp99\terrors")
+	fmt.Fprintln(tw, "\ntarget\tround\treq/s\tp50\tp99\tCPU/req\terrors")
 	failed := 0
 	for _, r := range results {
 		if r.errs != "" {
 			failed++
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\n", r.target, r.round, r.rps, r.p50, r.p99, cmp.Or(r.errs, "-"))
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%s\n", r.target, r.round, r.rps, r.p50, r.p99, cpuText(r.cpu), cmp.Or(r.errs, "-"))
 	}
 	rps, p99 := map[string]float64{}, map[string]time.Duration{}
 	for _, t := range targets {
 		var rs []float64
-		var p50s, p99s []time.Duration
+		var p50s, p99s, cpus []time.Duration
 		for _, r := range results {
 			if r.target == t.name {
 				rs, p50s, p99s = append(rs, r.rps), append(p50s, r.p50), append(p99s, r.p99)
+				if r.cpu > 0 {
+					cpus = append(cpus, r.cpu)
+				}
 			}
 		}
 		rps[t.name], p99[t.name] = stats.Median(rs), stats.Median(p99s)
-		fmt.Fprintf(tw, "%s\tmedian\t%.0f\t%s\t%s\n", t.name, rps[t.name], stats.Median(p50s), p99[t.name])
+		var cpu time.Duration
+		if len(cpus) > 0 {
+			cpu = stats.Median(cpus)
+		}
+		fmt.Fprintf(tw, "%s\tmedian\t%.0f\t%s\t%s\t%s\n", t.name, rps[t.name], stats.Median(p50s), p99[t.name], cpuText(cpu))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write report: %w", err)

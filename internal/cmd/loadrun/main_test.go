@@ -73,3 +73,64 @@ func TestPairedRatio(t *testing.T) {
 		}
 	}
 }
+
+// wrkOut is wrk --latency's output for one run.
+const wrkOut = `Running 10s test @ http://127.0.0.1:3000/_PLUGIN/hello/Hello?abc=123
+  2 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.10ms    1.47ms  30.92ms   87.08%
+    Req/Sec    12.33k     1.02k   14.97k    70.50%
+  Latency Distribution
+     50%    1.78ms
+     75%    2.52ms
+     90%    3.54ms
+     99%    7.96ms
+  245431 requests in 10.00s, 109.55MB read
+  Non-2xx or 3xx responses: 3
+Requests/sec:  24541.12
+Transfer/sec:     10.95MB
+`
+
+func TestParseWrk(t *testing.T) {
+	tests := []struct {
+		name     string
+		out      string
+		want     result
+		requests int64
+		err      string
+	}{
+		{"a run", wrkOut, result{rps: 24541.12, p50: 1780 * time.Microsecond, p99: 7960 * time.Microsecond, errs: "Non-2xx or 3xx responses: 3"}, 245431, ""},
+		{"no latency", strings.Replace(wrkOut, "Latency Distribution", "", 1), result{}, 245431, "no Latency Distribution"},
+		{"no rate", strings.Replace(wrkOut, "Requests/sec", "R", 1), result{}, 245431, "no Requests/sec"},
+		{"no count", strings.Replace(wrkOut, "245431 requests in", "requests in", 1), result{rps: 24541.12, p50: 1780 * time.Microsecond, p99: 7960 * time.Microsecond, errs: "Non-2xx or 3xx responses: 3"}, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseWrk(tt.out)
+			if (err == nil) != (tt.err == "") || err != nil && !strings.Contains(err.Error(), tt.err) {
+				t.Fatalf("parseWrk error %v, want %q", err, tt.err)
+			}
+			if err == nil && got != tt.want {
+				t.Errorf("parseWrk = %+v, want %+v", got, tt.want)
+			}
+			if n := requestsOf(tt.out); n != tt.requests {
+				t.Errorf("requestsOf = %d, want %d", n, tt.requests)
+			}
+		})
+	}
+}
+
+func TestMedianCPU(t *testing.T) {
+	results := []result{
+		{target: "plugin", cpu: 40 * time.Microsecond},
+		{target: "plugin", cpu: 0}, // not read: left out
+		{target: "plugin", cpu: 44 * time.Microsecond},
+		{target: "plain", cpu: 10 * time.Microsecond},
+	}
+	if got := medianCPU(results, "plugin"); got != 42*time.Microsecond {
+		t.Errorf("medianCPU(plugin) = %v, want 42µs", got)
+	}
+	if got := medianCPU(results, "bare"); got != 0 {
+		t.Errorf("medianCPU of a target without readings = %v, want 0", got)
+	}
+}
