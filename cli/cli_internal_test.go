@@ -95,7 +95,7 @@ func TestDevLog(t *testing.T) {
 }
 
 func TestBanner(t *testing.T) {
-	cfg := config.Config{PluginPath: "lib", HTTP: config.HTTP{Host: "0.0.0.0", Port: 3000}, Admin: config.Admin{Enabled: true}}
+	cfg := config.Config{PluginPath: "lib", HTTP: config.HTTP{Host: "0.0.0.0", Port: 3000}, Admin: config.Admin{Enabled: true, PProf: true}}
 	addr := &net.TCPAddr{IP: net.IPv4zero, Port: 3000}
 	var buf bytes.Buffer
 	printBanner(&buf, cfg, addr, []loader.Info{
@@ -107,6 +107,7 @@ func TestBanner(t *testing.T) {
 	for _, want := range []string{
 		"plugind dev: serving lib/src on http://localhost:3000",
 		"  admin    http://localhost:3000/_ADMIN/\n",
+		"  profile  go tool pprof 'http://localhost:3000/_ADMIN/pprof/profile?seconds=10'\n",
 		"    curl 'http://localhost:3000/_PLUGIN/hello/Hello'\n",
 		"    curl -X POST -d '{}' 'http://localhost:3000/_PLUGIN/echo/Echo'\n",
 		"    curl 'http://localhost:3000/_PLUGIN/echo/Odd'   # GETOddHandler: unsupported signature func(int) string\n",

@@ -141,6 +141,9 @@ func printBanner(w io.Writer, cfg config.Config, addr net.Addr, plugins []loader
 	if cfg.Admin.Enabled {
 		fmt.Fprintf(&b, "  admin    %s/_ADMIN/\n", base)
 	}
+	if cfg.Admin.PProf {
+		fmt.Fprintf(&b, "  profile  go tool pprof '%s/_ADMIN/pprof/profile?seconds=10'\n", base)
+	}
 	fmt.Fprintf(&b, "  plugins  %s/_PLUGINS\n", base)
 	if len(cfg.Auth.APIKeys) > 0 {
 		fmt.Fprintf(&b, "  auth.apikeys are set: add -H 'X-API-Key: <key>' to these\n")

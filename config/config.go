@@ -531,6 +531,7 @@ func Load(fs *pflag.FlagSet, environ []string, opts ...LoadOption) (Config, erro
 		v.Set("debug", true)
 		v.Set("plugins.reload", ReloadOnChange)
 		v.Set("admin.enabled", true)
+		v.Set("admin.pprof", true)
 		if strings.EqualFold(v.GetString("log.format"), LogAuto) {
 			v.Set("log.format", LogConsole)
 		}

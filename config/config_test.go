@@ -83,7 +83,7 @@ permissions = ["read"]
 	prestdKeyOnly := filepath.Join(dir, "prestd-key-only.toml")
 	writeFile(t, prestdKeyOnly, "[jwt]\nkey = \"secret\"\n")
 	devFile := filepath.Join(dir, "dev.toml")
-	writeFile(t, devFile, "debug = false\n[plugins]\nreload = \"off\"\n[admin]\nenabled = false\n")
+	writeFile(t, devFile, "debug = false\n[plugins]\nreload = \"off\"\n[admin]\nenabled = false\npprof = false\n")
 	plugins := filepath.Join(dir, "plugins.toml")
 	secrets := filepath.Join(dir, "secrets.toml")
 	writeFile(t, plugins, `
@@ -145,7 +145,7 @@ on = true
 				if c.Plugins.BuildWait != 50*time.Second || c.HTTP.WriteTimeout != time.Minute {
 					t.Errorf("default buildwait %s, write timeout %s; want 50s under 1m", c.Plugins.BuildWait, c.HTTP.WriteTimeout)
 				}
-				if c.JWT.Default || c.Admin.Enabled || c.Log.Format != config.LogAuto || c.Plugins.Reload != config.ReloadOff || len(c.Warnings) != 0 {
+				if c.JWT.Default || c.Admin.Enabled || c.Admin.PProf || c.Log.Format != config.LogAuto || c.Plugins.Reload != config.ReloadOff || len(c.Warnings) != 0 {
 					t.Errorf("jwt.default %v, admin.enabled %v, log.format %q, reload %q, warnings %q", c.JWT.Default, c.Admin.Enabled, c.Log.Format, c.Plugins.Reload, c.Warnings)
 				}
 			},
@@ -178,12 +178,12 @@ on = true
 			},
 		},
 		{
-			name: "plugind dev: debug, reload, admin and console logs, whatever the file says",
+			name: "plugind dev: debug, reload, admin, profiles and console logs, whatever the file says",
 			env:  map[string]string{"PREST_CONF": devFile},
 			opts: []config.LoadOption{config.ForDev()},
 			check: func(t *testing.T, c config.Config) {
-				if !c.Debug || c.Plugins.Reload != config.ReloadOnChange || !c.Admin.Enabled || c.Log.Format != config.LogConsole {
-					t.Errorf("dev config: debug %v reload %q admin %v log %q", c.Debug, c.Plugins.Reload, c.Admin.Enabled, c.Log.Format)
+				if !c.Debug || c.Plugins.Reload != config.ReloadOnChange || !c.Admin.Enabled || !c.Admin.PProf || c.Log.Format != config.LogConsole {
+					t.Errorf("dev config: debug %v reload %q admin %v pprof %v log %q", c.Debug, c.Plugins.Reload, c.Admin.Enabled, c.Admin.PProf, c.Log.Format)
 				}
 			},
 		},
