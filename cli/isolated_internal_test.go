@@ -236,16 +236,8 @@ func serve(t *testing.T, environ []string) (string, *plugintest.Log) {
 
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body)
+	a := plugintest.Get(t, url)
+	return a.Status, a.Body
 }
 
 // linesWith are the lines of s that begin with prefix.

@@ -3,7 +3,6 @@ package handlers
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/plugind/plugind/internal/plugintest"
 )
 
 // profileServer serves s on loopback with a write timeout, as the
@@ -27,20 +28,8 @@ func profileServer(t *testing.T, s *Server) string {
 
 func getProfile(t *testing.T, method, url string) (int, http.Header, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header, body
+	a := plugintest.Do(t, nil, plugintest.Request(t, method, url, ""))
+	return a.Status, a.Header, []byte(a.Body)
 }
 
 var gzipMagic = []byte{0x1f, 0x8b} // pprof's format is gzipped protobuf

@@ -111,16 +111,8 @@ type answer struct {
 
 func (h *harness) get(t testing.TB, path string) answer {
 	t.Helper()
-	resp, err := http.Get(h.url + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: reading the body: %v", path, err)
-	}
-	return answer{resp.StatusCode, resp.Header, string(body)}
+	a := plugintest.Get(t, h.url+path)
+	return answer{a.Status, a.Header, a.Body}
 }
 
 // waitFor polls path until it answers want, at most bound.

@@ -115,20 +115,8 @@ type response struct {
 
 func (r *running) do(t *testing.T, method, path, body string) response {
 	t.Helper()
-	req, err := http.NewRequest(method, r.url+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	a := plugintest.Do(t, nil, plugintest.Request(t, method, r.url+path, body))
+	return response{status: a.Status, header: a.Header, body: a.Body}
 }
 
 func (r *running) builds(plugin string) int {

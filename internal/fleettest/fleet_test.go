@@ -450,21 +450,10 @@ func (r *replica) logTail() string {
 // do sends method to url with the operator key.
 func do(t *testing.T, method, url string) (int, string, http.Header) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	req := plugintest.Request(t, method, url, "")
 	req.Header.Set("X-API-Key", apiKey)
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body), resp.Header
+	a := plugintest.Do(t, &http.Client{Timeout: 10 * time.Second}, req)
+	return a.Status, a.Body, a.Header
 }
 
 func taskID(t *testing.T, body string) string {
