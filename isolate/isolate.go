@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -259,8 +258,7 @@ func (m *Manager) Resolve(ctx context.Context, name, fn, method string) (*Handle
 			}
 		}
 		if len(allowed) > 0 {
-			order := []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} // the loader's
-			slices.SortFunc(allowed, func(a, b string) int { return slices.Index(order, a) - slices.Index(order, b) })
+			loader.SortMethods(allowed)
 			return nil, &loader.Error{Kind: loader.ErrMethodNotAllowed, Plugin: name, Allowed: allowed,
 				Msg: fmt.Sprintf("plugin %q has no %s handler for %s", name, method, fn)}
 		}
