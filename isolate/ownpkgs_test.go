@@ -39,6 +39,7 @@ func TestFolderOwnPackages(t *testing.T) {
 	}
 
 	want := "edited " + strconv.FormatInt(time.Now().UnixNano(), 10) // a program no cache has seen
+	edited := time.Now()
 	plugintest.WriteFile(t, filepath.Join(h.src, "shop", "cart"), "cart.go",
 		"package cart\n\nfunc Hello() string { return "+strconv.Quote(want)+" }\n")
 	select {
@@ -46,6 +47,7 @@ func TestFolderOwnPackages(t *testing.T) {
 		if r.plugin != "shop" || r.err != nil {
 			t.Fatalf("the watcher's reload: %s %v; want shop reloaded\n%s", r.plugin, r.err, h.log)
 		}
+		t.Logf("edit of cart/cart.go to the new process serving: %s (the watcher's quiet time, a build, a start)", time.Since(edited).Round(time.Millisecond))
 	case <-time.After(plugintest.BuildWait):
 		t.Fatalf("no reload within %s of an edit of cart/cart.go\n%s", plugintest.BuildWait, h.log)
 	}
