@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plugind/plugind/internal/plugintest"
 )
@@ -56,4 +57,54 @@ func TestPrebuiltIsolatedWithoutToolchain(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestPrebuiltIsolatedOwnPackages: a folder plugin with a go.mod of its
+// own that imports a package of its own module (testdata/deps/shopcart
+// in lib/src/shop, importing example.com/shop/cart from lib/src/shop/cart)
+// runs in a process in prebuilt mode from the executable plugind build
+// made, and only for the package it was built from: after an edit of
+// cart/cart.go alone the server answers 503 naming plugind build (as its
+// start logged) instead of serving the old code, and serves the edit
+// once plugind build has built it.
+func TestPrebuiltIsolatedOwnPackages(t *testing.T) {
+	bin := buildBinary(t)
+	pp := plugintest.PluginPath(t)
+	shop := filepath.Join(pp, "src", "shop")
+	plugintest.CopyTree(t, "deps/shopcart", shop)
+	cache := filepath.Join(pp, ".plugind") // the default: inside the plugin path
+	_, env := plugintest.ModuleProxy(t)    // plugind build fetches nothing
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	t.Setenv("PREST_PLUGINS_ISOLATION", "process")
+	buildShop := func() {
+		t.Helper()
+		out, err := plugind(t, bin, plugintest.Root(), pp, cache, "build", "shop")
+		if err != nil || !strings.Contains(out, "shop (process) ") || !strings.Contains(out, " built ") {
+			t.Fatalf("plugind build shop: %v\n%s", err, out)
+		}
+	}
+	buildShop()
+	edited := "edited " + strconv.FormatInt(time.Now().UnixNano(), 10) // a program no cache has seen
+	plugintest.WriteFile(t, filepath.Join(shop, "cart"), "cart.go", "package cart\n\nfunc Hello() string { return "+strconv.Quote(edited)+" }\n")
+
+	t.Run("an edit nobody built", func(t *testing.T) {
+		p, _ := startPrebuilt(t, bin, pp, "PREST_PLUGINS_ISOLATION=process")
+		if !p.logged("isolated plugin is not built; its calls fail until plugind build builds it") {
+			t.Error("the start did not log the edited plugin as not built")
+		}
+		status, body := get(t, p.url+"/_PLUGIN/shop/Hello")
+		if status != 503 || !strings.Contains(body, "run `plugind build shop`") || !json.Valid([]byte(body)) {
+			t.Errorf("GET shop/Hello = %d %s; want 503 JSON naming plugind build shop", status, body)
+		}
+	})
+	buildShop()
+	t.Run("the edit built", func(t *testing.T) {
+		p, _ := startPrebuilt(t, bin, pp, "PREST_PLUGINS_ISOLATION=process")
+		if status, body := get(t, p.url+"/_PLUGIN/shop/Hello"); status != 200 || body != edited {
+			t.Errorf("GET shop/Hello = %d %s; want 200 %q", status, body, edited)
+		}
+	})
 }

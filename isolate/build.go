@@ -52,7 +52,7 @@ type program struct {
 	exe    string
 	model  *model
 	kind   loader.Kind
-	source string // sourceHash of the files it was built from
+	source string // the sourceHash of what it was built from
 }
 
 // builder turns sources into programs, one build at a time, cached by
@@ -63,6 +63,7 @@ type builder struct {
 	dir       string                                               // <cachedir>/isolate
 	tags      string                                               // the server's -tags, which select a folder's files
 	modules   func(context.Context, loader.Source) (string, error) // see Options.Modules
+	srcHash   func(loader.Source) (string, error)                  // see Options.SourceHash
 	env       []string                                             // see Options.Env
 	prebuilt  bool                                                 // see Options.Prebuilt
 	timeout   time.Duration
@@ -98,10 +99,17 @@ func (b *builder) build(ctx context.Context, src loader.Source) (p *program, com
 			return nil, false, err
 		}
 	}
+	// The source hash covers what the program compiles from the
+	// plugin's directory besides its files: the packages of its own
+	// module it imports (see Options.SourceHash). Taken before the files
+	// are read: an edit in between makes record refuse the build.
+	srcHash, err := b.sourceHash(src)
+	if err != nil {
+		return nil, false, &loader.Error{Kind: loader.ErrBuild, Plugin: src.Name, Err: err, Msg: fmt.Sprintf("plugin %q: cannot read its source", src.Name)}
+	}
 	files := make(map[string][]byte, len(src.Files))
 	h := sha256.New()
-	fmt.Fprintf(h, "plugind isolate %s\n%s\n%s\n%s\n%s\n%s\n", protocolVersion, runtime.Version(), b.moduleDir, b.tags, sdk.Fingerprint(), childFingerprint())
-	srcHash := newSourceHash(src)
+	fmt.Fprintf(h, "plugind isolate %s\n%s\n%s\n%s\n%s\n%s\nsource %s\n", protocolVersion, runtime.Version(), b.moduleDir, b.tags, sdk.Fingerprint(), childFingerprint(), srcHash)
 	for _, f := range src.Files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -110,7 +118,6 @@ func (b *builder) build(ctx context.Context, src loader.Source) (p *program, com
 		files[filepath.Base(f)] = data
 		fmt.Fprintf(h, "%s %d\n", filepath.Base(f), len(data))
 		h.Write(data)
-		srcHash.add(f, data)
 	}
 	h.Write(main)
 	for _, sum := range []string{"go.mod", "go.sum"} {
@@ -128,7 +135,7 @@ func (b *builder) build(ctx context.Context, src loader.Source) (p *program, com
 		}
 	}
 	key := hex.EncodeToString(h.Sum(nil))
-	p = &program{key: key, exe: b.exePath(key, src.Name), model: m, kind: src.Kind, source: srcHash.sum()}
+	p = &program{key: key, exe: b.exePath(key, src.Name), model: m, kind: src.Kind, source: srcHash}
 	if fileExists(p.exe) {
 		return p, false, nil
 	}

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -50,6 +49,14 @@ type Options struct {
 	// for -modfile, "" for a plugin that declares none: the build
 	// pipeline's ProcessModule. nil: programs build in ModuleDir alone.
 	Modules func(ctx context.Context, src loader.Source) (string, error)
+	// SourceHash digests what a plugin's program is built from: its
+	// files and the packages of the module it declares its requirements
+	// in that it imports (a folder plugin's own lib/src/shop/cart),
+	// which Modules has the program compile from the plugin's directory:
+	// the build pipeline's SourceHash. A program's key and its prebuilt
+	// manifest record (see Build) cover it, so an edit of such a package
+	// is a new program. Required with Modules; nil: the files alone.
+	SourceHash func(src loader.Source) (string, error)
 	// Env is the go command's environment (GOPROXY and the like): the
 	// build pipeline's (build.Pipeline.GoEnv), whose GOFLAGS keeps only
 	// what plugin builds take; nil: the process's, without its GOFLAGS.
@@ -123,6 +130,10 @@ func New(opts Options) (*Manager, error) {
 	if opts.Find == nil || (opts.ModuleDir == "" && !opts.Prebuilt) || opts.CacheDir == "" {
 		return nil, errors.New("isolate: Find, ModuleDir and CacheDir are required")
 	}
+	if opts.Modules != nil && opts.SourceHash == nil {
+		// Programs would compile packages their keys do not cover.
+		return nil, errors.New("isolate: SourceHash is required with Modules")
+	}
 	defaults := []struct {
 		d   *time.Duration
 		def time.Duration
@@ -160,7 +171,7 @@ func New(opts Options) (*Manager, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
 		opts: opts, log: opts.Log, ctx: ctx, cancel: cancel,
-		builder: &builder{goCmd: opts.Go, moduleDir: opts.ModuleDir, dir: dir, tags: opts.Tags, modules: opts.Modules, env: opts.Env,
+		builder: &builder{goCmd: opts.Go, moduleDir: opts.ModuleDir, dir: dir, tags: opts.Tags, modules: opts.Modules, srcHash: opts.SourceHash, env: opts.Env,
 			prebuilt: opts.Prebuilt, timeout: opts.BuildTimeout, slot: make(chan struct{}, 1)},
 		plugins: make(map[string]*plugin),
 	}, nil
@@ -247,8 +258,7 @@ func (m *Manager) Resolve(ctx context.Context, name, fn, method string) (*Handle
 			}
 		}
 		if len(allowed) > 0 {
-			order := []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} // the loader's
-			slices.SortFunc(allowed, func(a, b string) int { return slices.Index(order, a) - slices.Index(order, b) })
+			loader.SortMethods(allowed)
 			return nil, &loader.Error{Kind: loader.ErrMethodNotAllowed, Plugin: name, Allowed: allowed,
 				Msg: fmt.Sprintf("plugin %q has no %s handler for %s", name, method, fn)}
 		}

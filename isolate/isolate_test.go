@@ -38,6 +38,14 @@ type harness struct {
 	log    *plugintest.Log
 	src    string
 	inner  handlers.Plugins
+	// reloaded hears of each reload the watcher started (config.watch):
+	// the plugin's name once Manager.Reload returned, with its error.
+	reloaded chan reloadDone
+}
+
+type reloadDone struct {
+	plugin string
+	err    error
 }
 
 type config struct {
@@ -48,27 +56,54 @@ type config struct {
 	timeout   map[string]time.Duration
 	maxBody   map[string]int64
 	opts      func(*isolate.Options)
+	// trees are copied into the source directory: testdata path (see
+	// plugintest.CopyTree) by the folder plugin's name.
+	trees map[string]string
+	// goEnv is the go command's environment for builds (build.Options.Env).
+	goEnv []string
+	// watch runs the loader's watcher, whose changes reload isolated
+	// plugins as the server has them do (server.sourceChanged).
+	watch bool
 }
 
 func newHarness(t testing.TB, c config, fixtures ...string) *harness {
 	t.Helper()
 	dir := plugintest.PluginPath(t, fixtures...)
+	for name, tree := range c.trees {
+		plugintest.CopyTree(t, tree, filepath.Join(dir, "src", name))
+	}
 	log := &plugintest.Log{}
 	logger := zerolog.New(log).With().Timestamp().Logger()
 	settings := func(name string) (map[string]any, map[string]string) { return c.settings[name], c.secrets[name] }
-	p, err := build.New(t.Context(), build.Options{SrcDir: filepath.Join(dir, "src"), CacheDir: plugintest.CacheDir(), Log: logger})
+	p, err := build.New(t.Context(), build.Options{SrcDir: filepath.Join(dir, "src"), CacheDir: plugintest.CacheDir(), Env: c.goEnv, Log: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
+	var m *isolate.Manager // set before the watcher starts
+	reloaded := make(chan reloadDone, 16)
 	l, err := loader.New(loader.Options{
-		Pipeline: p, BuildWait: plugintest.BuildWait,
+		Pipeline: p, BuildWait: plugintest.BuildWait, Reload: c.watch,
 		Settings: settings, Log: logger,
+		Notify: func(ev loader.Event) {
+			if ev.Kind == loader.EventSourceChanged && m.Runs(ev.Plugin) {
+				go func() {
+					err := m.Reload(context.Background(), ev.Plugin)
+					select {
+					case reloaded <- reloadDone{ev.Plugin, err}:
+					default: // nobody listening
+					}
+				}()
+			}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The pipeline's parts, as the server passes them
+	// (server.NewIsolated).
 	opts := isolate.Options{
 		Find: isolate.SourceFinder(l), ModuleDir: l.ModuleDir(), CacheDir: plugintest.CacheDir(),
+		Modules: p.ProcessModule, SourceHash: p.SourceHash, Env: p.GoEnv(),
 		BuildWait: plugintest.BuildWait, Settings: settings,
 		Processes:  func(name string) int { return c.processes[name] },
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
@@ -77,9 +112,13 @@ func newHarness(t testing.TB, c config, fixtures ...string) *harness {
 	if c.opts != nil {
 		c.opts(&opts)
 	}
-	m, err := isolate.New(opts)
-	if err != nil {
+	if m, err = isolate.New(opts); err != nil {
 		t.Fatal(err)
+	}
+	if c.watch {
+		if err := l.Watch(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	inner := handlers.Loader(l)
 	hs := &handlers.Server{
@@ -100,7 +139,7 @@ func newHarness(t testing.TB, c config, fixtures ...string) *harness {
 		}
 		_ = l.Close(ctx)
 	})
-	return &harness{url: srv.URL, m: m, loader: l, log: log, src: filepath.Join(dir, "src"), inner: inner}
+	return &harness{url: srv.URL, m: m, loader: l, log: log, src: filepath.Join(dir, "src"), inner: inner, reloaded: reloaded}
 }
 
 type answer struct {
@@ -164,13 +203,14 @@ func TestAnswersLikeInProcess(t *testing.T) {
 		"/_PLUGIN/status/Zero",
 		"/_PLUGIN/status/Text",
 		"/_PLUGIN/status/Empty",
+		"/_PLUGIN/status/Create", // 405: POST and DELETE, in the loader's order
 	}
 	for _, path := range paths {
 		t.Run(path, func(t *testing.T) {
 			want, got := inproc.get(t, path), iso.get(t, path)
-			if got.status != want.status || got.header.Get("Content-Type") != want.header.Get("Content-Type") {
-				t.Fatalf("isolated: %d %s %s; in-process: %d %s %s", got.status, got.header.Get("Content-Type"), got.body,
-					want.status, want.header.Get("Content-Type"), want.body)
+			if got.status != want.status || got.header.Get("Content-Type") != want.header.Get("Content-Type") || got.header.Get("Allow") != want.header.Get("Allow") {
+				t.Fatalf("isolated: %d %s (Allow %q) %s; in-process: %d %s (Allow %q) %s", got.status, got.header.Get("Content-Type"), got.header.Get("Allow"), got.body,
+					want.status, want.header.Get("Content-Type"), want.header.Get("Allow"), want.body)
 			}
 			if want.status < 500 && got.body != want.body {
 				t.Fatalf("isolated body %s; in-process %s", got.body, want.body)

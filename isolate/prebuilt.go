@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -26,35 +25,26 @@ import (
 // manifestDir is where the records live, in <cachedir>/isolate.
 const manifestDir = "prebuilt"
 
-// sourceHash digests a plugin's files: names and contents, nothing of
-// where they are, so that sources copied elsewhere (a build stage's tree
-// into an image) hash alike.
-type sourceHash struct{ h hash.Hash }
-
-func newSourceHash(src loader.Source) sourceHash {
+// sourceHash digests what src's program is built from, for its key and
+// for the manifest: Options.SourceHash's digest, or, without one, src's
+// files alone (names and contents, nothing of where they are, so that
+// sources copied elsewhere, a build stage's tree into an image, hash
+// alike).
+func (b *builder) sourceHash(src loader.Source) (string, error) {
+	if b.srcHash != nil {
+		return b.srcHash(src)
+	}
 	h := sha256.New()
 	fmt.Fprintf(h, "plugind isolate source v1\n%s\n", src.Kind)
-	return sourceHash{h}
-}
-
-func (s sourceHash) add(file string, data []byte) {
-	fmt.Fprintf(s.h, "%s %d\n", filepath.Base(file), len(data))
-	s.h.Write(data)
-}
-
-func (s sourceHash) sum() string { return hex.EncodeToString(s.h.Sum(nil)) }
-
-// hashSource reads src's files and hashes them.
-func hashSource(src loader.Source) (string, error) {
-	h := newSourceHash(src)
 	for _, f := range src.Files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			return "", err
 		}
-		h.add(f, data)
+		fmt.Fprintf(h, "%s %d\n", filepath.Base(f), len(data))
+		h.Write(data)
 	}
-	return h.sum(), nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // protocol digests what of a program's key a server knows without the
@@ -75,7 +65,7 @@ func (b *builder) manifest() build.Manifest {
 // src's current files, whose model is m. A plugin without one is
 // loader.ErrNotBuilt.
 func (b *builder) lookup(src loader.Source, m *model) (*program, error) {
-	sh, err := hashSource(src)
+	sh, err := b.sourceHash(src)
 	if err != nil {
 		return nil, &loader.Error{Kind: loader.ErrOpen, Plugin: src.Name, Err: err, Msg: fmt.Sprintf("plugin %q: cannot read its source", src.Name)}
 	}
@@ -96,7 +86,7 @@ func (b *builder) lookup(src loader.Source, m *model) (*program, error) {
 // prebuilt-mode Manager finds it. Sources that changed since are not
 // recorded: the entry would map new sources to an old program.
 func (b *builder) record(src loader.Source, p *program) error {
-	after, err := hashSource(src)
+	after, err := b.sourceHash(src)
 	if err != nil {
 		return &loader.Error{Kind: loader.ErrBuild, Plugin: src.Name, Err: err, Msg: fmt.Sprintf("plugin %q: cannot read its source", src.Name)}
 	}

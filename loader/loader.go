@@ -343,6 +343,14 @@ func (l *Loader) Discover() (plugins []Source, skipped []string, err error) {
 // methods are probed, in this order, to fill ErrMethodNotAllowed.Allowed.
 var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
+// SortMethods sorts HTTP methods in the order the loader lists a
+// function's methods in ErrMethodNotAllowed.Allowed (and so in the
+// Allow header), so that what runs plugins elsewhere (package isolate)
+// lists them alike.
+func SortMethods(ms []string) {
+	slices.SortFunc(ms, func(a, b string) int { return slices.Index(methods, a) - slices.Index(methods, b) })
+}
+
 // Handler returns the handler of plugin name for method and function fn,
 // building and loading the plugin first if needed. HEAD is served by the
 // GET handler. ctx bounds only the wait: a build, once started, finishes

@@ -67,6 +67,7 @@ func NewIsolated(cfg config.Config, p *build.Pipeline, log zerolog.Logger) (*iso
 		Go:           cfg.Plugins.Go,
 		Tags:         tags,
 		Modules:      p.ProcessModule,
+		SourceHash:   p.SourceHash,
 		Env:          p.GoEnv(),
 		BuildTimeout: cfg.Plugins.BuildTimeout,
 		BuildWait:    cfg.Plugins.BuildWait,
