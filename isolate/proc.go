@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -54,7 +53,7 @@ type proc struct {
 	healthy time.Duration // exec to first answer
 	proxy   *httputil.ReverseProxy
 	client  *http.Client // control requests
-	tr      *http.Transport
+	tr      *transport
 	cmd     *exec.Cmd
 	stderr  *lineLog
 
@@ -97,16 +96,7 @@ func startProc(ctx context.Context, name, exe string, cfg child.Config, timeout 
 	cmd.Stderr = pr.stderr
 	cmd.WaitDelay = time.Second // a grandchild holding the pipes must not hold up Wait
 	setProcAttr(cmd)
-	pr.tr = &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
+	pr.tr = newTransport(sock)
 	pr.client = &http.Client{Transport: pr.tr}
 	pr.proxy = newProxy(pr)
 	pr.started = time.Now()
