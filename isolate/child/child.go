@@ -332,14 +332,7 @@ func (s *server) standard(w http.ResponseWriter, r *http.Request, symbol string,
 }
 
 func (s *server) legacy(w http.ResponseWriter, r *http.Request, symbol string, vars map[string]string, f func() (string, int)) {
-	t := time.NewTimer(s.cfg.LegacyWait)
-	defer t.Stop()
-	select {
-	case s.sem <- struct{}{}:
-	case <-r.Context().Done():
-		return // the server gave up; nobody reads the answer
-	case <-t.C:
-		fail(w, ErrKindBusy, Failure{Msg: fmt.Sprintf("plugin %q is busy with another call; try again", s.name)})
+	if !s.lock(w, r) {
 		return
 	}
 	defer func() { <-s.sem }()
@@ -363,6 +356,27 @@ func (s *server) legacy(w http.ResponseWriter, r *http.Request, symbol string, v
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, body)
+}
+
+// lock takes the legacy lock, waiting at most LegacyWait: a free lock
+// is taken without a timer. It answers the call itself when it cannot.
+func (s *server) lock(w http.ResponseWriter, r *http.Request) bool {
+	select {
+	case s.sem <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.cfg.LegacyWait)
+	defer t.Stop()
+	select {
+	case s.sem <- struct{}{}:
+		return true
+	case <-r.Context().Done():
+		return false // the server gave up; nobody reads the answer
+	case <-t.C:
+		fail(w, ErrKindBusy, Failure{Msg: fmt.Sprintf("plugin %q is busy with another call; try again", s.name)})
+		return false
+	}
 }
 
 // callLegacy fills the globals, calls f and empties them, under the lock.
