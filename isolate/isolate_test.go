@@ -59,6 +59,9 @@ type config struct {
 	// trees are copied into the source directory: testdata path (see
 	// plugintest.CopyTree) by the folder plugin's name.
 	trees map[string]string
+	// files are written into the plugin path: content by slash-separated
+	// path under it (lib/go.mod is "go.mod").
+	files map[string]string
 	// goEnv is the go command's environment for builds (build.Options.Env).
 	goEnv []string
 	// watch runs the loader's watcher, whose changes reload isolated
@@ -71,6 +74,13 @@ func newHarness(t testing.TB, c config, fixtures ...string) *harness {
 	dir := plugintest.PluginPath(t, fixtures...)
 	for name, tree := range c.trees {
 		plugintest.CopyTree(t, tree, filepath.Join(dir, "src", name))
+	}
+	for name, content := range c.files {
+		path := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		plugintest.WriteFile(t, filepath.Dir(path), filepath.Base(path), content)
 	}
 	log := &plugintest.Log{}
 	logger := zerolog.New(log).With().Timestamp().Logger()
