@@ -160,7 +160,13 @@ type answer struct {
 
 func (h *harness) get(t testing.TB, path string) answer {
 	t.Helper()
-	a := plugintest.Get(t, h.url+path)
+	return h.do(t, http.MethodGet, path)
+}
+
+// do sends a request of method for path, without a body.
+func (h *harness) do(t testing.TB, method, path string) answer {
+	t.Helper()
+	a := plugintest.Do(t, nil, plugintest.Request(t, method, h.url+path, ""))
 	return answer{a.Status, a.Header, a.Body}
 }
 
@@ -197,7 +203,7 @@ func TestAnswersLikeInProcess(t *testing.T) {
 		settings: map[string]map[string]any{"sdkuser": {"greeting": "hi", "retries": 3}, "hooks": {"greeting": "hey"}},
 		secrets:  map[string]map[string]string{"sdkuser": {"token": "s3cret"}, "hooks": {"token": "t"}},
 	}
-	fixtures := []string{"hello", "sdkuser", "hooks", "status", "panics"}
+	fixtures := []string{"hello", "sdkuser", "hooks", "status", "panics", "heads"}
 	inproc := newHarness(t, c, fixtures...)
 	c.isolated = fixtures
 	iso := newHarness(t, c, fixtures...)
@@ -213,11 +219,18 @@ func TestAnswersLikeInProcess(t *testing.T) {
 		"/_PLUGIN/status/Zero",
 		"/_PLUGIN/status/Text",
 		"/_PLUGIN/status/Empty",
-		"/_PLUGIN/status/Create", // 405: POST and DELETE, in the loader's order
+		"/_PLUGIN/status/Create",   // 405: POST and DELETE, in the loader's order
+		"HEAD /_PLUGIN/heads/Page", // GETPageHandler's, not HEADPageHandler's
+		"POST /_PLUGIN/heads/Page", // 405: GET and HEAD, once, though HEADPageHandler exists
+		"GET /_PLUGIN/heads/Probe", // 405: POST; HEAD only comes with GET
 	}
 	for _, path := range paths {
 		t.Run(path, func(t *testing.T) {
-			want, got := inproc.get(t, path), iso.get(t, path)
+			method, p, ok := strings.Cut(path, " ")
+			if !ok {
+				method, p = http.MethodGet, path
+			}
+			want, got := inproc.do(t, method, p), iso.do(t, method, p)
 			if got.status != want.status || got.header.Get("Content-Type") != want.header.Get("Content-Type") || got.header.Get("Allow") != want.header.Get("Allow") {
 				t.Fatalf("isolated: %d %s (Allow %q) %s; in-process: %d %s (Allow %q) %s", got.status, got.header.Get("Content-Type"), got.header.Get("Allow"), got.body,
 					want.status, want.header.Get("Content-Type"), want.header.Get("Allow"), want.body)
