@@ -186,6 +186,16 @@ func (p *Pipeline) ModuleDir() string { return p.moduleDir }
 // SrcDir is the absolute plugin source directory.
 func (p *Pipeline) SrcDir() string { return p.src.dir }
 
+// CacheDir is the absolute artifact cache directory.
+func (p *Pipeline) CacheDir() string { return p.cacheDir }
+
+// DeclaredIn is the directory whose go.mod declares the requirements of
+// src, a plugin with sources (not KindPrebuilt): a folder plugin's own,
+// or, for a single file and a folder without one, the directory beside
+// the source directory (lib/go.mod), whether or not that go.mod exists.
+// The packages of that module a plugin imports are part of its key.
+func (p *Pipeline) DeclaredIn(src Source) string { return declaredDir(src, p.src.dir) }
+
 // Host is the server build artifacts are made for.
 func (p *Pipeline) Host() HostBuild { return p.host }
 

@@ -248,17 +248,11 @@ func (m *Manager) Resolve(ctx context.Context, name, fn, method string) (*Handle
 	symbol := method + fn + "Handler"
 	info, ok := g.prog.model.symbol(symbol)
 	if !ok {
-		var allowed []string
-		for _, h := range g.prog.model.handlers {
-			if h.Func == fn {
-				allowed = append(allowed, h.Method)
-				if h.Method == "GET" {
-					allowed = append(allowed, "HEAD")
-				}
-			}
-		}
+		allowed := loader.AllowedMethods(func(m string) bool {
+			_, ok := g.prog.model.symbol(m + fn + "Handler")
+			return ok
+		})
 		if len(allowed) > 0 {
-			loader.SortMethods(allowed)
 			return nil, &loader.Error{Kind: loader.ErrMethodNotAllowed, Plugin: name, Allowed: allowed,
 				Msg: fmt.Sprintf("plugin %q has no %s handler for %s", name, method, fn)}
 		}

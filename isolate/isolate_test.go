@@ -59,6 +59,9 @@ type config struct {
 	// trees are copied into the source directory: testdata path (see
 	// plugintest.CopyTree) by the folder plugin's name.
 	trees map[string]string
+	// files are written into the plugin path: content by slash-separated
+	// path under it (lib/go.mod is "go.mod").
+	files map[string]string
 	// goEnv is the go command's environment for builds (build.Options.Env).
 	goEnv []string
 	// watch runs the loader's watcher, whose changes reload isolated
@@ -71,6 +74,13 @@ func newHarness(t testing.TB, c config, fixtures ...string) *harness {
 	dir := plugintest.PluginPath(t, fixtures...)
 	for name, tree := range c.trees {
 		plugintest.CopyTree(t, tree, filepath.Join(dir, "src", name))
+	}
+	for name, content := range c.files {
+		path := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		plugintest.WriteFile(t, filepath.Dir(path), filepath.Base(path), content)
 	}
 	log := &plugintest.Log{}
 	logger := zerolog.New(log).With().Timestamp().Logger()
@@ -150,7 +160,13 @@ type answer struct {
 
 func (h *harness) get(t testing.TB, path string) answer {
 	t.Helper()
-	a := plugintest.Get(t, h.url+path)
+	return h.do(t, http.MethodGet, path)
+}
+
+// do sends a request of method for path, without a body.
+func (h *harness) do(t testing.TB, method, path string) answer {
+	t.Helper()
+	a := plugintest.Do(t, nil, plugintest.Request(t, method, h.url+path, ""))
 	return answer{a.Status, a.Header, a.Body}
 }
 
@@ -187,7 +203,7 @@ func TestAnswersLikeInProcess(t *testing.T) {
 		settings: map[string]map[string]any{"sdkuser": {"greeting": "hi", "retries": 3}, "hooks": {"greeting": "hey"}},
 		secrets:  map[string]map[string]string{"sdkuser": {"token": "s3cret"}, "hooks": {"token": "t"}},
 	}
-	fixtures := []string{"hello", "sdkuser", "hooks", "status", "panics"}
+	fixtures := []string{"hello", "sdkuser", "hooks", "status", "panics", "heads"}
 	inproc := newHarness(t, c, fixtures...)
 	c.isolated = fixtures
 	iso := newHarness(t, c, fixtures...)
@@ -203,11 +219,18 @@ func TestAnswersLikeInProcess(t *testing.T) {
 		"/_PLUGIN/status/Zero",
 		"/_PLUGIN/status/Text",
 		"/_PLUGIN/status/Empty",
-		"/_PLUGIN/status/Create", // 405: POST and DELETE, in the loader's order
+		"/_PLUGIN/status/Create",   // 405: POST and DELETE, in the loader's order
+		"HEAD /_PLUGIN/heads/Page", // GETPageHandler's, not HEADPageHandler's
+		"POST /_PLUGIN/heads/Page", // 405: GET and HEAD, once, though HEADPageHandler exists
+		"GET /_PLUGIN/heads/Probe", // 405: POST; HEAD only comes with GET
 	}
 	for _, path := range paths {
 		t.Run(path, func(t *testing.T) {
-			want, got := inproc.get(t, path), iso.get(t, path)
+			method, p, ok := strings.Cut(path, " ")
+			if !ok {
+				method, p = http.MethodGet, path
+			}
+			want, got := inproc.do(t, method, p), iso.do(t, method, p)
 			if got.status != want.status || got.header.Get("Content-Type") != want.header.Get("Content-Type") || got.header.Get("Allow") != want.header.Get("Allow") {
 				t.Fatalf("isolated: %d %s (Allow %q) %s; in-process: %d %s (Allow %q) %s", got.status, got.header.Get("Content-Type"), got.header.Get("Allow"), got.body,
 					want.status, want.header.Get("Content-Type"), want.header.Get("Allow"), want.body)

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,43 +21,85 @@ import (
 	"github.com/plugind/plugind/loader"
 )
 
-// TestFolderOwnPackages: a folder plugin with a go.mod of its own whose
-// code imports a package of its own module (testdata/deps/shopcart in
-// lib/src/shop: example.com/shop importing example.com/shop/cart from
-// lib/src/shop/cart) runs in a process as it runs in-process: its
-// program compiles the package from the folder. An edit of the package
-// alone, seen by the loader's watcher, replaces the process with one
-// that serves the new code.
+// TestFolderOwnPackages: a plugin that imports a package of the module
+// it declares its requirements in runs in a process as it runs
+// in-process: its program compiles the package from the module's
+// directory. That is a folder plugin with a go.mod of its own
+// (testdata/deps/shopcart in lib/src/shop: example.com/shop importing
+// example.com/shop/cart from lib/src/shop/cart), or a single-file plugin
+// importing a package of lib/go.mod's module (lib/src/shop.go importing
+// plugind.local/lib/cart from lib/cart). An edit of the package alone,
+// seen by the loader's watcher, replaces the process with one that
+// serves the new code; a plugin that does not import it keeps its
+// process.
 func TestFolderOwnPackages(t *testing.T) {
-	_, env := plugintest.ModuleProxy(t) // hermetic: the go command fetches nothing
-	h := newHarness(t, config{isolated: []string{"shop"}, trees: map[string]string{"shop": "deps/shopcart"}, goEnv: env, watch: true})
 	const path = "/_PLUGIN/shop/Hello"
-	if a := h.get(t, path); a.status != http.StatusOK || a.body != "example.com/shop/cart" {
-		t.Fatalf("GET %s = %d %s; want 200 example.com/shop/cart", path, a.status, a.body)
+	tests := []struct {
+		name string
+		c    config
+		pkg  string // the imported package's directory, in the plugin path
+		says string // what it answers before the edit
+	}{
+		{name: "a folder's own go.mod", pkg: "src/shop/cart", says: "example.com/shop/cart",
+			c: config{trees: map[string]string{"shop": "deps/shopcart"}}},
+		{name: "lib/go.mod", pkg: "cart", says: "plugind.local/lib/cart", c: config{files: map[string]string{
+			"go.mod":       "module plugind.local/lib\n\ngo 1.22\n",
+			"cart/cart.go": "package cart\n\nfunc Hello() string { return \"plugind.local/lib/cart\" }\n",
+			"src/shop.go":  "package main\n\nimport \"plugind.local/lib/cart\"\n\nfunc GETHelloHandler() string { return cart.Hello() }\n",
+			"src/other.go": "package main\n\nfunc GETHelloHandler() string { return \"other\" }\n",
+		}}},
 	}
-	before := h.m.Stat("shop").PIDs
-	if len(before) != 1 {
-		t.Fatalf("shop runs in %d processes; want 1", len(before))
-	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, env := plugintest.ModuleProxy(t) // hermetic: the go command fetches nothing
+			c := tt.c
+			c.isolated, c.goEnv, c.watch = []string{"shop", "other"}, env, true
+			h := newHarness(t, c)
+			if a := h.get(t, path); a.status != http.StatusOK || a.body != tt.says {
+				t.Fatalf("GET %s = %d %s; want 200 %s", path, a.status, a.body, tt.says)
+			}
+			before := h.m.Stat("shop").PIDs
+			if len(before) != 1 {
+				t.Fatalf("shop runs in %d processes; want 1", len(before))
+			}
+			var other []int
+			if c.files["src/other.go"] != "" {
+				if a := h.get(t, "/_PLUGIN/other/Hello"); a.status != http.StatusOK || a.body != "other" {
+					t.Fatalf("GET /_PLUGIN/other/Hello = %d %s; want 200 other", a.status, a.body)
+				}
+				other = h.m.Stat("other").PIDs
+			}
 
-	edited := time.Now()
-	want := "edited " + strconv.FormatInt(edited.UnixNano(), 10) // a program no cache has seen
-	plugintest.WriteFile(t, filepath.Join(h.src, "shop", "cart"), "cart.go",
-		"package cart\n\nfunc Hello() string { return "+strconv.Quote(want)+" }\n")
-	select {
-	case r := <-h.reloaded:
-		if r.plugin != "shop" || r.err != nil {
-			t.Fatalf("the watcher's reload: %s %v; want shop reloaded\n%s", r.plugin, r.err, h.log)
-		}
-	case <-time.After(plugintest.BuildWait):
-		t.Fatalf("no reload within %s of an edit of cart/cart.go\n%s", plugintest.BuildWait, h.log)
-	}
-	if a := h.get(t, path); a.status != http.StatusOK || a.body != want {
-		t.Fatalf("GET %s = %d %s after an edit of cart/cart.go; want 200 %s", path, a.status, a.body, want)
-	}
-	t.Logf("edit of cart/cart.go to the new process serving: %s (the watcher's quiet time, a build, a start)", time.Since(edited).Round(time.Millisecond))
-	if after := h.m.Stat("shop").PIDs; len(after) != 1 || after[0] == before[0] {
-		t.Errorf("processes %v after the reload, %v before; want one new one", after, before)
+			edited := time.Now()
+			want := "edited " + strconv.FormatInt(edited.UnixNano(), 10) // a program no cache has seen
+			plugintest.WriteFile(t, filepath.Join(filepath.Dir(h.src), filepath.FromSlash(tt.pkg)), "cart.go",
+				"package cart\n\nfunc Hello() string { return "+strconv.Quote(want)+" }\n")
+			// A reload of each running plugin the change may concern.
+			pending := map[string]bool{"shop": true, "other": other != nil}
+			for pending["shop"] || pending["other"] {
+				select {
+				case r := <-h.reloaded:
+					if r.err != nil {
+						t.Fatalf("the watcher's reload of %s: %v\n%s", r.plugin, r.err, h.log)
+					}
+					pending[r.plugin] = false
+				case <-time.After(plugintest.BuildWait):
+					t.Fatalf("no reload of %v within %s of an edit of %s/cart.go\n%s", pending, plugintest.BuildWait, tt.pkg, h.log)
+				}
+			}
+			if a := h.get(t, path); a.status != http.StatusOK || a.body != want {
+				t.Fatalf("GET %s = %d %s after an edit of %s/cart.go; want 200 %s", path, a.status, a.body, tt.pkg, want)
+			}
+			t.Logf("edit of %s/cart.go to the new process serving: %s (the watcher's quiet time, a build, a start)", tt.pkg, time.Since(edited).Round(time.Millisecond))
+			if after := h.m.Stat("shop").PIDs; len(after) != 1 || after[0] == before[0] {
+				t.Errorf("processes %v after the reload, %v before; want one new one", after, before)
+			}
+			if other != nil {
+				if after := h.m.Stat("other").PIDs; !slices.Equal(after, other) {
+					t.Errorf("other's processes %v after an edit of a package it does not import, %v before; want the same", after, other)
+				}
+			}
+		})
 	}
 }
 

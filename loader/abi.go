@@ -89,11 +89,26 @@ type artifact struct {
 	handlers sync.Map // handlerKey -> *Handler; only symbols that exist
 }
 
+// otherVersion is the package that plugin.Open refused an artifact for
+// with err, having loaded a version of it that differs (Go compares the
+// packages' export data): a package of a module, not of the standard
+// library, whose mismatches (build flags) the pipeline finds first.
+func otherVersion(err error) (pkg string, ok bool) {
+	if err == nil {
+		return "", false
+	}
+	_, pkg, ok = strings.Cut(err.Error(), "plugin was built with a different version of package ")
+	first, _, _ := strings.Cut(pkg, "/")
+	return pkg, ok && strings.Contains(first, ".")
+}
+
 // openArtifact opens path and checks the types of its optional globals
 // and hooks.
 func openArtifact(name, path string) (*artifact, error) {
 	syms, err := openPlugin(path)
-	if err != nil {
+	if pkg, ok := otherVersion(err); ok {
+		return nil, newError(ErrOpen, name, err, "plugin %q could not be loaded: it carries another version of package %s than the one this process loaded before (an edit of the package since, or another version of its module); Go loads one version of a package per process: restart the server to load it, or run the plugin in a process of its own (isolation = \"process\")", name, pkg)
+	} else if err != nil {
 		return nil, newError(ErrOpen, name, err, "plugin %q could not be loaded", name)
 	}
 	a := &artifact{path: path, syms: syms, sem: make(chan struct{}, 1)}

@@ -18,7 +18,10 @@ const (
 	// plugin up to date, whether or not the loader has loaded it, so that
 	// what runs plugins elsewhere (in processes of their own) can do the
 	// same. A change of lib/go.mod or lib/go.sum comes as one event for
-	// every plugin in the source directory.
+	// every plugin in the source directory; a change of a package of
+	// lib/go.mod's module (lib/cart/), as one for every plugin that
+	// declares its requirements there (single files, folders without a
+	// go.mod), whether or not it imports the package: its key tells.
 	EventSourceChanged EventKind = "source_changed"
 )
 

@@ -343,12 +343,23 @@ func (l *Loader) Discover() (plugins []Source, skipped []string, err error) {
 // methods are probed, in this order, to fill ErrMethodNotAllowed.Allowed.
 var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
-// SortMethods sorts HTTP methods in the order the loader lists a
-// function's methods in ErrMethodNotAllowed.Allowed (and so in the
-// Allow header), so that what runs plugins elsewhere (package isolate)
-// lists them alike.
-func SortMethods(ms []string) {
-	slices.SortFunc(ms, func(a, b string) int { return slices.Index(methods, a) - slices.Index(methods, b) })
+// AllowedMethods lists the methods a function answers, in the order of
+// ErrMethodNotAllowed.Allowed (and so of the Allow header), has telling
+// for which methods it has a handler: HEAD comes with GET, whose handler
+// serves it (a HEAD handler is never called), each method once. What
+// runs plugins elsewhere (package isolate) lists them with it, alike.
+func AllowedMethods(has func(method string) bool) []string {
+	var allowed []string
+	for _, m := range methods {
+		if m == "HEAD" || !has(m) {
+			continue // HEAD is added with GET
+		}
+		allowed = append(allowed, m)
+		if m == "GET" {
+			allowed = append(allowed, "HEAD")
+		}
+	}
+	return allowed
 }
 
 // Handler returns the handler of plugin name for method and function fn,
@@ -383,20 +394,10 @@ func (l *Loader) Handler(ctx context.Context, name, fn, method string) (*Handler
 
 // allowed lists the methods a has a handler for fn for.
 func (a *artifact) allowed(name, fn string, wait time.Duration) []string {
-	var allowed []string
-	for _, m := range methods {
-		if m == "HEAD" {
-			continue // added with GET
-		}
-		if _, err := a.handler(name, m, fn, wait); errors.Is(err, errNoSymbol) {
-			continue
-		}
-		allowed = append(allowed, m)
-		if m == "GET" {
-			allowed = append(allowed, "HEAD")
-		}
-	}
-	return allowed
+	return AllowedMethods(func(m string) bool {
+		_, err := a.handler(name, m, fn, wait)
+		return !errors.Is(err, errNoSymbol)
+	})
 }
 
 func (l *Loader) lookup(name string) *entry {

@@ -18,11 +18,12 @@ import (
 // rebuilt: editors save in several steps.
 const debounce = 150 * time.Millisecond
 
-// Watch watches the source directory, each folder plugin in it and the
+// Watch watches the source directory, each folder plugin in it, the
 // go.mod and go.sum beside the source directory (lib/go.mod, which
-// declares the requirements of single-file plugins), and brings a loaded
-// (or failed) plugin up to date when its source or its requirements
-// change:
+// declares the requirements of single-file plugins) and the directories
+// of that module's own packages (lib/cart/, see libTree), and brings a
+// loaded (or failed) plugin up to date when its source, its requirements
+// or a package of lib/go.mod's module change:
 // the new version is built once, in the background, and swapped in; the
 // current one serves until then, and keeps serving if the new one fails.
 // Plugins never requested stay unbuilt. Each change, once the files are
@@ -48,7 +49,11 @@ func (l *Loader) Watch() error {
 	}
 	// lib/go.mod and lib/go.sum: a directory watch, since editors and
 	// the go command replace files rather than write them in place.
-	_ = w.Add(filepath.Dir(l.pipe.SrcDir()))
+	// The directories under it hold the packages of lib/go.mod's module.
+	lib := filepath.Dir(l.pipe.SrcDir())
+	_ = w.Add(lib)
+	pkgs := &libTree{root: lib, src: l.pipe.SrcDir(), cache: l.pipe.CacheDir(), dirs: make(map[string]bool)}
+	pkgs.add(w, lib)
 	if entries, err := os.ReadDir(l.pipe.SrcDir()); err == nil {
 		for _, e := range entries {
 			if e.IsDir() && ValidName(e.Name()) && !Ignored(e.Name()) {
@@ -57,11 +62,12 @@ func (l *Loader) Watch() error {
 		}
 	}
 	l.watching.Store(true)
-	go l.watch(w)
+	go l.watch(w, pkgs)
 	return nil
 }
 
-func (l *Loader) watch(w *fsnotify.Watcher) {
+// watch runs the watcher: pkgs is its own.
+func (l *Loader) watch(w *fsnotify.Watcher, pkgs *libTree) {
 	defer l.end()
 	defer l.watching.Store(false)
 	defer w.Close()
@@ -85,9 +91,13 @@ func (l *Loader) watch(w *fsnotify.Watcher) {
 			// file renamed); one that concerns a plugin may reload it.
 			// Both wait until the sources are quiet. Key "" is the
 			// listing alone.
-			name, isDir := l.pluginOf(ev)
-			if isDir && ev.Has(fsnotify.Create) {
-				watchTree(w, ev.Name)
+			name := libPackages
+			if !pkgs.event(w, ev) {
+				var isDir bool
+				name, isDir = l.pluginOf(ev)
+				if isDir && ev.Has(fsnotify.Create) {
+					watchTree(w, ev.Name)
+				}
 			}
 			mu.Lock()
 			if t, ok := timers[name]; ok {
@@ -96,6 +106,8 @@ func (l *Loader) watch(w *fsnotify.Watcher) {
 				timers[name] = time.AfterFunc(debounce, l.invalidate)
 			} else if name == everyPlugin {
 				timers[name] = time.AfterFunc(debounce, l.requirementsChanged)
+			} else if name == libPackages {
+				timers[name] = time.AfterFunc(debounce, l.libPackagesChanged)
 			} else {
 				timers[name] = time.AfterFunc(debounce, func() { l.sourceChanged(name) })
 			}
@@ -120,9 +132,97 @@ func watchTree(w *fsnotify.Watcher, dir string) {
 	})
 }
 
+// libTree is the directories the watcher watches for the packages of
+// lib/go.mod's module (root, beside the source directory): a plugin that
+// declares its requirements there may import plugind.local/lib/cart from
+// lib/cart/, and the package is part of its key. It is every directory
+// under root that may hold a package of the module, whether or not a
+// plugin imports it today: which ones do only a read of every plugin and
+// of what its imports import tells, and an edit of a plugin would change
+// the answer. A change in one that no plugin imports costs a look at the
+// keys of the plugins that declare lib/go.mod, and no build. Left out:
+// the source directory (watched on its own), the artifact cache, hidden
+// directories and those the go command leaves out of a module's packages
+// ("_*", testdata, vendor: other modules' copies) and directories with a
+// go.mod of their own, which are other modules. Only Go files count, as
+// in a folder plugin.
+type libTree struct {
+	root, src, cache string
+	dirs             map[string]bool // watched, root excluded
+}
+
+// skip reports whether directory path, named name, and those under it
+// hold no packages of the module.
+func (t *libTree) skip(path, name string) bool {
+	switch {
+	case path == t.src, path == t.cache, name == "vendor", name == "testdata",
+		strings.HasPrefix(name, "."), strings.HasPrefix(name, "_"):
+		return true
+	}
+	_, err := os.Stat(filepath.Join(path, "go.mod"))
+	return err == nil
+}
+
+// add watches dir, root or a directory under it, and the directories
+// under dir that may hold packages.
+func (t *libTree) add(w *fsnotify.Watcher, dir string) {
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil || !d.IsDir() || path == t.root:
+			return nil // a directory that went meanwhile is no longer there to watch
+		case t.skip(path, d.Name()):
+			return filepath.SkipDir
+		}
+		if w.Add(path) == nil {
+			t.dirs[path] = true
+		}
+		return nil
+	})
+}
+
+// forget stops watching dir, which is gone (removed, or moved away), and
+// the directories under it.
+func (t *libTree) forget(w *fsnotify.Watcher, dir string) {
+	for path := range t.dirs {
+		if path == dir || strings.HasPrefix(path, dir+string(filepath.Separator)) {
+			_ = w.Remove(path) // a directory moved away is watched still
+			delete(t.dirs, path)
+		}
+	}
+}
+
+// event reports whether ev concerns the packages under root: a Go file in
+// root or in a watched directory, or such a directory made, removed or
+// moved. It watches a directory made (and those in it) and forgets one
+// gone.
+func (t *libTree) event(w *fsnotify.Watcher, ev fsnotify.Event) bool {
+	parent := filepath.Dir(ev.Name)
+	if parent != t.root && !t.dirs[parent] {
+		return false
+	}
+	if fi, err := os.Lstat(ev.Name); err == nil && fi.IsDir() {
+		if t.skip(ev.Name, fi.Name()) {
+			return false
+		}
+		if !t.dirs[ev.Name] {
+			t.add(w, ev.Name)
+		}
+		return true
+	}
+	if t.dirs[ev.Name] {
+		t.forget(w, ev.Name)
+		return true
+	}
+	return strings.HasSuffix(ev.Name, ".go")
+}
+
 // everyPlugin is pluginOf's answer for a change of lib/go.mod or
 // lib/go.sum: every plugin may declare its requirements there.
 const everyPlugin = "*"
+
+// libPackages is the watcher's key for a change of the packages of
+// lib/go.mod's module (see libTree).
+const libPackages = "lib/"
 
 // pluginOf maps a file event to the plugin it concerns.
 func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
@@ -194,6 +294,34 @@ func (l *Loader) requirementsChanged() {
 	}
 	for _, e := range l.entries() {
 		l.refresh(e.name)
+	}
+}
+
+// libPackagesChanged tells Notify that the source of every plugin that
+// declares its requirements in lib/go.mod changed, since a package of
+// that module did, and brings those requested before up to date. Which
+// of them import the package only their keys tell: a plugin whose key
+// did not change is neither built nor replaced, in-process (update) or
+// in a process (isolate's Reload). Middleware, which loads once, is left
+// alone.
+func (l *Loader) libPackagesChanged() {
+	if l.ctx.Err() != nil {
+		return
+	}
+	found, _, err := l.Discover()
+	if err != nil {
+		l.log.Warn().Err(err).Msg("listing plugin sources after a change of lib/go.mod's packages")
+	}
+	lib := filepath.Dir(l.pipe.SrcDir())
+	var names []string
+	for _, src := range found {
+		if src.Kind != KindPrebuilt && l.pipe.DeclaredIn(src) == lib {
+			names = append(names, src.Name)
+			l.notify(Event{Kind: EventSourceChanged, Plugin: src.Name})
+		}
+	}
+	for _, name := range names {
+		l.refresh(name)
 	}
 }
 
