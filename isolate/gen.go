@@ -30,6 +30,17 @@ type model struct {
 	health   bool
 }
 
+// serial reports whether every handler the source declares is prestd's:
+// its calls take turns on the globals, one at a time.
+func (m *model) serial() bool {
+	for _, h := range m.handlers {
+		if h.ABI != loader.ABILegacy {
+			return false
+		}
+	}
+	return len(m.handlers) > 0
+}
+
 // symbol returns the handler named symbol, if the source declares one.
 func (m *model) symbol(symbol string) (loader.HandlerInfo, bool) {
 	for _, h := range m.handlers {

@@ -152,7 +152,7 @@ func (p *plugin) startGeneration(ctx context.Context, prog *program) (*generatio
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { first[i], errs[i] = startProc(ctx, p.name, prog.exe, g.cfg, p.m.opts.StartTimeout, p.m.log) })
+		wg.Go(func() { first[i], errs[i] = startProc(ctx, p.name, prog, g.cfg, p.m.opts.StartTimeout, p.m.log) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -416,7 +416,7 @@ func (g *generation) supervise(i int, pr *proc) {
 				return
 			}
 			backoff = min(2*backoff, opts.MaxBackoff)
-			next, err := startProc(p.m.ctx, p.name, g.prog.exe, g.cfg, opts.StartTimeout, p.m.log)
+			next, err := startProc(p.m.ctx, p.name, g.prog, g.cfg, opts.StartTimeout, p.m.log)
 			if err == nil {
 				pr = next
 				break
