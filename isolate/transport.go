@@ -221,15 +221,19 @@ func (b *body) Read(p []byte) (int, error) {
 }
 
 func (b *body) Close() error {
-	err := b.ReadCloser.Close()
+	var err error
 	b.once.Do(func() {
 		// The connection is reusable only where the answer ended and the
 		// context's AfterFunc never ran: it may have set a deadline.
 		if b.stop() && b.done && b.keep {
+			err = b.ReadCloser.Close()
 			b.t.put(b.c)
 			return
 		}
+		// The connection goes first: closing a body before its end
+		// reads the rest of it, which for a stream may never end.
 		_ = b.c.Close()
+		_ = b.ReadCloser.Close()
 	})
 	return err
 }

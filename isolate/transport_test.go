@@ -93,6 +93,14 @@ func childHandler() http.Handler {
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, "ok")
 	})
+	mux.HandleFunc("/forever", func(w http.ResponseWriter, r *http.Request) {
+		for r.Context().Err() == nil {
+			if _, err := io.WriteString(w, "data: tick\n\n"); err != nil {
+				return
+			}
+			_ = http.NewResponseController(w).Flush()
+		}
+	})
 	mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
@@ -213,6 +221,32 @@ func TestTransportUnfinishedBody(t *testing.T) {
 	}
 	if n := u.conns.Load(); n != 2 {
 		t.Errorf("%d connections; want 2: the unfinished one must not be reused", n)
+	}
+}
+
+// TestTransportEndlessBody: closing a body that never ends (a stream
+// the client left) returns at once, without reading the rest.
+func TestTransportEndlessBody(t *testing.T) {
+	u := serveUnix(t, childHandler())
+	tr := newTransport(u.sock)
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://plugind/forever", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() {
+		resp.Body.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close of an endless body did not return in 5 s")
 	}
 }
 
