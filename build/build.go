@@ -167,7 +167,11 @@ func (b *builder) compile(ctx context.Context, src Source, out string, pl *plan,
 	defer os.RemoveAll(filepath.Dir(overlay))
 
 	// -mod=readonly: never edit a go.mod, not even the build module's.
-	args := []string{"build", "-buildmode=plugin", "-mod=readonly", "-overlay=" + overlay, "-o", tmp}
+	// -ldflags=-w: no DWARF, which nothing reads from a plugin (stack
+	// traces, panics' sites and profiles use the runtime's own tables):
+	// linking hello took 1.32-1.37 s instead of 1.74-1.79 s here, a
+	// quarter of an edit's wait, and the artifact is 17% smaller.
+	args := []string{"build", "-buildmode=plugin", "-mod=readonly", "-ldflags=-w", "-overlay=" + overlay, "-o", tmp}
 	if pl != nil {
 		modfile, err := b.resolve(ctx, src.Name, pl, src.Files, log)
 		if err != nil {
