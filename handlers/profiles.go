@@ -3,6 +3,7 @@ package handlers
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"runtime"
 	"runtime/pprof"
@@ -42,19 +43,9 @@ func (s *Server) profiles(w http.ResponseWriter, r *http.Request) {
 	case "":
 		err = profileIndex(w)
 	case "profile":
-		err = timedProfile(w, r, "cpu", func(w http.ResponseWriter) error {
-			if err := pprof.StartCPUProfile(w); err != nil {
-				return fmt.Errorf("%w: %w", errProfiling, err)
-			}
-			return nil
-		}, pprof.StopCPUProfile)
+		err = timedProfile(w, r, "cpu", pprof.StartCPUProfile, pprof.StopCPUProfile)
 	case "trace":
-		err = timedProfile(w, r, "trace", func(w http.ResponseWriter) error {
-			if err := trace.Start(w); err != nil {
-				return fmt.Errorf("%w: %w", errProfiling, err)
-			}
-			return nil
-		}, trace.Stop)
+		err = timedProfile(w, r, "trace", trace.Start, trace.Stop)
 	default:
 		err = namedProfile(w, r, name)
 	}
@@ -86,8 +77,10 @@ func profileIndex(w http.ResponseWriter) error {
 }
 
 // timedProfile runs a profile (start, then stop) for the request's
-// seconds, or until the client leaves, writing it to w as it goes.
-func timedProfile(w http.ResponseWriter, r *http.Request, kind string, start func(http.ResponseWriter) error, stop func()) error {
+// seconds, or until the client leaves, writing it to w as it goes. The
+// runtime takes one CPU profile and one trace at a time: start fails
+// while another runs.
+func timedProfile(w http.ResponseWriter, r *http.Request, kind string, start func(io.Writer) error, stop func()) error {
 	d, err := profileDuration(r)
 	if err != nil {
 		return err
@@ -97,7 +90,7 @@ func timedProfile(w http.ResponseWriter, r *http.Request, kind string, start fun
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if err := start(w); err != nil {
 		w.Header().Del("Content-Disposition")
-		return err
+		return fmt.Errorf("%w: %w", errProfiling, err)
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -201,13 +201,11 @@ func TestTransport(t *testing.T) {
 	}
 }
 
-// TestTransportUnfinishedBody: a body closed before its end leaves
-// bytes on the connection, which is then closed, not pooled.
-func TestTransportUnfinishedBody(t *testing.T) {
-	u := serveUnix(t, childHandler())
-	tr := newTransport(u.sock)
-	defer tr.CloseIdleConnections()
-	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://plugind/big", nil)
+// partly GETs path through tr and returns the answer's body with its
+// first 10 bytes read.
+func partly(t *testing.T, tr http.RoundTripper, path string) io.ReadCloser {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://plugind"+path, nil)
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +213,16 @@ func TestTransportUnfinishedBody(t *testing.T) {
 	if _, err := io.ReadFull(resp.Body, make([]byte, 10)); err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	return resp.Body
+}
+
+// TestTransportUnfinishedBody: a body closed before its end leaves
+// bytes on the connection, which is then closed, not pooled.
+func TestTransportUnfinishedBody(t *testing.T) {
+	u := serveUnix(t, childHandler())
+	tr := newTransport(u.sock)
+	defer tr.CloseIdleConnections()
+	partly(t, tr, "/big").Close()
 	if _, got, err := send(t, t.Context(), tr, "GET", "/hello", ""); err != nil || got != "hello GET " {
 		t.Fatalf("after an unfinished body: %q, %v", got, err)
 	}
@@ -230,17 +237,10 @@ func TestTransportEndlessBody(t *testing.T) {
 	u := serveUnix(t, childHandler())
 	tr := newTransport(u.sock)
 	defer tr.CloseIdleConnections()
-	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://plugind/forever", nil)
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(resp.Body, make([]byte, 10)); err != nil {
-		t.Fatal(err)
-	}
+	body := partly(t, tr, "/forever")
 	closed := make(chan struct{})
 	go func() {
-		resp.Body.Close()
+		body.Close()
 		close(closed)
 	}()
 	select {
