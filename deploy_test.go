@@ -83,7 +83,6 @@ func TestPrebuiltModeWithoutToolchain(t *testing.T) {
 // and checks at cleanup that nothing under pp changed.
 func startPrebuilt(t *testing.T, bin, pp string, env ...string) (*proc, time.Duration) {
 	t.Helper()
-	before := plugintest.Tree(t, pp)
 	cmd := exec.Command(bin) // by absolute path: PATH finds nothing
 	cmd.Env = append(prebuiltEnv(t, pp), env...)
 	cmd.Dir = "/"
@@ -94,6 +93,7 @@ func startPrebuilt(t *testing.T, bin, pp string, env ...string) (*proc, time.Dur
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	}
 	readOnly(t, pp)
+	before := plugintest.Tree(t, pp) // with the modes it runs under
 	t.Cleanup(func() {
 		if after := plugintest.Tree(t, pp); after != before {
 			t.Errorf("prebuilt mode wrote into the plugin directory:\nbefore:\n%s\nafter:\n%s", before, after)

@@ -3,7 +3,6 @@ package admin_test
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -34,19 +33,10 @@ func GETBrokenHandler() string {
 }
 `
 
-// get fetches url and returns the answer and its body.
-func get(t *testing.T, client *http.Client, url string) (*http.Response, string) {
+// get fetches url with client, its body read whole.
+func get(t *testing.T, client *http.Client, url string) plugintest.Answer {
 	t.Helper()
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(body)
+	return plugintest.Do(t, client, plugintest.Request(t, http.MethodGet, url, ""))
 }
 
 func TestPage(t *testing.T) {
@@ -88,9 +78,10 @@ func TestPage(t *testing.T) {
 
 	srv := httptest.NewServer(admin.New(admin.Options{Plugins: l, History: hist, Stats: stats}))
 	defer srv.Close()
-	resp, body := get(t, srv.Client(), srv.URL+"/_ADMIN/")
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
-		t.Fatalf("GET /_ADMIN/: %s, %s", resp.Status, resp.Header.Get("Content-Type"))
+	page := get(t, srv.Client(), srv.URL+"/_ADMIN/")
+	body := page.Body
+	if page.Status != http.StatusOK || !strings.HasPrefix(page.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET /_ADMIN/: %d, %s", page.Status, page.Header.Get("Content-Type"))
 	}
 	// Plugin text in the page is text: checked on the raw body first, as
 	// markup it would also break the parse below.
@@ -105,7 +96,7 @@ func TestPage(t *testing.T) {
 	}
 
 	t.Run("csp nonce", func(t *testing.T) {
-		policy := resp.Header.Get("Content-Security-Policy")
+		policy := page.Header.Get("Content-Security-Policy")
 		m := regexp.MustCompile(`script-src 'nonce-([A-Za-z0-9_-]{24})'`).FindStringSubmatch(policy)
 		if m == nil || !strings.Contains(policy, "default-src 'none'") || !strings.Contains(policy, "style-src 'nonce-"+m[1]+"'") {
 			t.Fatalf("Content-Security-Policy %q: want default-src 'none' and a nonce for style and script", policy)
@@ -125,7 +116,7 @@ func TestPage(t *testing.T) {
 				t.Errorf("<%s> loads %q", n.Tag, u)
 			}
 		}
-		again, _ := get(t, srv.Client(), srv.URL+"/_ADMIN/")
+		again := get(t, srv.Client(), srv.URL+"/_ADMIN/")
 		if again.Header.Get("Content-Security-Policy") == policy {
 			t.Fatal("two responses share a nonce")
 		}
@@ -190,9 +181,10 @@ func TestPage(t *testing.T) {
 	})
 
 	t.Run("fragment", func(t *testing.T) {
-		resp, frag := get(t, srv.Client(), srv.URL+"/_ADMIN/plugins")
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET /_ADMIN/plugins: %s", resp.Status)
+		live := get(t, srv.Client(), srv.URL+"/_ADMIN/plugins")
+		frag := live.Body
+		if live.Status != http.StatusOK {
+			t.Fatalf("GET /_ADMIN/plugins: %d", live.Status)
 		}
 		doc, err := parseDoc(frag)
 		if err != nil {
@@ -289,13 +281,13 @@ func TestRevertAfterAFailedBuild(t *testing.T) {
 
 	srv := httptest.NewServer(admin.New(admin.Options{Plugins: l, History: hist}))
 	defer srv.Close()
-	_, failed := get(t, srv.Client(), srv.URL+"/_ADMIN/plugins")
+	failed := get(t, srv.Client(), srv.URL+"/_ADMIN/plugins").Body
 	if !strings.Contains(failed, "undefinedGreeting") || strings.Contains(failed, `class="superseded"`) {
 		t.Fatalf("after the failed build: want its diagnostic, not superseded\n%s", failed)
 	}
 	plugintest.WriteFile(t, src, "hello.go", good)
 	waitEvent(loader.EventReloaded)
-	_, reverted := get(t, srv.Client(), srv.URL+"/_ADMIN/plugins")
+	reverted := get(t, srv.Client(), srv.URL+"/_ADMIN/plugins").Body
 	if !strings.Contains(reverted, `class="superseded"`) || strings.Contains(reverted, "Latest attempt") {
 		t.Fatalf("after the revert: want the failed build marked superseded and no current error\n%s", reverted)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/plugind/plugind/internal/plugintest"
 	"github.com/plugind/plugind/plugerr"
 )
 
@@ -66,7 +66,7 @@ func TestPrebuiltRefusals(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			before := tree(t, cache)
+			before := plugintest.Tree(t, cache)
 			for range 2 { // refusals are not remembered: a later plugind build is seen
 				s, err := p.Find("hello")
 				if err != nil {
@@ -84,7 +84,7 @@ func TestPrebuiltRefusals(t *testing.T) {
 					t.Errorf("message %q: want %q and the command, no paths", e.Msg, tt.want)
 				}
 			}
-			if after := tree(t, cache); after != before {
+			if after := plugintest.Tree(t, cache); after != before {
 				t.Errorf("prebuilt mode wrote to the cache:\nbefore %s\nafter  %s", before, after)
 			}
 			if problems := p.ToolchainProblems(); len(problems) > 0 {
@@ -130,28 +130,4 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// tree lists dir's entries with sizes and modification times ("" if dir
-// does not exist).
-func tree(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		b.WriteString(path + " " + fi.ModTime().String() + " " + fi.Mode().String() + "\n")
-		return nil
-	})
-	if errors.Is(err, fs.ErrNotExist) {
-		return ""
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }

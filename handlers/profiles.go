@@ -41,7 +41,7 @@ func (s *Server) profiles(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch name := strings.TrimPrefix(r.URL.Path, profilesPath); name {
 	case "":
-		err = profileIndex(w)
+		profileIndex(w)
 	case "profile":
 		err = timedProfile(w, r, "cpu", pprof.StartCPUProfile, pprof.StopCPUProfile)
 	case "trace":
@@ -55,7 +55,7 @@ func (s *Server) profiles(w http.ResponseWriter, r *http.Request) {
 }
 
 // profileIndex lists the profiles and their paths.
-func profileIndex(w http.ResponseWriter) error {
+func profileIndex(w http.ResponseWriter) {
 	type entry struct {
 		Name  string `json:"name"`
 		Count int    `json:"count,omitempty"` // samples or records now held
@@ -73,7 +73,6 @@ func profileIndex(w http.ResponseWriter) error {
 	writeJSON(w, http.StatusOK, struct {
 		Profiles []entry `json:"profiles"`
 	}{list})
-	return nil
 }
 
 // timedProfile runs a profile (start, then stop) for the request's

@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -261,8 +262,9 @@ func CopyTree(t testing.TB, from, to string) {
 	}
 }
 
-// Tree lists every entry under dir with its size and modification time:
-// two equal Trees say nothing under dir was written meanwhile.
+// Tree lists every entry under dir with its size, mode and modification
+// time ("" if dir does not exist): two equal Trees say nothing under dir
+// was written, made or changed meanwhile.
 func Tree(t testing.TB, dir string) string {
 	t.Helper()
 	var b strings.Builder
@@ -274,10 +276,12 @@ func Tree(t testing.TB, dir string) string {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(&b, "%s %d %s\n", path, fi.Size(), fi.ModTime().Format(time.RFC3339Nano))
+		fmt.Fprintf(&b, "%s %d %s %s\n", path, fi.Size(), fi.Mode(), fi.ModTime().Format(time.RFC3339Nano))
 		return nil
 	})
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) && b.Len() == 0 {
+		return ""
+	} else if err != nil {
 		t.Fatal(err)
 	}
 	return b.String()

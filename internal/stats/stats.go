@@ -37,20 +37,30 @@ func Median[T Number](v []T) T {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// ErrNoProc is RSS's error where there is no /proc to read (not Linux).
-var ErrNoProc = fmt.Errorf("resident memory is read from /proc (Linux only): %w", errors.ErrUnsupported)
+// ErrNoProc is RSS's and CPUTime's error where there is no /proc to
+// read (not Linux).
+var ErrNoProc = fmt.Errorf("a process's memory and CPU time are read from /proc (Linux only): %w", errors.ErrUnsupported)
+
+// readProc reads /proc/PID/name, what being what it is read for.
+func readProc(pid int, name, what string) (string, error) {
+	if runtime.GOOS != "linux" {
+		return "", ErrNoProc
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, name))
+	if err != nil {
+		return "", fmt.Errorf("%s of process %d: %w", what, pid, err)
+	}
+	return string(data), nil
+}
 
 // RSS is the resident memory of process pid, in bytes: VmRSS of
 // /proc/PID/status.
 func RSS(pid int) (int64, error) {
-	if runtime.GOOS != "linux" {
-		return 0, ErrNoProc
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	status, err := readProc(pid, "status", "memory")
 	if err != nil {
-		return 0, fmt.Errorf("memory of process %d: %w", pid, err)
+		return 0, err
 	}
-	return parseRSS(string(data), pid)
+	return parseRSS(status, pid)
 }
 
 func parseRSS(status string, pid int) (int64, error) {
@@ -78,14 +88,11 @@ const userHZ = 100
 // all its threads: utime and stime of /proc/PID/stat, to a hundredth of
 // a second.
 func CPUTime(pid int) (time.Duration, error) {
-	if runtime.GOOS != "linux" {
-		return 0, ErrNoProc
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	stat, err := readProc(pid, "stat", "CPU time")
 	if err != nil {
-		return 0, fmt.Errorf("CPU time of process %d: %w", pid, err)
+		return 0, err
 	}
-	return parseCPUTime(string(data), pid)
+	return parseCPUTime(stat, pid)
 }
 
 func parseCPUTime(stat string, pid int) (time.Duration, error) {
