@@ -16,8 +16,10 @@
 //     a plain net/http handler in this process that answers the same bytes
 //     (the ceiling), and, when -path is prestd's hello, a plain handler that
 //     does hello's work (parses the query, marshals the answer, one call at
-//     a time): the ceiling for any server running that plugin. All of them
-//     in each round;
+//     a time): the ceiling for any server running that plugin, and that
+//     handler behind the default chain's features written inline
+//     (plain+features, floor.go): the ceiling for any server keeping them.
+//     All of them in each round;
 //  2. -path in-process on plugin against the same source in a process of
 //     its own on the same server: -src is also served there as
 //     NAME-isolated, configured isolation = "process" (an executable
@@ -240,7 +242,7 @@ func run(ctx context.Context, o options) (err error) {
 
 	var runErrs error // errRunErrors: the other phases still run
 	for _, phase := range []func() error{
-		func() error { return pathPhase(ctx, wrk, o, plugin, bare) },
+		func() error { return pathPhase(ctx, wrk, dir, o, plugin, bare) },
 		func() error { return isolatedPhase(ctx, wrk, o, plugin) },
 		func() error { return abiPhase(ctx, plugin, wrk, o) },
 		func() error { return authPhase(ctx, wrk, o, plugin, authed) },
@@ -261,7 +263,7 @@ func run(ctx context.Context, o options) (err error) {
 
 // pathPhase measures -path on the default chain (plugin) and on the bare
 // one against a plain handler answering its bytes.
-func pathPhase(ctx context.Context, wrk string, o options, plugin, bare *server) error {
+func pathPhase(ctx context.Context, wrk, dir string, o options, plugin, bare *server) error {
 	fmt.Printf("\nphase 1: %s with the default chain (%s), without security headers, gzip and metrics (%s), and a plain handler, %d connections\n",
 		o.path, plugin.name, bare.name, o.conns)
 	body, header, err := plugin.warm(ctx, o.path)
@@ -297,14 +299,24 @@ func pathPhase(ctx context.Context, wrk string, o options, plugin, bare *server)
 	}
 	defer closeWorked()
 	if got, _, err := get(ctx, worked+o.path, ""); err == nil && bytes.Equal(got, body) {
-		targets = append(targets, target{name: "plain+work", url: worked + o.path, pid: os.Getpid()})
+		// The third: that work behind the default chain's features,
+		// written inline (floor.go).
+		featured, closeFeatured, err := startFeatures(ctx, filepath.Join(dir, "plain+features.log"), o.path, header)
+		if err != nil {
+			return err
+		}
+		defer closeFeatured()
+		targets = append(targets, target{name: "plain+work", url: worked + o.path, pid: os.Getpid()},
+			target{name: "plain+features", url: featured + o.path, pid: os.Getpid()})
 		// The targets of "within 10% of native": plugind against a plain
 		// handler doing the same work.
 		ratios = append(ratios,
 			ratio{label: "plain+work / plain (the plugin's own work)", num: "plain+work", den: "plain", digits: 2, reference: true},
 			ratio{label: "plugin (default chain) / plain+work", num: "plugin", den: "plain+work", digits: 2, target: workTargetRatio},
 			ratio{label: "bare plugin path / plain+work", num: "bare", den: "plain+work", digits: 2, target: bareWorkTargetRatio},
-			ratio{label: "plugin p99 / plain+work p99", num: "plugin", den: "plain+work", digits: 2, target: workTargetP99, p99: true})
+			ratio{label: "plugin p99 / plain+work p99", num: "plugin", den: "plain+work", digits: 2, target: workTargetP99, p99: true},
+			ratio{label: "plain+features / plain+work (the default chain's features, inline)", num: "plain+features", den: "plain+work", digits: 2, reference: true},
+			ratio{label: "plugin (default chain) / plain+features", num: "plugin", den: "plain+features", digits: 2})
 	} else {
 		fmt.Printf("plain+work: left out, %s is not prestd's hello plugin (%q, %v)\n", o.path, got, err)
 	}
@@ -358,8 +370,7 @@ func helloWork(path string) http.Handler {
 		URLQuery map[string][]string `json:"url_query"`
 		MSG      string              `json:"msg"`
 	}
-	route, _, _ := strings.Cut(strings.TrimPrefix(path, "/_PLUGIN/"), "?")
-	file, fn, _ := strings.Cut(route, "/")
+	file, fn := pluginRoute(path)
 	var mu sync.Mutex
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		vars, query := map[string]string{"file": file, "func": fn}, r.URL.Query()
@@ -374,6 +385,14 @@ func helloWork(path string) http.Handler {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		_, _ = w.Write(body)
 	})
+}
+
+// pluginRoute is the plugin and function that path, /_PLUGIN/FILE/FUNC
+// with or without a query, names.
+func pluginRoute(path string) (file, fn string) {
+	route, _, _ := strings.Cut(strings.TrimPrefix(path, "/_PLUGIN/"), "?")
+	file, fn, _ = strings.Cut(route, "/")
+	return file, fn
 }
 
 // checkChain fails unless s has the default chain's security headers (h
@@ -604,11 +623,16 @@ func (e *statusError) Error() string { return fmt.Sprintf("status %d: %s", e.cod
 // startPlain serves h from this process on 127.0.0.1 and returns its base
 // URL and a function that closes it.
 func startPlain(h http.Handler) (string, func(), error) {
+	return serve(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second})
+}
+
+// serve serves srv on a loopback port of its own until the returned
+// function closes it.
+func serve(srv *http.Server) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, fmt.Errorf("plain server: %w", err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
 }
