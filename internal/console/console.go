@@ -24,7 +24,7 @@ import (
 // durations under, and any ending in "_duration".
 func isDuration(field string) bool {
 	switch field {
-	case "duration", "delay", "timeout", "elapsed", "wait":
+	case "duration", "delay", "timeout", "elapsed", "wait", "took", "queued", "running_for", "restart_in", "exec_to_healthy":
 		return true
 	}
 	return strings.HasSuffix(field, "_duration")
