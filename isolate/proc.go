@@ -106,7 +106,7 @@ func startProc(ctx context.Context, name string, prog *program, cfg child.Config
 	setProcAttr(cmd)
 	pr.tr = newTransport(sock)
 	pr.client = &http.Client{Transport: pr.tr}
-	pr.proxy = newProxy(pr)
+	pr.proxy = newProxy(pr, plog)
 	pr.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("plugin %q: starting its process: %w", name, err))

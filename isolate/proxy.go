@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net/http"
 	"net/http/httputil"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/plugind/plugind/isolate/child"
 	"github.com/plugind/plugind/loader"
@@ -21,6 +24,7 @@ import (
 // and what they found wrong. It rides in the outgoing request's context.
 type call struct {
 	symbol string
+	w      http.ResponseWriter // the client's: the transport flushes it (body.Read)
 	err    error
 }
 
@@ -32,7 +36,10 @@ type callKey struct{}
 // ways, and keeps HTTP's semantics (headers, status, trailers, flushes)
 // that a plugin's handler is written against; a child is a plain HTTP
 // server anyone can curl on its socket.
-func newProxy(pr *proc) *httputil.ReverseProxy {
+//
+// What the proxy itself logs (an answer cut short by the child, say) goes
+// to log, the plugin's, marked component=proxy.
+func newProxy(pr *proc, log zerolog.Logger) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
@@ -55,11 +62,14 @@ func newProxy(pr *proc) *httputil.ReverseProxy {
 		// A plugin's flushes reach the client: the proxy flushes each
 		// write at once for a body of unknown length (a plugin that
 		// flushed before its end, whose answer the child sends chunked)
-		// and for server-sent events. A body of known length is written
-		// once it is complete: a FlushInterval of -1 for every answer
-		// would also flush the header on a goroutine of its own before
-		// the body came, a second write to the client for each request
-		// (a quarter of the server's CPU per isolated call, measured).
+		// and for server-sent events, and the transport flushes a body of
+		// known length before waiting on the child for more of it (a
+		// plugin that set Content-Length and flushed). A body of known
+		// length that came whole is written once: a FlushInterval of -1
+		// for every answer would also flush the header on a goroutine of
+		// its own before the body came, a second write to the client for
+		// each request (a quarter of the server's CPU per isolated call,
+		// measured).
 		FlushInterval: 0,
 		// Without a pool the proxy allocates a 32 KiB copy buffer for
 		// every response.
@@ -88,7 +98,7 @@ func newProxy(pr *proc) *httputil.ReverseProxy {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			r.Context().Value(callKey{}).(*call).err = err
 		},
-		ErrorLog: nil,
+		ErrorLog: stdlog.New(log.With().Str("component", "proxy").Logger(), "", 0),
 	}
 }
 
@@ -122,7 +132,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer pr.release()
-	c := &call{symbol: h.symbol}
+	c := &call{symbol: h.symbol, w: w}
 	pr.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
 	if c.err == nil {
 		return nil

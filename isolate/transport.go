@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/plugind/plugind/isolate/child"
 )
 
 // transport is the proxy's http.RoundTripper to one child, over its Unix
@@ -141,8 +143,20 @@ func (t *transport) exchange(c *unixConn, req *http.Request) (*http.Response, er
 	if err != nil {
 		return fail(err)
 	}
-	resp.Body = &body{ReadCloser: resp.Body, t: t, c: c, stop: stop,
+	b := &body{ReadCloser: resp.Body, t: t, c: c, ctx: ctx, stop: stop,
 		keep: !resp.Close, done: resp.Body == http.NoBody}
+	// A body of known length that the child sends in parts (the plugin
+	// set Content-Length and flushed): what the proxy has copied to the
+	// client is flushed before a read waits on the child. Not for a
+	// child's failure, which ModifyResponse reads before anything is
+	// written to the client; a body of unknown length the proxy flushes
+	// itself.
+	if resp.ContentLength > 0 && resp.Header.Get(child.HeaderError) == "" {
+		if cl, ok := ctx.Value(callKey{}).(*call); ok && cl.w != nil {
+			b.client, b.left = cl.w, resp.ContentLength
+		}
+	}
+	resp.Body = b
 	return resp, nil
 }
 
@@ -206,16 +220,33 @@ type body struct {
 	io.ReadCloser
 	t    *transport
 	c    *unixConn
-	stop func() bool // the context's AfterFunc: false once it has run
-	keep bool        // the child keeps the connection open
-	done bool        // read to the end
+	ctx  context.Context // the call's
+	stop func() bool     // the context's AfterFunc: false once it has run
+	keep bool            // the child keeps the connection open
+	done bool            // read to the end
 	once sync.Once
+
+	// client, when set, is flushed before a read that would wait on the
+	// child while left of the body's bytes are still to come.
+	client http.ResponseWriter
+	left   int64
 }
 
 func (b *body) Read(p []byte) (int, error) {
+	if b.client != nil && b.left > 0 && b.c.br.Buffered() == 0 {
+		// A client that left fails the copy's next write, not this.
+		_ = http.NewResponseController(b.client).Flush()
+	}
 	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF {
+	b.left -= int64(n)
+	switch {
+	case err == io.EOF:
 		b.done = true
+	case err != nil && b.ctx.Err() != nil:
+		// The call ended under the read (the AfterFunc's deadline): say
+		// why. context.Canceled, a client that left, is what the proxy
+		// expects and does not log.
+		return n, b.ctx.Err()
 	}
 	return n, err
 }

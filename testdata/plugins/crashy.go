@@ -33,6 +33,14 @@ func GETExitHandler(w http.ResponseWriter, r *http.Request) {
 	os.Exit(7)
 }
 
+// GETHalfHandler sends half of the answer it declared, then exits.
+func GETHalfHandler(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Length", "10")
+	io.WriteString(w, "half.")
+	http.NewResponseController(w).Flush()
+	os.Exit(8)
+}
+
 // GETSignalHandler dies of ?sig= (KILL, as the OOM killer does, or SEGV).
 func GETSignalHandler(w http.ResponseWriter, r *http.Request) {
 	sig := syscall.SIGKILL

@@ -6,12 +6,20 @@ package main
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 )
 
-// GETLinesHandler streams text lines, chunked.
+// GETLinesHandler streams text lines, chunked (no length declared).
 func GETLinesHandler(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	twoParts(w, r, "first\n", "last\n")
+}
+
+// GETSizedHandler streams text lines of a length it declares.
+func GETSizedHandler(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len("first\n")+len("last\n")))
 	twoParts(w, r, "first\n", "last\n")
 }
 
