@@ -151,7 +151,7 @@ func (t *transport) exchange(c *unixConn, req *http.Request) (*http.Response, er
 	// child's failure, which ModifyResponse reads before anything is
 	// written to the client; a body of unknown length the proxy flushes
 	// itself.
-	if resp.ContentLength > 0 && resp.Header.Get(child.HeaderError) == "" {
+	if resp.ContentLength > 0 && !b.done && resp.Header.Get(child.HeaderError) == "" {
 		if cl, ok := ctx.Value(callKey{}).(*call); ok && cl.w != nil {
 			b.client, b.left = cl.w, resp.ContentLength
 		}
