@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -171,12 +172,31 @@ func (s *Server) dispatch(rs []route) http.Handler {
 	}
 	r := s.router(rs, chains)
 	plugin := chains[0]
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if info := infoFrom(req.Context()); info != nil && info.named {
-			plugin.ServeHTTP(w, req)
-			return
+	var malformed http.Handler
+	for i, rt := range rs {
+		if rt.prefix && rt.path == pluginPrefix {
+			malformed = chains[i]
 		}
-		r.ServeHTTP(w, req)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		info := infoFrom(req.Context())
+		switch {
+		case info != nil && info.named:
+			plugin.ServeHTTP(w, req)
+		case info != nil && info.pluginRoute:
+			// Two segments that are not both names ("..", "hel.lo"):
+			// the plugin route refuses them with 400, which mux would
+			// not let it do for a path it cleans (/_PLUGIN/../x is a
+			// redirect to /x).
+			plugin.ServeHTTP(w, req)
+		case strings.HasPrefix(req.URL.Path, pluginPrefix):
+			// Any other shape under /_PLUGIN/, unclean ones included
+			// (/_PLUGIN/..%2F..%2F_PLUGINS, /_PLUGIN//x): 400, never
+			// mux's redirect to wherever the cleaned path points.
+			malformed.ServeHTTP(w, req)
+		default:
+			r.ServeHTTP(w, req)
+		}
 	})
 }
 
