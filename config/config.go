@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -538,6 +539,9 @@ func Load(fs *pflag.FlagSet, environ []string, opts ...LoadOption) (Config, erro
 		}
 	}
 
+	if err := bareDurations(v, "", reflect.TypeFor[Config]()); err != nil {
+		return cfg, err
+	}
 	if err := v.Unmarshal(&cfg); err != nil {
 		return cfg, &decodeError{err: err}
 	}
@@ -741,6 +745,38 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// bareDurations reports the first duration key of t, a struct read from
+// v under prefix, that v holds as a bare number other than 0. TOML gives
+// buildtimeout = 300 as an integer, which decodes to 300 nanoseconds
+// (a string without a unit is refused by the decoder, but a number is
+// not); http.timeout, prestd's, is the one timeout in seconds.
+func bareDurations(v *viper.Viper, prefix string, t reflect.Type) error {
+	for f := range t.Fields() {
+		tag, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := prefix + tag
+		switch {
+		case f.Type == reflect.TypeFor[time.Duration]():
+			val := reflect.ValueOf(v.Get(key))
+			switch val.Kind() {
+			case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+				reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+				reflect.Float32, reflect.Float64:
+				if !val.IsZero() {
+					return fmt.Errorf("config: %s must be a duration with a unit, as a string (\"%vs\" for %v seconds), got the bare number %v", key, val, val, val)
+				}
+			}
+		case f.Type.Kind() == reflect.Struct:
+			if err := bareDurations(v, key+".", f.Type); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // decodeError flattens mapstructure's multi-line report ("decoding failed

@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -60,6 +62,44 @@ func TestValidOriginsLoad(t *testing.T) {
 			}
 			if got := strings.Join(c.CORS.AllowOrigin, ","); got != origins {
 				t.Errorf("cors.alloworigin = %q, want %q", got, origins)
+			}
+		})
+	}
+}
+
+// TestBareNumberDurations: TOML gives a duration key written as a bare
+// number (buildtimeout = 300, as http.timeout is written) as an integer,
+// which decoded to that many nanoseconds: every build "exceeded 300ns",
+// a readheadertimeout of 10 cut every connection. A bare number other
+// than 0 stops start-up naming the key and asking for a unit; 0 and
+// durations with units load as before.
+func TestBareNumberDurations(t *testing.T) {
+	tests := []struct {
+		name, toml string
+		want       string // the key the error names; "" : loads
+	}{
+		{name: "plugins.buildtimeout", toml: "[plugins]\nbuildtimeout = 300\n", want: "plugins.buildtimeout"},
+		{name: "http.readheadertimeout", toml: "[http]\nreadheadertimeout = 10\n", want: "http.readheadertimeout"},
+		{name: "float", toml: "[tasks]\ntimeout = 1.5\n", want: "tasks.timeout"},
+		{name: "camel-case key", toml: "[lifecycle]\nserverShutdownTimeout = 20\n", want: "lifecycle.serverShutdownTimeout"},
+		{name: "a plugin's timeout", toml: "[plugin.hello]\ntimeout = 5\n", want: "plugin.hello.timeout"},
+		{name: "zero", toml: "[plugins]\nloadchecktimeout = 0\n"},
+		{name: "with a unit", toml: "[plugins]\nbuildtimeout = \"300s\"\n[plugin.hello]\ntimeout = \"5s\"\n"},
+		{name: "http.timeout is seconds", toml: "[http]\ntimeout = 30\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			t.Chdir(dir)
+			if err := os.WriteFile(filepath.Join(dir, "prest.toml"), []byte(tt.toml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := config.Load(nil, nil)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Load = %v, want it to load", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "unit")):
+				t.Fatalf("Load = %v, want an error naming %s and asking for a unit", err, tt.want)
 			}
 		})
 	}
