@@ -667,6 +667,9 @@ func (c Config) Validate() error {
 	if err := checkOrigins("cors.alloworigin", c.CORS.AllowOrigin); err != nil {
 		return err
 	}
+	if err := checkKeys("auth.apikeys", c.Auth.APIKeys); err != nil {
+		return err
+	}
 	for i, p := range c.HTTP.TrustedProxies {
 		if _, err := parsePrefix(p); err != nil {
 			return fmt.Errorf("config: http.trustedproxies[%d] must be a CIDR or an address, got %q", i, p)
@@ -703,6 +706,9 @@ func (c Config) Validate() error {
 		if err := checkOrigins(key+".cors.alloworigin", p.CORS.AllowOrigin); err != nil {
 			return err
 		}
+		if err := checkKeys(key+".apikeys", p.APIKeys); err != nil {
+			return err
+		}
 		for _, m := range p.Methods {
 			if m == "" || strings.ToUpper(m) != m || strings.ContainsFunc(m, func(r rune) bool { return r < 'A' || r > 'Z' }) {
 				return fmt.Errorf("config: %s.methods: %q is not an upper-case HTTP method", key, m)
@@ -714,6 +720,19 @@ func (c Config) Validate() error {
 
 // validName mirrors the loader's plugin name rule; config cannot import
 // the loader.
+// checkKeys reports an empty API key: it could never be sent, and the
+// authenticator skips it, so apikeys = [""] (or an unset variable in a
+// list) would leave a route as open as no keys at all while the file
+// reads as guarded.
+func checkKeys(key string, keys []string) error {
+	for i, k := range keys {
+		if strings.TrimSpace(k) == "" {
+			return fmt.Errorf("config: %s[%d] is empty: an API key must not be blank", key, i)
+		}
+	}
+	return nil
+}
+
 // checkOrigins reports the first of origins that CORS could never match:
 // a browser's Origin header is scheme://host[:port], with no path, not
 // even "/", so "app.example" or "https://app.example/" would be accepted

@@ -25,6 +25,9 @@ func TestInvalidValueNamesItsKey(t *testing.T) {
 		{name: "cors.alloworigin not an origin", env: []string{"PREST_CORS_ALLOWORIGIN=notanorigin"}, want: "cors.alloworigin"},
 		{name: "cors.alloworigin with a path", env: []string{"PREST_CORS_ALLOWORIGIN=https://app.example/"}, want: "cors.alloworigin"},
 		{name: "cors.alloworigin without a scheme", env: []string{"PREST_CORS_ALLOWORIGIN=app.example"}, want: "cors.alloworigin"},
+		{name: "auth.apikeys empty", env: []string{"PREST_CONF=" + writeTOML(t, "[auth]\napikeys = [\"\"]\n")}, want: "auth.apikeys[0]"},
+		{name: "auth.apikeys blank second", env: []string{"PREST_AUTH_APIKEYS=good-key, "}, want: "auth.apikeys[1]"},
+		{name: "plugin apikeys empty", env: []string{"PREST_CONF=" + writeTOML(t, "[plugin.hello]\napikeys = [\"k\", \"\"]\n")}, want: "plugin.hello.apikeys[1]"},
 		{name: "cors.alloworigin second of two", env: []string{"PREST_CORS_ALLOWORIGIN=https://a.example,https://b.example/x"}, want: "cors.alloworigin[1]"},
 	}
 	for _, tt := range tests {
@@ -103,4 +106,14 @@ func TestBareNumberDurations(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeTOML writes content to a prest.toml of its own and returns its path.
+func writeTOML(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "prest.toml")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
