@@ -462,18 +462,18 @@ func (l *Loader) update(name string) (*version, error) {
 		return nil, err
 	}
 	e := l.entryFor(name, src.Kind)
-	if err := l.pipe.Check(src); err != nil {
-		return nil, err
-	}
 	cur := e.cur.Load()
 	if cur != nil && (!l.reload || src.Kind == KindPrebuilt) {
 		// Load once, as prestd. A prebuilt library cannot be reloaded in
 		// any case: Go reopens the same path as the same plugin.
 		return cur, nil
 	}
+	if err := l.pipe.Check(src); err != nil {
+		return l.unbuildable(name, cur, err)
+	}
 	k, err := l.pipe.Key(src)
 	if err != nil {
-		return nil, err
+		return l.unbuildable(name, cur, err)
 	}
 	e.mu.Lock()
 	if e.seen != k {
@@ -546,6 +546,21 @@ func (l *Loader) update(name string) (*version, error) {
 		l.notify(Event{Kind: EventLoaded, Plugin: name, Version: k[:16]})
 	}
 	return v, nil
+}
+
+// unbuildable answers an update of name whose source the pipeline
+// refused before building (an import no go.mod provides): as a failed
+// build, the current version cur, if any, keeps serving, and the
+// failure is logged and told (build_failed) once per attempt. Without a
+// current version the caller, a request, gets err, and nothing is told:
+// each request would tell it again.
+func (l *Loader) unbuildable(name string, cur *version, err error) (*version, error) {
+	if cur == nil {
+		return nil, err
+	}
+	l.log.Warn().Str("plugin", name).Err(err).Msg("plugin reload failed; the last good version keeps serving")
+	l.notify(Event{Kind: EventBuildFailed, Plugin: name, Err: err})
+	return cur, nil
 }
 
 // failed records a failed update of e to content k. If cur, the version
