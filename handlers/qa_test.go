@@ -25,13 +25,14 @@ func (p checkedPlugins) Resolve(ctx context.Context, file, fn, method string) (H
 	return p.funcPlugins.Resolve(ctx, file, fn, method)
 }
 
-// TestUncleanPluginPaths: a path under /_PLUGIN/ that is not
-// /_PLUGIN/{name}/{name} is refused with a JSON 400, unclean ones
-// included: mux would clean /_PLUGIN/..%2F..%2F_PLUGINS (decoded:
-// /_PLUGIN/../../_PLUGINS) and answer a 301 to /_PLUGINS, a redirect out
-// of the plugin namespace instead of the error the design promises for
-// an encoded slash. No plugin is called.
-func TestUncleanPluginPaths(t *testing.T) {
+// TestEncodedSlashPluginPaths: a path under /_PLUGIN/ with an encoded
+// slash is refused with a JSON 400, as the README's error table says,
+// also when its decoded form is unclean: mux cleaned
+// /_PLUGIN/hello/..%2F..%2F_PLUGINS (decoded /_PLUGIN/hello/../../_PLUGINS)
+// and answered a 301 to /_PLUGINS, out of the plugin namespace. Literal
+// dot segments and double slashes keep the documented redirect to their
+// cleaned form. No plugin is called for any of them.
+func TestEncodedSlashPluginPaths(t *testing.T) {
 	var calls atomic.Int32
 	s := &Server{Log: zerolog.Nop(), Plugins: checkedPlugins{servePlugin(func(w http.ResponseWriter, r *http.Request) error {
 		calls.Add(1)
@@ -43,21 +44,19 @@ func TestUncleanPluginPaths(t *testing.T) {
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 	tests := []struct {
-		path string // as sent, byte for byte
-		want int
+		path     string // as sent, byte for byte
+		want     int
+		location string // of a redirect
 	}{
-		{"/_PLUGIN/..%2F..%2Fetc/Hello", http.StatusBadRequest},
-		{"/_PLUGIN/hello/..%2F..%2F_PLUGINS", http.StatusBadRequest},
-		{"/_PLUGIN/%2E%2E/Hello", http.StatusBadRequest},
-		{"/_PLUGIN/../Hello", http.StatusBadRequest},
-		{"/_PLUGIN/a/../hello/Hello", http.StatusBadRequest},
-		{"/_PLUGIN/hello/./Hello", http.StatusBadRequest},
-		{"/_PLUGIN//Hello", http.StatusBadRequest},
-		{"/_PLUGIN/hello//Hello", http.StatusBadRequest},
-		{"/_PLUGIN/hel%2Flo/Hello", http.StatusBadRequest},
-		{"/_PLUGIN/", http.StatusBadRequest},
-		{"/_PLUGIN", http.StatusBadRequest},
-		{"/_PLUGIN/hello/Hello", http.StatusOK}, // the one shape that reaches a plugin
+		{"/_PLUGIN/..%2F..%2Fetc/Hello", http.StatusBadRequest, ""},
+		{"/_PLUGIN/hello/..%2F..%2F_PLUGINS", http.StatusBadRequest, ""},
+		{"/_PLUGIN/hello/..%2f..%2f_PLUGINS", http.StatusBadRequest, ""},
+		{"/_PLUGIN/%2E%2E%2F_PLUGINS/x", http.StatusBadRequest, ""},
+		{"/_PLUGIN/hel%2Flo/Hello", http.StatusBadRequest, ""},
+		{"/_PLUGIN/hello/Hel%2Flo", http.StatusBadRequest, ""},
+		{"/_PLUGIN/a/../hello/Hello", http.StatusMovedPermanently, "/_PLUGIN/hello/Hello"},
+		{"/_PLUGIN//Hello", http.StatusMovedPermanently, "/_PLUGIN/Hello"},
+		{"/_PLUGIN/hello/Hello", http.StatusOK, ""}, // the one shape that reaches a plugin
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -75,6 +74,12 @@ func TestUncleanPluginPaths(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != tt.want {
 				t.Fatalf("GET %s = %d (Location %q) %s, want %d", tt.path, resp.StatusCode, resp.Header.Get("Location"), body, tt.want)
+			}
+			if tt.want == http.StatusMovedPermanently {
+				if got := resp.Header.Get("Location"); got != tt.location || calls.Load() != 0 {
+					t.Errorf("GET %s: Location %q, %d plugin calls; want %q, none", tt.path, got, calls.Load(), tt.location)
+				}
+				return
 			}
 			if tt.want == http.StatusOK {
 				if calls.Load() != 1 {

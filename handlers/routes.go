@@ -70,7 +70,7 @@ func (s *Server) routes() []route {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "plugin paths are /_PLUGIN/{file}/{func}, with names of letters, digits, '_' and '-'"})
 	}
 	rs = append(rs,
-		route{path: pluginPrefix, prefix: true, class: auth.Public, serve: badPath},
+		route{path: "/_PLUGIN/", prefix: true, class: auth.Public, serve: badPath},
 		route{path: "/_PLUGIN", class: auth.Public, serve: badPath},
 	)
 	return rs
@@ -116,14 +116,11 @@ func (s *Server) guard(class auth.Class, next http.Handler) http.Handler {
 	})
 }
 
-// pluginPrefix begins every plugin path.
-const pluginPrefix = "/_PLUGIN/"
-
 // splitPluginPath parses /_PLUGIN/{file}/{func}: each a non-empty
 // segment, and nothing after. Names are checked later (ValidName), so
 // that a bad one gets 400 rather than 404.
 func splitPluginPath(path string) (file, fn string, ok bool) {
-	rest, ok := strings.CutPrefix(path, pluginPrefix)
+	rest, ok := strings.CutPrefix(path, "/_PLUGIN/")
 	if !ok {
 		return "", "", false
 	}
@@ -135,9 +132,8 @@ func splitPluginPath(path string) (file, fn string, ok bool) {
 }
 
 // matchPluginRoute matches the plugin route from what the access layer
-// parsed: the path is parsed once per request. dispatch serves every path
-// under /_PLUGIN/ without mux, so mux never cleans (and redirects) one;
-// the row is in the router for the order of the table.
+// parsed: the path is parsed once per request. mux has cleaned the path
+// (and redirected an unclean one) before matching.
 func matchPluginRoute(r *http.Request, _ *mux.RouteMatch) bool {
 	info := infoFrom(r.Context())
 	return info != nil && info.pluginRoute

@@ -174,7 +174,7 @@ func (s *Server) dispatch(rs []route) http.Handler {
 	plugin := chains[0]
 	var malformed http.Handler
 	for i, rt := range rs {
-		if rt.prefix && rt.path == pluginPrefix {
+		if rt.prefix && rt.path == "/_PLUGIN/" {
 			malformed = chains[i]
 		}
 	}
@@ -183,21 +183,21 @@ func (s *Server) dispatch(rs []route) http.Handler {
 		switch {
 		case info != nil && info.named:
 			plugin.ServeHTTP(w, req)
-		case info != nil && info.pluginRoute:
-			// Two segments that are not both names ("..", "hel.lo"):
-			// the plugin route refuses them with 400, which mux would
-			// not let it do for a path it cleans (/_PLUGIN/../x is a
-			// redirect to /x).
-			plugin.ServeHTTP(w, req)
-		case strings.HasPrefix(req.URL.Path, pluginPrefix):
-			// Any other shape under /_PLUGIN/, unclean ones included
-			// (/_PLUGIN/..%2F..%2F_PLUGINS, /_PLUGIN//x): 400, never
-			// mux's redirect to wherever the cleaned path points.
+		case encodedSlash(req.URL.RawPath) && strings.HasPrefix(req.URL.Path, "/_PLUGIN/"):
+			// A name with an encoded slash is malformed, 400, also when
+			// the decoded path is unclean: mux would clean
+			// /_PLUGIN/hello/..%2F..%2F_PLUGINS and redirect it to
+			// /_PLUGINS, out of the plugin namespace.
 			malformed.ServeHTTP(w, req)
 		default:
 			r.ServeHTTP(w, req)
 		}
 	})
+}
+
+// encodedSlash reports whether an escaped path holds an encoded slash.
+func encodedSlash(raw string) bool {
+	return raw != "" && (strings.Contains(raw, "%2F") || strings.Contains(raw, "%2f"))
 }
 
 // router is the mux router over rs, route i behind chains[i].
