@@ -367,7 +367,7 @@ func AllowedMethods(has func(method string) bool) []string {
 // GET handler. ctx bounds only the wait: a build, once started, finishes
 // for the callers that still want it.
 func (l *Loader) Handler(ctx context.Context, name, fn, method string) (*Handler, error) {
-	if err := CheckCall(name, fn, method); err != nil {
+	if err := CheckNames(name, fn); err != nil {
 		return nil, err
 	}
 	if !Supported {
@@ -380,16 +380,34 @@ func (l *Loader) Handler(ctx context.Context, name, fn, method string) (*Handler
 	if method == "HEAD" {
 		method = "GET"
 	}
-	h, err := v.art.handler(name, method, fn, l.legacyWait)
-	if !errors.Is(err, errNoSymbol) {
-		return h, err
+	if ValidMethod(method) {
+		h, err := v.art.handler(name, method, fn, l.legacyWait)
+		if !errors.Is(err, errNoSymbol) {
+			return h, err
+		}
 	}
-	if allowed := v.art.allowed(name, fn, l.legacyWait); len(allowed) > 0 {
+	return nil, NoHandlerError(name, fn, method, v.art.allowed(name, fn, l.legacyWait))
+}
+
+// NoHandlerError is the error for a call of plugin name's fn with a
+// method it has no handler for, allowed being the methods it has one for
+// (405 with them), or none (404). A method no symbol can be named after
+// (see ValidMethod) is not echoed: it may be long, and is no handler's.
+func NoHandlerError(name, fn, method string, allowed []string) *Error {
+	if !ValidMethod(method) {
+		if len(allowed) > 0 {
+			e := newError(ErrMethodNotAllowed, name, nil, "plugin %q has no handler for %s for this method (handlers are named after upper-case methods)", name, fn)
+			e.Allowed = allowed
+			return e
+		}
+		return newError(ErrNoHandler, name, nil, "plugin %q has no handler for %s", name, fn)
+	}
+	if len(allowed) > 0 {
 		e := newError(ErrMethodNotAllowed, name, nil, "plugin %q has no %s handler for %s", name, method, fn)
 		e.Allowed = allowed
-		return nil, e
+		return e
 	}
-	return nil, newError(ErrNoHandler, name, nil, "plugin %q has no handler %s", name, method+fn+"Handler")
+	return newError(ErrNoHandler, name, nil, "plugin %q has no handler %s", name, method+fn+"Handler")
 }
 
 // allowed lists the methods a has a handler for fn for.

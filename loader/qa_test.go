@@ -2,8 +2,10 @@ package loader_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -107,6 +109,62 @@ func TestReloadThatCannotBuildIsTold(t *testing.T) {
 			}
 			if body, err := get(); err != nil || body != "one" {
 				t.Errorf("after the edit = %q, %v; want the last good version", body, err)
+			}
+		})
+	}
+}
+
+// TestMethodsNoHandlerCanHave: a method no handler can be named after
+// (lower case "get", "M-SEARCH", a long one) is answered as any method the
+// plugin has no handler for: 405 with the methods it has for that
+// function (the Allow header; RFC 9110 requires one with every 405), or
+// 404 when the plugin or the function does not exist. It was a bare 405
+// without Allow, for plugins that do not exist too.
+func TestMethodsNoHandlerCanHave(t *testing.T) {
+	dir := plugintest.PluginPath(t)
+	src := filepath.Join(dir, "src")
+	plugintest.WriteFile(t, src, "m.go", fmt.Sprintf("// %s %d\npackage main\n\nfunc GETXHandler() string { return \"get\" }\nfunc POSTXHandler() string { return \"post\" }\n", t.Name(), time.Now().UnixNano()))
+	logs := &plugintest.Log{}
+	p, err := build.New(t.Context(), build.Options{SrcDir: src, CacheDir: plugintest.CacheDir(), Log: zerolog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := loader.New(loader.Options{Pipeline: p, BuildWait: plugintest.BuildWait, Log: zerolog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(context.Background()) })
+
+	tests := []struct {
+		plugin, fn, method string
+		kind               error
+		allowed            []string
+	}{
+		{"m", "X", "GET", nil, nil}, // the control: served
+		{"m", "X", "get", loader.ErrMethodNotAllowed, []string{"GET", "HEAD", "POST"}},
+		{"m", "X", "M-SEARCH", loader.ErrMethodNotAllowed, []string{"GET", "HEAD", "POST"}},
+		{"m", "X", strings.Repeat("G", 100), loader.ErrMethodNotAllowed, []string{"GET", "HEAD", "POST"}},
+		{"m", "Y", "get", loader.ErrNoHandler, nil},
+		{"nosuch", "X", "get", loader.ErrNotFound, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.plugin+"/"+tt.fn+"/"+tt.method[:min(len(tt.method), 10)], func(t *testing.T) {
+			h, err := l.Handler(context.Background(), tt.plugin, tt.fn, tt.method)
+			if tt.kind == nil {
+				if err != nil || h == nil {
+					t.Fatalf("Handler = %v, %v; want the handler", h, err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.kind) {
+				t.Fatalf("Handler = %v; want %v", err, tt.kind)
+			}
+			var e *loader.Error
+			if !errors.As(err, &e) || !slices.Equal(e.Allowed, tt.allowed) {
+				t.Errorf("Allowed = %v, want %v", e.Allowed, tt.allowed)
+			}
+			if len(err.Error()) > 200 {
+				t.Errorf("error of %d bytes: a long method must not be echoed whole", len(err.Error()))
 			}
 		})
 	}
