@@ -292,6 +292,9 @@ func doctorCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 				for _, problem := range problems {
 					fmt.Fprintf(stdout, "PROBLEM     %s\n", problem)
 				}
+				if len(problems) == 1 {
+					return errors.New("1 problem")
+				}
 				return fmt.Errorf("%d problems", len(problems))
 			})
 		},

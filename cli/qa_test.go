@@ -61,3 +61,18 @@ func TestNewRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestDoctorCountsInEnglish: one problem is "1 problem", not "1 problems".
+func TestDoctorCountsInEnglish(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	// Prebuilt mode with no source directory: exactly one problem.
+	env := []string{"PREST_PLUGINS_BUILD=off", "PREST_TASKS_DIR=" + filepath.Join(dir, "tasks")}
+	var stdout, stderr bytes.Buffer
+	if code := cli.Main(context.Background(), []string{"doctor"}, env, &stdout, &stderr); code != 1 {
+		t.Fatalf("plugind doctor = %d, want 1\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if got := strings.TrimSpace(stderr.String()); got != "plugind: 1 problem" {
+		t.Errorf("plugind doctor said %q, want %q\n%s", got, "plugind: 1 problem", stdout.String())
+	}
+}
