@@ -1,10 +1,18 @@
 package build_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"github.com/plugind/plugind/build"
+	"github.com/plugind/plugind/internal/plugintest"
+	"github.com/plugind/plugind/plugerr"
 )
 
 // TestConflictAdvice: the advice of a version conflict fits who holds the
@@ -42,6 +50,42 @@ func TestConflictAdvice(t *testing.T) {
 			}
 			if tt.notWant != "" && strings.Contains(msg, tt.notWant) {
 				t.Errorf("%q says %q", msg, tt.notWant)
+			}
+		})
+	}
+}
+
+// TestEmptySourceDiagnostic: a plugin file that is empty (an editor's new
+// file, saved under a running dev server) fails with the compiler's
+// diagnostic at its own first line, not at a line 2 that the file does
+// not have: the comment plugind appends to tell plugins apart was the
+// only text the compiler saw.
+func TestEmptySourceDiagnostic(t *testing.T) {
+	for _, tt := range []struct{ name, content string }{
+		{"empty", ""},
+		{"blank", "\n\n  \n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := plugintest.PluginPath(t)
+			plugintest.WriteFile(t, filepath.Join(dir, "src"), tt.name+".go", tt.content)
+			p, err := build.New(t.Context(), build.Options{SrcDir: filepath.Join(dir, "src"), CacheDir: t.TempDir(), Log: zerolog.Nop()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = p.Build(context.Background(), tt.name)
+			var e *plugerr.Error
+			if !errors.As(err, &e) || !errors.Is(err, plugerr.ErrBuild) {
+				t.Fatalf("Build = %v, want a build failure", err)
+			}
+			if !strings.Contains(e.Output, tt.name+".go:") || strings.Contains(e.Output, "plugind: plugin") {
+				t.Fatalf("diagnostics %q: want the file's own", e.Output)
+			}
+			lines := strings.Count(tt.content, "\n") + 1
+			for _, l := range strings.Split(e.Output, "\n") {
+				var line int
+				if _, err := fmt.Sscanf(strings.TrimPrefix(l, tt.name+".go:"), "%d:", &line); err == nil && line > lines {
+					t.Errorf("diagnostic %q names line %d of a file of %d", l, line, lines)
+				}
 			}
 		})
 	}
