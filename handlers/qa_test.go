@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -95,5 +96,34 @@ func TestEncodedSlashPluginPaths(t *testing.T) {
 				t.Errorf("GET %s answered %s %q, want a JSON error", tt.path, ct, body)
 			}
 		})
+	}
+}
+
+// TestTimeoutNamesThePlugin: a 504 names its plugin in the JSON body, as
+// every other plugin error does.
+func TestTimeoutNamesThePlugin(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	s := &Server{Log: zerolog.Nop(),
+		Plugins: servePlugin(func(w http.ResponseWriter, r *http.Request) error {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return nil
+		}),
+		Setup: func(string) PluginSetup { return PluginSetup{Timeout: 50 * time.Millisecond} },
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/_PLUGIN/sleepy/Nap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var e errorBody
+	if resp.StatusCode != http.StatusGatewayTimeout || json.Unmarshal(body, &e) != nil || e.Plugin != "sleepy" || e.Error == "" {
+		t.Errorf("= %d %s; want 504 with a JSON error naming plugin sleepy", resp.StatusCode, body)
 	}
 }
