@@ -537,7 +537,8 @@ func (l *Loader) update(name string) (*version, error) {
 	e.mu.Unlock()
 	l.changed.bump()
 
-	v, err := l.load(src, k)
+	told := false // the pipeline told this attempt's failure (build_failed)
+	v, err := l.load(src, k, &told)
 	if err == nil {
 		err = l.activate(name, v)
 	}
@@ -545,6 +546,9 @@ func (l *Loader) update(name string) (*version, error) {
 		err = l.commit(name, v, cur)
 	}
 	if err != nil {
+		if told {
+			return l.failedQuietly(e, k, cur, err)
+		}
 		return l.failed(e, k, cur, err)
 	}
 	e.mu.Lock()
@@ -581,12 +585,18 @@ func (l *Loader) unbuildable(name string, cur *version, err error) (*version, er
 	return cur, nil
 }
 
-// failed records a failed update of e to content k. If cur, the version
-// serving before, exists, it keeps serving.
+// failed records a failed update of e to content k, and tells it
+// (load_failed) unless it is a build's, which the pipeline told. If cur,
+// the version serving before, exists, it keeps serving.
 func (l *Loader) failed(e *entry, k string, cur *version, err error) (*version, error) {
 	if !errors.Is(err, ErrBuild) {
 		l.notify(Event{Kind: EventLoadFailed, Plugin: e.name, Version: k[:16], Err: err})
 	}
+	return l.failedQuietly(e, k, cur, err)
+}
+
+// failedQuietly is failed for a failure told already.
+func (l *Loader) failedQuietly(e *entry, k string, cur *version, err error) (*version, error) {
 	defer l.changed.bump()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -666,12 +676,14 @@ func permanent(err error) bool {
 }
 
 // load returns a loaded version of src with content address k: the one
-// already open, or the cached artifact, or a new build.
-func (l *Loader) load(src Source, k string) (*version, error) {
+// already open, or the cached artifact, or a new build. told is set when
+// a failure was told by the build (build_failed).
+func (l *Loader) load(src Source, k string, told *bool) (*version, error) {
 	path := l.pipe.Path(src, k)
 	progress := &build.Progress{
 		Built: func(dur time.Duration, err error) {
 			if err != nil {
+				*told = true
 				l.notify(Event{Kind: EventBuildFailed, Plugin: src.Name, Duration: dur, Err: err})
 			} else {
 				l.notify(Event{Kind: EventBuilt, Plugin: src.Name, Duration: dur})

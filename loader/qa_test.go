@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -167,5 +168,82 @@ func TestMethodsNoHandlerCanHave(t *testing.T) {
 				t.Errorf("error of %d bytes: a long method must not be echoed whole", len(err.Error()))
 			}
 		})
+	}
+}
+
+// TestOneFailureOneEvent: a reload refused for a dependency conflict
+// (lib/go.mod upgraded under the running plugin) is one failure, told
+// once: a build_failed event (the build module's plan refused it), not a
+// build_failed and a load_failed for the same attempt, which the dev
+// console printed as two lines and the bus delivered as two events.
+func TestOneFailureOneEvent(t *testing.T) {
+	if !plugintest.OwnProcess(t) {
+		return // versions are process-wide: this test loads greet v1.0.0
+	}
+	lib := filepath.Join(t.TempDir(), "lib")
+	plugintest.CopyTree(t, "deps/lib-greet", lib)
+	proxy, env := plugintest.ModuleProxy(t)
+
+	var mu sync.Mutex
+	var events []loader.Event
+	logs := &plugintest.Log{}
+	p, err := build.New(t.Context(), build.Options{SrcDir: filepath.Join(lib, "src"), CacheDir: t.TempDir(), Env: env, Log: zerolog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := loader.New(loader.Options{Pipeline: p, BuildWait: plugintest.BuildWait, Reload: true, Log: zerolog.New(logs),
+		Notify: func(ev loader.Event) {
+			mu.Lock()
+			events = append(events, ev)
+			mu.Unlock()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(context.Background()) })
+	if err := l.Watch(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Handler(t.Context(), "greet", "Hello", "GET"); err != nil {
+		t.Fatalf("first load: %v\n%s", err, logs)
+	}
+	read := func(name string) string {
+		data, err := os.ReadFile(filepath.Join(lib, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	// The bump, as `go get example.com/greet@v1.1.0` makes it.
+	plugintest.WriteFile(t, lib, "go.sum", read("go.sum")+plugintest.Sums(t, proxy, "example.com/greet v1.1.0"))
+	plugintest.WriteFile(t, lib, "go.mod", strings.Replace(read("go.mod"), "v1.0.0", "v1.1.0", 1))
+
+	failures := func() (n int, kinds []loader.EventKind) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ev := range events {
+			if ev.Plugin == "greet" && (ev.Kind == loader.EventBuildFailed || ev.Kind == loader.EventLoadFailed) {
+				n++
+				kinds = append(kinds, ev.Kind)
+			}
+		}
+		return n, kinds
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for n, _ := failures(); n == 0; n, _ = failures() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the refused reload was not told\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The attempt is over once the log says the last version serves on.
+	for len(logs.Events(map[string]any{"plugin": "greet", "message": "plugin reload failed; the last good version keeps serving"})) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload failure in the log\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n, kinds := failures(); n != 1 {
+		t.Errorf("one refused reload told %d times: %v", n, kinds)
 	}
 }
