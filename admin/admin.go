@@ -129,7 +129,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
 	switch strings.TrimPrefix(r.URL.Path, Prefix) {
@@ -139,13 +139,25 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fragment(w, r)
 	case "events":
 		if h.events == nil {
-			http.Error(w, "the event stream is off", http.StatusNotFound)
+			writeError(w, http.StatusNotFound, "the event stream is off")
 			return
 		}
 		h.events.ServeHTTP(w, r)
 	default:
-		http.Error(w, "not found", http.StatusNotFound)
+		writeError(w, http.StatusNotFound, "not found")
 	}
+}
+
+// writeError answers an error as every route of the server does: a JSON
+// object {"error": msg}, encoded by encoding/json.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error string `json:"error"`
+	}{msg})
 }
 
 // nonce returns a fresh CSP nonce, in the URL alphabet: html/template
@@ -260,7 +272,7 @@ func (h *handler) render(w http.ResponseWriter, r *http.Request, name string, d 
 	var buf bytes.Buffer
 	if err := templates.ExecuteTemplate(&buf, name, d); err != nil {
 		h.opts.Log.Error().Err(err).Str("template", name).Msg("admin page failed to render")
-		http.Error(w, "the admin page failed to render", http.StatusInternalServerError)
+		writeError(w, http.StatusInternalServerError, "the admin page failed to render")
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

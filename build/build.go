@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -243,9 +245,15 @@ func stamp(src Source, dir string) (overlay, stamped string, err error) {
 	data, err := os.ReadFile(src.Files[0])
 	if err == nil {
 		stamped = filepath.Join(tmp, filepath.Base(src.Files[0]))
-		mark := fmt.Appendf(data, "\n// plugind: plugin %s\n", src.Name)
-		if src.Copy > 0 {
-			mark = fmt.Appendf(data, "\n// plugind: plugin %s copy %d\n", src.Name, src.Copy)
+		mark := data
+		// A file without a package clause (empty, only comments, a
+		// typo) cannot build: unmarked, the compiler's "expected
+		// 'package'" names its own last line, not the mark's.
+		if _, perr := parser.ParseFile(token.NewFileSet(), "", data, parser.PackageClauseOnly); perr == nil {
+			mark = fmt.Appendf(data, "\n// plugind: plugin %s\n", src.Name)
+			if src.Copy > 0 {
+				mark = fmt.Appendf(data, "\n// plugind: plugin %s copy %d\n", src.Name, src.Copy)
+			}
 		}
 		err = os.WriteFile(stamped, mark, 0o644)
 	}

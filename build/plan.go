@@ -252,12 +252,22 @@ func conflictError(name, path, want string, l Loaded) *plugerr.Error {
 // modules at versions other than those loaded (Registry.Check).
 func ConflictError(name string, conflicts []Conflict) *plugerr.Error {
 	parts := make([]string, len(conflicts))
+	others := false // a conflict with another plugin, not only its own running version
 	for i, c := range conflicts {
 		who := fmt.Sprintf("plugin %q", c.Loaded.Plugin)
 		if c.Loaded.Plugin == name {
 			who = "its running version"
+		} else {
+			others = true
 		}
 		parts[i] = fmt.Sprintf("%s %s, but %s loaded %s", c.Module, ShownVersion(c.Want), who, ShownVersion(c.Loaded.Version))
+	}
+	if !others {
+		// Its own go.mod changed under the running server: there is no
+		// second go.mod to align.
+		return plugerr.New(plugerr.ErrDependency, name, nil,
+			"plugin %q needs %s; Go allows one version of a package per process: restart the server to load the new version, or run the plugin in its own process (isolation = \"process\")",
+			name, strings.Join(parts, "; "))
 	}
 	return plugerr.New(plugerr.ErrDependency, name, nil,
 		"plugin %q needs %s; Go allows one version of a package per process: require the same version in both go.mod files, restart the server, or run one of them in its own process (isolation = \"process\")",

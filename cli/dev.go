@@ -124,6 +124,20 @@ func firstDiagnostic(err error) string {
 func errorMessage(err error) string {
 	var e *loader.Error
 	if errors.As(err, &e) {
+		if d := strings.TrimSpace(e.Detail); d != "" {
+			// What the plugin said (an Init's error, a panic's value):
+			// the console is its author's. Its first line keeps the
+			// message one line.
+			first, rest, more := strings.Cut(d, "\n")
+			if more {
+				n, unit := strings.Count(strings.TrimSpace(rest), "\n")+1, "line"
+				if n > 1 {
+					unit = "lines"
+				}
+				first += fmt.Sprintf(" (and %d more %s)", n, unit)
+			}
+			return e.Msg + ": " + first
+		}
 		return e.Msg
 	}
 	if err == nil {

@@ -292,6 +292,9 @@ func doctorCommand(environ []string, stdout, stderr io.Writer) *cobra.Command {
 				for _, problem := range problems {
 					fmt.Fprintf(stdout, "PROBLEM     %s\n", problem)
 				}
+				if len(problems) == 1 {
+					return errors.New("1 problem")
+				}
 				return fmt.Errorf("%d problems", len(problems))
 			})
 		},
@@ -362,6 +365,9 @@ func newCommand(environ []string, stdout io.Writer) *cobra.Command {
 			if !loader.ValidName(name) {
 				return fmt.Errorf("invalid plugin name %q: use 1 to %d letters, digits, '_' or '-'", name, loader.MaxNameLen)
 			}
+			if build.Ignored(name) {
+				return fmt.Errorf("plugin name %q begins with '_': plugind ignores such files, as the go command does, so it would never be served", name)
+			}
 			src, ok := scaffolds[abi]
 			if !ok || scaffoldTests[abi] == "" {
 				return fmt.Errorf("--abi must be legacy or standard, not %q", abi)
@@ -374,10 +380,14 @@ func newCommand(environ []string, stdout io.Writer) *cobra.Command {
 				return err
 			}
 			testPath := strings.TrimSuffix(path, ".go") + "_test.go"
-			for _, file := range []struct{ path, template string }{{path, src}, {testPath, scaffoldTests[abi]}} {
-				if err := writeNew(file.path, fmt.Sprintf(file.template, name)); err != nil {
-					return err
-				}
+			if err := writeNew(path, fmt.Sprintf(src, name)); err != nil {
+				return err
+			}
+			if err := writeNew(testPath, fmt.Sprintf(scaffoldTests[abi], name)); err != nil {
+				// Not half a scaffold: the user fixes what is in the way
+				// and runs the command again.
+				_ = os.Remove(path)
+				return err
 			}
 			fmt.Fprintf(stdout, "wrote %s and %s\ntest: go test %s %s\ntry:  curl 'http://localhost:%d/_PLUGIN/%s/Hello?name=you'\n",
 				path, testPath, path, testPath, cfg.HTTP.Port, name)

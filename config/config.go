@@ -14,8 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -537,6 +539,9 @@ func Load(fs *pflag.FlagSet, environ []string, opts ...LoadOption) (Config, erro
 		}
 	}
 
+	if err := bareDurations(v, "", reflect.TypeFor[Config]()); err != nil {
+		return cfg, err
+	}
 	if err := v.Unmarshal(&cfg); err != nil {
 		return cfg, &decodeError{err: err}
 	}
@@ -598,6 +603,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: plugins.build must be %q or %q, got %q", BuildAuto, BuildOff, c.Plugins.Build)
 	case c.Plugins.Go == "":
 		return errors.New("config: plugins.go must name the go command")
+	// The HTTP timeouts before plugins.buildwait: unset, buildwait is
+	// derived from them, and a bad http.timeout must be reported as
+	// itself, not as the buildwait it produced.
+	case c.HTTP.Timeout <= 0:
+		return fmt.Errorf("config: http.timeout must be a positive number of seconds, got %d", c.HTTP.Timeout)
+	case c.HTTP.ReadHeaderTimeout <= 0 || c.HTTP.ReadTimeout <= 0 || c.HTTP.WriteTimeout <= 0 || c.HTTP.IdleTimeout <= 0:
+		return fmt.Errorf("config: http.readheadertimeout, readtimeout, writetimeout and idletimeout must be positive (slow clients must be cut off), got %s, %s, %s, %s",
+			c.HTTP.ReadHeaderTimeout, c.HTTP.ReadTimeout, c.HTTP.WriteTimeout, c.HTTP.IdleTimeout)
 	case c.Plugins.BuildTimeout <= 0:
 		return fmt.Errorf("config: plugins.buildtimeout must be positive, got %s", c.Plugins.BuildTimeout)
 	case c.Plugins.BuildWait <= 0:
@@ -618,11 +631,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: plugins.legacywait must be positive, got %s", c.Plugins.LegacyWait)
 	case !slices.Contains([]string{IsolationInProcess, IsolationProcess, IsolationAuto}, c.Plugins.Isolation):
 		return fmt.Errorf("config: plugins.isolation must be %q, %q or %q, got %q", IsolationInProcess, IsolationProcess, IsolationAuto, c.Plugins.Isolation)
-	case c.HTTP.Timeout <= 0:
-		return fmt.Errorf("config: http.timeout must be a positive number of seconds, got %d", c.HTTP.Timeout)
-	case c.HTTP.ReadHeaderTimeout <= 0 || c.HTTP.ReadTimeout <= 0 || c.HTTP.WriteTimeout <= 0 || c.HTTP.IdleTimeout <= 0:
-		return fmt.Errorf("config: http.readheadertimeout, readtimeout, writetimeout and idletimeout must be positive (slow clients must be cut off), got %s, %s, %s, %s",
-			c.HTTP.ReadHeaderTimeout, c.HTTP.ReadTimeout, c.HTTP.WriteTimeout, c.HTTP.IdleTimeout)
 	case c.HTTP.MaxHeaderBytes <= 0:
 		return fmt.Errorf("config: http.maxheaderbytes must be positive, got %d", c.HTTP.MaxHeaderBytes)
 	case c.HTTP.MaxBodyBytes <= 0:
@@ -655,6 +663,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: lifecycle.serverShutdownTimeout must not be negative, got %s", c.Lifecycle.ServerShutdownTimeout)
 	case c.Bus.MaxStreams <= 0 || c.Bus.WriteTimeout <= 0:
 		return fmt.Errorf("config: bus.maxstreams and bus.writetimeout must be positive, got %d and %s", c.Bus.MaxStreams, c.Bus.WriteTimeout)
+	}
+	if err := checkOrigins("cors.alloworigin", c.CORS.AllowOrigin); err != nil {
+		return err
+	}
+	if err := checkKeys("auth.apikeys", c.Auth.APIKeys); err != nil {
+		return err
 	}
 	for i, p := range c.HTTP.TrustedProxies {
 		if _, err := parsePrefix(p); err != nil {
@@ -689,6 +703,12 @@ func (c Config) Validate() error {
 		case p.Copies < 0 || p.Copies > MaxCopies:
 			return fmt.Errorf("config: %s.copies must be between 1 and %d, or 0 for one copy (as when unset), got %d: each copy of a prestd-ABI plugin is a build and a library loaded for good", key, MaxCopies, p.Copies)
 		}
+		if err := checkOrigins(key+".cors.alloworigin", p.CORS.AllowOrigin); err != nil {
+			return err
+		}
+		if err := checkKeys(key+".apikeys", p.APIKeys); err != nil {
+			return err
+		}
 		for _, m := range p.Methods {
 			if m == "" || strings.ToUpper(m) != m || strings.ContainsFunc(m, func(r rune) bool { return r < 'A' || r > 'Z' }) {
 				return fmt.Errorf("config: %s.methods: %q is not an upper-case HTTP method", key, m)
@@ -700,6 +720,40 @@ func (c Config) Validate() error {
 
 // validName mirrors the loader's plugin name rule; config cannot import
 // the loader.
+// checkKeys reports an empty API key: it could never be sent, and the
+// authenticator skips it, so apikeys = [""] (or an unset variable in a
+// list) would leave a route as open as no keys at all while the file
+// reads as guarded.
+func checkKeys(key string, keys []string) error {
+	for i, k := range keys {
+		if strings.TrimSpace(k) == "" {
+			return fmt.Errorf("config: %s[%d] is empty: an API key must not be blank", key, i)
+		}
+	}
+	return nil
+}
+
+// checkOrigins reports the first of origins that CORS could never match:
+// a browser's Origin header is scheme://host[:port], with no path, not
+// even "/", so "app.example" or "https://app.example/" would be accepted
+// and then refuse every request. "*" (any origin), "null" and one "*"
+// inside the host (https://*.example.com), as rs/cors matches them, are
+// valid.
+func checkOrigins(key string, origins []string) error {
+	for i, o := range origins {
+		if o == "*" || o == "null" {
+			continue
+		}
+		u, err := url.Parse(strings.Replace(o, "*", "x", 1))
+		if err != nil || strings.Count(o, "*") > 1 ||
+			u.Scheme == "" || u.Host == "" || u.Opaque != "" || u.User != nil ||
+			u.Path != "" || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(o, "?") || strings.HasSuffix(o, "#") {
+			return fmt.Errorf("config: %s[%d] must be an origin, scheme://host[:port] with no path (not even a trailing /), or \"*\", got %q", key, i, o)
+		}
+	}
+	return nil
+}
+
 func validName(s string) bool {
 	if s == "" || len(s) > 64 || s[0] == '-' {
 		return false
@@ -710,6 +764,38 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// bareDurations reports the first duration key of t, a struct read from
+// v under prefix, that v holds as a bare number other than 0. TOML gives
+// buildtimeout = 300 as an integer, which decodes to 300 nanoseconds
+// (a string without a unit is refused by the decoder, but a number is
+// not); http.timeout, prestd's, is the one timeout in seconds.
+func bareDurations(v *viper.Viper, prefix string, t reflect.Type) error {
+	for f := range t.Fields() {
+		tag, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := prefix + tag
+		switch {
+		case f.Type == reflect.TypeFor[time.Duration]():
+			val := reflect.ValueOf(v.Get(key))
+			switch val.Kind() {
+			case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+				reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+				reflect.Float32, reflect.Float64:
+				if !val.IsZero() {
+					return fmt.Errorf("config: %s must be a duration with a unit, as a string (\"%vs\" for %v seconds), got the bare number %v", key, val, val, val)
+				}
+			}
+		case f.Type.Kind() == reflect.Struct:
+			if err := bareDurations(v, key+".", f.Type); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // decodeError flattens mapstructure's multi-line report ("decoding failed

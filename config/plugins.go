@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -25,6 +26,9 @@ func (c *Config) loadPlugins(v *viper.Viper, env map[string]string) error {
 			if !slices.Contains(pluginKeys, top) {
 				return fmt.Errorf("config: plugin.%s.%s is not a plugin key (%s); the plugin's own settings go in [plugin.%s.settings]", name, k, strings.Join(pluginKeys, ", "), name)
 			}
+		}
+		if err := bareDurations(v, "plugin."+name+".", reflect.TypeFor[PluginConfig]()); err != nil {
+			return err
 		}
 		var pc PluginConfig
 		if err := sub.Unmarshal(&pc); err != nil {

@@ -132,6 +132,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		body.Error = "the request was cancelled"
 	case errors.Is(err, errTimeout):
 		body.Error = "the plugin did not answer in time"
+		if info := infoFrom(r.Context()); info != nil && info.named {
+			body.Plugin = info.file
+		}
 	case errors.Is(err, errBufferFull):
 		body.Error = err.Error() // names the limit and the key, no path
 	case errors.Is(err, auth.ErrUnauthorized), errors.Is(err, auth.ErrForbidden), errors.Is(err, errBodyTooLarge),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -171,13 +172,32 @@ func (s *Server) dispatch(rs []route) http.Handler {
 	}
 	r := s.router(rs, chains)
 	plugin := chains[0]
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if info := infoFrom(req.Context()); info != nil && info.named {
-			plugin.ServeHTTP(w, req)
-			return
+	var malformed http.Handler
+	for i, rt := range rs {
+		if rt.prefix && rt.path == "/_PLUGIN/" {
+			malformed = chains[i]
 		}
-		r.ServeHTTP(w, req)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		info := infoFrom(req.Context())
+		switch {
+		case info != nil && info.named:
+			plugin.ServeHTTP(w, req)
+		case encodedSlash(req.URL.RawPath) && strings.HasPrefix(req.URL.Path, "/_PLUGIN/"):
+			// A name with an encoded slash is malformed, 400, also when
+			// the decoded path is unclean: mux would clean
+			// /_PLUGIN/hello/..%2F..%2F_PLUGINS and redirect it to
+			// /_PLUGINS, out of the plugin namespace.
+			malformed.ServeHTTP(w, req)
+		default:
+			r.ServeHTTP(w, req)
+		}
 	})
+}
+
+// encodedSlash reports whether an escaped path holds an encoded slash.
+func encodedSlash(raw string) bool {
+	return raw != "" && (strings.Contains(raw, "%2F") || strings.Contains(raw, "%2f"))
 }
 
 // router is the mux router over rs, route i behind chains[i].

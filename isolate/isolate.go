@@ -231,7 +231,7 @@ func (m *Manager) Built(name string) error {
 // Resolve returns the handler of method+fn+"Handler" in plugin name,
 // building and starting the plugin on its first call.
 func (m *Manager) Resolve(ctx context.Context, name, fn, method string) (*Handler, error) {
-	if err := loader.CheckCall(name, fn, method); err != nil {
+	if err := loader.CheckNames(name, fn); err != nil {
 		return nil, err
 	}
 	p, err := m.plugin(name)
@@ -247,16 +247,12 @@ func (m *Manager) Resolve(ctx context.Context, name, fn, method string) (*Handle
 	}
 	symbol := method + fn + "Handler"
 	info, ok := g.prog.model.symbol(symbol)
-	if !ok {
+	if !ok || !loader.ValidMethod(method) {
 		allowed := loader.AllowedMethods(func(m string) bool {
 			_, ok := g.prog.model.symbol(m + fn + "Handler")
 			return ok
 		})
-		if len(allowed) > 0 {
-			return nil, &loader.Error{Kind: loader.ErrMethodNotAllowed, Plugin: name, Allowed: allowed,
-				Msg: fmt.Sprintf("plugin %q has no %s handler for %s", name, method, fn)}
-		}
-		return nil, &loader.Error{Kind: loader.ErrNoHandler, Plugin: name, Msg: fmt.Sprintf("plugin %q has no handler %s", name, symbol)}
+		return nil, loader.NoHandlerError(name, fn, method, allowed)
 	}
 	if info.ABI == loader.ABIUnsupported {
 		return nil, &loader.Error{Kind: loader.ErrSignature, Plugin: name,

@@ -367,7 +367,7 @@ func AllowedMethods(has func(method string) bool) []string {
 // GET handler. ctx bounds only the wait: a build, once started, finishes
 // for the callers that still want it.
 func (l *Loader) Handler(ctx context.Context, name, fn, method string) (*Handler, error) {
-	if err := CheckCall(name, fn, method); err != nil {
+	if err := CheckNames(name, fn); err != nil {
 		return nil, err
 	}
 	if !Supported {
@@ -380,16 +380,34 @@ func (l *Loader) Handler(ctx context.Context, name, fn, method string) (*Handler
 	if method == "HEAD" {
 		method = "GET"
 	}
-	h, err := v.art.handler(name, method, fn, l.legacyWait)
-	if !errors.Is(err, errNoSymbol) {
-		return h, err
+	if ValidMethod(method) {
+		h, err := v.art.handler(name, method, fn, l.legacyWait)
+		if !errors.Is(err, errNoSymbol) {
+			return h, err
+		}
 	}
-	if allowed := v.art.allowed(name, fn, l.legacyWait); len(allowed) > 0 {
+	return nil, NoHandlerError(name, fn, method, v.art.allowed(name, fn, l.legacyWait))
+}
+
+// NoHandlerError is the error for a call of plugin name's fn with a
+// method it has no handler for, allowed being the methods it has one for
+// (405 with them), or none (404). A method no symbol can be named after
+// (see ValidMethod) is not echoed: it may be long, and is no handler's.
+func NoHandlerError(name, fn, method string, allowed []string) *Error {
+	if !ValidMethod(method) {
+		if len(allowed) > 0 {
+			e := newError(ErrMethodNotAllowed, name, nil, "plugin %q has no handler for %s for this method (handlers are named after upper-case methods)", name, fn)
+			e.Allowed = allowed
+			return e
+		}
+		return newError(ErrNoHandler, name, nil, "plugin %q has no handler for %s", name, fn)
+	}
+	if len(allowed) > 0 {
 		e := newError(ErrMethodNotAllowed, name, nil, "plugin %q has no %s handler for %s", name, method, fn)
 		e.Allowed = allowed
-		return nil, e
+		return e
 	}
-	return nil, newError(ErrNoHandler, name, nil, "plugin %q has no handler %s", name, method+fn+"Handler")
+	return newError(ErrNoHandler, name, nil, "plugin %q has no handler %s", name, method+fn+"Handler")
 }
 
 // allowed lists the methods a has a handler for fn for.
@@ -462,18 +480,18 @@ func (l *Loader) update(name string) (*version, error) {
 		return nil, err
 	}
 	e := l.entryFor(name, src.Kind)
-	if err := l.pipe.Check(src); err != nil {
-		return nil, err
-	}
 	cur := e.cur.Load()
 	if cur != nil && (!l.reload || src.Kind == KindPrebuilt) {
 		// Load once, as prestd. A prebuilt library cannot be reloaded in
 		// any case: Go reopens the same path as the same plugin.
 		return cur, nil
 	}
+	if err := l.pipe.Check(src); err != nil {
+		return l.unbuildable(name, cur, err)
+	}
 	k, err := l.pipe.Key(src)
 	if err != nil {
-		return nil, err
+		return l.unbuildable(name, cur, err)
 	}
 	e.mu.Lock()
 	if e.seen != k {
@@ -519,7 +537,8 @@ func (l *Loader) update(name string) (*version, error) {
 	e.mu.Unlock()
 	l.changed.bump()
 
-	v, err := l.load(src, k)
+	told := false // the pipeline told this attempt's failure (build_failed)
+	v, err := l.load(src, k, &told)
 	if err == nil {
 		err = l.activate(name, v)
 	}
@@ -527,6 +546,9 @@ func (l *Loader) update(name string) (*version, error) {
 		err = l.commit(name, v, cur)
 	}
 	if err != nil {
+		if told {
+			return l.failedQuietly(e, k, cur, err)
+		}
 		return l.failed(e, k, cur, err)
 	}
 	e.mu.Lock()
@@ -548,12 +570,33 @@ func (l *Loader) update(name string) (*version, error) {
 	return v, nil
 }
 
-// failed records a failed update of e to content k. If cur, the version
-// serving before, exists, it keeps serving.
+// unbuildable answers an update of name whose source the pipeline
+// refused before building (an import no go.mod provides): as a failed
+// build, the current version cur, if any, keeps serving, and the
+// failure is logged and told (build_failed) once per attempt. Without a
+// current version the caller, a request, gets err, and nothing is told:
+// each request would tell it again.
+func (l *Loader) unbuildable(name string, cur *version, err error) (*version, error) {
+	if cur == nil {
+		return nil, err
+	}
+	l.log.Warn().Str("plugin", name).Err(err).Msg("plugin reload failed; the last good version keeps serving")
+	l.notify(Event{Kind: EventBuildFailed, Plugin: name, Err: err})
+	return cur, nil
+}
+
+// failed records a failed update of e to content k, and tells it
+// (load_failed) unless it is a build's, which the pipeline told. If cur,
+// the version serving before, exists, it keeps serving.
 func (l *Loader) failed(e *entry, k string, cur *version, err error) (*version, error) {
 	if !errors.Is(err, ErrBuild) {
 		l.notify(Event{Kind: EventLoadFailed, Plugin: e.name, Version: k[:16], Err: err})
 	}
+	return l.failedQuietly(e, k, cur, err)
+}
+
+// failedQuietly is failed for a failure told already.
+func (l *Loader) failedQuietly(e *entry, k string, cur *version, err error) (*version, error) {
 	defer l.changed.bump()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -633,12 +676,14 @@ func permanent(err error) bool {
 }
 
 // load returns a loaded version of src with content address k: the one
-// already open, or the cached artifact, or a new build.
-func (l *Loader) load(src Source, k string) (*version, error) {
+// already open, or the cached artifact, or a new build. told is set when
+// a failure was told by the build (build_failed).
+func (l *Loader) load(src Source, k string, told *bool) (*version, error) {
 	path := l.pipe.Path(src, k)
 	progress := &build.Progress{
 		Built: func(dur time.Duration, err error) {
 			if err != nil {
+				*told = true
 				l.notify(Event{Kind: EventBuildFailed, Plugin: src.Name, Duration: dur, Err: err})
 			} else {
 				l.notify(Event{Kind: EventBuilt, Plugin: src.Name, Duration: dur})

@@ -64,7 +64,7 @@ func TestHandlers(t *testing.T) {
 		{plugin: "hello", fn: "Nope", method: "GET", kind: loader.ErrNoHandler, msg: "GETNopeHandler"},
 		{plugin: "hello", fn: "Hello", method: "POST", kind: loader.ErrMethodNotAllowed, allowed: []string{"GET", "HEAD"}},
 		{plugin: "status", fn: "Create", method: "GET", kind: loader.ErrMethodNotAllowed, allowed: []string{"POST", "DELETE"}},
-		{plugin: "hello", fn: "Hello", method: "get", kind: loader.ErrMethodNotAllowed},
+		{plugin: "hello", fn: "Hello", method: "get", kind: loader.ErrMethodNotAllowed, allowed: []string{"GET", "HEAD"}},
 		{plugin: "nosuch", fn: "Hello", method: "GET", kind: loader.ErrNotFound},
 		{plugin: "../hello", fn: "Hello", method: "GET", kind: loader.ErrBadName},
 		{plugin: "hello", fn: "Hel.lo", method: "GET", kind: loader.ErrBadName},

@@ -53,13 +53,25 @@ func ValidMethod(s string) bool {
 // or function name, ErrMethodNotAllowed for the method). The loader and
 // isolated plugins (package isolate) answer alike.
 func CheckCall(name, fn, method string) error {
+	if err := CheckNames(name, fn); err != nil {
+		return err
+	}
+	if !ValidMethod(method) {
+		return newError(ErrMethodNotAllowed, name, nil, "method not allowed")
+	}
+	return nil
+}
+
+// CheckNames checks the names of a call, as CheckCall does, and not its
+// method: a resolver that answers a method no handler can be named after
+// as one the plugin has no handler for (NoHandlerError: 404, or 405 with
+// the methods it has) checks it itself, after finding the plugin.
+func CheckNames(name, fn string) error {
 	switch {
 	case !ValidName(name):
 		return newError(ErrBadName, "", nil, "invalid plugin name: use 1 to %d letters, digits, '_' or '-'", MaxNameLen)
 	case !ValidFunc(fn):
 		return newError(ErrBadName, name, nil, "invalid function name: use 1 to %d letters, digits or '_'", MaxNameLen)
-	case !ValidMethod(method):
-		return newError(ErrMethodNotAllowed, name, nil, "method not allowed")
 	}
 	return nil
 }
