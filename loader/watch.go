@@ -302,17 +302,23 @@ func (l *Loader) requirementsChanged() {
 // that module did, and brings those requested before up to date. Which
 // of them import the package only their keys tell: a plugin whose key
 // did not change is neither built nor replaced, in-process (update) or
-// in a process (isolate's Reload). Middleware, which loads once, is left
-// alone.
+// in a process (isolate's Reload). Middleware loads once: a loaded one
+// whose key the change moved is warned about (see staleMiddleware),
+// before the plugins are told.
 func (l *Loader) libPackagesChanged() {
 	if l.ctx.Err() != nil {
 		return
+	}
+	lib := filepath.Dir(l.pipe.SrcDir())
+	for _, e := range l.entries() {
+		if _, ok := build.MiddlewareFile(e.name); ok {
+			l.staleMiddleware(e, lib)
+		}
 	}
 	found, _, err := l.Discover()
 	if err != nil {
 		l.log.Warn().Err(err).Msg("listing plugin sources after a change of lib/go.mod's packages")
 	}
-	lib := filepath.Dir(l.pipe.SrcDir())
 	var names []string
 	for _, src := range found {
 		if src.Kind != KindPrebuilt && l.pipe.DeclaredIn(src) == lib {
@@ -325,6 +331,37 @@ func (l *Loader) libPackagesChanged() {
 	}
 }
 
+// staleMiddleware warns that loaded middleware e needs a restart when a
+// package of lib/go.mod's module (root lib) changed and e imports it:
+// its key, which covers the packages it imports, is no longer the
+// loaded version's. It warns once per key, not again for a change of a
+// package e does not import.
+func (l *Loader) staleMiddleware(e *entry, lib string) {
+	cur := e.cur.Load()
+	if cur == nil {
+		return
+	}
+	src, err := l.pipe.Find(e.name)
+	if err != nil || src.Kind == KindPrebuilt || l.pipe.DeclaredIn(src) != lib {
+		return
+	}
+	k, err := l.pipe.Key(src)
+	if err != nil {
+		l.log.Warn().Str("plugin", e.name).Err(err).Msg("middleware: reading its source after a change of lib/go.mod's packages")
+		return
+	}
+	e.mu.Lock()
+	stale := k != cur.key && k != e.seen
+	e.seen = k
+	e.mu.Unlock()
+	if stale {
+		l.log.Warn().Str("plugin", e.name).Str("changed", "a package of lib/go.mod's module it imports").Msg(middlewareRestart)
+	}
+}
+
+// middlewareRestart is the warning for a change to loaded middleware.
+const middlewareRestart = "middleware source changed: middleware loads once, at start; restart the server to apply the change"
+
 // refresh makes List look again and updates a plugin that has been
 // requested before. Middleware loads once, at start: a change to a loaded
 // one is only logged.
@@ -334,7 +371,7 @@ func (l *Loader) refresh(name string) {
 		return
 	}
 	if _, ok := build.MiddlewareFile(name); ok {
-		l.log.Warn().Str("plugin", name).Msg("middleware source changed: middleware loads once, at start; restart the server to apply the change")
+		l.log.Warn().Str("plugin", name).Msg(middlewareRestart)
 		return
 	}
 	update := func() (any, error) { return l.update(name) }
