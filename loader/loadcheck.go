@@ -19,12 +19,16 @@ const LoadCheckCommand = build.LoadCheckCommand
 // returns here: the runtime prints it and exits.
 func LoadCheckMain(path string, stderr io.Writer) int {
 	if _, err := openArtifact("", path); err != nil {
-		// The cause alone: the parent names the plugin.
+		// What went wrong alone, in the words the server would use
+		// (Msg has no path): the parent names the plugin.
 		msg := err.Error()
 		if e, ok := errors.AsType[*Error](err); ok {
-			msg = strings.TrimPrefix(e.Msg, `plugin "": `)
-			if e.Err != nil {
-				msg = e.Err.Error()
+			msg = e.Msg
+			for _, prefix := range []string{`plugin "" cannot be loaded: `, `plugin "" could not be loaded: `, `plugin "": `} {
+				if m, ok := strings.CutPrefix(msg, prefix); ok {
+					msg = m
+					break
+				}
 			}
 		}
 		build.WriteLoadCheckFailure(stderr, msg)
