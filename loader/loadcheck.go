@@ -23,12 +23,11 @@ func LoadCheckMain(path string, stderr io.Writer) int {
 		// (Msg has no path): the parent names the plugin.
 		msg := err.Error()
 		if e, ok := errors.AsType[*Error](err); ok {
-			msg = e.Msg
-			for _, prefix := range []string{`plugin "" cannot be loaded: `, `plugin "" could not be loaded: `, `plugin "": `} {
-				if m, ok := strings.CutPrefix(msg, prefix); ok {
-					msg = m
-					break
-				}
+			msg = strings.TrimPrefix(e.Msg, `plugin "": `)
+			if errors.Is(err, ErrOpen) && e.Err != nil {
+				// Go's refusal as Go says it: the server's account of
+				// a package version it loaded before is not the child's.
+				msg = openFailure(e.Err, path)
 			}
 		}
 		build.WriteLoadCheckFailure(stderr, msg)
