@@ -20,9 +20,10 @@ const debounce = 150 * time.Millisecond
 
 // Watch watches the source directory, each folder plugin in it, the
 // go.mod and go.sum beside the source directory (lib/go.mod, which
-// declares the requirements of single-file plugins) and the directories
-// of that module's own packages (lib/cart/, see libTree), and brings a
-// loaded (or failed) plugin up to date when its source, its requirements
+// declares the requirements of single-file plugins), lib/vendor's
+// modules.txt, and the directories of that module's own packages
+// (lib/cart/, see libTree), and brings a loaded (or failed) plugin up to
+// date when its source, a file it embeds (//go:embed), its requirements
 // or a package of lib/go.mod's module change:
 // the new version is built once, in the background, and swapped in; the
 // current one serves until then, and keeps serving if the new one fails.
@@ -52,6 +53,7 @@ func (l *Loader) Watch() error {
 	// The directories under it hold the packages of lib/go.mod's module.
 	lib := filepath.Dir(l.pipe.SrcDir())
 	_ = w.Add(lib)
+	_ = w.Add(filepath.Join(lib, "vendor")) // its modules.txt, if lib/go.mod is vendored
 	pkgs := &libTree{root: lib, src: l.pipe.SrcDir(), cache: l.pipe.CacheDir(), dirs: make(map[string]bool)}
 	pkgs.add(w, lib)
 	if entries, err := os.ReadDir(l.pipe.SrcDir()); err == nil {
@@ -95,7 +97,10 @@ func (l *Loader) watch(w *fsnotify.Watcher, pkgs *libTree) {
 			if !pkgs.event(w, ev) {
 				var isDir bool
 				name, isDir = l.pluginOf(ev)
-				if isDir && ev.Has(fsnotify.Create) {
+				switch {
+				case isDir && ev.Has(fsnotify.Create) && name == everyPlugin:
+					_ = w.Add(ev.Name) // lib/vendor, made by go mod vendor
+				case isDir && ev.Has(fsnotify.Create):
 					watchTree(w, ev.Name)
 				}
 			}
@@ -108,6 +113,8 @@ func (l *Loader) watch(w *fsnotify.Watcher, pkgs *libTree) {
 				timers[name] = time.AfterFunc(debounce, l.requirementsChanged)
 			} else if name == libPackages {
 				timers[name] = time.AfterFunc(debounce, l.libPackagesChanged)
+			} else if name == srcFiles {
+				timers[name] = time.AfterFunc(debounce, l.srcFilesChanged)
 			} else {
 				timers[name] = time.AfterFunc(debounce, func() { l.sourceChanged(name) })
 			}
@@ -144,8 +151,9 @@ func watchTree(w *fsnotify.Watcher, dir string) {
 // the source directory (watched on its own), the artifact cache, hidden
 // directories and those the go command leaves out of a module's packages
 // ("_*", testdata, vendor: other modules' copies) and directories with a
-// go.mod of their own, which are other modules. Only Go files count, as
-// in a folder plugin.
+// go.mod of their own, which are other modules. Go files count, and in a
+// package's directory (not root) any other file but an editor's, which
+// the package may embed.
 type libTree struct {
 	root, src, cache string
 	dirs             map[string]bool // watched, root excluded
@@ -213,7 +221,20 @@ func (t *libTree) event(w *fsnotify.Watcher, ev fsnotify.Event) bool {
 		t.forget(w, ev.Name)
 		return true
 	}
-	return strings.HasSuffix(ev.Name, ".go")
+	// Go files, and in a package's directory (not root, which holds
+	// go.mod, go.sum and prebuilt libraries) any other file that the
+	// package may embed (//go:embed): the keys tell which count.
+	if parent == t.root {
+		return strings.HasSuffix(ev.Name, ".go")
+	}
+	return !scratch(filepath.Base(ev.Name))
+}
+
+// scratch reports whether a file named name is an editor's or a tool's
+// own (hidden, a backup): no source, and not embedded by a directory
+// pattern either.
+func scratch(name string) bool {
+	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~")
 }
 
 // everyPlugin is pluginOf's answer for a change of lib/go.mod or
@@ -224,10 +245,29 @@ const everyPlugin = "*"
 // lib/go.mod's module (see libTree).
 const libPackages = "lib/"
 
+// srcFiles is pluginOf's answer for a file in the source directory that
+// is no plugin's source: one a single-file plugin may embed
+// (//go:embed page.html, templates/*), which only its key tells.
+const srcFiles = "src/"
+
 // pluginOf maps a file event to the plugin it concerns.
 func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
-	if filepath.Dir(ev.Name) == filepath.Dir(l.pipe.SrcDir()) {
-		if base := filepath.Base(ev.Name); base == "go.mod" || base == "go.sum" {
+	lib := filepath.Dir(l.pipe.SrcDir())
+	switch filepath.Dir(ev.Name) {
+	case lib:
+		switch base := filepath.Base(ev.Name); base {
+		case "go.mod", "go.sum":
+			return everyPlugin, false
+		case "vendor":
+			// Made (or replaced) by go mod vendor: watched, with its
+			// modules.txt, which the keys of plugins declaring
+			// lib/go.mod read.
+			fi, err := os.Stat(ev.Name)
+			return everyPlugin, err == nil && fi.IsDir()
+		}
+		return "", false
+	case filepath.Join(lib, "vendor"):
+		if filepath.Base(ev.Name) == "modules.txt" {
 			return everyPlugin, false
 		}
 		return "", false
@@ -245,19 +285,28 @@ func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
 		}
 		return build.MiddlewareName(strings.TrimSuffix(file, ".go")), false
 	} else if nested {
-		// A folder plugin's file, go.mod or go.sum, or a file or
-		// directory of one of its own packages (cart/cart.go).
+		// A folder plugin's file, go.mod or go.sum, a file or directory
+		// of one of its own packages (cart/cart.go), or a file it may
+		// embed (static/index.html): its key tells. In a directory that
+		// holds no folder plugin, a file a single-file plugin may embed
+		// (templates/page.tmpl).
 		switch fi, err := os.Stat(ev.Name); {
 		case err == nil && fi.IsDir():
 			isDir = true
-		case !strings.HasSuffix(rest, ".go") && rest != "go.mod" && rest != "go.sum":
+		case scratch(filepath.Base(rest)):
 			return "", false
+		case !strings.HasSuffix(rest, ".go") && rest != "go.mod" && rest != "go.sum":
+			if src, err := l.pipe.Find(first); err != nil || src.Kind != KindFolder {
+				return srcFiles, false
+			}
 		}
 		name = first
 	} else if n, ok := strings.CutSuffix(first, ".go"); ok && !strings.HasSuffix(first, "_test.go") {
 		name = n
 	} else if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() {
 		name, isDir = first, true
+	} else if !scratch(first) && !strings.HasSuffix(first, ".go") {
+		return srcFiles, false // page.html beside page.go
 	} else {
 		return "", false
 	}
@@ -361,6 +410,31 @@ func (l *Loader) staleMiddleware(e *entry, lib string) {
 
 // middlewareRestart is the warning for a change to loaded middleware.
 const middlewareRestart = "middleware source changed: middleware loads once, at start; restart the server to apply the change"
+
+// srcFilesChanged tells Notify that the source of every single-file
+// plugin changed, since a file in the source directory that is no
+// plugin's own did, which one may embed, and brings those requested
+// before up to date: only their keys tell which embed it, and a plugin
+// whose key did not change is neither built nor replaced.
+func (l *Loader) srcFilesChanged() {
+	if l.ctx.Err() != nil {
+		return
+	}
+	found, _, err := l.Discover()
+	if err != nil {
+		l.log.Warn().Err(err).Msg("listing plugin sources after a change of a file beside them")
+	}
+	var names []string
+	for _, src := range found {
+		if src.Kind == KindFile {
+			names = append(names, src.Name)
+			l.notify(Event{Kind: EventSourceChanged, Plugin: src.Name})
+		}
+	}
+	for _, name := range names {
+		l.refresh(name)
+	}
+}
 
 // refresh makes List look again and updates a plugin that has been
 // requested before. Middleware loads once, at start: a change to a loaded
