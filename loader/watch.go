@@ -58,8 +58,9 @@ func (l *Loader) Watch() error {
 	pkgs.add(w, lib)
 	if entries, err := os.ReadDir(l.pipe.SrcDir()); err == nil {
 		for _, e := range entries {
-			if e.IsDir() && ValidName(e.Name()) && !Ignored(e.Name()) {
-				watchTree(w, filepath.Join(l.pipe.SrcDir(), e.Name()))
+			path := filepath.Join(l.pipe.SrcDir(), e.Name())
+			if isDir(path, e) && ValidName(e.Name()) && !Ignored(e.Name()) {
+				watchTree(w, path)
 			}
 		}
 	}
@@ -101,6 +102,7 @@ func (l *Loader) watch(w *fsnotify.Watcher, pkgs *libTree) {
 				case isDir && ev.Has(fsnotify.Create) && name == everyPlugin:
 					_ = w.Add(ev.Name) // lib/vendor, made by go mod vendor
 				case isDir && ev.Has(fsnotify.Create):
+					_ = w.Remove(ev.Name) // a link re-pointed: watch its new target
 					watchTree(w, ev.Name)
 				}
 			}
@@ -127,16 +129,59 @@ func (l *Loader) watch(w *fsnotify.Watcher, pkgs *libTree) {
 // folder plugin's own packages (lib/src/shop/cart/) are part of it, and
 // fsnotify watches one directory, not a tree.
 func watchTree(w *fsnotify.Watcher, dir string) {
-	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		switch {
-		case err != nil || !d.IsDir():
-			return nil // a directory that went meanwhile is no longer there to watch
-		case path != dir && strings.HasPrefix(d.Name(), "."):
-			return filepath.SkipDir
+	walkDirs(dir, func(path, name string) bool {
+		if path != dir && strings.HasPrefix(name, ".") {
+			return false
 		}
 		_ = w.Add(path)
-		return nil
+		return true
 	})
+}
+
+// isDir reports whether entry e, at path, is a directory or a symbolic
+// link to one.
+func isDir(path string, e fs.DirEntry) bool {
+	if e.IsDir() {
+		return true
+	}
+	if e.Type()&fs.ModeSymlink == 0 {
+		return false
+	}
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
+}
+
+// walkDirs calls visit for root and each directory under it, named by
+// its path under root, descending into those visit returns true for.
+// It follows symbolic links to directories, as the go command builds
+// through them: a package or a plugin folder linked into lib/ from
+// elsewhere is watched where it is linked (the kernel watches the
+// link's target; events name the path under root). A directory already
+// visited, by its real path, is not visited again: a link to a parent
+// is no endless tree.
+func walkDirs(root string, visit func(path, name string) bool) {
+	seen := make(map[string]bool)
+	var walk func(path, name string)
+	walk = func(path, name string) {
+		real, err := filepath.EvalSymlinks(path)
+		if err != nil || seen[real] {
+			return // gone meanwhile, a dangling link, or a loop
+		}
+		seen[real] = true
+		if !visit(path, name) {
+			return
+		}
+		entries, err := os.ReadDir(path)
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			if child := filepath.Join(path, e.Name()); isDir(child, e) {
+				walk(child, e.Name())
+			}
+		}
+	}
+	walk(root, filepath.Base(root))
 }
 
 // libTree is the directories the watcher watches for the packages of
@@ -174,17 +219,17 @@ func (t *libTree) skip(path, name string) bool {
 // add watches dir, root or a directory under it, and the directories
 // under dir that may hold packages.
 func (t *libTree) add(w *fsnotify.Watcher, dir string) {
-	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	walkDirs(dir, func(path, name string) bool {
 		switch {
-		case err != nil || !d.IsDir() || path == t.root:
-			return nil // a directory that went meanwhile is no longer there to watch
-		case t.skip(path, d.Name()):
-			return filepath.SkipDir
+		case path == t.root:
+			return true
+		case t.skip(path, name):
+			return false
 		}
 		if w.Add(path) == nil {
 			t.dirs[path] = true
 		}
-		return nil
+		return true
 	})
 }
 
@@ -208,9 +253,12 @@ func (t *libTree) event(w *fsnotify.Watcher, ev fsnotify.Event) bool {
 	if parent != t.root && !t.dirs[parent] {
 		return false
 	}
-	if fi, err := os.Lstat(ev.Name); err == nil && fi.IsDir() {
-		if t.skip(ev.Name, fi.Name()) {
+	if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() { // a link to one too
+		if t.skip(ev.Name, filepath.Base(ev.Name)) {
 			return false
+		}
+		if t.dirs[ev.Name] && ev.Has(fsnotify.Create) {
+			t.forget(w, ev.Name) // a link re-pointed: watch its new target
 		}
 		if !t.dirs[ev.Name] {
 			t.add(w, ev.Name)
