@@ -92,3 +92,60 @@ func TagMiddlewareLoad(next http.Handler) http.Handler {
 		t.Errorf("%d builds of middlewares/tagger after the change, want %d: middleware loads once", n, before)
 	}
 }
+
+// TestMiddlewareEmbeddedFileEditNeedsRestart: a file a loaded middleware
+// embeds (//go:embed), in its folder or beside its single file in
+// src/middlewares, is part of its build: an edit of it is warned about
+// (restart to apply), as an edit of its source is, and builds nothing.
+func TestMiddlewareEmbeddedFileEditNeedsRestart(t *testing.T) {
+	dir := plugintest.PluginPath(t)
+	mws := filepath.Join(dir, "src", build.MiddlewareDir)
+	if err := os.MkdirAll(filepath.Join(mws, "tagger", "static"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	nonce := strconv.FormatInt(time.Now().UnixNano(), 10) // code no cache has seen
+	const middleware = `package main
+
+import (
+	_ "embed"
+	"net/http"
+)
+
+// %s
+//go:embed %s
+var tag string
+
+func TagMiddlewareLoad(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Tag", tag)
+		next.ServeHTTP(w, r)
+	})
+}
+`
+	plugintest.WriteFile(t, filepath.Join(mws, "tagger"), "tagger.go", fmt.Sprintf(middleware, nonce, "static/tag.txt"))
+	plugintest.WriteFile(t, filepath.Join(mws, "tagger", "static"), "tag.txt", "one")
+	plugintest.WriteFile(t, mws, "plain.go", fmt.Sprintf(middleware, nonce, "plain.txt"))
+	plugintest.WriteFile(t, mws, "plain.txt", "one")
+	l, logs := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) { o.Reload = true })
+	for _, file := range []string{"tagger", "plain"} {
+		if _, err := l.Middleware(context.Background(), file, "Tag"); err != nil {
+			t.Fatalf("middleware %s: %v\n%s", file, err, logs)
+		}
+	}
+	if err := l.Watch(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, dir, file string }{
+		{"middlewares/tagger", filepath.Join(mws, "tagger", "static"), "tag.txt"},
+		{"middlewares/plain", mws, "plain.txt"},
+	} {
+		before := builds(logs, tt.name)
+		plugintest.WriteFile(t, tt.dir, tt.file, "two")
+		eventually(t, "the restart warning for "+tt.name, func() bool {
+			return len(logs.Events(map[string]any{"plugin": tt.name, "level": "warn", "message": "middleware source changed: middleware loads once, at start; restart the server to apply the change"})) == 1
+		})
+		if n := builds(logs, tt.name); n != before {
+			t.Errorf("%d builds of %s after the edit, want %d: middleware loads once", n, tt.name, before)
+		}
+	}
+}

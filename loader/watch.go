@@ -117,6 +117,8 @@ func (l *Loader) watch(w *fsnotify.Watcher, pkgs *libTree) {
 				timers[name] = time.AfterFunc(debounce, l.libPackagesChanged)
 			} else if name == srcFiles {
 				timers[name] = time.AfterFunc(debounce, l.srcFilesChanged)
+			} else if name == middlewareFiles {
+				timers[name] = time.AfterFunc(debounce, l.middlewareFilesChanged)
 			} else {
 				timers[name] = time.AfterFunc(debounce, func() { l.sourceChanged(name) })
 			}
@@ -298,6 +300,10 @@ const libPackages = "lib/"
 // (//go:embed page.html, templates/*), which only its key tells.
 const srcFiles = "src/"
 
+// middlewareFiles is pluginOf's answer for a file in SRC/middlewares that
+// is no middleware's source: one a single-file middleware may embed.
+const middlewareFiles = "middlewares/"
+
 // pluginOf maps a file event to the plugin it concerns.
 func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
 	lib := filepath.Dir(l.pipe.SrcDir())
@@ -326,12 +332,24 @@ func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
 	}
 	first, rest, nested := strings.Cut(rel, string(filepath.Separator))
 	if nested && first == build.MiddlewareDir {
-		// SRC/middlewares/FILE.go or SRC/middlewares/FILE/*.go
-		file, _, _ := strings.Cut(rest, string(filepath.Separator))
-		if !strings.HasSuffix(rest, ".go") || !ValidName(strings.TrimSuffix(file, ".go")) || Ignored(file) {
+		// SRC/middlewares/FILE.go, or a file of the folder
+		// SRC/middlewares/FILE/, Go or one it may embed: its key tells.
+		// Another file in SRC/middlewares, one a single-file middleware
+		// may embed.
+		file, _, inFolder := strings.Cut(rest, string(filepath.Separator))
+		base, isGo := strings.CutSuffix(file, ".go")
+		switch {
+		case scratch(filepath.Base(rest)) || Ignored(file):
+			return "", false
+		case inFolder && ValidName(file):
+			return build.MiddlewareName(file), false
+		case isGo && ValidName(base):
+			return build.MiddlewareName(base), false
+		}
+		if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() {
 			return "", false
 		}
-		return build.MiddlewareName(strings.TrimSuffix(file, ".go")), false
+		return middlewareFiles, false
 	} else if nested {
 		// A folder plugin's file, go.mod or go.sum, a file or directory
 		// of one of its own packages (cart/cart.go), or a file it may
@@ -409,7 +427,7 @@ func (l *Loader) libPackagesChanged() {
 	lib := filepath.Dir(l.pipe.SrcDir())
 	for _, e := range l.entries() {
 		if _, ok := build.MiddlewareFile(e.name); ok {
-			l.staleMiddleware(e, lib)
+			l.staleMiddleware(e, func(src Source) bool { return l.pipe.DeclaredIn(src) == lib }, "a package of lib/go.mod's module it imports")
 		}
 	}
 	found, _, err := l.Discover()
@@ -428,23 +446,24 @@ func (l *Loader) libPackagesChanged() {
 	}
 }
 
-// staleMiddleware warns that loaded middleware e needs a restart when a
-// package of lib/go.mod's module (root lib) changed and e imports it:
-// its key, which covers the packages it imports, is no longer the
-// loaded version's. It warns once per key, not again for a change of a
-// package e does not import.
-func (l *Loader) staleMiddleware(e *entry, lib string) {
+// staleMiddleware warns that loaded middleware e needs a restart when
+// what changed (cause, for the log) is part of its build: its key, which
+// covers its sources, the files they embed and the packages of its
+// module it imports, is no longer the loaded version's. concerns (nil:
+// any) picks the sources the change can concern. It warns once per key,
+// not again for a change that is not part of e's build.
+func (l *Loader) staleMiddleware(e *entry, concerns func(Source) bool, cause string) {
 	cur := e.cur.Load()
 	if cur == nil {
 		return
 	}
 	src, err := l.pipe.Find(e.name)
-	if err != nil || src.Kind == KindPrebuilt || l.pipe.DeclaredIn(src) != lib {
+	if err != nil || src.Kind == KindPrebuilt || (concerns != nil && !concerns(src)) {
 		return
 	}
 	k, err := l.pipe.Key(src)
 	if err != nil {
-		l.log.Warn().Str("plugin", e.name).Err(err).Msg("middleware: reading its source after a change of lib/go.mod's packages")
+		l.log.Warn().Str("plugin", e.name).Err(err).Msg("middleware: reading its source after a change")
 		return
 	}
 	e.mu.Lock()
@@ -452,7 +471,21 @@ func (l *Loader) staleMiddleware(e *entry, lib string) {
 	e.seen = k
 	e.mu.Unlock()
 	if stale {
-		l.log.Warn().Str("plugin", e.name).Str("changed", "a package of lib/go.mod's module it imports").Msg(middlewareRestart)
+		l.log.Warn().Str("plugin", e.name).Str("changed", cause).Msg(middlewareRestart)
+	}
+}
+
+// middlewareFilesChanged warns about each loaded middleware whose build
+// a file in SRC/middlewares that is no middleware's source is part of
+// (see staleMiddleware).
+func (l *Loader) middlewareFilesChanged() {
+	if l.ctx.Err() != nil {
+		return
+	}
+	for _, e := range l.entries() {
+		if _, ok := build.MiddlewareFile(e.name); ok {
+			l.staleMiddleware(e, nil, "a file it embeds")
+		}
 	}
 }
 
@@ -493,7 +526,9 @@ func (l *Loader) refresh(name string) {
 		return
 	}
 	if _, ok := build.MiddlewareFile(name); ok {
-		l.log.Warn().Str("plugin", name).Msg(middlewareRestart)
+		if e := l.lookup(name); e != nil {
+			l.staleMiddleware(e, nil, "its source, or a file it embeds")
+		}
 		return
 	}
 	update := func() (any, error) { return l.update(name) }
