@@ -60,6 +60,10 @@ func (e *LoadCheckError) Error() string {
 	return e.Reason + ": " + e.Detail
 }
 
+// InitPanicked is the reason given for an artifact whose init function
+// panicked while it was opened, in a load check or in the server.
+const InitPanicked = "an init function panicked"
+
 // loadCheckPrefix marks the line LoadCheckMain writes, telling it from
 // whatever the plugin's init functions print.
 const loadCheckPrefix = "plugind load check: "
@@ -75,7 +79,7 @@ func summarize(out string, err error) *LoadCheckError {
 			first = line
 		}
 		if v, ok := strings.CutPrefix(line, "panic: "); ok {
-			return &LoadCheckError{Reason: "an init function panicked", Detail: v}
+			return &LoadCheckError{Reason: InitPanicked, Detail: v}
 		}
 		if v, ok := strings.CutPrefix(line, "fatal error: "); ok {
 			return &LoadCheckError{Reason: "opening it crashed", Detail: v}

@@ -58,10 +58,12 @@ func (p *Pipeline) ownPackages(src Source, d *declared) (string, error) {
 		seen[pkg] = true
 		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, own.Mod.Path), "/")
 		dir := filepath.Join(d.dir, filepath.FromSlash(rel))
+		var goFiles []string
 		err := r.hashDir(h, dir, pkg, func(file string, data []byte) {
 			if !strings.HasSuffix(file, ".go") || strings.HasSuffix(file, "_test.go") {
 				return
 			}
+			goFiles = append(goFiles, file)
 			af, err := parser.ParseFile(fset, file, data, parser.ImportsOnly)
 			if err != nil {
 				return // the compiler will say
@@ -76,6 +78,23 @@ func (p *Pipeline) ownPackages(src Source, d *declared) (string, error) {
 			fmt.Fprintf(h, "%s missing\n", pkg) // the compiler will say
 		} else if err != nil {
 			return "", err
+		}
+		// What the package embeds from directories under its own
+		// (static/): the directories between are stamped too, so that
+		// a file added there is seen.
+		emb, err := embedDigest(goFiles, dir, func(file string) error {
+			for at := file; at != dir && strings.HasPrefix(at, dir); at = filepath.Dir(at) {
+				if err := r.stamp(at); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+		if emb != "" {
+			fmt.Fprintf(h, "%s embeds %s\n", pkg, emb)
 		}
 	}
 	r.sum = hex.EncodeToString(h.Sum(nil))
@@ -93,6 +112,11 @@ func (p *Pipeline) SourceHash(src Source) (string, error) {
 	sh, err := sourceHash(src)
 	if err != nil || src.Kind == KindPrebuilt {
 		return sh, err
+	}
+	if emb, err := embedDigest(src.Files, filepath.Dir(src.Files[0]), nil); err != nil {
+		return "", err
+	} else if emb != "" {
+		sh = hashOf("plugind source v1\n" + sh + "\nembedded " + emb)
 	}
 	own, err := p.ownDigest(src)
 	if err != nil || own == "" {

@@ -357,6 +357,13 @@ func (p *Pipeline) hashKey(src Source) (string, error) {
 	if err != nil || src.Kind == KindPrebuilt {
 		return k, err
 	}
+	// The files it embeds (//go:embed) are compiled into it: an edit of
+	// one is a new artifact. A plugin that embeds none keeps its key.
+	if emb, err := embedDigest(src.Files, filepath.Dir(src.Files[0]), nil); err != nil {
+		return "", err
+	} else if emb != "" {
+		k = hashOf(k + "\nembedded " + emb)
+	}
 	// The module the plugin declares its requirements in: the plan
 	// names the versions it will be built with (the resolution that
 	// follows is a function of them), so a dependency change rebuilds

@@ -165,10 +165,16 @@ func (f sourceFinder) discover(sub string) (found []Source, skipped []string, er
 			continue
 		}
 		name, isGo := strings.CutSuffix(n, ".go")
-		if !e.IsDir() && (!isGo || strings.HasSuffix(n, "_test.go")) {
+		// A folder, or a link to one: the go command builds through it.
+		dir := e.IsDir()
+		if e.Type()&fs.ModeSymlink != 0 {
+			fi, err := os.Stat(filepath.Join(f.dir, sub, n))
+			dir = err == nil && fi.IsDir()
+		}
+		if !dir && (!isGo || strings.HasSuffix(n, "_test.go")) {
 			continue // not a plugin source: go.mod, README, a test
 		}
-		if e.IsDir() {
+		if dir {
 			name = n
 		}
 		if !ValidName(name) {

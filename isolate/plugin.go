@@ -345,16 +345,11 @@ func (p *plugin) info() loader.Info {
 		at := p.downAt
 		i.FailedAt = &at
 	case p.failure != nil && p.gen == nil:
+		// As in-process: the endpoint's words, and apart from them what
+		// the plugin wrote (its stderr, a panic's value), which a
+		// listing shows operators alone.
 		i.State = loader.StateFailed
-		var le *loader.Error
-		if errors.As(p.failure, &le) {
-			i.LastError = le.Msg
-			if le.Detail != "" {
-				i.LastError += ": " + le.Detail
-			}
-		} else {
-			i.LastError = "internal error"
-		}
+		i.LastError, i.LastErrorDetail = loader.ErrorText(p.failure)
 		at := p.failedAt
 		i.FailedAt = &at
 	}

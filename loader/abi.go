@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/plugind/plugind/build"
 )
 
 // ABI is the calling convention of a handler symbol.
@@ -102,6 +105,40 @@ func otherVersion(err error) (pkg string, ok bool) {
 	return pkg, ok && strings.Contains(first, ".")
 }
 
+// openFailure is what plugin.Open's err says went wrong opening the
+// artifact at path, without the path: Go's own reason (a dynamic
+// loader's error, "plugin already loaded", a symbol it cannot find),
+// named for the operator, with a hint where Go's words need one.
+func openFailure(err error, path string) string {
+	msg := err.Error()
+	if _, rest, ok := strings.Cut(msg, `plugin.Open("`); ok {
+		if _, reason, ok := strings.Cut(rest, `"): `); ok {
+			msg = reason
+		}
+	}
+	msg = strings.ReplaceAll(msg, path, filepath.Base(path))
+	msg = strings.ReplaceAll(msg, filepath.Dir(path)+string(filepath.Separator), "")
+	if strings.HasPrefix(msg, "plugin already loaded") {
+		msg += " (another library built from the same source, a copy under another name, is loaded: Go loads a plugin's package once per process)"
+	}
+	return "plugin.Open: " + msg
+}
+
+// openInProcess is openArtifact in the server's own process. The load
+// check opens each new artifact in a child first (build.ExecLoadCheck);
+// without it (plugins.loadchecktimeout = 0), an init function that
+// panics does so here, and must not end the server. Go may not open
+// plugins in this process any more after such a panic: that is what the
+// load check is for.
+func openInProcess(name, path string) (a *artifact, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			a, err = nil, pluginError(ErrInit, name, fmt.Sprint(v), nil, "plugin %q cannot be loaded: %s", name, build.InitPanicked)
+		}
+	}()
+	return openArtifact(name, path)
+}
+
 // openArtifact opens path and checks the types of its optional globals
 // and hooks.
 func openArtifact(name, path string) (*artifact, error) {
@@ -109,7 +146,7 @@ func openArtifact(name, path string) (*artifact, error) {
 	if pkg, ok := otherVersion(err); ok {
 		return nil, newError(ErrOpen, name, err, "plugin %q could not be loaded: it carries another version of package %s than the one this process loaded before (an edit of the package since, or another version of its module); Go loads one version of a package per process: restart the server to load it, or run the plugin in a process of its own (isolation = \"process\")", name, pkg)
 	} else if err != nil {
-		return nil, newError(ErrOpen, name, err, "plugin %q could not be loaded", name)
+		return nil, newError(ErrOpen, name, err, "plugin %q cannot be loaded: %s", name, openFailure(err, path))
 	}
 	a := &artifact{path: path, syms: syms, sem: make(chan struct{}, 1)}
 	globals := []struct {

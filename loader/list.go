@@ -121,7 +121,7 @@ func (l *Loader) List() []Info {
 			i.State = StateFailed
 		}
 		if f := e.failure; f != nil {
-			i.LastError, i.LastErrorDetail = errorMsg(f.err)
+			i.LastError, i.LastErrorDetail = ErrorText(f.err)
 			at := f.at
 			i.FailedAt = &at
 		}
@@ -148,9 +148,11 @@ func (l *Loader) List() []Info {
 	return out
 }
 
-// errorMsg is the client-safe text of err and what the plugin wrote
-// about it.
-func errorMsg(err error) (msg, detail string) {
+// ErrorText is the client-safe text of err, the one a plugin's endpoint
+// answers with (Error.Msg), and what the plugin wrote about it
+// (Error.Detail, for operators): a listing's LastError and
+// LastErrorDetail, wherever the plugin runs.
+func ErrorText(err error) (msg, detail string) {
 	if e, ok := errors.AsType[*Error](err); ok {
 		return e.Msg, e.Detail
 	}

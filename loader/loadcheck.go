@@ -19,12 +19,15 @@ const LoadCheckCommand = build.LoadCheckCommand
 // returns here: the runtime prints it and exits.
 func LoadCheckMain(path string, stderr io.Writer) int {
 	if _, err := openArtifact("", path); err != nil {
-		// The cause alone: the parent names the plugin.
+		// What went wrong alone, in the words the server would use
+		// (Msg has no path): the parent names the plugin.
 		msg := err.Error()
 		if e, ok := errors.AsType[*Error](err); ok {
 			msg = strings.TrimPrefix(e.Msg, `plugin "": `)
-			if e.Err != nil {
-				msg = e.Err.Error()
+			if errors.Is(err, ErrOpen) && e.Err != nil {
+				// Go's refusal as Go says it: the server's account of
+				// a package version it loaded before is not the child's.
+				msg = openFailure(e.Err, path)
 			}
 		}
 		build.WriteLoadCheckFailure(stderr, msg)

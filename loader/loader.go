@@ -96,8 +96,9 @@ type Loader struct {
 	lmu      sync.Mutex  // guards scanned
 	scanned  *scan       // List's last look at the sources; nil: look again
 
-	amu         sync.Mutex // guards artifacts and loadedBytes
+	amu         sync.Mutex // guards artifacts, panicked and loadedBytes
 	artifacts   map[string]*artifact
+	panicked    map[string]error // artifacts whose init panicked when opened here: Go hangs opening them again
 	loadedBytes int64
 
 	// retryMin and retryMax bound the backoff after a failure that may
@@ -195,6 +196,7 @@ func New(opts Options) (*Loader, error) {
 		cancel:      cancel,
 		plugins:     make(map[string]*entry),
 		artifacts:   make(map[string]*artifact),
+		panicked:    make(map[string]error),
 		retryMin:    retryFirst,
 		retryMax:    retryCap,
 	}
@@ -742,10 +744,16 @@ func (l *Loader) open(src Source, path string) (*artifact, error) {
 	if a, ok := l.artifacts[path]; ok {
 		return a, nil
 	}
+	if err, ok := l.panicked[path]; ok {
+		return nil, err // a revert to its content: Go would hang
+	}
 	if conflicts := reg.Check(mods); len(conflicts) > 0 {
 		return nil, build.ConflictError(name, conflicts)
 	}
-	a, err := openArtifact(name, path)
+	a, err := openInProcess(name, path)
+	if errors.Is(err, ErrInit) {
+		l.panicked[path] = err
+	}
 	if err != nil {
 		return nil, err
 	}
