@@ -237,3 +237,34 @@ func TestBuildModuleEditSeen(t *testing.T) {
 		})
 	}
 }
+
+// TestUnplan: the build module Key plans for a plugin with dependencies
+// is kept until a build takes it, or until Unplan drops it for a key no
+// build will take (a middleware's, read after a change): a dev session
+// of such reads must not pile them up.
+func TestUnplan(t *testing.T) {
+	p, _, _ := buildModuleFixture(t, greetPlugin, time.Time{})
+	src, err := p.Find("greet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := p.Key(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planned := func() int {
+		p.kmu.Lock()
+		defer p.kmu.Unlock()
+		return len(p.plans)
+	}
+	if n := planned(); n != 1 {
+		t.Fatalf("%d plans after Key, want the one for %.12s", n, k)
+	}
+	p.Unplan(k)
+	if n := planned(); n != 0 {
+		t.Errorf("%d plans after Unplan, want none", n)
+	}
+	if pl, err := p.plan(src, k); err != nil || pl == nil {
+		t.Errorf("plan after Unplan: %v, %v; want a new plan for the build that may yet come", pl, err)
+	}
+}

@@ -394,6 +394,15 @@ func (p *Pipeline) hashKey(src Source) (string, error) {
 	return hashOf(k + "\ndeclared " + string(d.mod) + "\n" + string(d.sum)), nil
 }
 
+// Unplan drops the build module Key planned for key k, for a key whose
+// build will not come: a loaded middleware's, read to tell whether a
+// change needs a restart, which no build in this process takes.
+func (p *Pipeline) Unplan(k string) {
+	p.kmu.Lock()
+	delete(p.plans, k)
+	p.kmu.Unlock()
+}
+
 // plan is the build module of src's artifact with key k: the one Key
 // planned, or, for a key Key did not plan (a copy's, an unbuildable
 // source's), a new plan, whose error says why it cannot be built. nil

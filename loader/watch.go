@@ -466,6 +466,7 @@ func (l *Loader) staleMiddleware(e *entry, concerns func(Source) bool, cause str
 		l.log.Warn().Str("plugin", e.name).Err(err).Msg("middleware: reading its source after a change")
 		return
 	}
+	l.pipe.Unplan(k) // a middleware is built again only by a restart
 	e.mu.Lock()
 	stale := k != cur.key && k != e.seen
 	e.seen = k
