@@ -229,11 +229,19 @@ const ownProcessEnv = "PLUGIND_TEST_OWN_PROCESS"
 // package per process, across every loader in it: tests that load two
 // versions of a module, or that must not meet the plugins of others,
 // run so.
+//
+// The test waits for its child in parallel with the other parallel tests
+// (t.Parallel): it shares nothing with them, and much of a child's time
+// is spent waiting (on the go command, on its own children), so the
+// test binary's time is less. It must be called before anything that
+// keeps a test from running in parallel (t.Setenv, t.Chdir); the child
+// itself runs as any test, and may call them.
 func OwnProcess(t *testing.T) bool {
 	t.Helper()
 	if os.Getenv(ownProcessEnv) == t.Name() {
 		return true
 	}
+	t.Parallel()
 	var run []string
 	for _, part := range strings.Split(t.Name(), "/") {
 		run = append(run, "^"+regexp.QuoteMeta(part)+"$")
