@@ -55,6 +55,7 @@ func lines(t *testing.T, journal string) []string {
 // instance (Go cannot load it twice), but only after its Close returned:
 // Init never runs while Close does.
 func TestRevertWaitsForClose(t *testing.T) {
+	t.Parallel() // it waits on the watcher and on Close; its plugin is its own
 	dir, journal := journalPath(t)
 	src := filepath.Join(dir, "src")
 	data, err := os.ReadFile(filepath.Join(plugintest.Root(), "testdata", "plugins", "journal.go"))
@@ -168,6 +169,7 @@ func TestCloseStopsBackgroundWork(t *testing.T) {
 // bounded by the hook timeout within the shutdown bound: a hook that
 // blocks costs its own plugin, not the others' Close.
 func TestSlowCloseHookDoesNotStarveOthers(t *testing.T) {
+	t.Parallel() // it waits out a hook timeout; its plugins are its own
 	names := []string{"ka", "kb", "kc", "kd"}
 	dir, journal := journalPath(t, names...)
 	never := filepath.Join(t.TempDir(), "never")

@@ -210,6 +210,10 @@ func TestMemoryBudget(t *testing.T) {
 }
 
 func TestInitFailuresAreCaughtInAChild(t *testing.T) {
+	// Most of it is waiting, on the hang's timeout above all: in
+	// parallel with the other tests that wait (theirs, parallel ones,
+	// share no plugin instance with it: hello is only opened, not called).
+	t.Parallel()
 	dir := plugintest.PluginPath(t, "initpanic", "inithang", "hello")
 	// A hang can only be told by a timeout, kept short; the rest get one
 	// a loaded CI machine cannot miss.

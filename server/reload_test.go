@@ -86,6 +86,10 @@ func TestRestartIsServedFromTheCache(t *testing.T) {
 }
 
 func TestInitFailureLeavesTheServerServing(t *testing.T) {
+	// Most of it is waiting, on the hang's timeout above all: in
+	// parallel with the other tests that wait (no other parallel test
+	// calls these plugins in this process).
+	t.Parallel()
 	dir := plugintest.PluginPath(t, "initpanic", "inithang", "hello")
 	// A hang can only be told by a timeout, kept short for it alone.
 	hasty := startWith(t, dir, func(c *config.Config) { c.Plugins.LoadCheckTimeout = 2 * time.Second })
@@ -133,6 +137,7 @@ func TestAdminListing(t *testing.T) {
 }
 
 func TestReadyzReportsWarmUp(t *testing.T) {
+	t.Parallel() // it waits on a held warm-up; it loads no plugin
 	goCmd, release := heldGo(t)
 	srv := startWith(t, plugintest.PluginPath(t), func(c *config.Config) {
 		c.Plugins.WarmUp = true
