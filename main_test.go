@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,8 +26,8 @@ import (
 )
 
 // binaries are the server binaries this package's tests run, one per
-// build environment, shared: linking the server under -race takes about
-// 9 s, and most tests want the same one. TestMain owns the directory.
+// build environment, shared: linking the server under -race takes 6-9 s,
+// and most tests want the same one. TestMain owns the directory.
 var binaries struct {
 	sync.Mutex
 	dir   string
@@ -48,6 +50,12 @@ func TestMain(m *testing.M) {
 // flags (so -race under the race detector) and env added to go build's
 // environment, building it the first time a test asks for that env.
 // Tests must not change the file.
+//
+// go build writes it into a directory of the shared test cache kept for
+// this source tree, flags and env (keptBinary), where the go command
+// skips the link when the binary there is up to date (its build ID
+// says so), and the test gets a copy in TestMain's directory: its own
+// file, which tests may open up to other users, in a directory they may.
 func buildBinary(t *testing.T, env ...string) string {
 	t.Helper()
 	binaries.Lock()
@@ -60,23 +68,58 @@ func buildBinary(t *testing.T, env ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(binaries.dir, fmt.Sprintf("%d", len(binaries.byEnv)), "plugind")
 	// -buildvcs=auto is go's default, whatever GOFLAGS this machine sets:
 	// a binary built in a git checkout records a pseudo-version, as a
 	// user's does.
-	args := []string{"build", "-buildvcs=auto", "-o", bin}
+	flags := []string{"-buildvcs=auto"}
 	for _, f := range host.Flags {
 		if slices.Contains(env, "CGO_ENABLED=0") && slices.Contains([]string{"-race", "-msan", "-asan"}, f) {
 			continue // they need cgo; without it no plugin loads anyway
 		}
-		args = append(args, f)
+		flags = append(flags, f)
 	}
-	cmd := exec.Command("go", append(args, ".")...)
+	kept := keptBinary(t, flags, env)
+	bin := filepath.Join(binaries.dir, fmt.Sprintf("%d", len(binaries.byEnv)), "plugind")
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	binaries.byEnv[key] = bin
+	return bin
+}
+
+// keptBinary runs go build with flags and env into a directory of the
+// shared test cache named for this source tree, the flags and env, and
+// returns the binary's path. A lock on the directory keeps two test
+// processes from writing it at once.
+func keptBinary(t *testing.T, flags, env []string) string {
+	t.Helper()
+	sum := sha256.Sum256([]byte(strings.Join(append(append([]string{plugintest.Root()}, flags...), env...), "\x00")))
+	dir := filepath.Join(plugintest.CacheDir(), "bin", hex.EncodeToString(sum[:12]))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close() // and with it the lock
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "plugind")
+	cmd := exec.Command("go", append(append([]string{"build", "-o", bin}, flags...), ".")...)
+	cmd.Dir = plugintest.Root()
 	cmd.Env = append(os.Environ(), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	binaries.byEnv[key] = bin
 	return bin
 }
 
