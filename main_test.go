@@ -182,7 +182,12 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// The tests of a running binary that mostly wait (on its start, its
+// answers, its exit) run in parallel: each has a process, a plugin path
+// and a port of its own, and none sets this process's environment.
+
 func TestBinarySIGTERMWithRequestInFlight(t *testing.T) {
+	t.Parallel()
 	p := startBinary(t, buildBinary(t), plugintest.PluginPath(t, "hello", "std"))
 	if status, body := get(t, p.url+"/_PLUGIN/hello/Hello?abc=123"); status != 200 || !strings.Contains(body, `"abc":["123"]`) {
 		t.Fatalf("hello = %d %s", status, body)
@@ -227,6 +232,7 @@ func TestBinarySIGTERMWithRequestInFlight(t *testing.T) {
 }
 
 func TestBinaryWithoutCgoAnswers501(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t, "CGO_ENABLED=0")
 	p := startBinary(t, bin, plugintest.PluginPath(t, "hello"))
 	status, body := get(t, p.url+"/_PLUGIN/hello/Hello")
@@ -242,6 +248,7 @@ func TestBinaryWithoutCgoAnswers501(t *testing.T) {
 }
 
 func TestBinaryNamesWhatIsMissingToBuild(t *testing.T) {
+	t.Parallel()
 	dir := plugintest.PluginPath(t)
 	plugintest.WriteFile(t, filepath.Join(dir, "src"), "nogo.go",
 		plugintest.Unique(t, "package main\n\nfunc GETNogoHandler() string { return \"\" }\n"))
@@ -260,6 +267,7 @@ func TestBinaryNamesWhatIsMissingToBuild(t *testing.T) {
 }
 
 func TestBinaryRefusesInvalidConfig(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	for env, key := range map[string]string{"PREST_HTTP_PORT=abc": "http.port", "PREST_DEBUG=sometimes": "debug"} {
 		cmd := exec.Command(bin)
@@ -394,6 +402,7 @@ func TestBinaryDev(t *testing.T) {
 // plugin shows whether JWT guards plugins: 401 before the lookup, else
 // 404, with no build.
 func TestBinaryStartUp(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	tests := []struct {
 		name    string
@@ -413,6 +422,7 @@ func TestBinaryStartUp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			p := startBinary(t, bin, plugintest.PluginPath(t), tt.env...)
 			if status, body := get(t, p.url+"/_PLUGIN/nothere/Hello"); status != tt.status {
 				t.Errorf("/_PLUGIN/nothere/Hello: %d %s, want %d", status, body, tt.status)
@@ -424,6 +434,7 @@ func TestBinaryStartUp(t *testing.T) {
 	}
 
 	t.Run("ambiguous secret variable", func(t *testing.T) {
+		t.Parallel()
 		dir := plugintest.PluginPath(t)
 		for _, name := range []string{"a", "a_b"} {
 			plugintest.WriteFile(t, filepath.Join(dir, "src"), name+".go", "package main\n")
