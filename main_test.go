@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -52,10 +50,10 @@ func TestMain(m *testing.M) {
 // Tests must not change the file.
 //
 // go build writes it into a directory of the shared test cache kept for
-// this source tree, flags and env (keptBinary), where the go command
-// skips the link when the binary there is up to date (its build ID
-// says so), and the test gets a copy in TestMain's directory: its own
-// file, which tests may open up to other users, in a directory they may.
+// this source tree, flags and env (plugintest.KeptBuild), where the go
+// command skips the link when the binary there is up to date, and the
+// test gets a copy in TestMain's directory: its own file, which tests
+// may open up to other users, in a directory they may.
 func buildBinary(t *testing.T, env ...string) string {
 	t.Helper()
 	binaries.Lock()
@@ -78,7 +76,7 @@ func buildBinary(t *testing.T, env ...string) string {
 		}
 		flags = append(flags, f)
 	}
-	kept := keptBinary(t, flags, env)
+	kept := plugintest.KeptBuild(t, plugintest.Root(), "plugind", env, append(flags, ".")...)
 	bin := filepath.Join(binaries.dir, fmt.Sprintf("%d", len(binaries.byEnv)), "plugind")
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
 		t.Fatal(err)
@@ -91,35 +89,6 @@ func buildBinary(t *testing.T, env ...string) string {
 		t.Fatal(err)
 	}
 	binaries.byEnv[key] = bin
-	return bin
-}
-
-// keptBinary runs go build with flags and env into a directory of the
-// shared test cache named for this source tree, the flags and env, and
-// returns the binary's path. A lock on the directory keeps two test
-// processes from writing it at once.
-func keptBinary(t *testing.T, flags, env []string) string {
-	t.Helper()
-	sum := sha256.Sum256([]byte(strings.Join(append(append([]string{plugintest.Root()}, flags...), env...), "\x00")))
-	dir := filepath.Join(plugintest.CacheDir(), "bin", hex.EncodeToString(sum[:12]))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close() // and with it the lock
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "plugind")
-	cmd := exec.Command("go", append(append([]string{"build", "-o", bin}, flags...), ".")...)
-	cmd.Dir = plugintest.Root()
-	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	return bin
 }
 

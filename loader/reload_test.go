@@ -254,11 +254,18 @@ func TestInitFailuresAreCaughtInAChild(t *testing.T) {
 }
 
 // buildWith builds fixture into a .so with extra go build flags, in
-// moduleDir, and returns its path.
+// moduleDir, and returns its path. A file of this tree built in it is
+// built where the go command links it only when it changed
+// (plugintest.KeptBuild): the file must not be changed.
 func buildWith(t *testing.T, moduleDir, file string, flags ...string) string {
 	t.Helper()
+	root := plugintest.Root()
+	if moduleDir == root && strings.HasPrefix(file, root+string(filepath.Separator)) {
+		return plugintest.KeptBuild(t, root, "x.so", []string{"GOWORK=off", "GOFLAGS=-mod=readonly"},
+			append(append([]string{"-buildmode=plugin"}, flags...), file)...)
+	}
 	modFlag := "-mod=readonly"
-	if moduleDir != plugintest.Root() {
+	if moduleDir != root {
 		modFlag = "-mod=mod" // a throw-away module: let go write its go.sum
 	}
 	out := filepath.Join(t.TempDir(), "x.so")
