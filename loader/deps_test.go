@@ -323,10 +323,7 @@ func TestOneVersionPerProcess(t *testing.T) {
 			if !plugintest.OwnProcess(t) {
 				return
 			}
-			// The shared cache: what is tested is the version each load
-			// gets or is refused, which the artifact's key carries, not
-			// the build (TestPluginDependencies builds).
-			l, logs := depsLoader(t, depsLib(t, true), plugintest.CacheDir(), depsEnv(t), nil)
+			l, logs := depsLoader(t, depsLib(t, true), "", depsEnv(t), nil)
 			for i, name := range tt.order {
 				got, err := hello(t, l, name)
 				if i == len(tt.order)-1 && tt.err != nil {
@@ -353,9 +350,7 @@ func TestReloadKeepsTheLoadedDependency(t *testing.T) {
 		return
 	}
 	lib := depsLib(t, false)
-	// The shared cache: the first version only has to load; the bump is
-	// refused before any build.
-	l, logs := depsLoader(t, lib, plugintest.CacheDir(), depsEnv(t), func(_ *build.Options, o *loader.Options) { o.Reload = true })
+	l, logs := depsLoader(t, lib, "", depsEnv(t), func(_ *build.Options, o *loader.Options) { o.Reload = true })
 	if err := l.Watch(); err != nil {
 		t.Fatal(err)
 	}
