@@ -24,8 +24,8 @@ import (
 )
 
 // binaries are the server binaries this package's tests run, one per
-// build environment, shared: linking the server under -race takes about
-// 9 s, and most tests want the same one. TestMain owns the directory.
+// build environment, shared: linking the server under -race takes 6-9 s,
+// and most tests want the same one. TestMain owns the directory.
 var binaries struct {
 	sync.Mutex
 	dir   string
@@ -48,6 +48,12 @@ func TestMain(m *testing.M) {
 // flags (so -race under the race detector) and env added to go build's
 // environment, building it the first time a test asks for that env.
 // Tests must not change the file.
+//
+// go build writes it into a directory of the shared test cache kept for
+// this source tree, flags and env (plugintest.KeptBuild), where the go
+// command skips the link when the binary there is up to date, and the
+// test gets a copy in TestMain's directory: its own file, which tests
+// may open up to other users, in a directory they may.
 func buildBinary(t *testing.T, env ...string) string {
 	t.Helper()
 	binaries.Lock()
@@ -60,21 +66,27 @@ func buildBinary(t *testing.T, env ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(binaries.dir, fmt.Sprintf("%d", len(binaries.byEnv)), "plugind")
 	// -buildvcs=auto is go's default, whatever GOFLAGS this machine sets:
 	// a binary built in a git checkout records a pseudo-version, as a
 	// user's does.
-	args := []string{"build", "-buildvcs=auto", "-o", bin}
+	flags := []string{"-buildvcs=auto"}
 	for _, f := range host.Flags {
 		if slices.Contains(env, "CGO_ENABLED=0") && slices.Contains([]string{"-race", "-msan", "-asan"}, f) {
 			continue // they need cgo; without it no plugin loads anyway
 		}
-		args = append(args, f)
+		flags = append(flags, f)
 	}
-	cmd := exec.Command("go", append(args, ".")...)
-	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	kept := plugintest.KeptBuild(t, plugintest.Root(), "plugind", env, append(flags, ".")...)
+	bin := filepath.Join(binaries.dir, fmt.Sprintf("%d", len(binaries.byEnv)), "plugind")
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	binaries.byEnv[key] = bin
 	return bin
@@ -139,7 +151,12 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// The tests of a running binary that mostly wait (on its start, its
+// answers, its exit) run in parallel: each has a process, a plugin path
+// and a port of its own, and none sets this process's environment.
+
 func TestBinarySIGTERMWithRequestInFlight(t *testing.T) {
+	t.Parallel()
 	p := startBinary(t, buildBinary(t), plugintest.PluginPath(t, "hello", "std"))
 	if status, body := get(t, p.url+"/_PLUGIN/hello/Hello?abc=123"); status != 200 || !strings.Contains(body, `"abc":["123"]`) {
 		t.Fatalf("hello = %d %s", status, body)
@@ -184,6 +201,7 @@ func TestBinarySIGTERMWithRequestInFlight(t *testing.T) {
 }
 
 func TestBinaryWithoutCgoAnswers501(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t, "CGO_ENABLED=0")
 	p := startBinary(t, bin, plugintest.PluginPath(t, "hello"))
 	status, body := get(t, p.url+"/_PLUGIN/hello/Hello")
@@ -199,6 +217,7 @@ func TestBinaryWithoutCgoAnswers501(t *testing.T) {
 }
 
 func TestBinaryNamesWhatIsMissingToBuild(t *testing.T) {
+	t.Parallel()
 	dir := plugintest.PluginPath(t)
 	plugintest.WriteFile(t, filepath.Join(dir, "src"), "nogo.go",
 		plugintest.Unique(t, "package main\n\nfunc GETNogoHandler() string { return \"\" }\n"))
@@ -217,6 +236,7 @@ func TestBinaryNamesWhatIsMissingToBuild(t *testing.T) {
 }
 
 func TestBinaryRefusesInvalidConfig(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	for env, key := range map[string]string{"PREST_HTTP_PORT=abc": "http.port", "PREST_DEBUG=sometimes": "debug"} {
 		cmd := exec.Command(bin)
@@ -351,6 +371,7 @@ func TestBinaryDev(t *testing.T) {
 // plugin shows whether JWT guards plugins: 401 before the lookup, else
 // 404, with no build.
 func TestBinaryStartUp(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	tests := []struct {
 		name    string
@@ -370,6 +391,7 @@ func TestBinaryStartUp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			p := startBinary(t, bin, plugintest.PluginPath(t), tt.env...)
 			if status, body := get(t, p.url+"/_PLUGIN/nothere/Hello"); status != tt.status {
 				t.Errorf("/_PLUGIN/nothere/Hello: %d %s, want %d", status, body, tt.status)
@@ -381,6 +403,7 @@ func TestBinaryStartUp(t *testing.T) {
 	}
 
 	t.Run("ambiguous secret variable", func(t *testing.T) {
+		t.Parallel()
 		dir := plugintest.PluginPath(t)
 		for _, name := range []string{"a", "a_b"} {
 			plugintest.WriteFile(t, filepath.Join(dir, "src"), name+".go", "package main\n")

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,4 +219,31 @@ func mustUnescape(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return req.URL.Path
+}
+
+// TestServersShareNoRouteState: a process may run several servers (the
+// server package's tests start many, some at once): building one's router
+// while another serves must not race. mux's Route.Methods upper-cases the
+// method list it is given in place, and the route table's lists were one
+// package-level slice.
+func TestServersShareNoRouteState(t *testing.T) {
+	newServer := func() *Server {
+		return &Server{Plugins: &fakePlugins{err: &loader.Error{Kind: loader.ErrNotFound, Msg: "not found"}}, Log: zerolog.Nop()}
+	}
+	serving := newServer().Handler()
+	var bad atomic.Int32
+	stop := plugintest.Busy(2, func() {
+		rec := httptest.NewRecorder()
+		serving.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+		if rec.Code != http.StatusOK {
+			bad.Add(1)
+		}
+	})
+	for range 20 {
+		newServer().Handler()
+	}
+	stop()
+	if n := bad.Load(); n != 0 {
+		t.Errorf("%d GET /healthz answered other than 200 while other servers were built", n)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -221,7 +222,9 @@ func (s *Server) router(rs []route, chains []http.Handler) *mux.Router {
 			m = r.Handle(rt.path, h)
 		}
 		if len(rt.methods) > 0 {
-			m.Methods(rt.methods...)
+			// A copy: Methods upper-cases the slice it is given in place,
+			// and route tables share theirs (getHead), across servers too.
+			m.Methods(slices.Clone(rt.methods)...)
 		}
 	}
 	return r

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,13 +17,8 @@ import (
 // TestCgoFreeServer: a plugind built with CGO_ENABLED=0 cannot open .so
 // plugins at all; with isolation = "auto" it serves them in processes.
 func TestCgoFreeServer(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "plugind")
-	build := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".")
-	build.Dir = plugintest.Root()
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building plugind with CGO_ENABLED=0: %v\n%s", err, out)
-	}
+	// Linked when it changed only (plugintest.KeptBuild); run, never written.
+	bin := plugintest.KeptBuild(t, plugintest.Root(), "plugind", []string{"CGO_ENABLED=0", "GOFLAGS="}, "-buildvcs=auto", ".")
 	dir := plugintest.PluginPath(t, "hello")
 	if err := benchproc.PluginDir(dir, nil); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package loader_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -56,13 +55,17 @@ func lines(t *testing.T, journal string) []string {
 // instance (Go cannot load it twice), but only after its Close returned:
 // Init never runs while Close does.
 func TestRevertWaitsForClose(t *testing.T) {
+	t.Parallel() // it waits on the watcher and on Close; its plugin is its own
 	dir, journal := journalPath(t)
 	src := filepath.Join(dir, "src")
 	data, err := os.ReadFile(filepath.Join(plugintest.Root(), "testdata", "plugins", "journal.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	one := fmt.Sprintf("// %s %d\n%s", t.Name(), time.Now().UnixNano(), data)
+	// Both versions are this test's own and the same in every run: what
+	// is tested is the order of Close and Init, not the builds, which the
+	// shared cache spares after the first run.
+	one := plugintest.Own(t, string(data))
 	hold := filepath.Join(t.TempDir(), "release")
 	l, logs := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) {
 		o.Reload = true
@@ -166,6 +169,7 @@ func TestCloseStopsBackgroundWork(t *testing.T) {
 // bounded by the hook timeout within the shutdown bound: a hook that
 // blocks costs its own plugin, not the others' Close.
 func TestSlowCloseHookDoesNotStarveOthers(t *testing.T) {
+	t.Parallel() // it waits out a hook timeout; its plugins are its own
 	names := []string{"ka", "kb", "kc", "kd"}
 	dir, journal := journalPath(t, names...)
 	never := filepath.Join(t.TempDir(), "never")

@@ -188,7 +188,7 @@ func TestMiddlewareLocations(t *testing.T) {
 		other := plugintest.PluginPath(t)
 		src := plugintest.Middleware(t, other, "forms", "solib")
 		data, _ := os.ReadFile(src)
-		plugintest.WriteFile(t, filepath.Dir(src), "solib.go", plugintest.Unique(t, string(data))) // opened once per process
+		plugintest.WriteFile(t, filepath.Dir(src), "solib.go", plugintest.Own(t, string(data))) // opened once per process
 		lo, _ := newLoader(t, other)
 		p := lo.Pipeline()
 		res, err := p.Build(ctx, build.MiddlewareName("solib"))

@@ -70,6 +70,9 @@ func eventually(t *testing.T, what string, f func() bool) {
 	}
 }
 
+// versionSource is a plugin source answering answer, the test's own: with
+// nonce "" the same in every run (the shared cache builds it once), with a
+// new nonce one that no cache has seen (an edit that must be rebuilt).
 func versionSource(t *testing.T, nonce, answer string) string {
 	return fmt.Sprintf("// %s %s\npackage main\n\nfunc GETVHandler() string { return %q }\n", t.Name(), nonce, answer)
 }
@@ -77,8 +80,10 @@ func versionSource(t *testing.T, nonce, answer string) string {
 func TestHotReload(t *testing.T) {
 	dir := plugintest.PluginPath(t)
 	src := filepath.Join(dir, "src")
+	// Version one only has to load: the shared cache serves it after the
+	// first run. The edits are new in every run: an edit is rebuilt.
 	nonce := fmt.Sprint(time.Now().UnixNano())
-	plugintest.WriteFile(t, src, "v.go", versionSource(t, nonce, "one"))
+	plugintest.WriteFile(t, src, "v.go", versionSource(t, "", "one"))
 	l, logs := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) { o.Reload = true })
 	if err := l.Watch(); err != nil {
 		t.Fatal(err)
@@ -111,7 +116,7 @@ func TestHotReload(t *testing.T) {
 	// Reverting to the first content reuses the version already loaded:
 	// Go could not load its package path twice.
 	builds := len(logs.Events(map[string]any{"plugin": "v", "message": "plugin build started"}))
-	plugintest.WriteFile(t, src, "v.go", versionSource(t, nonce, "one"))
+	plugintest.WriteFile(t, src, "v.go", versionSource(t, "", "one"))
 	eventually(t, "the revert to be served", func() bool { b, _ := call(t, l, "v", "V"); return b == "one" })
 	stop()
 
@@ -142,14 +147,16 @@ func info(t *testing.T, l *loader.Loader, name string) loader.Info {
 func TestReloadOffLoadsOnce(t *testing.T) {
 	dir := plugintest.PluginPath(t)
 	src := filepath.Join(dir, "src")
-	nonce := fmt.Sprint(time.Now().UnixNano())
-	plugintest.WriteFile(t, src, "v.go", versionSource(t, nonce, "one"))
+	// Sources of this test's own, the same in every run: the first loads
+	// from the shared cache, and the edit, were it ever loaded, would
+	// answer "two" whether built or cached.
+	plugintest.WriteFile(t, src, "v.go", versionSource(t, "", "one"))
 	l, _ := newLoader(t, dir)
 	if err := l.Watch(); err == nil {
 		t.Error("Watch started with reload off")
 	}
 	call(t, l, "v", "V")
-	plugintest.WriteFile(t, src, "v.go", versionSource(t, nonce, "two"))
+	plugintest.WriteFile(t, src, "v.go", versionSource(t, "", "two"))
 	time.Sleep(300 * time.Millisecond)
 	if b, _ := call(t, l, "v", "V"); b != "one" {
 		t.Errorf("with reload off the edit was loaded: %q", b)
@@ -177,7 +184,9 @@ func TestMemoryBudget(t *testing.T) {
 		t.Run(fmt.Sprintf("refuse=%v", refuse), func(t *testing.T) {
 			dir := plugintest.PluginPath(t, "hello")
 			src := filepath.Join(dir, "src")
-			plugintest.WriteFile(t, src, "v.go", versionSource(t, fmt.Sprint(time.Now().UnixNano()), "one"))
+			// A second plugin of this subtest's own to load: the shared
+			// cache serves it after the first run.
+			plugintest.WriteFile(t, src, "v.go", versionSource(t, "", "one"))
 			l, logs := newLoaderWith(t, dir, func(b *build.Options, o *loader.Options) {
 				o.MaxLoadedBytes, o.RefuseOverBudget = 1, refuse
 			})
@@ -201,6 +210,10 @@ func TestMemoryBudget(t *testing.T) {
 }
 
 func TestInitFailuresAreCaughtInAChild(t *testing.T) {
+	// Most of it is waiting, on the hang's timeout above all: in
+	// parallel with the other tests that wait (theirs, parallel ones,
+	// share no plugin instance with it: hello is only opened, not called).
+	t.Parallel()
 	dir := plugintest.PluginPath(t, "initpanic", "inithang", "hello")
 	// A hang can only be told by a timeout, kept short; the rest get one
 	// a loaded CI machine cannot miss.
@@ -241,11 +254,18 @@ func TestInitFailuresAreCaughtInAChild(t *testing.T) {
 }
 
 // buildWith builds fixture into a .so with extra go build flags, in
-// moduleDir, and returns its path.
+// moduleDir, and returns its path. A file of this tree built in it is
+// built where the go command links it only when it changed
+// (plugintest.KeptBuild): the file must not be changed.
 func buildWith(t *testing.T, moduleDir, file string, flags ...string) string {
 	t.Helper()
+	root := plugintest.Root()
+	if moduleDir == root && strings.HasPrefix(file, root+string(filepath.Separator)) {
+		return plugintest.KeptBuild(t, root, "x.so", []string{"GOWORK=off", "GOFLAGS=-mod=readonly"},
+			append(append([]string{"-buildmode=plugin"}, flags...), file)...)
+	}
 	modFlag := "-mod=readonly"
-	if moduleDir != plugintest.Root() {
+	if moduleDir != root {
 		modFlag = "-mod=mod" // a throw-away module: let go write its go.sum
 	}
 	out := filepath.Join(t.TempDir(), "x.so")
@@ -377,7 +397,7 @@ func TestPrebuiltLibrary(t *testing.T) {
 	}
 	work := t.TempDir()
 	for name, answer := range map[string]string{"good": "from a prebuilt library", "trimmed": "never"} {
-		plugintest.WriteFile(t, work, name+".go", plugintest.Unique(t, fmt.Sprintf("package main\n\nfunc GETHelloHandler() string { return %q }\n", answer)))
+		plugintest.WriteFile(t, work, name+".go", plugintest.Own(t, fmt.Sprintf("package main\n\nfunc GETHelloHandler() string { return %q }\n", answer)))
 	}
 	dir := plugintest.PluginPath(t)
 	for name, flags := range map[string][]string{"good": host.Flags, "trimmed": append(host.Flags, "-trimpath")} {

@@ -74,9 +74,16 @@ func TestBusBetweenPlugins(t *testing.T) {
 func TestDeliveryAcrossReload(t *testing.T) {
 	dir := plugintest.PluginPath(t, "tally", "pub")
 	src := filepath.Join(dir, "src")
+	// Version 1 only has to subscribe: the test's own, the same in every
+	// run, so the shared cache builds it once. The edits are new in every
+	// run: they are rebuilt while the ticks flow.
 	nonce := time.Now().UnixNano()
 	sub := func(version int) string {
-		return fmt.Sprintf(`// %d version %d
+		var mark any = nonce
+		if version == 1 {
+			mark = t.Name()
+		}
+		return fmt.Sprintf(`// %v version %d
 package main
 
 import (
@@ -92,7 +99,7 @@ func Init(ctx context.Context) error {
 }
 
 func GETVersionHandler() string { return "%d" }
-`, nonce, version, version)
+`, mark, version, version)
 	}
 	plugintest.WriteFile(t, src, "sub.go", sub(1))
 	srv := startWith(t, dir, func(c *config.Config) { c.Plugins.Reload = config.ReloadOnChange })
@@ -187,7 +194,7 @@ func TestEventStreamIsOffByDefault(t *testing.T) {
 // request, still sees each of them once.
 func TestStartUpEventsReachPluginsThatSubscribeLater(t *testing.T) {
 	dir := plugintest.PluginPath(t, "hello")
-	plugintest.WriteFile(t, filepath.Join(dir, "src"), "observer.go", plugintest.Unique(t, `package main
+	plugintest.WriteFile(t, filepath.Join(dir, "src"), "observer.go", plugintest.Own(t, `package main
 
 import (
 	"context"

@@ -86,7 +86,7 @@ func TestFailedStartReleasesEverything(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			plugintest.WriteFile(t, filepath.Join(dir, "src"), "hooks.go", plugintest.Unique(t, string(hooks)))
+			plugintest.WriteFile(t, filepath.Join(dir, "src"), "hooks.go", plugintest.Own(t, string(hooks)))
 			cfg := loadConfig(t, dir, tt.toml+fmt.Sprintf("\n[plugin.hooks.settings]\nclose_marker = %q\n", marker))
 			if tt.set != nil {
 				tt.set(&cfg)

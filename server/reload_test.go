@@ -18,11 +18,14 @@ import (
 func TestEditUnderLoadFailsNoRequest(t *testing.T) {
 	dir := plugintest.PluginPath(t, "hello")
 	src := filepath.Join(dir, "src")
+	// Version one only has to serve: the test's own, the same in every
+	// run, so the shared cache builds it once. The edit is new in every
+	// run: it is rebuilt under the load, which is what is tested.
 	nonce := time.Now().UnixNano()
-	source := func(answer string) string {
-		return fmt.Sprintf("// %d\npackage main\n\nfunc GETVHandler() (string, int) { return %q, 200 }\n", nonce, answer)
+	source := func(mark any, answer string) string {
+		return fmt.Sprintf("// %v\npackage main\n\nfunc GETVHandler() (string, int) { return %q, 200 }\n", mark, answer)
 	}
-	plugintest.WriteFile(t, src, "v.go", source("one"))
+	plugintest.WriteFile(t, src, "v.go", source(t.Name(), "one"))
 	srv := startWith(t, dir, func(c *config.Config) { c.Plugins.Reload = config.ReloadOnChange })
 	if got := srv.do(t, "GET", "/_PLUGIN/v/V", ""); got.body != "one" {
 		t.Fatalf("v1: %d %s", got.status, got.body)
@@ -43,7 +46,7 @@ func TestEditUnderLoadFailsNoRequest(t *testing.T) {
 		}
 	})
 	edited := time.Now()
-	plugintest.WriteFile(t, src, "v.go", source("two"))
+	plugintest.WriteFile(t, src, "v.go", source(nonce, "two"))
 	for srv.do(t, "GET", "/_PLUGIN/v/V", "").body != "two" {
 		if time.Since(edited) > 20*time.Second {
 			t.Fatal("the edit was never served")
@@ -83,6 +86,10 @@ func TestRestartIsServedFromTheCache(t *testing.T) {
 }
 
 func TestInitFailureLeavesTheServerServing(t *testing.T) {
+	// Most of it is waiting, on the hang's timeout above all: in
+	// parallel with the other tests that wait (no other parallel test
+	// calls these plugins in this process).
+	t.Parallel()
 	dir := plugintest.PluginPath(t, "initpanic", "inithang", "hello")
 	// A hang can only be told by a timeout, kept short for it alone.
 	hasty := startWith(t, dir, func(c *config.Config) { c.Plugins.LoadCheckTimeout = 2 * time.Second })
@@ -130,6 +137,7 @@ func TestAdminListing(t *testing.T) {
 }
 
 func TestReadyzReportsWarmUp(t *testing.T) {
+	t.Parallel() // it waits on a held warm-up; it loads no plugin
 	goCmd, release := heldGo(t)
 	srv := startWith(t, plugintest.PluginPath(t), func(c *config.Config) {
 		c.Plugins.WarmUp = true

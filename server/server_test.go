@@ -250,7 +250,13 @@ func TestCompileErrorThenFix(t *testing.T) {
 		t.Run(fmt.Sprintf("debug=%v", debug), func(t *testing.T) {
 			dir := plugintest.PluginPath(t, "hello")
 			src := filepath.Join(dir, "src")
-			broken := plugintest.Unique(t, "package main\n\nfunc GETFixHandler() string {\n\treturn 1 +\n}\n")
+			// The subtest's own, the same in every run: a failed build is
+			// remembered in memory only, so the broken source is built
+			// (and fails) in every run, and the fix, which only has to be
+			// served, comes from the shared cache after the first run.
+			// (loader's TestBuildFailureIsRememberedUntilTheSourceChanges
+			// counts the builds of a fix.)
+			broken := plugintest.Own(t, "package main\n\nfunc GETFixHandler() string {\n\treturn 1 +\n}\n")
 			plugintest.WriteFile(t, src, "fix.go", broken)
 			srv := start(t, dir, debug)
 

@@ -134,6 +134,9 @@ func TestTasks(t *testing.T) {
 // (it may be the default, <pluginpath>/.plugind/tasks, in a plugin
 // directory nothing should write to). A task runs through either store.
 func TestTaskDirOnlyForTheFileStore(t *testing.T) {
+	// It waits on PostgreSQL's start: in parallel with the other tests
+	// that wait (no other parallel test calls jobs in this process).
+	t.Parallel()
 	tests := []struct {
 		store   string
 		dirMade bool

@@ -121,8 +121,20 @@ func WriteFile(t testing.TB, dir, name, content string) {
 
 // Unique returns a plugin source that no cache has seen: body with a
 // comment naming the test and the time, so a test can count real builds.
+// It costs a build (seconds under -race) in every run: tests that only
+// need a plugin of their own take Own.
 func Unique(t testing.TB, body string) string {
 	return fmt.Sprintf("// %s %d\n%s", t.Name(), time.Now().UnixNano(), body)
+}
+
+// Own returns body with a comment naming the test: a source no other
+// test's equals, so in a test binary it is a plugin of the test's own
+// (plugin.Open gives a process one instance per artifact, with its
+// globals), but the same in every run, so the shared cache builds it
+// once and serves it after. For a source that must be built in this run
+// (a test counting builds, or watching an edit rebuild), take Unique.
+func Own(t testing.TB, body string) string {
+	return fmt.Sprintf("// %s\n%s", t.Name(), body)
 }
 
 // Log is a goroutine-safe buffer of JSON log lines.
@@ -217,11 +229,19 @@ const ownProcessEnv = "PLUGIND_TEST_OWN_PROCESS"
 // package per process, across every loader in it: tests that load two
 // versions of a module, or that must not meet the plugins of others,
 // run so.
+//
+// The test waits for its child in parallel with the other parallel tests
+// (t.Parallel): it shares nothing with them, and much of a child's time
+// is spent waiting (on the go command, on its own children), so the
+// test binary's time is less. It must be called before anything that
+// keeps a test from running in parallel (t.Setenv, t.Chdir); the child
+// itself runs as any test, and may call them.
 func OwnProcess(t *testing.T) bool {
 	t.Helper()
 	if os.Getenv(ownProcessEnv) == t.Name() {
 		return true
 	}
+	t.Parallel()
 	var run []string
 	for _, part := range strings.Split(t.Name(), "/") {
 		run = append(run, "^"+regexp.QuoteMeta(part)+"$")
