@@ -23,6 +23,11 @@ const (
 	StateReady    State = "ready"    // serving (perhaps while a new version builds)
 	StateFailed   State = "failed"   // its source does not build or load
 	StateBuilt    State = "built"    // in the cache, not loaded (plugind list)
+	// StateRemoved: its source is gone and it no longer serves; the
+	// versions it loaded before stay in memory, since Go cannot unload
+	// a plugin, and are listed with it. A plugin whose source went
+	// before it loaded anything is not listed at all.
+	StateRemoved State = "removed"
 )
 
 // HandlerInfo describes one exported handler, read from the source.
@@ -98,6 +103,7 @@ func (l *Loader) List() []Info {
 	for _, s := range found {
 		add(s.Name, s.Kind).Handlers = slices.Clone(scanned.handlers[s.Name])
 	}
+	inSource := len(names) // names[:inSource] have a source
 	type healthCheck struct {
 		info *Info
 		name string
@@ -109,10 +115,17 @@ func (l *Loader) List() []Info {
 			continue // middleware, not a plugin with routes
 		}
 		e.mu.Lock()
-		i := add(e.name, e.kind)
 		cur := e.cur.Load()
+		gone := cur == nil && !e.building && !slices.Contains(names[:inSource], e.name)
+		if gone && len(e.versions) == 0 {
+			e.mu.Unlock()
+			continue // nothing of it is left: it was never loaded
+		}
+		i := add(e.name, e.kind)
 		i.Building = e.building
 		switch {
+		case gone:
+			i.State = StateRemoved
 		case cur != nil:
 			i.State, i.Hash = StateReady, cur.key[:16]
 		case e.building:
@@ -120,7 +133,7 @@ func (l *Loader) List() []Info {
 		case e.failure != nil:
 			i.State = StateFailed
 		}
-		if f := e.failure; f != nil {
+		if f := e.failure; f != nil && !gone {
 			i.LastError, i.LastErrorDetail = ErrorText(f.err)
 			at := f.at
 			i.FailedAt = &at

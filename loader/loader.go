@@ -95,6 +95,7 @@ type Loader struct {
 	watching atomic.Bool // the watcher runs
 	lmu      sync.Mutex  // guards scanned
 	scanned  *scan       // List's last look at the sources; nil: look again
+	known    registry    // the plugins the watcher saw in the source directory
 
 	amu         sync.Mutex // guards artifacts, panicked and loadedBytes
 	artifacts   map[string]*artifact

@@ -64,6 +64,9 @@ func (l *Loader) Watch() error {
 			}
 		}
 	}
+	if found, _, err := l.Discover(); err == nil {
+		l.known.reset(found)
+	}
 	l.watching.Store(true)
 	go l.watch(w, pkgs)
 	return nil
@@ -99,6 +102,8 @@ func (l *Loader) watch(w *fsnotify.Watcher, pkgs *libTree) {
 				var isDir bool
 				name, isDir = l.pluginOf(ev)
 				switch {
+				case isDir && ev.Has(fsnotify.Create) && name == sourceDir:
+					l.watchSources(w) // its watch ended when it went
 				case isDir && ev.Has(fsnotify.Create) && name == everyPlugin:
 					_ = w.Add(ev.Name) // lib/vendor, made by go mod vendor
 				case isDir && ev.Has(fsnotify.Create):
@@ -119,6 +124,8 @@ func (l *Loader) watch(w *fsnotify.Watcher, pkgs *libTree) {
 				timers[name] = time.AfterFunc(debounce, l.srcFilesChanged)
 			} else if name == middlewareFiles {
 				timers[name] = time.AfterFunc(debounce, l.middlewareFilesChanged)
+			} else if name == sourceDir {
+				timers[name] = time.AfterFunc(debounce, l.sourceDirChanged)
 			} else {
 				timers[name] = time.AfterFunc(debounce, func() { l.sourceChanged(name) })
 			}
@@ -306,6 +313,10 @@ const middlewareFiles = "middlewares/"
 
 // pluginOf maps a file event to the plugin it concerns.
 func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
+	if ev.Name == l.pipe.SrcDir() { // moved away or back, removed or made
+		fi, err := os.Stat(ev.Name)
+		return sourceDir, err == nil && fi.IsDir()
+	}
 	lib := filepath.Dir(l.pipe.SrcDir())
 	switch filepath.Dir(ev.Name) {
 	case lib:
@@ -371,6 +382,10 @@ func (l *Loader) pluginOf(ev fsnotify.Event) (name string, isDir bool) {
 		name = n
 	} else if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() {
 		name, isDir = first, true
+	} else if err != nil && l.knows(first) {
+		// Gone, and a plugin's name: a folder plugin removed or moved
+		// away, which its reload finds gone.
+		name = first
 	} else if !scratch(first) && !strings.HasSuffix(first, ".go") {
 		return srcFiles, false // page.html beside page.go
 	} else {
@@ -389,6 +404,7 @@ func (l *Loader) sourceChanged(name string) {
 		return
 	}
 	l.notify(Event{Kind: EventSourceChanged, Plugin: name})
+	l.noteSource(name)
 	l.refresh(name)
 }
 
