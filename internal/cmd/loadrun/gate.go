@@ -30,7 +30,7 @@ type baseline struct {
 func gate(w io.Writer, path string, got map[string]float64, write bool) (int, error) {
 	if write {
 		b, err := json.MarshalIndent(baseline{
-			Note:   "Ratios from `make bench` (loadrun), each a median of alternated rounds in one run. Update with: go run ./internal/cmd/loadrun -write-baseline",
+			Note:   "Ratios from `make bench` (loadrun), each the median of the rounds' own ratios in one run. Update with: go run ./internal/cmd/loadrun -write-baseline",
 			Ratios: got,
 		}, "", "  ")
 		if err != nil {

@@ -10,7 +10,9 @@
 //
 // waits until each is ready and done warming its build cache, and measures
 // them with wrk in four phases, each printed as a table of runs and
-// medians with its ratios:
+// medians with its ratios, each the median of the rounds' own (one
+// target's run over another's in the same round: a round in which the
+// shared machine was slow for both does not skew it):
 //
 //  1. one plugin path (-path, -connections) on plugin and on bare, against
 //     a plain net/http handler in this process that answers the same bytes
@@ -288,9 +290,9 @@ func pathPhase(ctx context.Context, wrk, dir string, o options, plugin, bare *se
 	defer closePlain()
 	targets := []target{plugin.target("plugin", o.path), bare.target("bare", o.path), {name: "plain", url: plain + o.path, pid: os.Getpid()}}
 	ratios := []ratio{
-		{label: "plugin (default chain) / plain", num: "plugin", den: "plain", digits: 2, target: targetRatio},
-		{label: "bare plugin path / plain", num: "bare", den: "plain", digits: 2},
-		{label: "cost of the default chain", num: "plugin", den: "bare", of: "the bare plugin path's throughput"},
+		{label: "plugin (default chain) / plain", num: "plugin", den: "plain", paired: true, digits: 2, target: targetRatio},
+		{label: "bare plugin path / plain", num: "bare", den: "plain", paired: true, digits: 2},
+		{label: "cost of the default chain", num: "plugin", den: "bare", paired: true, of: "the bare plugin path's throughput"},
 	}
 	// The second ceiling: a plain handler doing the plugin's own work.
 	worked, closeWorked, err := startPlain(helloWork(o.path))
@@ -311,12 +313,12 @@ func pathPhase(ctx context.Context, wrk, dir string, o options, plugin, bare *se
 		// The targets of "within 10% of native": plugind against a plain
 		// handler doing the same work.
 		ratios = append(ratios,
-			ratio{label: "plain+work / plain (the plugin's own work)", num: "plain+work", den: "plain", digits: 2, reference: true},
-			ratio{label: "plugin (default chain) / plain+work", num: "plugin", den: "plain+work", digits: 2, target: workTargetRatio},
-			ratio{label: "bare plugin path / plain+work", num: "bare", den: "plain+work", digits: 2, target: bareWorkTargetRatio},
-			ratio{label: "plugin p99 / plain+work p99", num: "plugin", den: "plain+work", digits: 2, target: workTargetP99, p99: true},
-			ratio{label: "plain+features / plain+work (the default chain's features, inline)", num: "plain+features", den: "plain+work", digits: 2, reference: true},
-			ratio{label: "plugin (default chain) / plain+features", num: "plugin", den: "plain+features", digits: 2})
+			ratio{label: "plain+work / plain (the plugin's own work)", num: "plain+work", den: "plain", paired: true, digits: 2, reference: true},
+			ratio{label: "plugin (default chain) / plain+work", num: "plugin", den: "plain+work", paired: true, digits: 2, target: workTargetRatio},
+			ratio{label: "bare plugin path / plain+work", num: "bare", den: "plain+work", paired: true, digits: 2, target: bareWorkTargetRatio},
+			ratio{label: "plugin p99 / plain+work p99", num: "plugin", den: "plain+work", paired: true, digits: 2, target: workTargetP99, p99: true},
+			ratio{label: "plain+features / plain+work (the default chain's features, inline)", num: "plain+features", den: "plain+work", paired: true, digits: 2, reference: true},
+			ratio{label: "plugin (default chain) / plain+features", num: "plugin", den: "plain+features", paired: true, digits: 2})
 	} else {
 		fmt.Printf("plain+work: left out, %s is not prestd's hello plugin (%q, %v)\n", o.path, got, err)
 	}
@@ -461,8 +463,8 @@ func abiPhase(ctx context.Context, srv *server, wrk string, o options) error {
 		return err
 	}
 	return report(os.Stdout, o.ratios, targets, results, []ratio{
-		{label: "standard / legacy", num: "standard", den: "legacy", digits: 1, target: abiTargetRatio},
-		{label: fmt.Sprintf("standard / plain (%d ms handlers)", abiSleep.Milliseconds()), num: "standard", den: "plain", digits: 2, target: abiPlainTargetRatio},
+		{label: "standard / legacy", num: "standard", den: "legacy", paired: true, digits: 1, target: abiTargetRatio},
+		{label: fmt.Sprintf("standard / plain (%d ms handlers)", abiSleep.Milliseconds()), num: "standard", den: "plain", paired: true, digits: 2, target: abiPlainTargetRatio},
 	})
 }
 
