@@ -12,6 +12,10 @@ const (
 	EventReloaded    EventKind = "reloaded"     // a new version replaced the current one
 	EventLoadFailed  EventKind = "load_failed"  // a built plugin was refused or failed to load
 	EventRemoved     EventKind = "removed"      // its source went; it is no longer routed
+	// EventRegistered: the watcher found the source of a plugin that was
+	// not there at start (the server tells those it finds itself), or
+	// that came back after it was removed.
+	EventRegistered EventKind = "registered"
 	// EventSourceChanged: the watcher (see Watch) saw the plugin's source,
 	// or the go.mod or go.sum that declares its requirements, change, and
 	// the files are quiet again. It comes before the loader brings the
@@ -32,6 +36,7 @@ type Event struct {
 	Version  string        // content hash, where there is one
 	Duration time.Duration // of the build, for build events
 	Err      error         // for failures
+	Source   Kind          // for EventRegistered: file, folder or prebuilt
 }
 
 // notify delivers ev, if anyone listens.

@@ -78,7 +78,8 @@ func (l *Loader) knows(name string) bool {
 
 // noteSource brings the registry up to date with plugin name's source,
 // which the watcher saw change: a plugin new to it is logged as the
-// server logs those it finds at start ("plugin registered"), once; one
+// server logs those it finds at start ("plugin registered"), once, and
+// told (EventRegistered); one
 // whose source is gone is forgotten, so that it is logged again if it
 // comes back. Middleware is no plugin with routes: it is left out, as
 // at start.
@@ -91,6 +92,7 @@ func (l *Loader) noteSource(name string) {
 	case err == nil:
 		if l.known.add(name) {
 			l.log.Info().Str("plugin", name).Str("kind", string(src.Kind)).Msg("plugin registered")
+			l.notify(Event{Kind: EventRegistered, Plugin: name, Source: src.Kind})
 		}
 	case errors.Is(err, ErrNotFound):
 		l.known.remove(name)

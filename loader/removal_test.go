@@ -40,6 +40,18 @@ func (e *eventLog) count(plugin string, kind loader.EventKind) int {
 	return n
 }
 
+// source is the source kind of plugin's first event of kind.
+func (e *eventLog) source(plugin string, kind loader.EventKind) loader.Kind {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range e.events {
+		if ev.Plugin == plugin && ev.Kind == kind {
+			return ev.Source
+		}
+	}
+	return ""
+}
+
 // watchingLoader is a loader on dir with reload on and the watcher
 // running; its events go to the returned log.
 func watchingLoader(t *testing.T, dir string) (*loader.Loader, *plugintest.Log, *eventLog) {
@@ -212,6 +224,12 @@ func TestAddedPluginIsRegistered(t *testing.T) {
 			if n := registered("v"); n != 0 {
 				t.Errorf("%d \"plugin registered\" log lines for v, found at start; want none from the loader (the server logs it)", n)
 			}
+			if n, m := events.count("w", loader.EventRegistered), events.count("v", loader.EventRegistered); n != 1 || m != 0 {
+				t.Errorf("%d registered events for w and %d for v; want 1 and none", n, m)
+			}
+			if k := events.source("w", loader.EventRegistered); string(k) != kind {
+				t.Errorf("w registered as %q, want %q", k, kind)
+			}
 
 			if err := os.Remove(filepath.Join(at, file)); err != nil {
 				t.Fatal(err)
@@ -222,6 +240,9 @@ func TestAddedPluginIsRegistered(t *testing.T) {
 			eventually(t, "w to be registered again", func() bool { return registered("w") >= 2 })
 			if n := registered("w"); n != 2 {
 				t.Errorf("%d \"plugin registered\" log lines for w after it was removed and added again; want 2", n)
+			}
+			if n := events.count("w", loader.EventRegistered); n != 2 {
+				t.Errorf("%d registered events for w after it was removed and added again; want 2", n)
 			}
 		})
 	}

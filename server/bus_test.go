@@ -188,11 +188,11 @@ func TestEventStreamIsOffByDefault(t *testing.T) {
 	}
 }
 
-// TestStartUpEventsReachPluginsThatSubscribeLater: plugind.plugin.
+// TestBusStartUpEventsReachPluginsThatSubscribeLater: plugind.plugin.
 // registered and plugind.server.starting are published before any plugin
 // is loaded; a plugin that subscribes in Init, loaded on its first
 // request, still sees each of them once.
-func TestStartUpEventsReachPluginsThatSubscribeLater(t *testing.T) {
+func TestBusStartUpEventsReachPluginsThatSubscribeLater(t *testing.T) {
 	dir := plugintest.PluginPath(t, "hello")
 	plugintest.WriteFile(t, filepath.Join(dir, "src"), "observer.go", plugintest.Own(t, `package main
 
@@ -240,5 +240,64 @@ func GETSeenHandler() string {
 	want := []string{"plugind.plugin.registered hello", "plugind.plugin.registered observer", "plugind.server.starting " + srv.addr}
 	if !slices.Equal(seen, want) {
 		t.Errorf("a plugin loaded after start-up saw %q, want %q", seen, want)
+	}
+}
+
+// TestBusRuntimeRegistration: a plugin added while the server runs
+// (hot reload on) is announced on the bus as those found at start are,
+// plugind.plugin.registered with its name and kind.
+func TestBusRuntimeRegistration(t *testing.T) {
+	dir := plugintest.PluginPath(t, "hello")
+	src := filepath.Join(dir, "src")
+	plugintest.WriteFile(t, src, "observer.go", plugintest.Own(t, `package main
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+
+	"github.com/plugind/plugind/sdk"
+)
+
+var (
+	mu   sync.Mutex
+	seen []string
+)
+
+func Init(ctx context.Context) error {
+	return sdk.Subscribe(ctx, "plugind.plugin.registered", func(_ context.Context, e struct{ Plugin, Kind string }) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, e.Plugin+" "+e.Kind)
+		return nil
+	})
+}
+
+func GETSeenHandler() string {
+	mu.Lock()
+	defer mu.Unlock()
+	out, _ := json.Marshal(seen)
+	return string(out)
+}
+`))
+	srv := startConfig(t, loadConfig(t, dir, "[plugins]\nreload = \"on-change\"\n"))
+	if a := srv.do(t, "GET", "/_PLUGIN/observer/Seen", ""); a.status != http.StatusOK {
+		t.Fatalf("Seen: %d %s", a.status, a.body)
+	}
+	plugintest.WriteFile(t, src, "late.go", "package main\n\nfunc GETLateHandler() string { return \"late\" }\n")
+	want := "late file"
+	var got []string
+	for deadline := time.Now().Add(20 * time.Second); !slices.Contains(got, want); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the observer saw %q, want %q among them within 20 s", got, want)
+		}
+		a := srv.do(t, "GET", "/_PLUGIN/observer/Seen", "")
+		got = nil
+		if err := json.Unmarshal([]byte(a.body), &got); err != nil {
+			t.Fatalf("Seen: %d %s", a.status, a.body)
+		}
+	}
+	if n := len(srv.logs.Events(map[string]any{"message": "plugin registered", "plugin": "late", "kind": "file"})); n != 1 {
+		t.Errorf("%d \"plugin registered\" log lines for late; want 1", n)
 	}
 }

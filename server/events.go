@@ -30,7 +30,7 @@ const (
 // pluginEvent is the payload of plugind.plugin.* events.
 type pluginEvent struct {
 	Plugin     string  `json:"plugin"`
-	Kind       string  `json:"kind,omitempty"` // file, folder, prebuilt (registered)
+	Kind       string  `json:"kind,omitempty"` // file, folder, prebuilt (registered, at start or later)
 	Version    string  `json:"version,omitempty"`
 	DurationMS float64 `json:"duration_ms,omitempty"`
 	Error      string  `json:"error,omitempty"` // client-safe: names, no paths
@@ -45,7 +45,7 @@ type serverEvent struct {
 func (s *Server) pluginEvent(ev loader.Event) {
 	s.metrics.Event(ev)
 	s.adminEvent(ev)
-	payload := pluginEvent{Plugin: ev.Plugin, Version: ev.Version, DurationMS: float64(ev.Duration.Microseconds()) / 1000}
+	payload := pluginEvent{Plugin: ev.Plugin, Kind: string(ev.Source), Version: ev.Version, DurationMS: float64(ev.Duration.Microseconds()) / 1000}
 	if ev.Err != nil {
 		payload.Error = "failed"
 		if le, ok := ev.Err.(*loader.Error); ok {
