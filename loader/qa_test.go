@@ -8,11 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
 
 	"github.com/plugind/plugind/build"
 	"github.com/plugind/plugind/internal/plugintest"
@@ -46,31 +43,7 @@ func TestReloadThatCannotBuildIsTold(t *testing.T) {
 			nonce := fmt.Sprint(time.Now().UnixNano())
 			plugintest.WriteFile(t, src, "v.go", fmt.Sprintf("// %s %s\npackage main\n\nfunc GETVHandler() string { return \"one\" }\n", t.Name(), nonce))
 
-			var mu sync.Mutex
-			var events []loader.Event
-			logs := &plugintest.Log{}
-			p, err := build.New(t.Context(), build.Options{SrcDir: src, CacheDir: plugintest.CacheDir(), Log: zerolog.New(logs)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			l, err := loader.New(loader.Options{
-				Pipeline:  p,
-				BuildWait: plugintest.BuildWait,
-				Reload:    true,
-				Log:       zerolog.New(logs),
-				Notify: func(ev loader.Event) {
-					mu.Lock()
-					events = append(events, ev)
-					mu.Unlock()
-				},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { l.Close(context.Background()) })
-			if err := l.Watch(); err != nil {
-				t.Fatal(err)
-			}
+			l, logs, events := watchingLoader(t, dir)
 			get := func() (string, error) {
 				h, err := l.Handler(context.Background(), "v", "V", "GET")
 				if err != nil {
@@ -84,25 +57,14 @@ func TestReloadThatCannotBuildIsTold(t *testing.T) {
 			}
 
 			plugintest.WriteFile(t, src, "v.go", fmt.Sprintf("// %s %s\npackage main\n\n%s", t.Name(), nonce, tt.edit))
-			failed := func() *loader.Event {
-				mu.Lock()
-				defer mu.Unlock()
-				for i := range events {
-					if events[i].Kind == loader.EventBuildFailed && events[i].Plugin == "v" {
-						return &events[i]
-					}
-				}
-				return nil
-			}
 			deadline := time.Now().Add(20 * time.Second)
-			for failed() == nil {
+			for events.count("v", loader.EventBuildFailed) == 0 {
 				if time.Now().After(deadline) {
-					mu.Lock()
-					t.Fatalf("no build_failed event for the edit; events: %+v; log:\n%s", events, logs)
+					t.Fatalf("no build_failed event for the edit; events: %+v; log:\n%s", events.all(), logs)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			if ev := failed(); ev.Err == nil || !strings.Contains(ev.Err.Error(), tt.want) {
+			if ev, _ := events.first("v", loader.EventBuildFailed); ev.Err == nil || !strings.Contains(ev.Err.Error(), tt.want) {
 				t.Errorf("build_failed error = %v, want it to name %s", ev.Err, tt.want)
 			}
 			if len(logs.Events(map[string]any{"plugin": "v", "level": "warn"})) == 0 {
@@ -125,16 +87,7 @@ func TestMethodsNoHandlerCanHave(t *testing.T) {
 	dir := plugintest.PluginPath(t)
 	src := filepath.Join(dir, "src")
 	plugintest.WriteFile(t, src, "m.go", fmt.Sprintf("// %s %d\npackage main\n\nfunc GETXHandler() string { return \"get\" }\nfunc POSTXHandler() string { return \"post\" }\n", t.Name(), time.Now().UnixNano()))
-	logs := &plugintest.Log{}
-	p, err := build.New(t.Context(), build.Options{SrcDir: src, CacheDir: plugintest.CacheDir(), Log: zerolog.New(logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := loader.New(loader.Options{Pipeline: p, BuildWait: plugintest.BuildWait, Log: zerolog.New(logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close(context.Background()) })
+	l, _ := newLoaderWith(t, dir, func(*build.Options, *loader.Options) {})
 
 	tests := []struct {
 		plugin, fn, method string
@@ -184,23 +137,11 @@ func TestOneFailureOneEvent(t *testing.T) {
 	plugintest.CopyTree(t, "deps/lib-greet", lib)
 	proxy, env := plugintest.ModuleProxy(t)
 
-	var mu sync.Mutex
-	var events []loader.Event
-	logs := &plugintest.Log{}
-	p, err := build.New(t.Context(), build.Options{SrcDir: filepath.Join(lib, "src"), CacheDir: t.TempDir(), Env: env, Log: zerolog.New(logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := loader.New(loader.Options{Pipeline: p, BuildWait: plugintest.BuildWait, Reload: true, Log: zerolog.New(logs),
-		Notify: func(ev loader.Event) {
-			mu.Lock()
-			events = append(events, ev)
-			mu.Unlock()
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close(context.Background()) })
+	events := &eventLog{}
+	l, logs := newLoaderWith(t, lib, func(b *build.Options, o *loader.Options) {
+		b.CacheDir, b.Env = t.TempDir(), env
+		o.Reload, o.Notify = true, events.add
+	})
 	if err := l.Watch(); err != nil {
 		t.Fatal(err)
 	}
@@ -219,9 +160,7 @@ func TestOneFailureOneEvent(t *testing.T) {
 	plugintest.WriteFile(t, lib, "go.mod", strings.Replace(read("go.mod"), "v1.0.0", "v1.1.0", 1))
 
 	failures := func() (n int, kinds []loader.EventKind) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, ev := range events {
+		for _, ev := range events.all() {
 			if ev.Plugin == "greet" && (ev.Kind == loader.EventBuildFailed || ev.Kind == loader.EventLoadFailed) {
 				n++
 				kinds = append(kinds, ev.Kind)

@@ -113,6 +113,13 @@ func (l *Loader) watchSources(w *fsnotify.Watcher) {
 	if err := w.Add(src); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		l.log.Warn().Err(err).Str("dir", src).Msg("watching plugin sources again")
 	}
+	l.watchFolders(w)
+}
+
+// watchFolders watches each folder plugin in the source directory, with
+// the directories of its own packages.
+func (l *Loader) watchFolders(w *fsnotify.Watcher) {
+	src := l.pipe.SrcDir()
 	entries, _ := os.ReadDir(src)
 	for _, e := range entries {
 		path := filepath.Join(src, e.Name())

@@ -40,16 +40,23 @@ func (e *eventLog) count(plugin string, kind loader.EventKind) int {
 	return n
 }
 
-// source is the source kind of plugin's first event of kind.
-func (e *eventLog) source(plugin string, kind loader.EventKind) loader.Kind {
+// first is plugin's first event of kind, if it was told one.
+func (e *eventLog) first(plugin string, kind loader.EventKind) (loader.Event, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, ev := range e.events {
 		if ev.Plugin == plugin && ev.Kind == kind {
-			return ev.Source
+			return ev, true
 		}
 	}
-	return ""
+	return loader.Event{}, false
+}
+
+// all is every event told so far, in order.
+func (e *eventLog) all() []loader.Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.events)
 }
 
 // watchingLoader is a loader on dir with reload on and the watcher
@@ -227,8 +234,8 @@ func TestAddedPluginIsRegistered(t *testing.T) {
 			if n, m := events.count("w", loader.EventRegistered), events.count("v", loader.EventRegistered); n != 1 || m != 0 {
 				t.Errorf("%d registered events for w and %d for v; want 1 and none", n, m)
 			}
-			if k := events.source("w", loader.EventRegistered); string(k) != kind {
-				t.Errorf("w registered as %q, want %q", k, kind)
+			if ev, _ := events.first("w", loader.EventRegistered); string(ev.Source) != kind {
+				t.Errorf("w registered as %q, want %q", ev.Source, kind)
 			}
 
 			if err := os.Remove(filepath.Join(at, file)); err != nil {

@@ -56,14 +56,7 @@ func (l *Loader) Watch() error {
 	_ = w.Add(filepath.Join(lib, "vendor")) // its modules.txt, if lib/go.mod is vendored
 	pkgs := &libTree{root: lib, src: l.pipe.SrcDir(), cache: l.pipe.CacheDir(), dirs: make(map[string]bool)}
 	pkgs.add(w, lib)
-	if entries, err := os.ReadDir(l.pipe.SrcDir()); err == nil {
-		for _, e := range entries {
-			path := filepath.Join(l.pipe.SrcDir(), e.Name())
-			if isDir(path, e) && ValidName(e.Name()) && !Ignored(e.Name()) {
-				watchTree(w, path)
-			}
-		}
-	}
+	l.watchFolders(w)
 	if found, _, err := l.Discover(); err == nil {
 		l.known.reset(found)
 	}

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -194,11 +195,64 @@ func TestEventStreamIsOffByDefault(t *testing.T) {
 // request, still sees each of them once.
 func TestBusStartUpEventsReachPluginsThatSubscribeLater(t *testing.T) {
 	dir := plugintest.PluginPath(t, "hello")
-	plugintest.WriteFile(t, filepath.Join(dir, "src"), "observer.go", plugintest.Own(t, `package main
+	writeObserver(t, filepath.Join(dir, "src"), "plugind.plugin.registered", "plugind.server.starting")
+	srv := startConfig(t, loadConfig(t, dir, ""))
+	got := srv.do(t, "GET", "/_PLUGIN/observer/Seen", "")
+	var seen []string
+	if err := json.Unmarshal([]byte(got.body), &seen); err != nil {
+		t.Fatalf("Seen: %d %s", got.status, got.body)
+	}
+	slices.Sort(seen)
+	want := []string{"plugind.plugin.registered hello file", "plugind.plugin.registered observer file", "plugind.server.starting " + srv.addr}
+	if !slices.Equal(seen, want) {
+		t.Errorf("a plugin loaded after start-up saw %q, want %q", seen, want)
+	}
+}
+
+// TestBusRuntimeRegistration: a plugin added while the server runs
+// (hot reload on) is announced on the bus as those found at start are,
+// plugind.plugin.registered with its name and kind.
+func TestBusRuntimeRegistration(t *testing.T) {
+	dir := plugintest.PluginPath(t, "hello")
+	src := filepath.Join(dir, "src")
+	writeObserver(t, src, "plugind.plugin.registered")
+	srv := startConfig(t, loadConfig(t, dir, "[plugins]\nreload = \"on-change\"\n"))
+	if a := srv.do(t, "GET", "/_PLUGIN/observer/Seen", ""); a.status != http.StatusOK {
+		t.Fatalf("Seen: %d %s", a.status, a.body)
+	}
+	plugintest.WriteFile(t, src, "late.go", "package main\n\nfunc GETLateHandler() string { return \"late\" }\n")
+	want := "plugind.plugin.registered late file"
+	var got []string
+	for deadline := time.Now().Add(20 * time.Second); !slices.Contains(got, want); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the observer saw %q, want %q among them within 20 s", got, want)
+		}
+		a := srv.do(t, "GET", "/_PLUGIN/observer/Seen", "")
+		got = nil
+		if err := json.Unmarshal([]byte(a.body), &got); err != nil {
+			t.Fatalf("Seen: %d %s", a.status, a.body)
+		}
+	}
+	if n := len(srv.logs.Events(map[string]any{"message": "plugin registered", "plugin": "late", "kind": "file"})); n != 1 {
+		t.Errorf("%d \"plugin registered\" log lines for late; want 1", n)
+	}
+}
+
+// writeObserver writes observer.go into src: a plugin that subscribes in
+// Init to each of names and answers GET /_PLUGIN/observer/Seen with what
+// it saw, "NAME PLUGIN KIND" or "NAME ADDR" each.
+func writeObserver(t *testing.T, src string, names ...string) {
+	t.Helper()
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = strconv.Quote(n)
+	}
+	plugintest.WriteFile(t, src, "observer.go", plugintest.Own(t, `package main
 
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 
 	"github.com/plugind/plugind/sdk"
@@ -210,11 +264,11 @@ var (
 )
 
 func Init(ctx context.Context) error {
-	for _, name := range []string{"plugind.plugin.registered", "plugind.server.starting"} {
-		if err := sdk.Subscribe(ctx, name, func(_ context.Context, e struct{ Plugin, Addr string }) error {
+	for _, name := range []string{`+strings.Join(quoted, ", ")+`} {
+		if err := sdk.Subscribe(ctx, name, func(_ context.Context, e struct{ Plugin, Kind, Addr string }) error {
 			mu.Lock()
 			defer mu.Unlock()
-			seen = append(seen, name+" "+e.Plugin+e.Addr)
+			seen = append(seen, name+" "+strings.TrimSpace(e.Plugin+" "+e.Kind+" "+e.Addr))
 			return nil
 		}); err != nil {
 			return err
@@ -230,74 +284,4 @@ func GETSeenHandler() string {
 	return string(out)
 }
 `))
-	srv := startConfig(t, loadConfig(t, dir, ""))
-	got := srv.do(t, "GET", "/_PLUGIN/observer/Seen", "")
-	var seen []string
-	if err := json.Unmarshal([]byte(got.body), &seen); err != nil {
-		t.Fatalf("Seen: %d %s", got.status, got.body)
-	}
-	slices.Sort(seen)
-	want := []string{"plugind.plugin.registered hello", "plugind.plugin.registered observer", "plugind.server.starting " + srv.addr}
-	if !slices.Equal(seen, want) {
-		t.Errorf("a plugin loaded after start-up saw %q, want %q", seen, want)
-	}
-}
-
-// TestBusRuntimeRegistration: a plugin added while the server runs
-// (hot reload on) is announced on the bus as those found at start are,
-// plugind.plugin.registered with its name and kind.
-func TestBusRuntimeRegistration(t *testing.T) {
-	dir := plugintest.PluginPath(t, "hello")
-	src := filepath.Join(dir, "src")
-	plugintest.WriteFile(t, src, "observer.go", plugintest.Own(t, `package main
-
-import (
-	"context"
-	"encoding/json"
-	"sync"
-
-	"github.com/plugind/plugind/sdk"
-)
-
-var (
-	mu   sync.Mutex
-	seen []string
-)
-
-func Init(ctx context.Context) error {
-	return sdk.Subscribe(ctx, "plugind.plugin.registered", func(_ context.Context, e struct{ Plugin, Kind string }) error {
-		mu.Lock()
-		defer mu.Unlock()
-		seen = append(seen, e.Plugin+" "+e.Kind)
-		return nil
-	})
-}
-
-func GETSeenHandler() string {
-	mu.Lock()
-	defer mu.Unlock()
-	out, _ := json.Marshal(seen)
-	return string(out)
-}
-`))
-	srv := startConfig(t, loadConfig(t, dir, "[plugins]\nreload = \"on-change\"\n"))
-	if a := srv.do(t, "GET", "/_PLUGIN/observer/Seen", ""); a.status != http.StatusOK {
-		t.Fatalf("Seen: %d %s", a.status, a.body)
-	}
-	plugintest.WriteFile(t, src, "late.go", "package main\n\nfunc GETLateHandler() string { return \"late\" }\n")
-	want := "late file"
-	var got []string
-	for deadline := time.Now().Add(20 * time.Second); !slices.Contains(got, want); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the observer saw %q, want %q among them within 20 s", got, want)
-		}
-		a := srv.do(t, "GET", "/_PLUGIN/observer/Seen", "")
-		got = nil
-		if err := json.Unmarshal([]byte(a.body), &got); err != nil {
-			t.Fatalf("Seen: %d %s", a.status, a.body)
-		}
-	}
-	if n := len(srv.logs.Events(map[string]any{"message": "plugin registered", "plugin": "late", "kind": "file"})); n != 1 {
-		t.Errorf("%d \"plugin registered\" log lines for late; want 1", n)
-	}
 }
